@@ -1,0 +1,202 @@
+//! The typed configuration, laid out exactly as CRI-O's TOML: `[crio]`, `[crio.api]`,
+//! `[crio.runtime]`, `[crio.runtime.runtimes.NAME]`, `[crio.image]`, `[crio.network]`,
+//! `[crio.metrics]`. Defaults live here, in one place; `conf.d/00-default.conf` writes them out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole merged configuration (the document root holds one `[crio]` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub crio: CrioConfig,
+}
+
+/// `[crio]`: where state lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CrioConfig {
+    /// Persistent state: the metadata store, images, layers, container upper dirs.
+    pub root: PathBuf,
+    /// Volatile state (tmpfs): sockets, pinned namespaces, shim bundles.
+    pub runroot: PathBuf,
+    /// Default directory for container logs when the kubelet gives none.
+    pub log_dir: PathBuf,
+    pub api: ApiConfig,
+    pub runtime: RuntimeSection,
+    pub image: ImageConfig,
+    pub network: NetworkConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[crio.api]`: the CRI socket and the streaming server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    /// Path of the CRI unix socket.
+    pub listen: PathBuf,
+    /// Address the exec/attach/port-forward server binds.
+    pub stream_address: String,
+    /// Port of the streaming server (a string, as in CRI-O; "0" picks a free port).
+    pub stream_port: String,
+    pub grpc_max_send_msg_size: usize,
+    pub grpc_max_recv_msg_size: usize,
+}
+
+/// `[crio.runtime]`: handlers and process-wide runtime settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuntimeSection {
+    /// Handler used when a pod names none (empty RuntimeClass handler).
+    pub default_runtime: String,
+    /// `cgroupfs` or `systemd`.
+    pub cgroup_manager: String,
+    /// One of `fatal panic error warn info debug trace`.
+    pub log_level: String,
+    /// The RuntimeClass handlers, by name.
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+}
+
+/// `[crio.runtime.runtimes.NAME]`: one RuntimeClass handler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RuntimeHandler {
+    /// For `oci`: the OCI runtime binary our runc shim drives (empty = `runc` from `PATH`).
+    /// For `vm`: the shim v2 binary itself.
+    pub runtime_path: String,
+    /// `oci` (through the in-tree runc shim) or `vm` (`runtime_path` is a shim v2 binary).
+    pub runtime_type: String,
+    /// The runtime's state root (`--root` of runc/crun).
+    pub runtime_root: String,
+    /// A config file handed to the runtime (e.g. kata's `configuration.toml`).
+    pub runtime_config_path: String,
+    /// The shim binary for `oci` handlers (empty = the in-tree runc shim).
+    pub monitor_path: String,
+    /// Annotations a pod may use to tune this handler.
+    pub allowed_annotations: Vec<String>,
+    /// Privileged pods of this handler do not get the host's devices.
+    pub privileged_without_host_devices: bool,
+}
+
+/// `[crio.image]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageConfig {
+    /// Empty: the built-in pause rootfs, no registry needed. Otherwise an image to pull.
+    pub pause_image: String,
+    /// The command of the infra container.
+    pub pause_command: String,
+    /// Registries searched for short names (deprecated in CRI-O in favour of registries.conf).
+    pub registries: Vec<String>,
+    /// Cancel a pull that makes no progress for this long ("0s" = never).
+    pub pull_progress_timeout: String,
+}
+
+/// `[crio.network]`: CNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    /// Network name to use; empty = the first conflist in `network_dir`.
+    pub cni_default_network: String,
+    /// Where CNI conflists are read from.
+    pub network_dir: PathBuf,
+    /// Where CNI plugin binaries are searched, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+/// `[crio.metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub enable_metrics: bool,
+    pub metrics_host: String,
+    pub metrics_port: u16,
+}
+
+impl Default for CrioConfig {
+    fn default() -> Self {
+        Self {
+            root: "/var/lib/crio-rs".into(),
+            runroot: "/run/crio-rs".into(),
+            log_dir: "/var/log/crio/pods".into(),
+            api: ApiConfig::default(),
+            runtime: RuntimeSection::default(),
+            image: ImageConfig::default(),
+            network: NetworkConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "/var/run/crio/crio.sock".into(),
+            stream_address: "127.0.0.1".into(),
+            stream_port: "0".into(),
+            // CRI-O's defaults: 80 MiB.
+            grpc_max_send_msg_size: 80 * 1024 * 1024,
+            grpc_max_recv_msg_size: 80 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let runc = RuntimeHandler {
+            runtime_type: RUNTIME_TYPE_OCI.into(),
+            runtime_root: "/run/runc".into(),
+            ..RuntimeHandler::default()
+        };
+        Self {
+            default_runtime: "runc".into(),
+            // No systemd runs on the machines this is built on; CRI-O defaults to systemd.
+            cgroup_manager: "cgroupfs".into(),
+            log_level: "info".into(),
+            runtimes: BTreeMap::from([("runc".to_string(), runc)]),
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            pause_image: String::new(),
+            pause_command: "/pause".into(),
+            registries: Vec::new(),
+            pull_progress_timeout: "0s".into(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            cni_default_network: String::new(),
+            network_dir: "/etc/cni/net.d".into(),
+            // Debian's containernetworking-plugins install to /usr/lib/cni.
+            plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enable_metrics: false,
+            metrics_host: "127.0.0.1".into(),
+            metrics_port: 9090,
+        }
+    }
+}
+
+pub const RUNTIME_TYPE_OCI: &str = "oci";
+pub const RUNTIME_TYPE_VM: &str = "vm";
+/// Accepted `runtime_type` values.
+pub const RUNTIME_TYPES: &[&str] = &[RUNTIME_TYPE_OCI, RUNTIME_TYPE_VM];
+/// Accepted `cgroup_manager` values.
+pub const CGROUP_MANAGERS: &[&str] = &["cgroupfs", "systemd"];
+/// Accepted `log_level` values (CRI-O's logrus levels).
+pub const LOG_LEVELS: &[&str] = &["fatal", "panic", "error", "warn", "info", "debug", "trace"];

@@ -1,0 +1,144 @@
+//! Semantic checks of a merged configuration. Each problem names its key and origin.
+
+use std::path::Path;
+
+use super::error::Problem;
+use super::model::{Config, CGROUP_MANAGERS, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM};
+use super::origin::Origins;
+
+/// Every problem found, in key order; empty means valid.
+pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
+    let mut out = Checker {
+        origins,
+        problems: Vec::new(),
+    };
+    let c = &config.crio;
+    out.absolute("crio.root", &c.root);
+    out.absolute("crio.runroot", &c.runroot);
+    out.absolute("crio.log_dir", &c.log_dir);
+    out.absolute("crio.api.listen", &c.api.listen);
+    if c.api.stream_port.parse::<u16>().is_err() {
+        out.problem(
+            "crio.api.stream_port",
+            format!("{:?} is not a port number", c.api.stream_port),
+            "a string holding 0-65535, \"0\" for any free port",
+        );
+    }
+    if c.api.stream_address.parse::<std::net::IpAddr>().is_err() {
+        out.problem(
+            "crio.api.stream_address",
+            format!("{:?} is not an IP address", c.api.stream_address),
+            "an IPv4 or IPv6 address such as \"127.0.0.1\"",
+        );
+    }
+    out.one_of(
+        "crio.runtime.cgroup_manager",
+        &c.runtime.cgroup_manager,
+        CGROUP_MANAGERS,
+    );
+    out.one_of("crio.runtime.log_level", &c.runtime.log_level, LOG_LEVELS);
+
+    let names: Vec<&str> = c.runtime.runtimes.keys().map(String::as_str).collect();
+    if !c.runtime.runtimes.contains_key(&c.runtime.default_runtime) {
+        out.problem(
+            "crio.runtime.default_runtime",
+            format!(
+                "{:?} has no [crio.runtime.runtimes.{}] table",
+                c.runtime.default_runtime, c.runtime.default_runtime
+            ),
+            &format!("a configured handler: {}", names.join(", ")),
+        );
+    }
+    for (name, handler) in &c.runtime.runtimes {
+        let key = |field: &str| format!("crio.runtime.runtimes.{name}.{field}");
+        if !valid_handler_name(name) {
+            out.problem(
+                &format!("crio.runtime.runtimes.{name}"),
+                format!("{name:?} is not a valid RuntimeClass handler name"),
+                "a DNS label: lower-case letters, digits and '-', at most 63 characters",
+            );
+        }
+        out.one_of(&key("runtime_type"), &handler.runtime_type, RUNTIME_TYPES);
+        if handler.runtime_type == RUNTIME_TYPE_VM && handler.runtime_path.is_empty() {
+            out.problem(
+                &key("runtime_path"),
+                "a \"vm\" handler needs the path of its shim v2 binary".into(),
+                "an absolute path such as /usr/bin/containerd-shim-kata-v2",
+            );
+        }
+        for (field, value) in [
+            ("runtime_path", &handler.runtime_path),
+            ("runtime_config_path", &handler.runtime_config_path),
+            ("monitor_path", &handler.monitor_path),
+            ("runtime_root", &handler.runtime_root),
+        ] {
+            if !value.is_empty() && !Path::new(value).is_absolute() {
+                out.problem(
+                    &key(field),
+                    format!("{value:?} is not an absolute path"),
+                    "an absolute path, or empty for the default",
+                );
+            }
+        }
+    }
+
+    out.absolute("crio.network.network_dir", &c.network.network_dir);
+    for (i, dir) in c.network.plugin_dirs.iter().enumerate() {
+        out.absolute(&format!("crio.network.plugin_dirs.{i}"), dir);
+    }
+    if crate::duration::parse(&c.image.pull_progress_timeout).is_none() {
+        out.problem(
+            "crio.image.pull_progress_timeout",
+            format!("{:?} is not a duration", c.image.pull_progress_timeout),
+            "a Go-style duration such as \"0s\", \"90s\", \"10m\", \"1h30m\"",
+        );
+    }
+    out.problems
+}
+
+struct Checker<'a> {
+    origins: &'a Origins,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: &str, message: String, accepted: &str) {
+        self.problems.push(Problem {
+            origin: self.origins.of(key),
+            key: key.to_string(),
+            message,
+            accepted: Some(accepted.to_string()),
+        });
+    }
+
+    fn absolute(&mut self, key: &str, path: &Path) {
+        if !path.is_absolute() {
+            self.problem(
+                key,
+                format!("{:?} is not an absolute path", path.display().to_string()),
+                "an absolute path",
+            );
+        }
+    }
+
+    fn one_of(&mut self, key: &str, value: &str, accepted: &[&str]) {
+        if !accepted.contains(&value) {
+            self.problem(
+                key,
+                format!("{value:?} is not accepted"),
+                &accepted.join(", "),
+            );
+        }
+    }
+}
+
+/// RuntimeClass handlers are DNS labels (Kubernetes validates them so).
+fn valid_handler_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}

@@ -1,0 +1,11 @@
+//! crio-core: the CRI daemon. It serves the CRI, handles images and storage, and hands
+//! every container operation to a shim v2 over ttrpc (see `shared/design.md`).
+
+pub mod config;
+pub mod daemon;
+pub mod duration;
+pub mod network;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod version;

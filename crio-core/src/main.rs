@@ -1,0 +1,147 @@
+//! `crio`: flags and subcommands; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use crio_core::config::{self, Overrides, Sources};
+use crio_core::version::BuildInfo;
+
+#[derive(Parser, Debug)]
+#[command(name = "crio", version, about = "A CRI runtime that runs every container through a shim v2")]
+struct Cli {
+    /// Main config file.
+    #[arg(short = 'c', long = "config", env = "CONTAINER_CONFIG", global = true, default_value = "/etc/crio/crio.conf")]
+    config: PathBuf,
+    /// Drop-in directory, read after the main file in lexical order.
+    #[arg(short = 'd', long = "config-dir", env = "CONTAINER_CONFIG_DIR", global = true, default_value = "/etc/crio/crio.conf.d")]
+    config_dir: PathBuf,
+    /// Persistent state root (overrides [crio] root).
+    #[arg(short = 'r', long, env = "CONTAINER_ROOT", global = true)]
+    root: Option<PathBuf>,
+    /// Volatile state root (overrides [crio] runroot).
+    #[arg(long, env = "CONTAINER_RUNROOT", global = true)]
+    runroot: Option<PathBuf>,
+    /// CRI socket path (overrides [crio.api] listen).
+    #[arg(long, env = "CONTAINER_LISTEN", global = true)]
+    listen: Option<PathBuf>,
+    /// Log level (overrides [crio.runtime] log_level).
+    #[arg(short = 'l', long = "log-level", env = "CONTAINER_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the merged configuration as TOML.
+    Config,
+    /// Print build information.
+    Version {
+        /// As JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Ask the running daemon.
+    Status {
+        /// The daemon's socket (default: the configured [crio.api] listen).
+        #[arg(short = 's', long)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        what: StatusCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StatusCommand {
+    /// The daemon's effective configuration.
+    Config,
+    /// Storage and cgroup facts.
+    Info,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crio: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Version { json }) = &cli.command {
+        let info = BuildInfo::current();
+        if *json {
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        } else {
+            print!("{}", info.to_text());
+        }
+        return Ok(());
+    }
+    let loaded = config::load(
+        &Sources {
+            file: cli.config.clone(),
+            dir: cli.config_dir.clone(),
+        },
+        &Overrides {
+            root: cli.root.clone(),
+            runroot: cli.runroot.clone(),
+            listen: cli.listen.clone(),
+            log_level: cli.log_level.clone(),
+        },
+    )?;
+    match cli.command {
+        Some(Command::Version { .. }) => unreachable!("handled above"),
+        Some(Command::Config) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", loaded.config.to_toml());
+            Ok(())
+        }
+        Some(Command::Status { socket, what }) => {
+            let socket = socket.unwrap_or_else(|| loaded.config.crio.api.listen.clone());
+            let endpoint = match what {
+                StatusCommand::Config => "/config",
+                StatusCommand::Info => "/info",
+            };
+            let body = runtime()?.block_on(crio_core::server::inspect::get_endpoint(&socket, endpoint))?;
+            println!("{}", body.trim_end());
+            Ok(())
+        }
+        None => {
+            init_logging(&loaded.config.crio.runtime.log_level);
+            runtime()?
+                .block_on(crio_core::daemon::run(loaded))
+                .context("crio daemon")
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Maps CRI-O's logrus level names onto tracing's.
+fn init_logging(level: &str) {
+    let level = match level {
+        "fatal" | "panic" | "error" => "error",
+        "warn" => "warn",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,218 @@
+//! Resolving configured handlers to the binaries they need, and whether they are there.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, RuntimeHandler, RUNTIME_TYPE_VM};
+
+/// The in-tree shim that drives runc/crun for `oci` handlers.
+pub const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
+
+/// One RuntimeClass handler as the core sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handler {
+    pub name: String,
+    pub config: RuntimeHandler,
+}
+
+/// Whether a handler can run pods now, and if not why (CamelCase reason + message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    Ready,
+    NotReady { reason: String, message: String },
+}
+
+impl Handler {
+    /// The shim v2 binary this handler is served by, as configured (maybe a bare name).
+    pub fn shim_binary(&self) -> String {
+        if self.config.runtime_type == RUNTIME_TYPE_VM {
+            self.config.runtime_path.clone()
+        } else if !self.config.monitor_path.is_empty() {
+            self.config.monitor_path.clone()
+        } else {
+            RUNC_SHIM_BINARY.to_string()
+        }
+    }
+
+    /// For `oci` handlers, the OCI runtime binary the runc shim drives.
+    pub fn oci_runtime_binary(&self) -> Option<String> {
+        (self.config.runtime_type != RUNTIME_TYPE_VM).then(|| {
+            if self.config.runtime_path.is_empty() {
+                "runc".to_string()
+            } else {
+                self.config.runtime_path.clone()
+            }
+        })
+    }
+
+    /// Checks that every binary the handler needs exists and is executable.
+    pub fn readiness(&self, search: &[PathBuf]) -> Readiness {
+        let shim = self.shim_binary();
+        if find_executable(&shim, search).is_none() {
+            return Readiness::NotReady {
+                reason: "ShimBinaryNotFound".into(),
+                message: format!(
+                    "runtime handler {:?}: shim v2 binary {shim:?} not found or not executable",
+                    self.name
+                ),
+            };
+        }
+        if let Some(runtime) = self.oci_runtime_binary() {
+            if find_executable(&runtime, search).is_none() {
+                return Readiness::NotReady {
+                    reason: "RuntimeBinaryNotFound".into(),
+                    message: format!(
+                        "runtime handler {:?}: OCI runtime {runtime:?} not found or not executable",
+                        self.name
+                    ),
+                };
+            }
+        }
+        Readiness::Ready
+    }
+}
+
+/// Every configured handler, and which one is the default.
+#[derive(Debug, Clone)]
+pub struct HandlerRegistry {
+    handlers: Vec<Handler>,
+    default: String,
+    /// Where bare binary names are looked up: the crio binary's own dir, then `PATH`.
+    search: Vec<PathBuf>,
+}
+
+impl HandlerRegistry {
+    pub fn from_config(config: &Config) -> Self {
+        let runtime = &config.crio.runtime;
+        let handlers = runtime
+            .runtimes
+            .iter()
+            .map(|(name, config)| Handler {
+                name: name.clone(),
+                config: config.clone(),
+            })
+            .collect();
+        Self {
+            handlers,
+            default: runtime.default_runtime.clone(),
+            search: default_search_path(),
+        }
+    }
+
+    /// Resolves a pod's handler name; empty means the default. `None` = unknown handler.
+    pub fn resolve(&self, name: &str) -> Option<&Handler> {
+        let name = if name.is_empty() { &self.default } else { name };
+        self.handlers.iter().find(|h| h.name == name)
+    }
+
+    pub fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    pub fn default_name(&self) -> &str {
+        &self.default
+    }
+
+    /// Readiness of the default handler: the CRI `RuntimeReady` condition.
+    pub fn default_readiness(&self) -> Readiness {
+        match self.resolve("") {
+            Some(handler) => handler.readiness(&self.search),
+            // Config validation guarantees the default exists.
+            None => Readiness::NotReady {
+                reason: "NoDefaultRuntime".into(),
+                message: format!("default runtime {:?} is not configured", self.default),
+            },
+        }
+    }
+}
+
+fn default_search_path() -> Vec<PathBuf> {
+    let own_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    own_dir
+        .into_iter()
+        .chain(std::env::split_paths(&path))
+        .collect()
+}
+
+/// An absolute path is checked as is; a bare name is looked up in `search`.
+pub fn find_executable(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
+    if name.is_empty() {
+        return None;
+    }
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        search.iter().map(|dir| dir.join(name)).collect()
+    };
+    candidates.into_iter().find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RUNTIME_TYPE_OCI;
+
+    fn handler(runtime_type: &str, runtime_path: &str, monitor_path: &str) -> Handler {
+        Handler {
+            name: "h".into(),
+            config: RuntimeHandler {
+                runtime_type: runtime_type.into(),
+                runtime_path: runtime_path.into(),
+                monitor_path: monitor_path.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn oci_handlers_use_the_runc_shim_with_their_runtime() {
+        let h = handler(RUNTIME_TYPE_OCI, "/usr/bin/crun", "");
+        assert_eq!(h.shim_binary(), RUNC_SHIM_BINARY);
+        assert_eq!(h.oci_runtime_binary().as_deref(), Some("/usr/bin/crun"));
+        let h = handler(RUNTIME_TYPE_OCI, "", "/opt/shim");
+        assert_eq!(h.shim_binary(), "/opt/shim");
+        assert_eq!(h.oci_runtime_binary().as_deref(), Some("runc"));
+    }
+
+    #[test]
+    fn vm_handlers_use_runtime_path_as_the_shim() {
+        let h = handler(RUNTIME_TYPE_VM, "/usr/bin/containerd-shim-kata-v2", "");
+        assert_eq!(h.shim_binary(), "/usr/bin/containerd-shim-kata-v2");
+        assert_eq!(h.oci_runtime_binary(), None);
+    }
+
+    #[test]
+    fn readiness_names_the_missing_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let search = vec![dir.path().to_path_buf()];
+        let h = handler(RUNTIME_TYPE_OCI, "", "");
+        match h.readiness(&search) {
+            Readiness::NotReady { reason, message } => {
+                assert_eq!(reason, "ShimBinaryNotFound");
+                assert!(message.contains(RUNC_SHIM_BINARY), "{message}");
+            }
+            Readiness::Ready => panic!("nothing is installed in {search:?}"),
+        }
+        use std::os::unix::fs::PermissionsExt;
+        for name in [RUNC_SHIM_BINARY, "runc"] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        assert_eq!(h.readiness(&search), Readiness::Ready);
+    }
+
+    #[test]
+    fn resolve_maps_empty_to_the_default_and_unknown_to_none() {
+        let reg = HandlerRegistry::from_config(&Config::default());
+        assert_eq!(reg.resolve("").map(|h| h.name.as_str()), Some("runc"));
+        assert!(reg.resolve("nope").is_none());
+    }
+}

@@ -1,0 +1,92 @@
+//! The CRI gRPC server: RuntimeService, ImageService, health and CRI-O's inspect
+//! endpoints on one unix socket, with graceful shutdown.
+
+mod image_service;
+pub mod inspect;
+mod runtime_service;
+pub mod socket;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocols::cri::image_service_server::ImageServiceServer;
+use protocols::cri::runtime_service_server::RuntimeServiceServer;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::service::Routes;
+
+pub use image_service::ImageServiceImpl;
+pub use runtime_service::RuntimeServiceImpl;
+pub use status::CriError;
+
+use crate::config::Config;
+use crate::runtime::HandlerRegistry;
+use crate::store::Store;
+
+/// How long in-flight calls get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the services share.
+#[derive(Debug)]
+pub struct State {
+    pub config: Config,
+    pub handlers: HandlerRegistry,
+    pub store: Store,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("CRI server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight calls finish (up to
+/// [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RuntimeServiceServer<RuntimeServiceImpl>>()
+        .await;
+    health
+        .set_serving::<ImageServiceServer<ImageServiceImpl>>()
+        .await;
+
+    let api = &state.config.crio.api;
+    let runtime = RuntimeServiceServer::new(RuntimeServiceImpl::new(state.clone()))
+        .max_decoding_message_size(api.grpc_max_recv_msg_size)
+        .max_encoding_message_size(api.grpc_max_send_msg_size);
+    let image = ImageServiceServer::new(ImageServiceImpl::new(state.clone()))
+        .max_decoding_message_size(api.grpc_max_recv_msg_size)
+        .max_encoding_message_size(api.grpc_max_send_msg_size);
+    let grpc = Routes::new(runtime)
+        .add_service(image)
+        .add_service(health_service)
+        .into_axum_router();
+    let routes = Routes::from(inspect::routes(grpc, state.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grace_rx = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
+        // HTTP/1.1 only for the inspect endpoints; gRPC stays HTTP/2.
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight calls");
+            let _ = stop_tx.send(true);
+        });
+    tokio::select! {
+        result = server => result?,
+        () = async move {
+            let _ = grace_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}: stopping anyway"),
+    }
+    drop(stop_rx);
+    Ok(())
+}

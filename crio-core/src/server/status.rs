@@ -1,0 +1,51 @@
+//! The one place where core errors become gRPC statuses.
+
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+/// Errors the CRI services return, each with its gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CriError> for Status {
+    fn from(err: CriError) -> Self {
+        let code = match &err {
+            CriError::InvalidArgument(_) => Code::InvalidArgument,
+            CriError::NotFound(_) => Code::NotFound,
+            CriError::AlreadyExists(_) => Code::AlreadyExists,
+            CriError::FailedPrecondition(_) => Code::FailedPrecondition,
+            CriError::Store(_) | CriError::Internal(_) => Code::Internal,
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_error_kind() {
+        let s: Status = CriError::NotFound("pod x".into()).into();
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "pod x");
+        let s: Status = CriError::InvalidArgument("bad".into()).into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let s: Status = CriError::AlreadyExists("dup".into()).into();
+        assert_eq!(s.code(), Code::AlreadyExists);
+    }
+}

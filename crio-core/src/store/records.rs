@@ -1,0 +1,82 @@
+//! The persisted records, schema version 1. Fields added later carry
+//! `#[serde(default)]` so older records still decode; removing or retyping a field
+//! needs a schema bump and a migration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Record;
+
+/// A pod sandbox as persisted before RunPodSandbox is acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub runtime_handler: String,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// Lifecycle state name (`ready`, `notready`).
+    pub state: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Record for SandboxRecord {
+    const TABLE: &'static str = "sandboxes";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A container as persisted before CreateContainer is acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image_ref: String,
+    pub created_at: i64,
+    /// Lifecycle state name (`created`, `running`, `exited`, `unknown`).
+    pub state: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Record for ContainerRecord {
+    const TABLE: &'static str = "containers";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A pulled image: its config digest is its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    #[serde(default)]
+    pub repo_tags: Vec<String>,
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+    pub size: u64,
+    /// Layer chain IDs, bottom first.
+    #[serde(default)]
+    pub layers: Vec<String>,
+}
+
+impl Record for ImageRecord {
+    const TABLE: &'static str = "images";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
