@@ -9,13 +9,29 @@ use crio_core::config::{self, Overrides, Sources};
 use crio_core::version::BuildInfo;
 
 #[derive(Parser, Debug)]
-#[command(name = "crio", version, about = "A CRI runtime that runs every container through a shim v2")]
+#[command(
+    name = "crio",
+    version,
+    about = "A CRI runtime that runs every container through a shim v2"
+)]
 struct Cli {
     /// Main config file.
-    #[arg(short = 'c', long = "config", env = "CONTAINER_CONFIG", global = true, default_value = "/etc/crio/crio.conf")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "CONTAINER_CONFIG",
+        global = true,
+        default_value = "/etc/crio/crio.conf"
+    )]
     config: PathBuf,
     /// Drop-in directory, read after the main file in lexical order.
-    #[arg(short = 'd', long = "config-dir", env = "CONTAINER_CONFIG_DIR", global = true, default_value = "/etc/crio/crio.conf.d")]
+    #[arg(
+        short = 'd',
+        long = "config-dir",
+        env = "CONTAINER_CONFIG_DIR",
+        global = true,
+        default_value = "/etc/crio/crio.conf.d"
+    )]
     config_dir: PathBuf,
     /// Persistent state root (overrides [crio] root).
     #[arg(short = 'r', long, env = "CONTAINER_ROOT", global = true)]
@@ -27,7 +43,12 @@ struct Cli {
     #[arg(long, env = "CONTAINER_LISTEN", global = true)]
     listen: Option<PathBuf>,
     /// Log level (overrides [crio.runtime] log_level).
-    #[arg(short = 'l', long = "log-level", env = "CONTAINER_LOG_LEVEL", global = true)]
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        env = "CONTAINER_LOG_LEVEL",
+        global = true
+    )]
     log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -109,7 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 StatusCommand::Config => "/config",
                 StatusCommand::Info => "/info",
             };
-            let body = runtime()?.block_on(crio_core::server::inspect::get_endpoint(&socket, endpoint))?;
+            let body =
+                runtime()?.block_on(crio_core::server::inspect::get_endpoint(&socket, endpoint))?;
             println!("{}", body.trim_end());
             Ok(())
         }
@@ -143,5 +165,6 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -1,0 +1,24 @@
+//! The integration harness every suite uses: the real `crio` binary on a private
+//! root per test, a real OCI registry on loopback, and locally built test images.
+//! Everything a test starts is stopped, and everything it mounts is unmounted, when
+//! its handle drops — also when the test panics.
+
+pub mod cleanup;
+pub mod cri;
+pub mod daemon;
+pub mod http;
+pub mod images;
+pub mod process;
+pub mod registry;
+pub mod test_images;
+
+pub use daemon::{Daemon, DaemonBuilder};
+pub use registry::{Registry, TestImage};
+
+/// Runs the test only as root; says so loudly instead of passing silently.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "integration tests must run as root (they create sockets, mounts and namespaces)"
+    );
+}

@@ -54,7 +54,8 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Loaded, ConfigEr
     }
 
     let mut ignored = Vec::new();
-    let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(normalize_path(&path.to_string()));
+    let mut on_ignored =
+        |path: serde_ignored::Path<'_>| ignored.push(normalize_path(&path.to_string()));
     let de = serde_ignored::Deserializer::new(toml::Value::Table(merged), &mut on_ignored);
     let result: Result<Config, _> = serde_path_to_error::deserialize(de);
     let mut config = result.map_err(|err| {
@@ -117,13 +118,14 @@ fn config_files(sources: &Sources) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|err| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        line: err
-            .span()
-            .map_or(1, |span| LineIndex::new(text).line_of(span.start)),
-        message: err.message().trim().to_string(),
-    })
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: err
+                .span()
+                .map_or(1, |span| LineIndex::new(text).line_of(span.start)),
+            message: err.message().trim().to_string(),
+        })
 }
 
 fn defaults_table() -> toml::Table {

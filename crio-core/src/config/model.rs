@@ -60,7 +60,7 @@ pub struct RuntimeSection {
 }
 
 /// `[crio.runtime.runtimes.NAME]`: one RuntimeClass handler.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RuntimeHandler {
     /// For `oci`: the OCI runtime binary our runc shim drives (empty = `runc` from `PATH`).
@@ -143,10 +143,24 @@ impl Default for ApiConfig {
     }
 }
 
+impl Default for RuntimeHandler {
+    fn default() -> Self {
+        Self {
+            runtime_path: String::new(),
+            // As in CRI-O, a handler that names no type is an OCI runtime.
+            runtime_type: RUNTIME_TYPE_OCI.into(),
+            runtime_root: String::new(),
+            runtime_config_path: String::new(),
+            monitor_path: String::new(),
+            allowed_annotations: Vec::new(),
+            privileged_without_host_devices: false,
+        }
+    }
+}
+
 impl Default for RuntimeSection {
     fn default() -> Self {
         let runc = RuntimeHandler {
-            runtime_type: RUNTIME_TYPE_OCI.into(),
             runtime_root: "/run/runc".into(),
             ..RuntimeHandler::default()
         };

@@ -76,9 +76,7 @@ impl Origins {
                 return origin.clone();
             }
             match probe.rsplit_once('.') {
-                Some((parent, last)) if last.bytes().all(|b| b.is_ascii_digit()) => {
-                    probe = parent
-                }
+                Some((parent, last)) if last.bytes().all(|b| b.is_ascii_digit()) => probe = parent,
                 _ => return Origin::Default,
             }
         }

@@ -72,7 +72,10 @@ fn dropins_apply_in_lexical_order_after_the_main_file() {
     let d = Dirs::new();
     d.main("[crio]\nroot = \"/main\"\nrunroot = \"/main-run\"\n");
     d.dropin("20-b.conf", "[crio]\nroot = \"/b\"\n");
-    d.dropin("10-a.conf", "[crio]\nroot = \"/a\"\nlog_dir = \"/a-logs\"\n");
+    d.dropin(
+        "10-a.conf",
+        "[crio]\nroot = \"/a\"\nlog_dir = \"/a-logs\"\n",
+    );
     d.dropin("30-ignored.txt", "[crio]\nroot = \"/txt\"\n");
     let loaded = d.load().expect("load");
     let c = &loaded.config.crio;
@@ -82,10 +85,18 @@ fn dropins_apply_in_lexical_order_after_the_main_file() {
     let names: Vec<_> = loaded
         .files
         .iter()
-        .map(|p| p.file_name().unwrap_or_default().to_string_lossy().to_string())
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        })
         .collect();
     assert_eq!(names, ["crio.conf", "10-a.conf", "20-b.conf"]);
-    assert_eq!(loaded.origins.of("crio.root"), at(&d.dir.join("20-b.conf"), 2));
+    assert_eq!(
+        loaded.origins.of("crio.root"),
+        at(&d.dir.join("20-b.conf"), 2)
+    );
 }
 
 #[test]
@@ -100,7 +111,10 @@ fn runtime_tables_merge_with_defaults_and_each_other() {
         "[crio.runtime.runtimes.kata]\nallowed_annotations = [\"io.katacontainers.config\"]\n",
     );
     let c = d.load().expect("load").config.crio;
-    assert!(c.runtime.runtimes.contains_key("runc"), "default handler kept");
+    assert!(
+        c.runtime.runtimes.contains_key("runc"),
+        "default handler kept"
+    );
     let kata = &c.runtime.runtimes["kata"];
     assert_eq!(kata.runtime_type, "vm");
     assert_eq!(kata.runtime_path, "/usr/bin/shim");
@@ -138,7 +152,10 @@ fn unknown_keys_warn_with_file_and_line() {
     let loaded = d.load().expect("unknown keys are not fatal");
     let w = loaded.warnings.join("\n");
     assert!(
-        w.contains(&format!("{}:2: unknown key crio.runtime.conmon", f.display())),
+        w.contains(&format!(
+            "{}:2: unknown key crio.runtime.conmon",
+            f.display()
+        )),
         "{w}"
     );
     assert!(w.contains("crio.nonsense"), "{w}");
@@ -207,7 +224,10 @@ fn bad_enum_values_list_what_is_accepted() {
     assert_eq!(rt.origin, at(&f, 5));
     assert_eq!(rt.accepted.as_deref(), Some("oci, vm"));
     let shown = ConfigError::Invalid(p.clone()).to_string();
-    assert!(shown.contains(&format!("{}:2: key crio.runtime.cgroup_manager", f.display())));
+    assert!(shown.contains(&format!(
+        "{}:2: key crio.runtime.cgroup_manager",
+        f.display()
+    )));
 }
 
 #[test]
@@ -226,8 +246,14 @@ fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
     d.main("[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nmonitor_path = \"shim\"\n");
     let p = d.problems();
     let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
-    assert!(keys.contains(&"crio.runtime.runtimes.kata.runtime_path"), "{keys:?}");
-    assert!(keys.contains(&"crio.runtime.runtimes.kata.monitor_path"), "{keys:?}");
+    assert!(
+        keys.contains(&"crio.runtime.runtimes.kata.runtime_path"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"crio.runtime.runtimes.kata.monitor_path"),
+        "{keys:?}"
+    );
 }
 
 #[test]

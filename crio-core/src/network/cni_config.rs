@@ -131,7 +131,8 @@ mod tests {
         (tmp, conf, bin)
     }
 
-    const LIST: &str = r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#;
+    const LIST: &str =
+        r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#;
 
     #[test]
     fn empty_dir_is_not_ready() {

@@ -103,7 +103,12 @@ pub async fn get_endpoint(socket: &Path, endpoint: &str) -> Result<String, Inspe
         })?;
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(http)?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(http)?
+        .to_bytes();
     let body = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         return Err(InspectError::Status { path, status, body });

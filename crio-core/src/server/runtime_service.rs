@@ -7,8 +7,8 @@ use std::sync::Arc;
 use protocols::cri::runtime_service_server::RuntimeService;
 use protocols::cri::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures,
-    RuntimeStatus, StatusRequest, StatusResponse, VersionRequest, VersionResponse,
+    RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse, VersionRequest, VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -44,7 +44,12 @@ impl RuntimeServiceImpl {
             &net.cni_default_network,
         ) {
             Ok(_) => condition(NETWORK_READY, true, "", ""),
-            Err(e) => condition(NETWORK_READY, false, "NetworkPluginNotReady", &e.to_string()),
+            Err(e) => condition(
+                NETWORK_READY,
+                false,
+                "NetworkPluginNotReady",
+                &e.to_string(),
+            ),
         };
         vec![runtime, network]
     }

@@ -99,7 +99,10 @@ fn second_opener_is_refused_while_the_first_holds_it() {
     let path = dir.path().join("m.redb");
     let _first = Store::open(&path).expect("open");
     let err = Store::open(&path).expect_err("locked");
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

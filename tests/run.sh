@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need from Debian (runc, the CNI plugins,
+# the registry, skopeo, busybox-static...), checks formatting and lints, builds, and
+# runs the unit and integration suites as root against the real daemon.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) != 0 ]]; then
+    echo "tests/run.sh must run as root (integration tests create sockets, mounts, namespaces)" >&2
+    exit 1
+fi
+
+PACKAGES=(
+    runc crun containernetworking-plugins iptables     # runtime parts
+    docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd
+    busybox-static                                     # test images
+    pkg-config gcc
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "==> apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo build"
+# Integration tests run the crio binary: build it first.
+cargo build --workspace --bins --tests --locked
+echo "==> cargo test"
+cargo test --workspace --locked -- "$@"

@@ -1,0 +1,41 @@
+//! CRI clients over the daemon's unix socket, from the protocols crate.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use protocols::cri::image_service_client::ImageServiceClient;
+use protocols::cri::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Both CRI services on one channel.
+#[derive(Debug, Clone)]
+pub struct CriClient {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub image: ImageServiceClient<Channel>,
+    pub channel: Channel,
+}
+
+/// A channel to a unix socket (the URI is a placeholder tonic requires).
+pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket: PathBuf = socket.to_path_buf();
+    Endpoint::from_static("http://[::1]:0")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
+impl CriClient {
+    pub async fn connect(socket: &Path) -> Result<Self, tonic::transport::Error> {
+        let channel = channel(socket).await?;
+        Ok(Self {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            image: ImageServiceClient::new(channel.clone()),
+            channel,
+        })
+    }
+}

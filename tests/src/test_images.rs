@@ -1,0 +1,271 @@
+//! The test images, built from Debian's `busybox-static`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::images::{Entry, ImageSpec, OciLayout};
+
+/// Where Debian's busybox-static puts the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The busybox applets linked into `/bin` of every test image.
+pub const APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "sleep",
+    "echo",
+    "cat",
+    "ls",
+    "id",
+    "wget",
+    "nc",
+    "httpd",
+    "true",
+    "false",
+    "env",
+    "mkdir",
+    "rm",
+    "ps",
+    "hostname",
+    "printf",
+    "test",
+    "[",
+    "touch",
+    "grep",
+    "head",
+    "tail",
+    "date",
+    "ip",
+    "ifconfig",
+    "kill",
+    "mount",
+    "umount",
+    "sed",
+    "stat",
+    "uname",
+    "whoami",
+    "chmod",
+    "chown",
+    "ln",
+    "cp",
+    "mv",
+    "pwd",
+    "tee",
+    "wc",
+    "yes",
+    "dd",
+    "df",
+    "du",
+    "find",
+    "sync",
+    "seq",
+    "timeout",
+    "nslookup",
+    "netstat",
+    "route",
+    "ping",
+    "hexdump",
+    "md5sum",
+    "sha256sum",
+    "readlink",
+    "xargs",
+    "awk",
+    "tr",
+    "cut",
+    "sort",
+    "uniq",
+    "basename",
+    "dirname",
+    "mktemp",
+    "nproc",
+    "free",
+    "top",
+    "vi",
+    "less",
+    "more",
+    "which",
+    "realpath",
+];
+
+/// An image the registry fixture serves: repository, tag and what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestImage {
+    /// busybox with the applets above; OCI manifest.
+    Busybox,
+    /// The same image pushed as a Docker schema 2 manifest.
+    BusyboxDocker,
+    /// `httpd` serving `/www` on port 80.
+    Web,
+    /// Config `User` 1000:1000 (`user` in /etc/passwd).
+    NonRoot,
+    /// 4 layers: a later layer deletes a file and makes a directory opaque.
+    Whiteout,
+    /// An image index with linux/amd64 and linux/arm64 manifests.
+    MultiArch,
+}
+
+impl TestImage {
+    pub const ALL: [TestImage; 6] = [
+        TestImage::Busybox,
+        TestImage::BusyboxDocker,
+        TestImage::Web,
+        TestImage::NonRoot,
+        TestImage::Whiteout,
+        TestImage::MultiArch,
+    ];
+
+    /// `repository:tag` on the test registry.
+    pub fn repo_tag(self) -> &'static str {
+        match self {
+            TestImage::Busybox => "test/busybox:latest",
+            TestImage::BusyboxDocker => "test/busybox:docker",
+            TestImage::Web => "test/web:latest",
+            TestImage::NonRoot => "test/nonroot:latest",
+            TestImage::Whiteout => "test/whiteout:latest",
+            TestImage::MultiArch => "test/multiarch:latest",
+        }
+    }
+
+    /// Name of the layout ref it is written under.
+    fn layout_ref(self) -> &'static str {
+        match self {
+            TestImage::Busybox | TestImage::BusyboxDocker => "busybox",
+            TestImage::Web => "web",
+            TestImage::NonRoot => "nonroot",
+            TestImage::Whiteout => "whiteout",
+            TestImage::MultiArch => "multiarch",
+        }
+    }
+}
+
+fn base_layer() -> Vec<Entry> {
+    let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
+        panic!("{BUSYBOX}: {e} (install Debian's busybox-static: tests/setup.sh does)")
+    });
+    let mut entries = vec![
+        Entry::dir("bin"),
+        Entry::executable("bin/busybox", busybox),
+        Entry::dir("etc"),
+        Entry::file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        Entry::file(
+            "etc/group",
+            "root:x:0:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n",
+        ),
+        Entry::dir("root"),
+        Entry::dir("home"),
+        Entry::Dir {
+            path: "home/user".into(),
+            mode: 0o755,
+        },
+        Entry::Dir {
+            path: "tmp".into(),
+            mode: 0o1777,
+        },
+        Entry::dir("var"),
+    ];
+    entries.extend(
+        APPLETS
+            .iter()
+            .map(|applet| Entry::symlink(&format!("bin/{applet}"), "busybox")),
+    );
+    entries
+}
+
+fn spec(config: serde_json::Value, layers: Vec<Vec<Entry>>) -> ImageSpec {
+    ImageSpec {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config,
+        layers,
+    }
+}
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Writes every test image into one OCI layout at `dir`.
+pub fn build_layout(dir: &Path) -> OciLayout {
+    let mut layout = OciLayout::create(dir);
+    let busybox = spec(
+        json!({"Env": [PATH_ENV], "Cmd": ["sh"]}),
+        vec![base_layer()],
+    );
+    let d = layout.add_image(&busybox);
+    layout.tag(&d, TestImage::Busybox.layout_ref());
+
+    let web = spec(
+        json!({
+            "Env": [PATH_ENV],
+            "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+            "ExposedPorts": {"80/tcp": {}},
+        }),
+        vec![
+            base_layer(),
+            vec![
+                Entry::dir("www"),
+                Entry::file("www/index.html", "hello from crio-tests web\n"),
+            ],
+        ],
+    );
+    let d = layout.add_image(&web);
+    layout.tag(&d, TestImage::Web.layout_ref());
+
+    let nonroot = spec(
+        json!({"Env": [PATH_ENV], "Cmd": ["id"], "User": "1000:1000", "WorkingDir": "/home/user"}),
+        vec![base_layer()],
+    );
+    let d = layout.add_image(&nonroot);
+    layout.tag(&d, TestImage::NonRoot.layout_ref());
+
+    let whiteout = spec(
+        json!({"Env": [PATH_ENV], "Cmd": ["ls", "-la", "/data", "/opaque"]}),
+        vec![
+            base_layer(),
+            vec![
+                Entry::dir("data"),
+                Entry::file("data/keep", "kept\n"),
+                Entry::file("data/remove-me", "should be deleted\n"),
+                Entry::dir("opaque"),
+                Entry::file("opaque/old-file", "hidden by the opaque dir\n"),
+            ],
+            vec![Entry::Whiteout {
+                path: "data/remove-me".into(),
+            }],
+            vec![
+                Entry::dir("opaque"),
+                Entry::Opaque {
+                    dir: "opaque".into(),
+                },
+                Entry::file("opaque/new-file", "from the top layer\n"),
+            ],
+        ],
+    );
+    let d = layout.add_image(&whiteout);
+    layout.tag(&d, TestImage::Whiteout.layout_ref());
+
+    // The arm64 image holds no arm64 binary: a marker file tells which one was chosen.
+    let amd64 = spec(
+        json!({"Env": [PATH_ENV], "Cmd": ["cat", "/platform"]}),
+        vec![base_layer(), vec![Entry::file("platform", "linux/amd64\n")]],
+    );
+    let arm64 = ImageSpec {
+        architecture: "arm64".into(),
+        layers: vec![vec![Entry::file("platform", "linux/arm64\n")]],
+        ..amd64.clone()
+    };
+    let d = layout.add_index(&[amd64, arm64]);
+    layout.tag(&d, TestImage::MultiArch.layout_ref());
+    layout
+}
+
+/// How skopeo pushes `image` out of the layout: `(layout ref, --all, --format)`.
+pub fn push_plan(image: TestImage) -> (&'static str, bool, Option<&'static str>) {
+    match image {
+        TestImage::MultiArch => (image.layout_ref(), true, None),
+        TestImage::BusyboxDocker => (image.layout_ref(), false, Some("v2s2")),
+        _ => (image.layout_ref(), false, None),
+    }
+}

@@ -1,0 +1,171 @@
+//! Configuration through the real binary: merge order, flags and env vars for every
+//! subcommand, and start-up refused with file, line, key and what is accepted.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crio_tests::daemon::crio_binary;
+use crio_tests::Daemon;
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run crio");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn crio_config_prints_the_merge_in_lexical_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let main = tmp.path().join("crio.conf");
+    let dir = tmp.path().join("crio.conf.d");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(
+        &main,
+        "[crio]\nroot = \"/from-main\"\nlog_dir = \"/main-logs\"\n",
+    )
+    .expect("w");
+    std::fs::write(dir.join("20-b.conf"), "[crio]\nroot = \"/from-b\"\n").expect("w");
+    std::fs::write(
+        dir.join("10-a.conf"),
+        "[crio]\nroot = \"/from-a\"\n[crio.runtime.runtimes.crun]\nruntime_path = \"/usr/bin/crun\"\n",
+    )
+    .expect("w");
+
+    let (ok, stdout, stderr) = run(Command::new(crio_binary())
+        .arg("-c")
+        .arg(&main)
+        .arg("-d")
+        .arg(&dir)
+        .arg("config"));
+    assert!(ok, "{stderr}");
+    let merged: toml::Table = stdout.parse().expect("crio config prints TOML");
+    assert_eq!(merged["crio"]["root"].as_str(), Some("/from-b"));
+    assert_eq!(merged["crio"]["log_dir"].as_str(), Some("/main-logs"));
+    let runtimes = merged["crio"]["runtime"]["runtimes"]
+        .as_table()
+        .expect("runtimes");
+    assert!(runtimes.contains_key("runc") && runtimes.contains_key("crun"));
+
+    // The same through CRI-O's environment variables, with a flag on top.
+    let (ok, stdout, _) = run(Command::new(crio_binary())
+        .env("CONTAINER_CONFIG", &main)
+        .env("CONTAINER_CONFIG_DIR", &dir)
+        .env("CONTAINER_RUNROOT", "/from-env")
+        .args(["config", "--root", "/from-flag"]));
+    assert!(ok);
+    let merged: toml::Table = stdout.parse().expect("toml");
+    assert_eq!(merged["crio"]["root"].as_str(), Some("/from-flag"));
+    assert_eq!(merged["crio"]["runroot"].as_str(), Some("/from-env"));
+}
+
+#[test]
+fn bad_config_refuses_to_start_naming_file_line_key_and_accepted_values() {
+    let mut daemon = Daemon::builder()
+        .dropin(
+            "50-bad.conf",
+            "[crio.runtime]\n\ncgroup_manager = \"cgroupv3\"\n",
+        )
+        .spawn();
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("must exit");
+    assert!(!status.success());
+    let log = daemon.log();
+    let file = daemon.dirs.config_dir.join("50-bad.conf");
+    assert!(
+        log.contains(&format!(
+            "{}:3: key crio.runtime.cgroup_manager: \"cgroupv3\" is not accepted (accepted: cgroupfs, systemd)",
+            file.display()
+        )),
+        "{log}"
+    );
+    assert!(!daemon.dirs.socket.exists(), "nothing served");
+}
+
+#[test]
+fn wrong_type_and_syntax_errors_name_file_and_line() {
+    let mut daemon = Daemon::builder()
+        .dropin("50-bad.conf", "[crio.metrics]\nmetrics_port = \"http\"\n")
+        .spawn();
+    assert!(!daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit")
+        .success());
+    let log = daemon.log();
+    assert!(
+        log.contains("50-bad.conf:2: key crio.metrics.metrics_port: invalid type"),
+        "{log}"
+    );
+
+    let mut daemon = Daemon::builder()
+        .dropin("50-bad.conf", "[crio\nroot = 1\n")
+        .spawn();
+    assert!(!daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit")
+        .success());
+    let log = daemon.log();
+    assert!(log.contains("50-bad.conf:1: invalid TOML"), "{log}");
+}
+
+#[test]
+fn unknown_default_runtime_lists_the_configured_handlers() {
+    let mut daemon = Daemon::builder()
+        .main_config("[crio.runtime]\ndefault_runtime = \"kata\"\n")
+        .spawn();
+    assert!(!daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit")
+        .success());
+    let log = daemon.log();
+    assert!(
+        log.contains("crio.conf:2: key crio.runtime.default_runtime"),
+        "{log}"
+    );
+    assert!(
+        log.contains("accepted: a configured handler: runc"),
+        "{log}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_warned_about_with_file_and_line_but_start() {
+    let daemon = Daemon::builder()
+        .dropin(
+            "60-crio-o.conf",
+            "[crio.runtime]\nconmon_cgroup = \"pod\"\n[crio.runtime.runtimes.runc]\nruntime_root = \"/run/runc\"\nmonitor_env = []\n",
+        )
+        .start();
+    let log = daemon.log();
+    let file = daemon.dirs.config_dir.join("60-crio-o.conf");
+    assert!(
+        log.contains(&format!(
+            "{}:2: unknown key crio.runtime.conmon_cgroup is ignored",
+            file.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "{}:5: unknown key crio.runtime.runtimes.runc.monitor_env is ignored",
+            file.display()
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn version_plain_and_json() {
+    let (ok, stdout, _) = run(Command::new(crio_binary()).arg("version"));
+    assert!(ok);
+    assert!(stdout.contains(&format!("Version:       {}", env!("CARGO_PKG_VERSION"))));
+    assert!(stdout.contains("GitCommit:"));
+    let (ok, stdout, _) = run(Command::new(crio_binary()).args(["version", "--json"]));
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["gitCommit"].is_string());
+}

@@ -1,0 +1,340 @@
+//! The daemon over its socket: permissions, Version/Status/RuntimeConfig, health,
+//! Unimplemented for what has not landed, the inspect endpoints, and shutdown.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::Duration;
+
+use crio_tests::Daemon;
+use protocols::cri::{
+    CgroupDriver, ListContainersRequest, ListImagesRequest, PullImageRequest, RunPodSandboxRequest,
+    RuntimeConfigRequest, StatusRequest, VersionRequest,
+};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn socket_is_root_only_and_version_answers() {
+    let daemon = Daemon::builder().start();
+    let meta = std::fs::symlink_metadata(&daemon.dirs.socket).expect("socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+
+    let mut cri = daemon.client().await;
+    let v = cri
+        .runtime
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .expect("Version")
+        .into_inner();
+    assert_eq!(v.runtime_name, "crio-rs");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert_eq!(v.runtime_version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_tells_why_runtime_and_network_are_not_ready() {
+    let daemon = Daemon::builder().start();
+    let mut cri = daemon.client().await;
+    let status = cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner();
+    let conditions = status.status.expect("conditions").conditions;
+    let runtime = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .expect("RuntimeReady");
+    // The default handler's shim (containerd-shim-runc-rs-v2) is not installed here.
+    assert!(!runtime.status);
+    assert_eq!(runtime.reason, "ShimBinaryNotFound");
+    assert!(runtime.message.contains("containerd-shim-runc-rs-v2"));
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .expect("NetworkReady");
+    assert!(!network.status);
+    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert!(network
+        .message
+        .contains(&daemon.dirs.network_dir.display().to_string()));
+    assert!(status.info.is_empty(), "info only when verbose");
+
+    let handlers: Vec<_> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(handlers, ["", "runc"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let shim = tmp.path().join("containerd-shim-test-v2");
+    std::fs::write(&shim, "#!/bin/sh\nexit 0\n").expect("write");
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let daemon = Daemon::builder()
+        .dropin(
+            "50-vm.conf",
+            &format!(
+                "[crio.runtime]\ndefault_runtime = \"vmtest\"\n[crio.runtime.runtimes.vmtest]\nruntime_type = \"vm\"\nruntime_path = {:?}\n",
+                shim
+            ),
+        )
+        .start();
+    let mut cri = daemon.client().await;
+    // A conflist written after start-up is picked up without a restart.
+    std::fs::write(
+        daemon.dirs.network_dir.join("10-test.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"crio-test","plugins":[{"type":"bridge","bridge":"criotest0"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+    )
+    .expect("write conflist");
+    let status = cri
+        .runtime
+        .status(StatusRequest { verbose: true })
+        .await
+        .expect("Status")
+        .into_inner();
+    for c in status.status.expect("conditions").conditions {
+        assert!(
+            c.status,
+            "{} not ready: {} {}",
+            c.r#type, c.reason, c.message
+        );
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(status.info.get("config").expect("verbose config")).expect("json");
+    assert_eq!(config["crio"]["runtime"]["default_runtime"], "vmtest");
+    let names: Vec<_> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    assert_eq!(names, ["", "runc", "vmtest"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_config_reports_the_configured_cgroup_driver() {
+    let daemon = Daemon::builder().start();
+    let mut cri = daemon.client().await;
+    let linux = cri
+        .runtime
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .expect("RuntimeConfig")
+        .into_inner()
+        .linux
+        .expect("linux");
+    assert_eq!(linux.cgroup_driver, CgroupDriver::Cgroupfs as i32);
+
+    let daemon = Daemon::builder()
+        .dropin("50.conf", "[crio.runtime]\ncgroup_manager = \"systemd\"\n")
+        .start();
+    let mut cri = daemon.client().await;
+    let linux = cri
+        .runtime
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .expect("RuntimeConfig")
+        .into_inner()
+        .linux
+        .expect("linux");
+    assert_eq!(linux.cgroup_driver, CgroupDriver::Systemd as i32);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpcs_not_built_yet_answer_unimplemented() {
+    let daemon = Daemon::builder().start();
+    let mut cri = daemon.client().await;
+    let code = cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest::default())
+        .await
+        .expect_err("not built yet")
+        .code();
+    assert_eq!(code, tonic::Code::Unimplemented);
+    let code = cri
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .expect_err("not built yet")
+        .code();
+    assert_eq!(code, tonic::Code::Unimplemented);
+    let code = cri
+        .image
+        .list_images(ListImagesRequest::default())
+        .await
+        .expect_err("not built yet")
+        .code();
+    assert_eq!(code, tonic::Code::Unimplemented);
+    let code = cri
+        .image
+        .pull_image(PullImageRequest::default())
+        .await
+        .expect_err("not built yet")
+        .code();
+    assert_eq!(code, tonic::Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_service_reports_serving() {
+    let daemon = Daemon::builder().start();
+    let channel = crio_tests::cri::channel(&daemon.dirs.socket)
+        .await
+        .expect("channel");
+    let mut health = HealthClient::new(channel);
+    for service in ["", "runtime.v1.RuntimeService", "runtime.v1.ImageService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health {service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_connected_client_exits_cleanly_and_removes_the_socket() {
+    let mut daemon = Daemon::builder().start();
+    let mut cri = daemon.client().await;
+    cri.runtime
+        .version(VersionRequest::default())
+        .await
+        .expect("Version");
+    // The client stays connected and answers the server's GOAWAY: no grace period needed.
+    let started = std::time::Instant::now();
+    let status = daemon.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        daemon.log()
+    );
+    assert!(!daemon.dirs.socket.exists(), "socket left behind");
+    assert!(daemon.log().contains("received SIGTERM"));
+    assert!(cri
+        .runtime
+        .version(VersionRequest::default())
+        .await
+        .is_err());
+}
+
+#[test]
+fn sigint_exits_cleanly() {
+    let mut daemon = Daemon::builder().start();
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits on SIGINT");
+    assert!(status.success());
+    assert!(!daemon.dirs.socket.exists());
+}
+
+#[test]
+fn stale_socket_is_replaced_and_store_survives_a_crash() {
+    let mut daemon = Daemon::builder().start();
+    daemon.kill9();
+    // kill -9 leaves the socket file behind with nobody listening.
+    assert!(daemon.dirs.socket.exists());
+    daemon.restart();
+    assert!(daemon.log().contains("removing stale socket"));
+}
+
+#[test]
+fn a_live_socket_is_not_taken_over() {
+    let first = Daemon::builder().start();
+    let mut second = Daemon::builder()
+        .arg("--listen")
+        .arg(first.dirs.socket.to_str().expect("utf-8 path"))
+        .spawn();
+    let status = second
+        .wait_exit(Duration::from_secs(15))
+        .expect("second daemon must give up");
+    assert!(!status.success());
+    let log = second.log();
+    assert!(log.contains("already serving on"), "{log}");
+    assert!(std::os::unix::net::UnixStream::connect(&first.dirs.socket).is_ok());
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("not-a-socket");
+    std::fs::write(&path, "precious").expect("write");
+    let mut daemon = Daemon::builder()
+        .arg("--listen")
+        .arg(path.to_str().expect("utf-8"))
+        .spawn();
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(!status.success());
+    assert!(daemon.log().contains("is not a socket"), "{}", daemon.log());
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "precious");
+}
+
+#[test]
+fn crio_status_asks_the_running_daemon() {
+    let daemon = Daemon::builder().start();
+    let out = daemon
+        .command()
+        .args(["status", "info"])
+        .output()
+        .expect("crio status info");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(info["cgroup_driver"], "cgroupfs");
+    assert_eq!(
+        info["storage_root"],
+        daemon.dirs.root.display().to_string().as_str()
+    );
+
+    let out = daemon
+        .command()
+        .args(["status", "config"])
+        .output()
+        .expect("crio status config");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("listen = {:?}", daemon.dirs.socket)),
+        "{text}"
+    );
+
+    // No daemon behind the socket: a clear error, not a hang.
+    let out = daemon
+        .command()
+        .args(["status", "--socket", "/nonexistent/crio.sock", "info"])
+        .output()
+        .expect("crio status");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is crio running?"), "{err}");
+}
+
+#[test]
+fn metadata_store_is_created_under_root_and_reopened_after_restart() {
+    let mut daemon = Daemon::builder().start();
+    let store = daemon.dirs.root.join("metadata.redb");
+    assert!(store.is_file());
+    assert!(daemon.stop().success());
+    daemon.restart();
+    assert!(store.is_file());
+}
