@@ -24,7 +24,7 @@ if ((${#missing[@]})); then
 fi
 
 echo "==> cargo build --release"
-cargo build --release --locked --bins
+cargo build --release --locked -p crio-core --bins
 
 echo "==> installing to $PREFIX/bin and $CONF_DIR"
 install -D -m 0755 target/release/crio "$PREFIX/bin/crio"
