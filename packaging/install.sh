@@ -13,15 +13,7 @@ PIDFILE=/run/crio/crio.pid
 # Runtime parts (runc/crun, CNI plugins) and what the build needs.
 PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "==> apt-get install ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+packaging/apt-install.sh "${PACKAGES[@]}"
 
 echo "==> cargo build --release"
 cargo build --release --locked -p crio-core --bins

@@ -16,15 +16,7 @@ PACKAGES=(
     busybox-static                                     # test images
     pkg-config gcc
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "==> apt-get install ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+packaging/apt-install.sh "${PACKAGES[@]}"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -34,4 +26,10 @@ echo "==> cargo build"
 # Integration tests run the crio binary: build it first.
 cargo build --workspace --bins --tests --locked
 echo "==> cargo test"
-cargo test --workspace --locked -- "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked -- "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -149,38 +149,27 @@ async fn runtime_config_reports_the_configured_cgroup_driver() {
     assert_eq!(linux.cgroup_driver, CgroupDriver::Systemd as i32);
 }
 
+fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
+    let status = result.expect_err("not built yet");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rpcs_not_built_yet_answer_unimplemented() {
     let daemon = Daemon::builder().start();
     let mut cri = daemon.client().await;
-    let code = cri
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest::default())
-        .await
-        .expect_err("not built yet")
-        .code();
-    assert_eq!(code, tonic::Code::Unimplemented);
-    let code = cri
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .expect_err("not built yet")
-        .code();
-    assert_eq!(code, tonic::Code::Unimplemented);
-    let code = cri
-        .image
-        .list_images(ListImagesRequest::default())
-        .await
-        .expect_err("not built yet")
-        .code();
-    assert_eq!(code, tonic::Code::Unimplemented);
-    let code = cri
-        .image
-        .pull_image(PullImageRequest::default())
-        .await
-        .expect_err("not built yet")
-        .code();
-    assert_eq!(code, tonic::Code::Unimplemented);
+    assert_unimplemented(
+        cri.runtime
+            .run_pod_sandbox(RunPodSandboxRequest::default())
+            .await,
+    );
+    assert_unimplemented(
+        cri.runtime
+            .list_containers(ListContainersRequest::default())
+            .await,
+    );
+    assert_unimplemented(cri.image.list_images(ListImagesRequest::default()).await);
+    assert_unimplemented(cri.image.pull_image(PullImageRequest::default()).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
