@@ -4,8 +4,10 @@
 pub mod config;
 pub mod daemon;
 pub mod duration;
+pub mod image;
 pub mod network;
 pub mod runtime;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod version;
