@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Loaded;
+use crate::image::auth::AuthFile;
+use crate::image::images::{ImageError, ImageStore};
+use crate::image::manifest::Platform;
+use crate::image::pull::{PullOptions, Puller};
+use crate::image::registries::{RegistriesConf, RegistriesWatcher};
 use crate::runtime::HandlerRegistry;
 use crate::server::{self, socket, State};
 use crate::store::{Store, StoreError};
@@ -21,6 +26,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("image store: {0}")]
+    Images(#[from] ImageError),
     #[error(transparent)]
     Socket(#[from] socket::SocketError),
     #[error(transparent)]
@@ -38,6 +45,8 @@ fn create_dir(path: &Path) -> Result<(), DaemonError> {
 
 /// Runs the daemon to completion.
 pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
+    // Registry TLS uses rustls with ring; an error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -48,13 +57,42 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     if c.metrics.enable_metrics {
         tracing::warn!("[crio.metrics] enable_metrics is set, but the metrics endpoint is not implemented yet: nothing listens on {}:{}", c.metrics.metrics_host, c.metrics.metrics_port);
     }
-    let store = Store::open(&c.root.join(STORE_FILE))?;
+    let store = Arc::new(Store::open(&c.root.join(STORE_FILE))?);
+    let image_root = c.root.join("images");
+    let container_root = c.root.join("containers");
+    create_dir(&container_root)?;
+    let images = Arc::new(ImageStore::open(store.clone(), &image_root)?);
+    // Interrupted pulls leave temp data and unrecorded layers: remove them first.
+    images.recover(&image_root.join("tmp"))?;
+    let (registries_file, registries_dir) = RegistriesConf::default_paths();
+    let registries = Arc::new(RegistriesWatcher::new(registries_file, registries_dir));
+    let auth_file = if c.image.global_auth_file.is_empty() {
+        AuthFile::default_path()
+    } else {
+        c.image.global_auth_file.clone().into()
+    };
+    let progress_timeout =
+        crate::duration::parse(&c.image.pull_progress_timeout).filter(|d| !d.is_zero());
+    let puller = Puller::new(
+        images.clone(),
+        registries.clone(),
+        PullOptions {
+            platform: Platform::host(),
+            progress_timeout,
+            auth_file,
+        },
+    );
     let listen = c.api.listen.clone();
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
         handlers: HandlerRegistry::from_config(&config),
-        config,
         store,
+        images,
+        puller,
+        registries,
+        image_root,
+        container_root,
+        config,
     });
     let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
     tracing::info!(socket = %listen.display(), "serving CRI");

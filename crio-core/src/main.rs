@@ -161,7 +161,12 @@ fn init_logging(level: &str) {
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRIO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // Libraries' own debug output (HTTP/2 frames, TLS) only when asked for by CRIO_LOG.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "{level},h2=warn,hyper=warn,hyper_util=warn,tower=warn,reqwest=warn,rustls=warn,tonic=info"
+            ))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

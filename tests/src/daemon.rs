@@ -39,9 +39,23 @@ pub struct DaemonBuilder {
     dropins: Vec<(String, String)>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    registries_conf: Option<String>,
+    root_tmpfs_bytes: Option<u64>,
 }
 
 impl DaemonBuilder {
+    /// A registries.conf for this daemon only (`CONTAINERS_REGISTRIES_CONF`).
+    pub fn registries_conf(mut self, text: &str) -> Self {
+        self.registries_conf = Some(text.to_string());
+        self
+    }
+
+    /// Puts `[crio] root` on a tmpfs of this size (for disk-full tests).
+    pub fn root_on_tmpfs(mut self, bytes: u64) -> Self {
+        self.root_tmpfs_bytes = Some(bytes);
+        self
+    }
+
     /// Text of the main `crio.conf` (by default there is none).
     pub fn main_config(mut self, text: &str) -> Self {
         self.main_config = Some(text.to_string());
@@ -93,12 +107,37 @@ impl DaemonBuilder {
         for (name, text) in &self.dropins {
             fs::write(daemon_dir.config_dir.join(name), text).expect("write drop-in");
         }
+        let mut env = self.env;
+        // Never the host's registries.conf or credentials.
+        let registries = daemon_dir.base.join("registries.conf");
+        fs::write(&registries, self.registries_conf.unwrap_or_default()).expect("registries.conf");
+        env.push((
+            "CONTAINERS_REGISTRIES_CONF".into(),
+            registries.display().to_string(),
+        ));
+        if !env.iter().any(|(k, _)| k == "REGISTRY_AUTH_FILE") {
+            env.push((
+                "REGISTRY_AUTH_FILE".into(),
+                daemon_dir.base.join("auth.json").display().to_string(),
+            ));
+        }
+        if let Some(bytes) = self.root_tmpfs_bytes {
+            fs::create_dir_all(&daemon_dir.root).expect("root dir");
+            nix::mount::mount(
+                Some("tmpfs"),
+                &daemon_dir.root,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(format!("size={bytes}").as_str()),
+            )
+            .expect("mount tmpfs root");
+        }
         let mut daemon = Daemon {
             dirs: daemon_dir,
             child: None,
             _dir: dir,
             args: self.args,
-            env: self.env,
+            env,
         };
         daemon.launch();
         daemon

@@ -62,7 +62,7 @@ impl Registry {
             );
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: crio-test-secret\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: crio-test-secret\n{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -108,6 +108,12 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("registry on {} not ready: {}", self.addr, self.log());
+    }
+
+    /// How many times the registry served `GET` of `path` (from its access log).
+    pub fn get_count(&self, path: &str) -> usize {
+        let needle = format!("\"GET {path} ");
+        self.log().matches(&needle).count()
     }
 
     pub fn log(&self) -> String {

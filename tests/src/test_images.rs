@@ -103,16 +103,19 @@ pub enum TestImage {
     Whiteout,
     /// An image index with linux/amd64 and linux/arm64 manifests.
     MultiArch,
+    /// busybox plus three layers of 8 MiB of incompressible data each.
+    Big,
 }
 
 impl TestImage {
-    pub const ALL: [TestImage; 6] = [
+    pub const ALL: [TestImage; 7] = [
         TestImage::Busybox,
         TestImage::BusyboxDocker,
         TestImage::Web,
         TestImage::NonRoot,
         TestImage::Whiteout,
         TestImage::MultiArch,
+        TestImage::Big,
     ];
 
     /// `repository:tag` on the test registry.
@@ -124,6 +127,7 @@ impl TestImage {
             TestImage::NonRoot => "test/nonroot:latest",
             TestImage::Whiteout => "test/whiteout:latest",
             TestImage::MultiArch => "test/multiarch:latest",
+            TestImage::Big => "test/big:latest",
         }
     }
 
@@ -135,6 +139,7 @@ impl TestImage {
             TestImage::NonRoot => "nonroot",
             TestImage::Whiteout => "whiteout",
             TestImage::MultiArch => "multiarch",
+            TestImage::Big => "big",
         }
     }
 }
@@ -258,7 +263,32 @@ pub fn build_layout(dir: &Path) -> OciLayout {
     };
     let d = layout.add_index(&[amd64, arm64]);
     layout.tag(&d, TestImage::MultiArch.layout_ref());
+
+    let mut big_layers = vec![base_layer()];
+    for i in 0..3u64 {
+        big_layers.push(vec![
+            Entry::dir("data"),
+            Entry::file(&format!("data/blob{i}"), noise(8 << 20, i)),
+        ]);
+    }
+    let big = spec(json!({"Env": [PATH_ENV], "Cmd": ["sh"]}), big_layers);
+    let d = layout.add_image(&big);
+    layout.tag(&d, TestImage::Big.layout_ref());
     layout
+}
+
+/// Deterministic incompressible bytes (xorshift), so gzip cannot shrink them.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// How skopeo pushes `image` out of the layout: `(layout ref, --all, --format)`.

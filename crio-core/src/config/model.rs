@@ -92,6 +92,9 @@ pub struct ImageConfig {
     pub registries: Vec<String>,
     /// Cancel a pull that makes no progress for this long ("0s" = never).
     pub pull_progress_timeout: String,
+    /// Registry credentials (containers-auth.json); empty = `REGISTRY_AUTH_FILE`,
+    /// else `/etc/containers/auth.json`.
+    pub global_auth_file: String,
 }
 
 /// `[crio.network]`: CNI.
@@ -181,6 +184,7 @@ impl Default for ImageConfig {
             pause_command: "/pause".into(),
             registries: Vec::new(),
             pull_progress_timeout: "0s".into(),
+            global_auth_file: String::new(),
         }
     }
 }

@@ -86,6 +86,13 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     for (i, dir) in c.network.plugin_dirs.iter().enumerate() {
         out.absolute(&format!("crio.network.plugin_dirs.{i}"), dir);
     }
+    if !c.image.global_auth_file.is_empty() && !Path::new(&c.image.global_auth_file).is_absolute() {
+        out.problem(
+            "crio.image.global_auth_file",
+            format!("{:?} is not an absolute path", c.image.global_auth_file),
+            "an absolute path, or empty for $REGISTRY_AUTH_FILE or /etc/containers/auth.json",
+        );
+    }
     if crate::duration::parse(&c.image.pull_progress_timeout).is_none() {
         out.problem(
             "crio.image.pull_progress_timeout",

@@ -1,5 +1,9 @@
 //! Images: names, registries.conf, registry auth, manifests, pulls and image records.
 
 pub mod auth;
+pub mod image_config;
+pub mod images;
+pub mod manifest;
+pub mod pull;
 pub mod reference;
 pub mod registries;

@@ -21,6 +21,9 @@ pub use runtime_service::RuntimeServiceImpl;
 pub use status::CriError;
 
 use crate::config::Config;
+use crate::image::images::ImageStore;
+use crate::image::pull::Puller;
+use crate::image::registries::RegistriesWatcher;
 use crate::runtime::HandlerRegistry;
 use crate::store::Store;
 
@@ -32,7 +35,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct State {
     pub config: Config,
     pub handlers: HandlerRegistry,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub images: Arc<ImageStore>,
+    pub puller: Puller,
+    pub registries: Arc<RegistriesWatcher>,
+    /// What `ImageFsInfo` measures.
+    pub image_root: std::path::PathBuf,
+    pub container_root: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]

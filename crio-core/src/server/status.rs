@@ -2,6 +2,8 @@
 
 use tonic::{Code, Status};
 
+use crate::image::images::ImageError;
+use crate::image::pull::PullError;
 use crate::store::StoreError;
 
 /// Errors the CRI services return, each with its gRPC code.
@@ -19,6 +21,39 @@ pub enum CriError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<ImageError> for CriError {
+    fn from(err: ImageError) -> Self {
+        match err {
+            ImageError::InUse { .. } => CriError::FailedPrecondition(err.to_string()),
+            ImageError::Store(e) => CriError::Store(e),
+            other => CriError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PullError> for CriError {
+    fn from(err: PullError) -> Self {
+        let message = err.to_string();
+        if err.is_not_found() {
+            return CriError::NotFound(message);
+        }
+        match err {
+            PullError::InvalidName { .. } => CriError::InvalidArgument(message),
+            PullError::Registries(_) => CriError::FailedPrecondition(message),
+            PullError::Unauthorized { .. } => CriError::Unauthenticated(message),
+            PullError::Stalled { .. } => CriError::DeadlineExceeded(message),
+            PullError::Registry { .. } | PullError::AllFailed(_) => CriError::Unavailable(message),
+            _ => CriError::Internal(message),
+        }
+    }
 }
 
 impl From<CriError> for Status {
@@ -29,6 +64,9 @@ impl From<CriError> for Status {
             CriError::AlreadyExists(_) => Code::AlreadyExists,
             CriError::FailedPrecondition(_) => Code::FailedPrecondition,
             CriError::Store(_) | CriError::Internal(_) => Code::Internal,
+            CriError::Unauthenticated(_) => Code::Unauthenticated,
+            CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            CriError::Unavailable(_) => Code::Unavailable,
         };
         Status::new(code, err.to_string())
     }

@@ -1,1 +1,788 @@
-//! Layer unpacking (being written).
+//! Layer unpacking: the security boundary of image storage.
+//!
+//! A layer tar comes from a registry, so every entry is hostile until proven
+//! otherwise. Nothing an entry names may be created, changed or followed outside the
+//! destination: `..` components are refused, absolute paths are taken relative to the
+//! destination, parent directories are walked component by component and a symlink
+//! among them is refused (a layer that plants `a -> /etc` and then writes `a/passwd`
+//! fails), an existing final path is replaced rather than written through, and
+//! hard links may only point inside. OCI whiteouts become overlayfs whiteouts (char
+//! device 0:0) and opaque markers the `trusted.overlay.opaque` xattr, so the layer dir
+//! can serve directly as an overlayfs lower dir. A layer is unpacked by one thread into
+//! a fresh private directory, so checks cannot race another writer.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{Mode, SFlag};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Runs of zeros this long are left as holes, so sparse files stay sparse.
+const HOLE_BLOCK: usize = 4096;
+
+/// What one unpack did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("reading the layer archive: {0}")]
+    Archive(io::Error),
+    #[error("entry {0:?} climbs out of the layer with '..'")]
+    Traversal(String),
+    #[error("entry {entry:?} goes through symlink {through:?}: refusing to follow it")]
+    SymlinkParent { entry: String, through: String },
+    #[error("entry {entry:?}: {parent:?} is not a directory")]
+    NotADirectory { entry: String, parent: String },
+    #[error("hard link {entry:?} points at {target:?}, which is not in this layer")]
+    LinkTarget { entry: String, target: String },
+    #[error("entry {entry:?}: {action}: {source}")]
+    Io {
+        entry: String,
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(entry: &'a str, action: &'static str) -> impl FnOnce(io::Error) -> UnpackError + 'a {
+    move |source| UnpackError::Io {
+        entry: entry.to_string(),
+        action,
+        source,
+    }
+}
+
+fn nix_err<'a>(
+    entry: &'a str,
+    action: &'static str,
+) -> impl FnOnce(nix::Error) -> UnpackError + 'a {
+    move |errno| UnpackError::Io {
+        entry: entry.to_string(),
+        action,
+        source: io::Error::from(errno),
+    }
+}
+
+/// Unpacks an uncompressed layer tar stream into `dest` (an existing, empty directory
+/// that will become one overlayfs lower dir), converting OCI whiteouts to overlayfs form.
+pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut stats = UnpackStats::default();
+    // Directory times are set last: creating their children changes them.
+    let mut dir_times: Vec<(PathBuf, String, i64)> = Vec::new();
+    for entry in archive.entries().map_err(UnpackError::Archive)? {
+        let mut entry = entry.map_err(UnpackError::Archive)?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let Some(relative) = clean_path(&raw, &name)? else {
+            // The layer root itself ("./"): nothing to create.
+            continue;
+        };
+        stats.entries += 1;
+        let file_name = relative
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let parent = prepare_parent(dest, &relative, &name)?;
+        if file_name == OPAQUE_MARKER {
+            set_xattr(&parent, OPAQUE_XATTR, b"y", &name)?;
+            continue;
+        }
+        if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+            let target = parent.join(hidden);
+            remove_existing(&target, &name)?;
+            make_node(&target, SFlag::S_IFCHR, 0o000, 0, &name)?;
+            continue;
+        }
+        let target = parent.join(&file_name);
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        // Empty numeric fields mean 0, as Go's archive/tar (which wrote most layers) reads them.
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        match kind {
+            tar::EntryType::Directory => match fs::symlink_metadata(&target) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    remove_existing(&target, &name)?;
+                    fs::create_dir(&target).map_err(io_err(&name, "create directory"))?;
+                }
+                Err(_) => fs::create_dir(&target).map_err(io_err(&name, "create directory"))?,
+            },
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                remove_existing(&target, &name)?;
+                stats.bytes += write_file(&mut entry, &target, &name)?;
+            }
+            tar::EntryType::Symlink => {
+                remove_existing(&target, &name)?;
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
+                    .map_err(io_err(&name, "create symlink"))?;
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                let source = link_source(dest, &link, &name)?;
+                remove_existing(&target, &name)?;
+                // linkat without AT_SYMLINK_FOLLOW: a symlink is linked, never followed.
+                fs::hard_link(&source, &target).map_err(io_err(&name, "create hard link"))?;
+                // A hard link shares its target's inode and metadata: nothing more to set.
+                continue;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                remove_existing(&target, &name)?;
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let flag = match kind {
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                make_node(
+                    &target,
+                    flag,
+                    mode,
+                    nix::sys::stat::makedev(major.into(), minor.into()),
+                    &name,
+                )?;
+            }
+            other => {
+                tracing::debug!(entry = %name, "skipping tar entry of type {other:?}");
+                continue;
+            }
+        }
+        lchown(&target, uid, gid, &name)?;
+        if kind != tar::EntryType::Symlink {
+            // After chown, which clears setuid/setgid.
+            chmod(&target, mode, &name)?;
+        }
+        if let Some(extensions) = entry.pax_extensions().map_err(UnpackError::Archive)? {
+            for ext in extensions {
+                let ext = ext.map_err(UnpackError::Archive)?;
+                let Ok(key) = ext.key() else { continue };
+                if let Some(attr) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                    set_xattr(&target, attr, ext.value_bytes(), &name)?;
+                }
+            }
+        }
+        if kind == tar::EntryType::Directory {
+            dir_times.push((target, name, mtime));
+        } else {
+            set_mtime(&target, mtime, &name)?;
+        }
+    }
+    for (dir, name, mtime) in dir_times.iter().rev() {
+        set_mtime(dir, *mtime, name)?;
+    }
+    Ok(stats)
+}
+
+/// The entry's path relative to the layer root; `None` for the root itself.
+fn clean_path(raw: &[u8], name: &str) -> Result<Option<PathBuf>, UnpackError> {
+    let mut out = PathBuf::new();
+    for component in Path::new(OsStr::from_bytes(raw)).components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            // A leading '/' is the layer's root, as containerd treats it.
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => return Err(UnpackError::Traversal(name.to_string())),
+        }
+    }
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+/// Walks (and creates) the parent directories of `relative` under `dest`, refusing
+/// symlinks and non-directories on the way. Returns the parent's real path.
+fn prepare_parent(dest: &Path, relative: &Path, name: &str) -> Result<PathBuf, UnpackError> {
+    let mut current = dest.to_path_buf();
+    let Some(parent) = relative.parent() else {
+        return Ok(current);
+    };
+    for part in parent.components() {
+        current.push(part);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(UnpackError::SymlinkParent {
+                    entry: name.to_string(),
+                    through: shown(dest, &current),
+                })
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(UnpackError::NotADirectory {
+                    entry: name.to_string(),
+                    parent: shown(dest, &current),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&current).map_err(io_err(name, "create parent directory"))?;
+            }
+            Err(e) => return Err(io_err(name, "inspect parent directory")(e)),
+        }
+    }
+    Ok(current)
+}
+
+/// The existing file a hard link names, checked like any entry path.
+fn link_source(dest: &Path, link: &[u8], name: &str) -> Result<PathBuf, UnpackError> {
+    let link_name = String::from_utf8_lossy(link).into_owned();
+    let outside = || UnpackError::LinkTarget {
+        entry: name.to_string(),
+        target: link_name.clone(),
+    };
+    let relative = clean_path(link, name)
+        .map_err(|_| outside())?
+        .ok_or_else(outside)?;
+    let mut current = dest.to_path_buf();
+    if let Some(parent) = relative.parent() {
+        for part in parent.components() {
+            current.push(part);
+            let meta = fs::symlink_metadata(&current).map_err(|_| outside())?;
+            if !meta.is_dir() || meta.file_type().is_symlink() {
+                return Err(outside());
+            }
+        }
+    }
+    let source = dest.join(&relative);
+    let meta = fs::symlink_metadata(&source).map_err(|_| outside())?;
+    if meta.is_dir() {
+        return Err(outside());
+    }
+    Ok(source)
+}
+
+fn shown(dest: &Path, path: &Path) -> String {
+    path.strip_prefix(dest)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Removes whatever is at `path` (never following a symlink), if anything.
+fn remove_existing(path: &Path, name: &str) -> Result<(), UnpackError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            fs::remove_dir_all(path).map_err(io_err(name, "replace directory"))
+        }
+        Ok(_) => fs::remove_file(path).map_err(io_err(name, "replace file")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(name, "inspect")(e)),
+    }
+}
+
+/// Writes a regular file without following anything, leaving zero blocks as holes.
+fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, UnpackError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(name, "create file"))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    let mut pending_hole = false;
+    loop {
+        let n = read_full(data, &mut buf).map_err(UnpackError::Archive)?;
+        if n == 0 {
+            break;
+        }
+        for chunk in buf[..n].chunks(HOLE_BLOCK) {
+            if chunk.len() == HOLE_BLOCK && chunk.iter().all(|&b| b == 0) {
+                file.seek(SeekFrom::Current(HOLE_BLOCK as i64))
+                    .map_err(io_err(name, "seek"))?;
+                pending_hole = true;
+            } else {
+                file.write_all(chunk).map_err(io_err(name, "write"))?;
+                pending_hole = false;
+            }
+        }
+        total += n as u64;
+    }
+    if pending_hole {
+        file.set_len(total).map_err(io_err(name, "extend"))?;
+    }
+    Ok(total)
+}
+
+/// Reads until `buf` is full or the entry ends.
+fn read_full(data: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn make_node(path: &Path, kind: SFlag, mode: u32, dev: u64, name: &str) -> Result<(), UnpackError> {
+    nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(mode), dev)
+        .map_err(nix_err(name, "create device node"))
+}
+
+fn lchown(path: &Path, uid: u64, gid: u64, name: &str) -> Result<(), UnpackError> {
+    let uid = u32::try_from(uid)
+        .map_err(|_| io_err(name, "chown")(io::Error::other("uid out of range")))?;
+    let gid = u32::try_from(gid)
+        .map_err(|_| io_err(name, "chown")(io::Error::other("gid out of range")))?;
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(nix_err(name, "chown"))
+}
+
+fn chmod(path: &Path, mode: u32, name: &str) -> Result<(), UnpackError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(name, "chmod"))
+}
+
+fn set_mtime(path: &Path, mtime: i64, name: &str) -> Result<(), UnpackError> {
+    let time = nix::sys::time::TimeSpec::new(mtime, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &time,
+        &time,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(nix_err(name, "set times"))
+}
+
+/// lsetxattr (the xattr crate never follows symlinks); attributes the filesystem
+/// does not support are skipped with a warning, as containerd does.
+fn set_xattr(path: &Path, attr: &str, value: &[u8], name: &str) -> Result<(), UnpackError> {
+    match xattr::set(path, attr, value) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+            tracing::warn!(entry = %name, "xattr {attr} not supported here: skipped");
+            Ok(())
+        }
+        Err(e) => Err(io_err(name, "set xattr")(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    /// A tar header whose name bytes are written raw (tar::Builder refuses `..`).
+    fn header(name: &[u8], kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        h
+    }
+
+    fn with_link(mut h: tar::Header, link: &[u8]) -> tar::Header {
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_cksum();
+        h
+    }
+
+    struct Archive(tar::Builder<Vec<u8>>);
+
+    impl Archive {
+        fn new() -> Self {
+            Self(tar::Builder::new(Vec::new()))
+        }
+        fn raw(mut self, h: tar::Header, data: &[u8]) -> Self {
+            self.0.append(&h, data).expect("append");
+            self
+        }
+        fn file(self, name: &str, data: &[u8]) -> Self {
+            let h = header(name.as_bytes(), tar::EntryType::Regular, data.len() as u64);
+            self.raw(h, data)
+        }
+        fn dir(self, name: &str) -> Self {
+            let h = header(name.as_bytes(), tar::EntryType::Directory, 0);
+            self.raw(h, &[])
+        }
+        fn symlink(self, name: &str, target: &str) -> Self {
+            let h = with_link(
+                header(name.as_bytes(), tar::EntryType::Symlink, 0),
+                target.as_bytes(),
+            );
+            self.raw(h, &[])
+        }
+        fn hardlink(self, name: &str, target: &str) -> Self {
+            let h = with_link(
+                header(name.as_bytes(), tar::EntryType::Link, 0),
+                target.as_bytes(),
+            );
+            self.raw(h, &[])
+        }
+        fn bytes(self) -> Vec<u8> {
+            self.0.into_inner().expect("finish")
+        }
+    }
+
+    /// `parent/dest` to unpack into, and `parent` to check nothing escaped into.
+    struct Sandbox {
+        parent: tempfile::TempDir,
+        dest: PathBuf,
+    }
+
+    impl Sandbox {
+        fn new() -> Self {
+            let parent = tempfile::tempdir().expect("tempdir");
+            let dest = parent.path().join("dest");
+            fs::create_dir(&dest).expect("dest");
+            Self { parent, dest }
+        }
+        fn unpack(&self, tar: Vec<u8>) -> Result<UnpackStats, UnpackError> {
+            unpack_layer(tar.as_slice(), &self.dest)
+        }
+        fn assert_nothing_escaped(&self) {
+            let names: Vec<_> = fs::read_dir(self.parent.path())
+                .expect("read parent")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(names, ["dest"], "something escaped the layer dir");
+        }
+    }
+
+    #[test]
+    fn dot_dot_paths_are_refused() {
+        for name in ["../escaped", "a/../../escaped", "./../escaped"] {
+            let s = Sandbox::new();
+            let tar = Archive::new().file(name, b"x").bytes();
+            assert!(
+                matches!(s.unpack(tar), Err(UnpackError::Traversal(_))),
+                "{name}"
+            );
+            s.assert_nothing_escaped();
+        }
+    }
+
+    #[test]
+    fn absolute_paths_land_inside() {
+        let s = Sandbox::new();
+        s.unpack(Archive::new().file("/etc/x", b"inside").bytes())
+            .expect("unpack");
+        assert_eq!(fs::read(s.dest.join("etc/x")).expect("read"), b"inside");
+        s.assert_nothing_escaped();
+    }
+
+    #[test]
+    fn symlinked_parents_are_never_followed() {
+        for target in ["..", "/tmp", "../..", "/"] {
+            let s = Sandbox::new();
+            let outside = s.parent.path().display().to_string();
+            let target = if target == "/tmp" {
+                outside.as_str()
+            } else {
+                target
+            };
+            let tar = Archive::new()
+                .symlink("a", target)
+                .file("a/escaped", b"x")
+                .bytes();
+            let err = s.unpack(tar).expect_err("must refuse");
+            assert!(
+                matches!(err, UnpackError::SymlinkParent { .. }),
+                "{target}: {err}"
+            );
+            s.assert_nothing_escaped();
+        }
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_written_through() {
+        let s = Sandbox::new();
+        let victim = s.parent.path().join("victim");
+        fs::write(&victim, "original").expect("victim");
+        let tar = Archive::new()
+            .symlink("f", victim.to_str().expect("utf-8"))
+            .file("f", b"new content")
+            .bytes();
+        s.unpack(tar).expect("unpack");
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "original");
+        assert_eq!(fs::read(s.dest.join("f")).expect("f"), b"new content");
+        assert!(!fs::symlink_metadata(s.dest.join("f"))
+            .expect("f")
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn hard_links_must_stay_inside() {
+        for target in ["../outside", "/etc/passwd", "missing"] {
+            let s = Sandbox::new();
+            fs::write(s.parent.path().join("outside"), "x").expect("outside");
+            let tar = Archive::new().hardlink("link", target).bytes();
+            let err = s.unpack(tar).expect_err("must refuse");
+            assert!(
+                matches!(err, UnpackError::LinkTarget { .. }),
+                "{target}: {err}"
+            );
+        }
+        // Through a symlinked parent.
+        let s = Sandbox::new();
+        fs::write(s.parent.path().join("secret"), "x").expect("secret");
+        let tar = Archive::new()
+            .symlink("up", "..")
+            .hardlink("link", "up/secret")
+            .bytes();
+        assert!(matches!(s.unpack(tar), Err(UnpackError::LinkTarget { .. })));
+        assert_eq!(
+            fs::metadata(s.parent.path().join("secret"))
+                .expect("secret")
+                .nlink(),
+            1
+        );
+    }
+
+    #[test]
+    fn hard_links_inside_share_the_inode() {
+        let s = Sandbox::new();
+        let tar = Archive::new().file("a", b"data").hardlink("b", "a").bytes();
+        s.unpack(tar).expect("unpack");
+        let a = fs::metadata(s.dest.join("a")).expect("a");
+        let b = fs::metadata(s.dest.join("b")).expect("b");
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(a.nlink(), 2);
+    }
+
+    #[test]
+    fn device_nodes_and_fifos_are_created() {
+        let s = Sandbox::new();
+        let mut chr = header(b"dev/null", tar::EntryType::Char, 0);
+        chr.set_device_major(1).expect("major");
+        chr.set_device_minor(3).expect("minor");
+        chr.set_mode(0o666);
+        chr.set_cksum();
+        let mut blk = header(b"dev/loop9", tar::EntryType::Block, 0);
+        blk.set_device_major(7).expect("major");
+        blk.set_device_minor(9).expect("minor");
+        blk.set_cksum();
+        let fifo = header(b"run/fifo", tar::EntryType::Fifo, 0);
+        s.unpack(
+            Archive::new()
+                .raw(chr, &[])
+                .raw(blk, &[])
+                .raw(fifo, &[])
+                .bytes(),
+        )
+        .expect("unpack");
+        let null = fs::symlink_metadata(s.dest.join("dev/null")).expect("null");
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
+        assert_eq!(null.permissions().mode() & 0o777, 0o666);
+        let lp = fs::symlink_metadata(s.dest.join("dev/loop9")).expect("loop");
+        assert!(lp.file_type().is_block_device());
+        assert_eq!(lp.rdev(), nix::sys::stat::makedev(7, 9));
+        assert!(fs::symlink_metadata(s.dest.join("run/fifo"))
+            .expect("fifo")
+            .file_type()
+            .is_fifo());
+    }
+
+    #[test]
+    fn long_names_and_long_link_targets_survive() {
+        let s = Sandbox::new();
+        let long_dir = "d".repeat(120);
+        let long = format!("{long_dir}/{}/{}", "e".repeat(100), "f".repeat(90));
+        let long_target = format!("/{}", "t".repeat(299));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &b"long"[..])
+            .expect("gnu longname");
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_size(0);
+        b.append_link(&mut l, "link", &long_target)
+            .expect("gnu longlink");
+        s.unpack(b.into_inner().expect("tar")).expect("unpack");
+        assert_eq!(fs::read(s.dest.join(&long)).expect("long"), b"long");
+        assert_eq!(
+            fs::read_link(s.dest.join("link")).expect("link"),
+            PathBuf::from(long_target)
+        );
+        // And a PAX path.
+        let s = Sandbox::new();
+        let mut b = tar::Builder::new(Vec::new());
+        let pax_name = format!("{}/pax-file", "p".repeat(200));
+        b.append_pax_extensions([("path", pax_name.as_bytes())])
+            .expect("pax");
+        let h = header(b"short-fallback", tar::EntryType::Regular, 3);
+        b.append(&h, &b"pax"[..]).expect("append");
+        s.unpack(b.into_inner().expect("tar")).expect("unpack");
+        assert_eq!(fs::read(s.dest.join(&pax_name)).expect("pax"), b"pax");
+    }
+
+    #[test]
+    fn sparse_files_keep_their_holes() {
+        let s = Sandbox::new();
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let src = src_dir.path().join("sparse");
+        {
+            let mut f = fs::File::create(&src).expect("create");
+            f.write_all(b"head").expect("write");
+            f.seek(SeekFrom::Start(64 << 20)).expect("seek");
+            f.write_all(b"tail").expect("write");
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.sparse(true);
+        b.append_path_with_name(&src, "sparse")
+            .expect("append sparse");
+        let tar = b.into_inner().expect("tar");
+        assert!(
+            tar.len() < 1 << 20,
+            "the archive itself is sparse: {}",
+            tar.len()
+        );
+        s.unpack(tar).expect("unpack");
+        let out = s.dest.join("sparse");
+        let meta = fs::metadata(&out).expect("meta");
+        assert_eq!(meta.len(), (64 << 20) + 4);
+        assert!(
+            meta.blocks() * 512 < 1 << 20,
+            "holes kept: {} blocks",
+            meta.blocks()
+        );
+        let data = fs::read(&out).expect("read");
+        assert_eq!(&data[..4], b"head");
+        assert_eq!(&data[data.len() - 4..], b"tail");
+    }
+
+    #[test]
+    fn ownership_modes_times_and_xattrs_are_kept() {
+        let s = Sandbox::new();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.test", &b"hello"[..])])
+            .expect("pax");
+        let mut h = header(b"bin/suid", tar::EntryType::Regular, 2);
+        h.set_mode(0o4755);
+        h.set_uid(1234);
+        h.set_gid(5678);
+        h.set_cksum();
+        b.append(&h, &b"#!"[..]).expect("append");
+        let mut d = header(b"sticky", tar::EntryType::Directory, 0);
+        d.set_mode(0o1777);
+        d.set_mtime(1_500_000_000);
+        d.set_cksum();
+        b.append(&d, &[][..]).expect("dir");
+        b.append(
+            &header(b"sticky/child", tar::EntryType::Regular, 0),
+            &[][..],
+        )
+        .expect("child");
+        s.unpack(b.into_inner().expect("tar")).expect("unpack");
+        let f = fs::metadata(s.dest.join("bin/suid")).expect("suid");
+        assert_eq!(f.permissions().mode() & 0o7777, 0o4755);
+        assert_eq!((f.uid(), f.gid()), (1234, 5678));
+        assert_eq!(f.mtime(), 1_600_000_000);
+        let x = xattr::get(s.dest.join("bin/suid"), "user.test").expect("xattr");
+        // tmpfs without user xattrs would skip it; the temp dir here supports them.
+        if let Some(v) = x {
+            assert_eq!(v, b"hello");
+        }
+        let d = fs::metadata(s.dest.join("sticky")).expect("sticky");
+        assert_eq!(d.permissions().mode() & 0o7777, 0o1777);
+        assert_eq!(d.mtime(), 1_500_000_000, "dir mtime set after its children");
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts_and_opaque_xattrs() {
+        let s = Sandbox::new();
+        let tar = Archive::new()
+            .dir("data")
+            .file("data/.wh.gone", b"")
+            .file("opq/.wh..wh..opq", b"")
+            .file("opq/new", b"n")
+            .bytes();
+        let stats = s.unpack(tar).expect("unpack");
+        assert_eq!(stats.entries, 4);
+        let wh = fs::symlink_metadata(s.dest.join("data/gone")).expect("whiteout");
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert!(!s.dest.join("data/.wh.gone").exists());
+        assert!(!s.dest.join("opq/.wh..wh..opq").exists());
+        assert_eq!(
+            xattr::get(s.dest.join("opq"), OPAQUE_XATTR).expect("xattr"),
+            Some(b"y".to_vec())
+        );
+        assert_eq!(fs::read(s.dest.join("opq/new")).expect("new"), b"n");
+    }
+
+    #[test]
+    fn escaping_whiteouts_are_refused() {
+        for name in ["../.wh.x", "a/../../.wh..wh..opq"] {
+            let s = Sandbox::new();
+            fs::write(s.parent.path().join("x"), "keep").ok();
+            let err = s
+                .unpack(Archive::new().file(name, b"").bytes())
+                .expect_err("refuse");
+            assert!(matches!(err, UnpackError::Traversal(_)), "{name}: {err}");
+            assert_eq!(
+                fs::read_to_string(s.parent.path().join("x")).expect("x"),
+                "keep"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_in_place_of_a_directory_is_refused_as_parent() {
+        let s = Sandbox::new();
+        let tar = Archive::new().file("f", b"x").file("f/child", b"y").bytes();
+        assert!(matches!(
+            s.unpack(tar),
+            Err(UnpackError::NotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn stats_count_entries_and_bytes() {
+        let s = Sandbox::new();
+        let stats = s
+            .unpack(
+                Archive::new()
+                    .dir("d")
+                    .file("d/a", b"abc")
+                    .file("b", b"de")
+                    .bytes(),
+            )
+            .expect("unpack");
+        assert_eq!(
+            stats,
+            UnpackStats {
+                entries: 3,
+                bytes: 5
+            }
+        );
+    }
+}

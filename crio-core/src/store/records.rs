@@ -60,18 +60,31 @@ impl Record for ContainerRecord {
     }
 }
 
-/// A pulled image: its config digest is its id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A pulled image: its config digest is its id. Written only once every blob and
+/// layer it names is complete on disk.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub id: String,
+    /// `registry/repository:tag` names pointing at it (a name points at one image).
     #[serde(default)]
     pub repo_tags: Vec<String>,
+    /// `registry/repository@sha256:...` of the manifest (or index) pulled.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// Compressed size of config and layers, as the registry reported.
     pub size: u64,
     /// Layer chain IDs, bottom first.
     #[serde(default)]
     pub layers: Vec<String>,
+    /// Digests of the manifest (and index) blobs kept in the content store.
+    #[serde(default)]
+    pub manifests: Vec<String>,
+    /// Unix nanoseconds of the pull.
+    #[serde(default)]
+    pub pulled_at: i64,
+    /// Pinned images are never garbage-collected (the kubelet is told so).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl Record for ImageRecord {

@@ -1,0 +1,516 @@
+//! Pulling an image: name resolution through registries.conf, mirrors then origin,
+//! credentials, platform selection, digest verification of every byte, layers
+//! downloaded in parallel and unpacked as they stream in (no compressed copy is kept),
+//! each blob fetched once even when pulls overlap, and a stall timeout.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use super::auth::{AuthFile, Credentials};
+use super::image_config::{chain_ids, ImageConfig};
+use super::images::{tag_of, ImageStore};
+use super::manifest::{self, Layer, Manifest, Platform, ACCEPTED_MEDIA_TYPES};
+use super::reference::{ImageName, ParsedName};
+use super::registries::{PullSource, RegistriesWatcher};
+use crate::storage::content::sha256;
+use crate::storage::layers::LayerSource;
+use crate::store::ImageRecord;
+
+/// Layers fetched at once per pull.
+const PARALLEL_LAYERS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("invalid image name {name:?}: {message}")]
+    InvalidName { name: String, message: String },
+    #[error("{0}")]
+    Registries(String),
+    #[error("image {0} not found")]
+    NotFound(String),
+    #[error("pulling {image}: not authorized (check the credentials for {registry})")]
+    Unauthorized { image: String, registry: String },
+    #[error("pulling {image}: no progress for {timeout:?} (pull_progress_timeout): cancelled")]
+    Stalled { image: String, timeout: Duration },
+    #[error("pulling {image}: {message}")]
+    Invalid { image: String, message: String },
+    #[error("pulling {image}: {message}")]
+    Registry { image: String, message: String },
+    #[error("pulling {image}: storing it: {message}")]
+    Storage { image: String, message: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    AllFailed(Vec<PullError>),
+}
+
+impl PullError {
+    /// Whether every source said the image does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            PullError::NotFound(_) => true,
+            PullError::AllFailed(errors) => errors.iter().all(PullError::is_not_found),
+            _ => false,
+        }
+    }
+}
+
+/// Settings of the puller.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub platform: Platform,
+    /// `None` = no stall timeout.
+    pub progress_timeout: Option<Duration>,
+    pub auth_file: PathBuf,
+}
+
+/// Pulls images into an [`ImageStore`].
+#[derive(Debug)]
+pub struct Puller {
+    images: Arc<ImageStore>,
+    registries: Arc<RegistriesWatcher>,
+    options: PullOptions,
+    /// One lock per layer chain ID: overlapping pulls download a layer once.
+    layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Releases held layers when a pull ends, however it ends.
+struct Hold<'a> {
+    images: &'a ImageStore,
+    layers: Vec<String>,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.images.release(&self.layers);
+    }
+}
+
+impl Puller {
+    pub fn new(
+        images: Arc<ImageStore>,
+        registries: Arc<RegistriesWatcher>,
+        options: PullOptions,
+    ) -> Self {
+        Self {
+            images,
+            registries,
+            options,
+            layer_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Pulls `spec` and returns its record. `credentials` (from the CRI request) win
+    /// over the auth file.
+    pub async fn pull(
+        &self,
+        spec: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        let registries = self
+            .registries
+            .current()
+            .map_err(|e| PullError::Registries(e.to_string()))?;
+        let candidates = match ImageName::parse(spec) {
+            Ok(ParsedName::Qualified(name)) => vec![name],
+            Ok(ParsedName::Short {
+                repository,
+                tag,
+                digest,
+            }) => registries.resolve_short_name(&repository, tag.as_deref(), digest.as_deref()),
+            Err(e) => {
+                return Err(PullError::InvalidName {
+                    name: spec.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let auth_file = AuthFile::load(&self.options.auth_file)
+            .map_err(|e| PullError::Registries(e.to_string()))?;
+        let mut errors = Vec::new();
+        for name in candidates {
+            let sources = registries
+                .pull_sources(&name)
+                .map_err(|e| PullError::Registries(e.to_string()))?;
+            for source in sources {
+                let creds = credentials
+                    .clone()
+                    .or_else(|| auth_file.lookup(&source.name.registry, &source.name.repository));
+                match self.pull_from(&name, &source, creds).await {
+                    Ok(record) => return Ok(record),
+                    Err(e) => {
+                        tracing::info!(image = %name, source = %source.name, "pull attempt failed: {e}");
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        match errors.len() {
+            0 => Err(PullError::NotFound(spec.to_string())),
+            1 => Err(errors.remove(0)),
+            _ => Err(PullError::AllFailed(errors)),
+        }
+    }
+
+    async fn pull_from(
+        &self,
+        name: &ImageName,
+        source: &PullSource,
+        creds: Option<Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        let shown = source.name.to_string();
+        let client = client_for(source);
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        let reference = oci_reference(&source.name);
+        let fail = |e: OciDistributionError| classify(&shown, &source.name.registry, e);
+
+        let (top_bytes, _) = self
+            .timed(
+                &shown,
+                client.pull_manifest_raw(&reference, &auth, ACCEPTED_MEDIA_TYPES),
+            )
+            .await?
+            .map_err(fail)?;
+        let top_digest = sha256(&top_bytes);
+        if let Some(wanted) = &source.name.digest {
+            if &top_digest != wanted {
+                return Err(PullError::Invalid {
+                    image: shown,
+                    message: format!("manifest digest is {top_digest}, expected {wanted}"),
+                });
+            }
+        }
+        let invalid = |message: String| PullError::Invalid {
+            image: shown.clone(),
+            message,
+        };
+        let storage = |message: String| PullError::Storage {
+            image: shown.clone(),
+            message,
+        };
+        let mut kept = vec![(top_digest.clone(), top_bytes.to_vec())];
+        let (config_desc, layers) =
+            match manifest::parse(&top_bytes, None).map_err(|e| invalid(e.to_string()))? {
+                Manifest::Image { config, layers, .. } => (config, layers),
+                Manifest::Index { manifests, .. } => {
+                    let chosen = manifest::select_platform(&manifests, &self.options.platform)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    let by_digest = reference.clone_with_digest(chosen.digest.clone());
+                    let (bytes, _) = self
+                        .timed(
+                            &shown,
+                            client.pull_manifest_raw(&by_digest, &auth, ACCEPTED_MEDIA_TYPES),
+                        )
+                        .await?
+                        .map_err(fail)?;
+                    if sha256(&bytes) != chosen.digest {
+                        return Err(invalid(format!(
+                            "manifest {} failed digest verification",
+                            chosen.digest
+                        )));
+                    }
+                    kept.push((chosen.digest.clone(), bytes.to_vec()));
+                    match manifest::parse(&bytes, None).map_err(|e| invalid(e.to_string()))? {
+                        Manifest::Image { config, layers, .. } => (config, layers),
+                        Manifest::Index { .. } => {
+                            return Err(invalid("an index inside an index is not supported".into()))
+                        }
+                    }
+                }
+            };
+
+        let mut config_bytes = Vec::new();
+        self.timed(
+            &shown,
+            client.pull_blob(&reference, config_desc.digest.as_str(), &mut config_bytes),
+        )
+        .await?
+        .map_err(fail)?;
+        let config =
+            ImageConfig::parse(&config_bytes, layers.len()).map_err(|e| invalid(e.to_string()))?;
+        let chains = chain_ids(&config.rootfs.diff_ids);
+        self.images.hold(&chains);
+        let _hold = Hold {
+            images: &self.images,
+            layers: chains.clone(),
+        };
+        for (digest, bytes) in &kept {
+            self.images
+                .content
+                .put(digest, bytes)
+                .map_err(|e| storage(e.to_string()))?;
+        }
+        self.images
+            .content
+            .put(&config_desc.digest, &config_bytes)
+            .map_err(|e| storage(e.to_string()))?;
+
+        // Boxed so the future stays `Send` for every lifetime tonic's handler asks of it.
+        type Job<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PullError>> + Send + 'a>>;
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for ((layer, diff_id), chain_id) in layers.iter().zip(&config.rootfs.diff_ids).zip(&chains)
+        {
+            jobs.push(Box::pin(self.fetch_layer(
+                &client, &reference, &shown, layer, diff_id, chain_id,
+            )));
+        }
+        let results: Vec<Result<(), PullError>> = futures::stream::iter(jobs)
+            .buffer_unordered(PARALLEL_LAYERS)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let record = ImageRecord {
+            id: config_desc.digest.clone(),
+            // The name asked for, not the mirror's: a mirror serves the same image.
+            repo_tags: tag_of(name).into_iter().collect(),
+            repo_digests: vec![format!("{}@{top_digest}", name.repo())],
+            size: config_desc.size + layers.iter().map(|l| l.descriptor.size).sum::<u64>(),
+            layers: chains,
+            manifests: kept.into_iter().map(|(d, _)| d).collect(),
+            pulled_at: now,
+            pinned: false,
+        };
+        self.images
+            .commit(record)
+            .map_err(|e| storage(e.to_string()))
+    }
+
+    async fn fetch_layer(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        shown: &str,
+        layer: &Layer,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<(), PullError> {
+        let lock = {
+            let mut locks = self.layer_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(chain_id.to_string()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if self.images.layers.contains(chain_id) {
+            return Ok(());
+        }
+        let fail = |e: OciDistributionError| classify(shown, reference.registry(), e);
+        let mut stream = self
+            .timed(
+                shown,
+                client.pull_blob_stream(reference, layer.descriptor.digest.as_str()),
+            )
+            .await?
+            .map_err(fail)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(32);
+        let store = self.images.layers.clone();
+        let (chain, blob, diff, compression) = (
+            chain_id.to_string(),
+            layer.descriptor.digest.clone(),
+            diff_id.to_string(),
+            layer.compression,
+        );
+        let install = tokio::task::spawn_blocking(move || {
+            let source = LayerSource {
+                chain_id: &chain,
+                blob_digest: &blob,
+                diff_id: &diff,
+                compression,
+            };
+            store.install(&source, ChannelReader::new(rx))
+        });
+        let mut stalled = false;
+        loop {
+            let next = match self.options.progress_timeout {
+                Some(limit) => match tokio::time::timeout(limit, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        stalled = true;
+                        let _ = tx.send(Err(io::Error::other("download stalled"))).await;
+                        break;
+                    }
+                },
+                None => stream.next().await,
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    // The installer stopped early (bad data): its error says why.
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+        drop(tx);
+        let installed = install.await.map_err(|e| PullError::Storage {
+            image: shown.to_string(),
+            message: format!("layer task failed: {e}"),
+        })?;
+        if stalled {
+            return Err(PullError::Stalled {
+                image: shown.to_string(),
+                timeout: self.options.progress_timeout.unwrap_or_default(),
+            });
+        }
+        installed.map(|_| ()).map_err(|e| PullError::Storage {
+            image: shown.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Bounds a registry request by the stall timeout.
+    async fn timed<T>(
+        &self,
+        image: &str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, PullError> {
+        match self.options.progress_timeout {
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .map_err(|_| PullError::Stalled {
+                    image: image.to_string(),
+                    timeout: limit,
+                }),
+            None => Ok(fut.await),
+        }
+    }
+}
+
+fn client_for(source: &PullSource) -> Client {
+    let protocol = if source.insecure {
+        ClientProtocol::HttpsExcept(vec![source.name.registry.clone()])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        accept_invalid_certificates: source.insecure,
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(30)),
+        user_agent: concat!("crio-rs/", env!("CARGO_PKG_VERSION")),
+        ..ClientConfig::default()
+    })
+}
+
+fn oci_reference(name: &ImageName) -> Reference {
+    match &name.digest {
+        Some(digest) => Reference::with_digest(
+            name.registry.clone(),
+            name.repository.clone(),
+            digest.clone(),
+        ),
+        None => Reference::with_tag(
+            name.registry.clone(),
+            name.repository.clone(),
+            name.tag.clone().unwrap_or_else(|| "latest".into()),
+        ),
+    }
+}
+
+fn classify(image: &str, registry: &str, error: OciDistributionError) -> PullError {
+    let not_found = |codes: &[OciErrorCode]| {
+        codes.iter().any(|c| {
+            matches!(
+                c,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::BlobUnknown
+            )
+        })
+    };
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            PullError::NotFound(image.to_string())
+        }
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<OciErrorCode> = envelope.errors.into_iter().map(|e| e.code).collect();
+            if not_found(&codes) {
+                PullError::NotFound(image.to_string())
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                PullError::Unauthorized {
+                    image: image.to_string(),
+                    registry: registry.to_string(),
+                }
+            } else {
+                PullError::Registry {
+                    image: image.to_string(),
+                    message: format!("registry error {codes:?}"),
+                }
+            }
+        }
+        OciDistributionError::ServerError { code: 404, .. } => {
+            PullError::NotFound(image.to_string())
+        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => PullError::Unauthorized {
+            image: image.to_string(),
+            registry: registry.to_string(),
+        },
+        OciDistributionError::DigestError(e) => PullError::Invalid {
+            image: image.to_string(),
+            message: format!("digest verification failed: {e}"),
+        },
+        other => PullError::Registry {
+            image: image.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// A blocking reader over chunks sent from the async download.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}

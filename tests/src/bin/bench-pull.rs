@@ -1,0 +1,105 @@
+//! Benchmark (not a test): pull a multi-layer image of ~200 MB from the local registry
+//! with our daemon and with `skopeo copy` to an OCI dir, interleaved, in one run.
+//!
+//! `CRIO_BINARY=target/release/crio bench-pull [RUNS] [LAYERS] [MIB_PER_LAYER]`
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crio_tests::images::{Entry, ImageSpec, OciLayout};
+use crio_tests::test_images::noise;
+use crio_tests::{Daemon, Registry};
+use protocols::cri::{ImageSpec as CriImageSpec, PullImageRequest};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().ok());
+    let runs = args.next().flatten().unwrap_or(3);
+    let layers = args.next().flatten().unwrap_or(8);
+    let mib = args.next().flatten().unwrap_or(25);
+
+    let registry = Registry::start();
+    let layout_dir = tempfile::tempdir().expect("tempdir");
+    let layout = {
+        let mut layout = OciLayout::create(layout_dir.path());
+        let spec = ImageSpec {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            config: serde_json::json!({"Cmd": ["sh"]}),
+            layers: (0..layers)
+                .map(|i| {
+                    // Half noise, half zeros: compressible like real layers, not trivially.
+                    let mut data = noise(mib << 19, i as u64 + 100);
+                    data.resize(mib << 20, 0);
+                    vec![Entry::file(&format!("layer{i}.bin"), data)]
+                })
+                .collect(),
+        };
+        let d = layout.add_image(&spec);
+        layout.tag(&d, "bench");
+        layout
+    };
+    registry.push(layout.dir(), "bench", "bench/big:latest", false, None);
+    let name = format!("{}/bench/big:latest", registry.addr);
+    let policy = layout_dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("policy");
+
+    let mut ours = Vec::new();
+    let mut skopeo = Vec::new();
+    for _ in 0..runs {
+        let daemon = Daemon::builder()
+            .registries_conf(&format!(
+                "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+                registry.addr
+            ))
+            .dropin("50-quiet.conf", "[crio.runtime]\nlog_level = \"warn\"\n")
+            .start();
+        let mut cri = daemon.client().await;
+        let start = Instant::now();
+        cri.image
+            .pull_image(PullImageRequest {
+                image: Some(CriImageSpec {
+                    image: name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("pull");
+        ours.push(start.elapsed());
+        drop(daemon);
+
+        let dest = tempfile::tempdir().expect("tempdir");
+        let start = Instant::now();
+        let status = Command::new("skopeo")
+            .arg("--policy")
+            .arg(&policy)
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:bench", dest.path().display()))
+            .status()
+            .expect("skopeo");
+        assert!(status.success());
+        skopeo.push(start.elapsed());
+    }
+    let (o, s) = (median(ours.clone()), median(skopeo.clone()));
+    println!(
+        "image: {layers} layers x {mib} MiB ({} MiB), {runs} runs each, interleaved",
+        layers * mib
+    );
+    println!("crio PullImage (download+verify+unpack+sync): median {o:?}  all {ours:?}");
+    println!("skopeo copy to OCI dir (download+verify):     median {s:?}  all {skopeo:?}");
+    println!(
+        "ratio crio/skopeo: {:.2}x (below 1 = crio faster)",
+        o.as_secs_f64() / s.as_secs_f64()
+    );
+}
