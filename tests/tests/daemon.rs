@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crio_tests::Daemon;
 use protocols::cri::{
-    CgroupDriver, ListContainersRequest, ListImagesRequest, PullImageRequest, RunPodSandboxRequest,
-    RuntimeConfigRequest, StatusRequest, VersionRequest,
+    CgroupDriver, ListContainersRequest, RunPodSandboxRequest, RuntimeConfigRequest, StatusRequest,
+    VersionRequest,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -168,8 +168,6 @@ async fn rpcs_not_built_yet_answer_unimplemented() {
             .list_containers(ListContainersRequest::default())
             .await,
     );
-    assert_unimplemented(cri.image.list_images(ListImagesRequest::default()).await);
-    assert_unimplemented(cri.image.pull_image(PullImageRequest::default()).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
