@@ -12,6 +12,16 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCompression {
+    Gzip,
+    Zstd,
+    None,
+}
 
 /// Fixed timestamps keep digests stable from run to run.
 const MTIME: u64 = 1_700_000_000;
@@ -80,6 +90,8 @@ pub struct ImageSpec {
     pub config: Value,
     /// Bottom layer first.
     pub layers: Vec<Vec<Entry>>,
+    /// Per layer; layers past the end of this list are gzip.
+    pub compression: Vec<LayerCompression>,
 }
 
 /// A blob descriptor.
@@ -193,10 +205,23 @@ impl OciLayout {
     pub fn add_image(&self, spec: &ImageSpec) -> Descriptor {
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        for entries in &spec.layers {
+        for (i, entries) in spec.layers.iter().enumerate() {
             let tar = layer_tar(entries);
             diff_ids.push(sha256_digest(&tar));
-            layers.push(self.put_blob(OCI_LAYER_GZIP, &gzip(&tar)).to_json());
+            let blob = match spec
+                .compression
+                .get(i)
+                .copied()
+                .unwrap_or(LayerCompression::Gzip)
+            {
+                LayerCompression::Gzip => self.put_blob(OCI_LAYER_GZIP, &gzip(&tar)),
+                LayerCompression::Zstd => self.put_blob(
+                    OCI_LAYER_ZSTD,
+                    &zstd::encode_all(tar.as_slice(), 3).expect("zstd"),
+                ),
+                LayerCompression::None => self.put_blob(OCI_LAYER_TAR, &tar),
+            };
+            layers.push(blob.to_json());
         }
         let config = json!({
             "created": "2023-11-14T22:13:20Z",

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::images::{Entry, ImageSpec, OciLayout};
+use crate::images::{Entry, ImageSpec, LayerCompression, OciLayout};
 
 /// Where Debian's busybox-static puts the binary.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -105,10 +105,12 @@ pub enum TestImage {
     MultiArch,
     /// busybox plus three layers of 8 MiB of incompressible data each.
     Big,
+    /// Layers compressed three ways: gzip (busybox), zstd and uncompressed.
+    Mixed,
 }
 
 impl TestImage {
-    pub const ALL: [TestImage; 7] = [
+    pub const ALL: [TestImage; 8] = [
         TestImage::Busybox,
         TestImage::BusyboxDocker,
         TestImage::Web,
@@ -116,6 +118,7 @@ impl TestImage {
         TestImage::Whiteout,
         TestImage::MultiArch,
         TestImage::Big,
+        TestImage::Mixed,
     ];
 
     /// `repository:tag` on the test registry.
@@ -128,6 +131,7 @@ impl TestImage {
             TestImage::Whiteout => "test/whiteout:latest",
             TestImage::MultiArch => "test/multiarch:latest",
             TestImage::Big => "test/big:latest",
+            TestImage::Mixed => "test/mixed:latest",
         }
     }
 
@@ -140,6 +144,7 @@ impl TestImage {
             TestImage::Whiteout => "whiteout",
             TestImage::MultiArch => "multiarch",
             TestImage::Big => "big",
+            TestImage::Mixed => "mixed",
         }
     }
 }
@@ -186,6 +191,7 @@ fn spec(config: serde_json::Value, layers: Vec<Vec<Entry>>) -> ImageSpec {
         os: "linux".into(),
         config,
         layers,
+        compression: Vec::new(),
     }
 }
 
@@ -274,6 +280,24 @@ pub fn build_layout(dir: &Path) -> OciLayout {
     let big = spec(json!({"Env": [PATH_ENV], "Cmd": ["sh"]}), big_layers);
     let d = layout.add_image(&big);
     layout.tag(&d, TestImage::Big.layout_ref());
+
+    let mixed = ImageSpec {
+        compression: vec![
+            LayerCompression::Gzip,
+            LayerCompression::Zstd,
+            LayerCompression::None,
+        ],
+        ..spec(
+            json!({"Env": [PATH_ENV], "Cmd": ["cat", "/zstd", "/plain"]}),
+            vec![
+                base_layer(),
+                vec![Entry::file("zstd", "from a zstd layer\n")],
+                vec![Entry::file("plain", "from an uncompressed layer\n")],
+            ],
+        )
+    };
+    let d = layout.add_image(&mixed);
+    layout.tag(&d, TestImage::Mixed.layout_ref());
     layout
 }
 

@@ -166,6 +166,31 @@ async fn pulls_lists_inspects_and_removes_every_test_image() {
         [web.id.as_str()]
     );
 
+    // zstd and uncompressed layers unpack like gzip ones.
+    let (_, info) = status(&mut cri, &registry.reference(TestImage::Mixed), true)
+        .await
+        .expect("mixed");
+    let verbose: serde_json::Value = serde_json::from_str(&info["info"]).expect("json");
+    let layer_file = |i: usize, file: &str| {
+        let chain = verbose["layers"][i]
+            .as_str()
+            .expect("chain id")
+            .trim_start_matches("sha256:")
+            .to_string();
+        std::fs::read_to_string(
+            daemon
+                .dirs
+                .root
+                .join("images/layers")
+                .join(chain)
+                .join("diff")
+                .join(file),
+        )
+        .unwrap_or_default()
+    };
+    assert_eq!(layer_file(1, "zstd"), "from a zstd layer\n");
+    assert_eq!(layer_file(2, "plain"), "from an uncompressed layer\n");
+
     // ImageFsInfo counts real bytes.
     let fs = cri
         .image
@@ -561,4 +586,37 @@ async fn concurrent_pulls_download_each_layer_once() {
     let blob_gets = log.matches("\"GET /v2/test/big/blobs/sha256:").count();
     // 4 layers + 1 config per pull at most: layers exactly once.
     assert!(blob_gets <= 4 + 2, "{blob_gets} blob downloads:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_names_resolve_through_search_registries_and_aliases() {
+    let registry = Registry::start();
+    registry.push_test_images(&[TestImage::Busybox, TestImage::Web]);
+    let conf = format!(
+        "unqualified-search-registries = [\"{addr}\"]\n[aliases]\n\"mybox\" = \"{addr}/test/web\"\n{}",
+        insecure(&registry),
+        addr = registry.addr
+    );
+    let daemon = Daemon::builder().registries_conf(&conf).start();
+    let mut cri = daemon.client().await;
+    let id = pull(&mut cri, "test/busybox", None)
+        .await
+        .expect("short name");
+    let (img, _) = status(&mut cri, "test/busybox", false)
+        .await
+        .expect("found by short name");
+    assert_eq!(img.id, id);
+    assert_eq!(
+        img.repo_tags,
+        [format!("{}/test/busybox:latest", registry.addr)]
+    );
+    let web = pull(&mut cri, "mybox:latest", None).await.expect("alias");
+    let (img, _) = status(
+        &mut cri,
+        &format!("{}/test/web:latest", registry.addr),
+        false,
+    )
+    .await
+    .expect("alias target");
+    assert_eq!(img.id, web);
 }

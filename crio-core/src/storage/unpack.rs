@@ -44,6 +44,8 @@ pub enum UnpackError {
     SymlinkParent { entry: String, through: String },
     #[error("entry {entry:?}: {parent:?} is not a directory")]
     NotADirectory { entry: String, parent: String },
+    #[error("whiteout {0:?} names no file")]
+    BadWhiteout(String),
     #[error("hard link {entry:?} points at {target:?}, which is not in this layer")]
     LinkTarget { entry: String, target: String },
     #[error("entry {entry:?}: {action}: {source}")]
@@ -100,6 +102,10 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
             continue;
         }
         if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh.` alone would name the directory itself, `.wh..` its parent.
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(UnpackError::BadWhiteout(name));
+            }
             let target = parent.join(hidden);
             remove_existing(&target, &name)?;
             make_node(&target, SFlag::S_IFCHR, 0o000, 0, &name)?;
@@ -737,6 +743,20 @@ mod tests {
             Some(b"y".to_vec())
         );
         assert_eq!(fs::read(s.dest.join("opq/new")).expect("new"), b"n");
+    }
+
+    #[test]
+    fn whiteouts_of_the_dir_itself_or_its_parent_are_refused() {
+        // Found by the fuzzer: `.wh.` removed the layer dir, `.wh..` would remove its parent.
+        for name in [".wh.", ".wh..", "sub/.wh..", "sub/.wh."] {
+            let s = Sandbox::new();
+            let err = s
+                .unpack(Archive::new().file(name, b"").bytes())
+                .expect_err("refuse");
+            assert!(matches!(err, UnpackError::BadWhiteout(_)), "{name}: {err}");
+            assert!(s.dest.is_dir(), "{name}: the layer dir survives");
+            s.assert_nothing_escaped();
+        }
     }
 
     #[test]
