@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use protocols::cri::image_service_client::ImageServiceClient;
 use protocols::cri::runtime_service_client::RuntimeServiceClient;
+use protocols::cri::{AuthConfig, Image, ImageSpec, ListImagesRequest, PullImageRequest};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Both CRI services on one channel.
@@ -37,5 +38,36 @@ impl CriClient {
             image: ImageServiceClient::new(channel.clone()),
             channel,
         })
+    }
+}
+
+impl CriClient {
+    /// PullImage by name; the image ID on success.
+    pub async fn pull(
+        &mut self,
+        image: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<String, tonic::Status> {
+        self.image
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+            .map(|r| r.into_inner().image_ref)
+    }
+
+    /// Every image ListImages reports.
+    pub async fn images(&mut self) -> Vec<Image> {
+        self.image
+            .list_images(ListImagesRequest::default())
+            .await
+            .expect("ListImages")
+            .into_inner()
+            .images
     }
 }

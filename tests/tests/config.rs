@@ -7,6 +7,15 @@ use std::time::Duration;
 use crio_tests::daemon::crio_binary;
 use crio_tests::Daemon;
 
+/// Waits for a daemon that must refuse to start; returns its log.
+fn refused(daemon: &mut Daemon) -> String {
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("must exit");
+    assert!(!status.success(), "started despite a bad config");
+    daemon.log()
+}
+
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("run crio");
     (
@@ -90,11 +99,7 @@ fn wrong_type_and_syntax_errors_name_file_and_line() {
     let mut daemon = Daemon::builder()
         .dropin("50-bad.conf", "[crio.metrics]\nmetrics_port = \"http\"\n")
         .spawn();
-    assert!(!daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit")
-        .success());
-    let log = daemon.log();
+    let log = refused(&mut daemon);
     assert!(
         log.contains("50-bad.conf:2: key crio.metrics.metrics_port: invalid type"),
         "{log}"
@@ -103,11 +108,7 @@ fn wrong_type_and_syntax_errors_name_file_and_line() {
     let mut daemon = Daemon::builder()
         .dropin("50-bad.conf", "[crio\nroot = 1\n")
         .spawn();
-    assert!(!daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit")
-        .success());
-    let log = daemon.log();
+    let log = refused(&mut daemon);
     assert!(log.contains("50-bad.conf:1: invalid TOML"), "{log}");
 }
 
@@ -116,11 +117,7 @@ fn unknown_default_runtime_lists_the_configured_handlers() {
     let mut daemon = Daemon::builder()
         .main_config("[crio.runtime]\ndefault_runtime = \"kata\"\n")
         .spawn();
-    assert!(!daemon
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit")
-        .success());
-    let log = daemon.log();
+    let log = refused(&mut daemon);
     assert!(
         log.contains("crio.conf:2: key crio.runtime.default_runtime"),
         "{log}"

@@ -120,33 +120,26 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
     assert_eq!(names, ["", "runc", "vmtest"]);
 }
 
+async fn cgroup_driver(daemon: &Daemon) -> i32 {
+    let mut cri = daemon.client().await;
+    cri.runtime
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .expect("RuntimeConfig")
+        .into_inner()
+        .linux
+        .expect("linux")
+        .cgroup_driver
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn runtime_config_reports_the_configured_cgroup_driver() {
     let daemon = Daemon::builder().start();
-    let mut cri = daemon.client().await;
-    let linux = cri
-        .runtime
-        .runtime_config(RuntimeConfigRequest {})
-        .await
-        .expect("RuntimeConfig")
-        .into_inner()
-        .linux
-        .expect("linux");
-    assert_eq!(linux.cgroup_driver, CgroupDriver::Cgroupfs as i32);
-
+    assert_eq!(cgroup_driver(&daemon).await, CgroupDriver::Cgroupfs as i32);
     let daemon = Daemon::builder()
         .dropin("50.conf", "[crio.runtime]\ncgroup_manager = \"systemd\"\n")
         .start();
-    let mut cri = daemon.client().await;
-    let linux = cri
-        .runtime
-        .runtime_config(RuntimeConfigRequest {})
-        .await
-        .expect("RuntimeConfig")
-        .into_inner()
-        .linux
-        .expect("linux");
-    assert_eq!(linux.cgroup_driver, CgroupDriver::Systemd as i32);
+    assert_eq!(cgroup_driver(&daemon).await, CgroupDriver::Systemd as i32);
 }
 
 fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::{ImageSpec, ListImagesRequest, PullImageRequest};
+use protocols::cri::{ImageSpec, PullImageRequest};
 use tonic::Code;
 
 fn insecure(addr: &str) -> String {
@@ -12,28 +12,11 @@ fn insecure(addr: &str) -> String {
 }
 
 async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
-    let mut cri = daemon.client().await;
-    cri.image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    daemon.client().await.pull(image, None).await
 }
 
 async fn image_count(daemon: &Daemon) -> usize {
-    let mut cri = daemon.client().await;
-    cri.image
-        .list_images(ListImagesRequest::default())
-        .await
-        .expect("ListImages")
-        .into_inner()
-        .images
-        .len()
+    daemon.client().await.images().await.len()
 }
 
 fn leftovers(daemon: &Daemon) -> usize {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
     AuthConfig, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
-    PullImageRequest, RemoveImageRequest,
+    RemoveImageRequest,
 };
 use tonic::Code;
 
@@ -30,14 +30,7 @@ async fn pull(
     image: &str,
     auth: Option<AuthConfig>,
 ) -> Result<String, tonic::Status> {
-    cri.image
-        .pull_image(PullImageRequest {
-            image: spec(image),
-            auth,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
+    cri.pull(image, auth).await
 }
 
 async fn status(
@@ -61,12 +54,7 @@ async fn status(
 }
 
 async fn list(cri: &mut crio_tests::cri::CriClient) -> Vec<protocols::cri::Image> {
-    cri.image
-        .list_images(ListImagesRequest::default())
-        .await
-        .expect("ListImages")
-        .into_inner()
-        .images
+    cri.images().await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::image_config::ImageConfig;
-use super::reference::{ImageName, ParsedName};
+use super::reference::{ImageName, ParsedName, ReferenceError};
 use super::registries::RegistriesConf;
 use crate::storage::content::{ContentError, ContentStore};
 use crate::storage::layers::{LayerError, LayerStore};
@@ -45,6 +45,22 @@ pub fn tag_of(name: &ImageName) -> Option<String> {
     }
 }
 
+/// The fully qualified names `spec` may mean: itself, or a short name's candidates
+/// from registries.conf (aliases, then search registries).
+pub fn candidates(
+    spec: &str,
+    registries: &RegistriesConf,
+) -> Result<Vec<ImageName>, ReferenceError> {
+    Ok(match ImageName::parse(spec)? {
+        ParsedName::Qualified(name) => vec![name],
+        ParsedName::Short {
+            repository,
+            tag,
+            digest,
+        } => registries.resolve_short_name(&repository, tag.as_deref(), digest.as_deref()),
+    })
+}
+
 fn looks_like_id(spec: &str) -> Option<String> {
     let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -78,14 +94,8 @@ impl ImageStore {
                 return Ok(Some(record));
             }
         }
-        let candidates = match ImageName::parse(spec) {
-            Ok(ParsedName::Qualified(name)) => vec![name],
-            Ok(ParsedName::Short {
-                repository,
-                tag,
-                digest,
-            }) => registries.resolve_short_name(&repository, tag.as_deref(), digest.as_deref()),
-            Err(_) => return Ok(None),
+        let Ok(candidates) = candidates(spec, registries) else {
+            return Ok(None);
         };
         let images = self.list()?;
         for name in candidates {
@@ -195,19 +205,11 @@ impl ImageStore {
     }
 
     fn tags_named_by(&self, spec: &str, registries: &RegistriesConf) -> Vec<String> {
-        match ImageName::parse(spec) {
-            Ok(ParsedName::Qualified(name)) => tag_of(&name).into_iter().collect(),
-            Ok(ParsedName::Short {
-                repository,
-                tag,
-                digest,
-            }) => registries
-                .resolve_short_name(&repository, tag.as_deref(), digest.as_deref())
-                .iter()
-                .filter_map(tag_of)
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        candidates(spec, registries)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(tag_of)
+            .collect()
     }
 
     /// Removes layers and blobs no image record names (and no pull holds), and

@@ -18,9 +18,9 @@ use oci_client::{Client, Reference};
 
 use super::auth::{AuthFile, Credentials};
 use super::image_config::{chain_ids, ImageConfig};
-use super::images::{tag_of, ImageStore};
+use super::images::{candidates, tag_of, ImageStore};
 use super::manifest::{self, Layer, Manifest, Platform, ACCEPTED_MEDIA_TYPES};
-use super::reference::{ImageName, ParsedName};
+use super::reference::ImageName;
 use super::registries::{PullSource, RegistriesWatcher};
 use crate::storage::content::sha256;
 use crate::storage::layers::LayerSource;
@@ -118,20 +118,10 @@ impl Puller {
             .registries
             .current()
             .map_err(|e| PullError::Registries(e.to_string()))?;
-        let candidates = match ImageName::parse(spec) {
-            Ok(ParsedName::Qualified(name)) => vec![name],
-            Ok(ParsedName::Short {
-                repository,
-                tag,
-                digest,
-            }) => registries.resolve_short_name(&repository, tag.as_deref(), digest.as_deref()),
-            Err(e) => {
-                return Err(PullError::InvalidName {
-                    name: spec.to_string(),
-                    message: e.to_string(),
-                })
-            }
-        };
+        let candidates = candidates(spec, &registries).map_err(|e| PullError::InvalidName {
+            name: spec.to_string(),
+            message: e.to_string(),
+        })?;
         let auth_file = AuthFile::load(&self.options.auth_file)
             .map_err(|e| PullError::Registries(e.to_string()))?;
         let mut errors = Vec::new();
