@@ -8,14 +8,18 @@
 //! fails), an existing final path is replaced rather than written through, and
 //! hard links may only point inside. OCI whiteouts become overlayfs whiteouts (char
 //! device 0:0) and opaque markers the `trusted.overlay.opaque` xattr, so the layer dir
-//! can serve directly as an overlayfs lower dir. A layer is unpacked by one thread into
-//! a fresh private directory, so checks cannot race another writer.
+//! can serve directly as an overlayfs lower dir; overlay xattrs the layer carries
+//! itself (redirects, metacopy) are dropped, since overlayfs would act on them.
+//! Directory times, set at the end, are applied only to the very directory made
+//! earlier, re-resolved without following links (a later entry may have replaced a
+//! parent with a symlink). A layer is unpacked by one thread into a fresh private
+//! directory, so checks cannot race another writer.
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
@@ -24,6 +28,10 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Xattrs overlayfs interprets (redirects, metacopy, whiteout and opaque markers, with
+/// or without the `userxattr` mount option). A layer may not set them itself: only
+/// the whiteout conversion here writes overlay xattrs.
+const OVERLAY_XATTR_PREFIXES: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 /// Runs of zeros this long are left as holes, so sparse files stay sparse.
 const HOLE_BLOCK: usize = 4096;
 
@@ -81,7 +89,7 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
     let mut archive = tar::Archive::new(reader);
     let mut stats = UnpackStats::default();
     // Directory times are set last: creating their children changes them.
-    let mut dir_times: Vec<(PathBuf, String, i64)> = Vec::new();
+    let mut dir_times: Vec<DirTime> = Vec::new();
     for entry in archive.entries().map_err(UnpackError::Archive)? {
         let mut entry = entry.map_err(UnpackError::Archive)?;
         let raw = entry.path_bytes().into_owned();
@@ -113,7 +121,14 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
         }
         let target = parent.join(&file_name);
         let header = entry.header().clone();
-        let kind = header.entry_type();
+        let kind = match header.entry_type() {
+            // Go's archive/tar (which wrote most layers) reads a pre-POSIX entry (type
+            // '\0') whose name ends in '/' as a directory.
+            tar::EntryType::Regular if header.as_old().linkflag[0] == 0 && raw.ends_with(b"/") => {
+                tar::EntryType::Directory
+            }
+            other => other,
+        };
         // Empty numeric fields mean 0, as Go's archive/tar (which wrote most layers) reads them.
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let uid = header.uid().unwrap_or(0);
@@ -128,9 +143,13 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
                 }
                 Err(_) => fs::create_dir(&target).map_err(io_err(&name, "create directory"))?,
             },
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(&target, &name)?;
                 stats.bytes += write_file(&mut entry, &target, &name)?;
+            }
+            tar::EntryType::GNUSparse => {
+                remove_existing(&target, &name)?;
+                stats.bytes += write_sparse(&mut entry, &target, &name)?;
             }
             tar::EntryType::Symlink => {
                 remove_existing(&target, &name)?;
@@ -185,20 +204,56 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
                 let ext = ext.map_err(UnpackError::Archive)?;
                 let Ok(key) = ext.key() else { continue };
                 if let Some(attr) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                    if OVERLAY_XATTR_PREFIXES.iter().any(|p| attr.starts_with(p)) {
+                        tracing::warn!(entry = %name, "layer sets overlay xattr {attr}: ignored");
+                        continue;
+                    }
                     set_xattr(&target, attr, ext.value_bytes(), &name)?;
                 }
             }
         }
         if kind == tar::EntryType::Directory {
-            dir_times.push((target, name, mtime));
+            let meta = fs::symlink_metadata(&target).map_err(io_err(&name, "inspect"))?;
+            dir_times.push(DirTime {
+                relative,
+                name,
+                mtime,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
         } else {
-            set_mtime(&target, mtime, &name)?;
+            set_times(&target, mtime, &name)?;
         }
     }
-    for (dir, name, mtime) in dir_times.iter().rev() {
-        set_mtime(dir, *mtime, name)?;
+    // In archive order, so a directory listed twice gets its last time.
+    for dir in &dir_times {
+        // A later entry may have replaced this directory or one of its parents, even
+        // with a symlink to somewhere outside: resolve again without following
+        // anything, and touch only the very directory this unpack made.
+        let Some(parent) = existing_parent(dest, &dir.relative) else {
+            continue;
+        };
+        let Some(file_name) = dir.relative.file_name() else {
+            continue;
+        };
+        let path = parent.join(file_name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() && meta.dev() == dir.dev && meta.ino() == dir.ino => {
+                set_times(&path, dir.mtime, &dir.name)?;
+            }
+            _ => {}
+        }
     }
     Ok(stats)
+}
+
+/// A directory whose time is set after all entries, and the inode it was made as.
+struct DirTime {
+    relative: PathBuf,
+    name: String,
+    mtime: i64,
+    dev: u64,
+    ino: u64,
 }
 
 /// The entry's path relative to the layer root; `None` for the root itself.
@@ -257,22 +312,30 @@ fn link_source(dest: &Path, link: &[u8], name: &str) -> Result<PathBuf, UnpackEr
     let relative = clean_path(link, name)
         .map_err(|_| outside())?
         .ok_or_else(outside)?;
-    let mut current = dest.to_path_buf();
-    if let Some(parent) = relative.parent() {
-        for part in parent.components() {
-            current.push(part);
-            let meta = fs::symlink_metadata(&current).map_err(|_| outside())?;
-            if !meta.is_dir() || meta.file_type().is_symlink() {
-                return Err(outside());
-            }
-        }
-    }
-    let source = dest.join(&relative);
+    let parent = existing_parent(dest, &relative).ok_or_else(outside)?;
+    let source = parent.join(relative.file_name().ok_or_else(outside)?);
     let meta = fs::symlink_metadata(&source).map_err(|_| outside())?;
     if meta.is_dir() {
         return Err(outside());
     }
     Ok(source)
+}
+
+/// The real path of `relative`'s parent under `dest` if every parent component exists
+/// as a directory; `None` if one is missing, not a directory, or a symlink.
+fn existing_parent(dest: &Path, relative: &Path) -> Option<PathBuf> {
+    let mut current = dest.to_path_buf();
+    if let Some(parent) = relative.parent() {
+        for part in parent.components() {
+            current.push(part);
+            let meta = fs::symlink_metadata(&current).ok()?;
+            // symlink_metadata never reports a symlink as a directory.
+            if !meta.is_dir() {
+                return None;
+            }
+        }
+    }
+    Some(current)
 }
 
 fn shown(dest: &Path, path: &Path) -> String {
@@ -329,6 +392,22 @@ fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, Unpa
     Ok(total)
 }
 
+/// Writes a GNU sparse entry. Its holes reach us through `Read` only as zeros, and a
+/// few header bytes can declare an exabyte of them, so the tar crate writes it: it
+/// seeks over holes. It opens with `create_new` (O_CREAT|O_EXCL), which never
+/// follows a symlink at `path`; metadata is set by the caller as for any file.
+fn write_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: &Path,
+    name: &str,
+) -> Result<u64, UnpackError> {
+    let size = entry.size();
+    entry
+        .unpack(path)
+        .map_err(io_err(name, "write sparse file"))?;
+    Ok(size)
+}
+
 /// Reads until `buf` is full or the entry ends.
 fn read_full(data: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -368,7 +447,8 @@ fn chmod(path: &Path, mode: u32, name: &str) -> Result<(), UnpackError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(name, "chmod"))
 }
 
-fn set_mtime(path: &Path, mtime: i64, name: &str) -> Result<(), UnpackError> {
+/// Sets atime and mtime of `path` itself (never of a symlink's target).
+fn set_times(path: &Path, mtime: i64, name: &str) -> Result<(), UnpackError> {
     let time = nix::sys::time::TimeSpec::new(mtime, 0);
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
@@ -525,6 +605,89 @@ mod tests {
     }
 
     #[test]
+    fn deferred_directory_times_do_not_follow_a_later_symlink() {
+        // `d/sub` is created (its time deferred), then `d` is replaced by a symlink to
+        // a directory outside that also has a `sub`: setting the deferred time must not
+        // resolve through `d`.
+        let s = Sandbox::new();
+        let outside = s.parent.path().join("outside");
+        fs::create_dir_all(outside.join("sub")).expect("outside/sub");
+        let old = nix::sys::time::TimeSpec::new(1_000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &outside.join("sub"),
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .expect("set old time");
+        let tar = Archive::new()
+            .dir("d")
+            .dir("d/sub")
+            .symlink("d", outside.to_str().expect("utf-8"))
+            .bytes();
+        s.unpack(tar).expect("unpack");
+        assert!(fs::symlink_metadata(s.dest.join("d"))
+            .expect("d")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::metadata(outside.join("sub")).expect("sub").mtime(),
+            1_000,
+            "a time was set outside the layer"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_etc_cannot_be_written_through() {
+        let before = fs::read("/etc/passwd").expect("/etc/passwd");
+        let s = Sandbox::new();
+        let tar = Archive::new()
+            .symlink("a", "/etc")
+            .file("a/passwd", b"root::0:0::/:/bin/sh\n")
+            .bytes();
+        let err = s.unpack(tar).expect_err("must refuse");
+        assert!(matches!(err, UnpackError::SymlinkParent { .. }), "{err}");
+        assert!(err.to_string().contains("a/passwd"), "{err}");
+        assert_eq!(fs::read("/etc/passwd").expect("/etc/passwd"), before);
+        s.assert_nothing_escaped();
+    }
+
+    #[test]
+    fn a_directory_listed_twice_gets_its_last_time() {
+        let s = Sandbox::new();
+        let mut first = header(b"d", tar::EntryType::Directory, 0);
+        first.set_mtime(1_100_000_000);
+        first.set_cksum();
+        let mut second = header(b"d/", tar::EntryType::Directory, 0);
+        second.set_mtime(1_200_000_000);
+        second.set_cksum();
+        let tar = Archive::new()
+            .raw(first, &[])
+            .file("d/f", b"x")
+            .raw(second, &[])
+            .bytes();
+        s.unpack(tar).expect("unpack");
+        assert_eq!(
+            fs::metadata(s.dest.join("d")).expect("d").mtime(),
+            1_200_000_000
+        );
+    }
+
+    #[test]
+    fn a_pre_posix_entry_ending_in_a_slash_is_a_directory() {
+        let s = Sandbox::new();
+        let mut h = header(b"old/", tar::EntryType::Regular, 0);
+        h.as_old_mut().linkflag[0] = 0;
+        h.set_cksum();
+        s.unpack(Archive::new().raw(h, &[]).file("old/f", b"x").bytes())
+            .expect("unpack");
+        assert!(fs::symlink_metadata(s.dest.join("old"))
+            .expect("old")
+            .is_dir());
+    }
+
+    #[test]
     fn a_planted_symlink_is_replaced_not_written_through() {
         let s = Sandbox::new();
         let victim = s.parent.path().join("victim");
@@ -553,6 +716,12 @@ mod tests {
                 matches!(err, UnpackError::LinkTarget { .. }),
                 "{target}: {err}"
             );
+            assert_eq!(
+                fs::metadata(s.parent.path().join("outside"))
+                    .expect("outside")
+                    .nlink(),
+                1
+            );
         }
         // Through a symlinked parent.
         let s = Sandbox::new();
@@ -568,6 +737,25 @@ mod tests {
                 .nlink(),
             1
         );
+    }
+
+    #[test]
+    fn a_hard_link_to_a_symlink_links_the_symlink_itself() {
+        let s = Sandbox::new();
+        let outside = s.parent.path().join("outside");
+        fs::write(&outside, "x").expect("outside");
+        let tar = Archive::new()
+            .symlink("s", outside.to_str().expect("utf-8"))
+            .hardlink("h", "s")
+            .bytes();
+        s.unpack(tar).expect("unpack");
+        let h = fs::symlink_metadata(s.dest.join("h")).expect("h");
+        assert!(h.file_type().is_symlink());
+        assert_eq!(
+            h.ino(),
+            fs::symlink_metadata(s.dest.join("s")).expect("s").ino()
+        );
+        assert_eq!(fs::metadata(&outside).expect("outside").nlink(), 1);
     }
 
     #[test]
@@ -685,6 +873,51 @@ mod tests {
         assert_eq!(&data[data.len() - 4..], b"tail");
     }
 
+    /// A GNU sparse entry: `hole` bytes of hole, then 512 bytes of data.
+    fn sparse_entry(name: &[u8], hole: u64) -> tar::Header {
+        let mut h = header(name, tar::EntryType::GNUSparse, 512);
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.sparse[0].set_offset(hole);
+        gnu.sparse[0].set_length(512);
+        gnu.set_real_size(hole + 512);
+        h.set_cksum();
+        h
+    }
+
+    #[test]
+    fn huge_sparse_holes_are_seeked_over_not_read() {
+        // A few header bytes can declare an exabyte of hole: reading it as zeros would
+        // never end.
+        let s = Sandbox::new();
+        let hole = 1u64 << 40;
+        let tar = Archive::new()
+            .raw(sparse_entry(b"tib", hole), &[7u8; 512])
+            .bytes();
+        let started = std::time::Instant::now();
+        let stats = s.unpack(tar).expect("unpack");
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        assert_eq!(stats.bytes, hole + 512);
+        let out = s.dest.join("tib");
+        let meta = fs::metadata(&out).expect("meta");
+        assert_eq!(meta.len(), hole + 512);
+        assert!(meta.blocks() * 512 < 1 << 20, "{} blocks", meta.blocks());
+        let mut tail = [0u8; 512];
+        let mut f = fs::File::open(&out).expect("open");
+        f.seek(SeekFrom::Start(hole)).expect("seek");
+        f.read_exact(&mut tail).expect("read");
+        assert_eq!(tail, [7u8; 512]);
+
+        // Past what the filesystem allows: an error, promptly.
+        let s = Sandbox::new();
+        let tar = Archive::new()
+            .raw(sparse_entry(b"eib", 1 << 62), &[7u8; 512])
+            .bytes();
+        let started = std::time::Instant::now();
+        let _ = s.unpack(tar);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        s.assert_nothing_escaped();
+    }
+
     #[test]
     fn ownership_modes_times_and_xattrs_are_kept() {
         let s = Sandbox::new();
@@ -757,6 +990,34 @@ mod tests {
             assert!(s.dest.is_dir(), "{name}: the layer dir survives");
             s.assert_nothing_escaped();
         }
+    }
+
+    #[test]
+    fn a_layer_cannot_set_overlay_xattrs_itself() {
+        let s = Sandbox::new();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+            ("SCHILY.xattr.trusted.overlay.metacopy", &b""[..]),
+            ("SCHILY.xattr.user.overlay.redirect", &b"/etc"[..]),
+            ("SCHILY.xattr.user.kept", &b"yes"[..]),
+        ])
+        .expect("pax");
+        b.append(&header(b"d", tar::EntryType::Directory, 0), &[][..])
+            .expect("dir");
+        s.unpack(b.into_inner().expect("tar")).expect("unpack");
+        let d = s.dest.join("d");
+        for attr in [
+            "trusted.overlay.redirect",
+            "trusted.overlay.metacopy",
+            "user.overlay.redirect",
+        ] {
+            assert_eq!(xattr::get(&d, attr).expect("xattr"), None, "{attr}");
+        }
+        assert_eq!(
+            xattr::get(&d, "user.kept").expect("xattr"),
+            Some(b"yes".to_vec())
+        );
     }
 
     #[test]
