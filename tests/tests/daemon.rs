@@ -226,7 +226,7 @@ fn sigint_exits_cleanly() {
 }
 
 #[test]
-fn stale_socket_is_replaced_and_store_survives_a_crash() {
+fn stale_socket_is_replaced_after_a_crash() {
     let mut daemon = Daemon::builder().start();
     daemon.kill9();
     // kill -9 leaves the socket file behind with nobody listening.

@@ -91,12 +91,7 @@ impl ImageConfig {
 
     /// The user as the CRI reports it: a numeric uid, or a user name.
     pub fn user(&self) -> ImageUser {
-        let user = self.config.user.split(':').next().unwrap_or_default();
-        match user.parse::<i64>() {
-            Ok(uid) => ImageUser::Uid(uid),
-            Err(_) if user.is_empty() => ImageUser::Uid(0),
-            Err(_) => ImageUser::Name(user.to_string()),
-        }
+        ImageUser::parse(&self.config.user)
     }
 }
 
@@ -105,6 +100,18 @@ impl ImageConfig {
 pub enum ImageUser {
     Uid(i64),
     Name(String),
+}
+
+impl ImageUser {
+    /// From a config `User` (`uid`, `name`, `uid:gid`, `name:group`; empty = root).
+    pub fn parse(user: &str) -> Self {
+        let user = user.split(':').next().unwrap_or_default();
+        match user.parse::<i64>() {
+            Ok(uid) => ImageUser::Uid(uid),
+            Err(_) if user.is_empty() => ImageUser::Uid(0),
+            Err(_) => ImageUser::Name(user.to_string()),
+        }
+    }
 }
 
 /// Chain IDs from diff IDs: `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`.

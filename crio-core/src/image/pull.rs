@@ -276,6 +276,7 @@ impl Puller {
             manifests: kept.into_iter().map(|(d, _)| d).collect(),
             pulled_at: now,
             pinned: false,
+            user: config.config.user.clone(),
         };
         self.images
             .commit(record)

@@ -30,13 +30,9 @@ impl ImageServiceImpl {
     }
 
     fn to_cri(&self, record: &ImageRecord) -> Image {
-        let (uid, username) = match self.state.images.config(record).map(|c| c.user()) {
-            Ok(ImageUser::Uid(uid)) => (Some(Int64Value { value: uid }), String::new()),
-            Ok(ImageUser::Name(name)) => (None, name),
-            Err(e) => {
-                tracing::warn!("image {}: {e}", record.id);
-                (None, String::new())
-            }
+        let (uid, username) = match ImageUser::parse(&record.user) {
+            ImageUser::Uid(uid) => (Some(Int64Value { value: uid }), String::new()),
+            ImageUser::Name(name) => (None, name),
         };
         Image {
             id: record.id.clone(),

@@ -2,7 +2,7 @@
 //! written to a temp file, verified, fsynced and renamed into place, so a reader never
 //! sees a partial or wrong blob, whatever crashes when.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -92,7 +92,8 @@ impl ContentStore {
             path: target.clone(),
             source: e.error,
         })?;
-        sync_dir(target.parent().unwrap_or(&self.dir))
+        let dir = target.parent().unwrap_or(&self.dir);
+        super::sync_dir(dir).map_err(io_err("fsync", dir))
     }
 
     /// Reads a blob, re-verifying its digest (a bit flip on disk is an error, not data).
@@ -127,13 +128,6 @@ impl ContentStore {
         }
         Ok(out)
     }
-}
-
-/// fsync a directory so a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), ContentError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("fsync", dir))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::content::sync_dir;
+use super::sync_dir;
 use super::unpack::{unpack_layer, UnpackError};
 use crate::image::manifest::Compression;
 
@@ -173,11 +173,7 @@ impl LayerStore {
                 return Err(io_err("rename into", &final_dir)(e));
             }
         }
-        sync_dir(&self.dir).map_err(|e| LayerError::Io {
-            action: "fsync",
-            path: self.dir.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
+        sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
         Ok(stats.bytes)
     }
 

@@ -6,3 +6,8 @@ pub mod layers;
 pub mod overlay;
 pub mod unpack;
 pub mod usage;
+
+/// fsync a directory so a rename in it is durable.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

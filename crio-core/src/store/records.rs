@@ -85,6 +85,9 @@ pub struct ImageRecord {
     /// Pinned images are never garbage-collected (the kubelet is told so).
     #[serde(default)]
     pub pinned: bool,
+    /// The config's `User`, kept here so listing images reads no blob.
+    #[serde(default)]
+    pub user: String,
 }
 
 impl Record for ImageRecord {
