@@ -1,4 +1,5 @@
-//! Records the git commit and compiler for `crio version`.
+//! Records the git commit and compiler for `crio version`, and builds the static
+//! pause binary that `crio` embeds (see `pause/pause.rs`).
 use std::process::Command;
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -17,6 +18,29 @@ fn main() {
     println!("cargo:rustc-env=CRIO_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=CRIO_GIT_TREE_STATE={dirty}");
     println!("cargo:rustc-env=CRIO_RUSTC_VERSION={rustc_version}");
+    build_pause(&rustc);
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");
+}
+
+/// A static, dependency-free binary: it runs in an otherwise empty rootfs.
+fn build_pause(rustc: &str) {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let status = Command::new(rustc)
+        .args([
+            "--edition=2021",
+            "-O",
+            "-Cpanic=abort",
+            "-Ctarget-feature=+crt-static",
+            "-Cstrip=symbols",
+            "pause/pause.rs",
+            "-o",
+        ])
+        .arg(out.join("pause"))
+        .env("CARGO_PKG_VERSION_OVERRIDE", version)
+        .status()
+        .expect("run rustc for pause");
+    assert!(status.success(), "building pause/pause.rs failed");
+    println!("cargo:rerun-if-changed=pause/pause.rs");
 }

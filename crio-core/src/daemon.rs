@@ -10,12 +10,16 @@ use crate::image::images::{ImageError, ImageStore};
 use crate::image::manifest::Platform;
 use crate::image::pull::{PullOptions, Puller};
 use crate::image::registries::{RegistriesConf, RegistriesWatcher};
-use crate::runtime::HandlerRegistry;
+use crate::runtime::{EventServer, HandlerRegistry, ShimHost};
+use crate::sandbox::{pause, PodRuntime, PodRuntimeConfig};
 use crate::server::{self, socket, State};
 use crate::store::{Store, StoreError};
 
 /// File name of the metadata store under `[crio] root`.
 pub const STORE_FILE: &str = "metadata.redb";
+
+/// The ttrpc socket shims send events to, under `[crio] runroot`.
+pub const EVENTS_SOCKET: &str = "shim-events.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -32,6 +36,10 @@ pub enum DaemonError {
     Socket(#[from] socket::SocketError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    Events(#[from] crate::runtime::events::EventsError),
+    #[error("recovering pods: {0}")]
+    Recover(String),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -82,10 +90,52 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             auth_file,
         },
     );
+    // Shims report to this socket: it listens before any shim is started.
+    let (events, events_rx) = EventServer::start(&c.runroot.join(EVENTS_SOCKET)).await?;
+    let pause_rootfs =
+        pause::install(&c.root.join("pause")).map_err(|source| DaemonError::Dir {
+            path: c.root.join("pause"),
+            source,
+        })?;
+    let handlers = HandlerRegistry::from_config(&config);
+    let mut features = std::collections::HashMap::new();
+    for handler in handlers.handlers() {
+        let shim = handlers.locate_shim(handler);
+        let found = crate::runtime::features::probe(handler, shim.as_deref()).await;
+        tracing::debug!(handler = %handler.name, ?found, "handler features");
+        features.insert(handler.name.clone(), found);
+    }
+    let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
+    let pods = Arc::new(PodRuntime::new(
+        PodRuntimeConfig {
+            bundles_dir: c.runroot.join("bundles"),
+            containers_dir: container_root.clone(),
+            pause_rootfs,
+            pause_command: c.image.pause_command.clone(),
+            storage_driver: c.storage_driver.parse().unwrap_or_default(),
+            systemd_cgroup: c.runtime.cgroup_manager == "systemd",
+            held_capabilities: crate::spec::held_capabilities(),
+            min_oom_score_adj: crate::spec::own_oom_score_adj(),
+        },
+        store.clone(),
+        images.clone(),
+        handlers.clone(),
+        ShimHost::new(
+            events.path().to_path_buf(),
+            publish_binary,
+            c.runtime.log_level == "debug" || c.runtime.log_level == "trace",
+        ),
+    ));
+    pods.spawn_event_loop(events_rx);
+    pods.recover()
+        .await
+        .map_err(|e| DaemonError::Recover(e.to_string()))?;
     let listen = c.api.listen.clone();
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
-        handlers: HandlerRegistry::from_config(&config),
+        handlers,
+        pods,
+        features,
         store,
         images,
         puller,
@@ -100,6 +150,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     if let Err(e) = std::fs::remove_file(&listen) {
         tracing::warn!("cannot remove socket {}: {e}", listen.display());
     }
+    events.stop().await;
     tracing::info!("stopped");
     Ok(result?)
 }

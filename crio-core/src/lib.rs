@@ -2,12 +2,16 @@
 //! every container operation to a shim v2 over ttrpc (see `shared/design.md`).
 
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod duration;
 pub mod image;
+pub mod logs;
 pub mod network;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
+pub mod spec;
 pub mod storage;
 pub mod store;
 pub mod version;

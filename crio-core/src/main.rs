@@ -83,6 +83,19 @@ enum StatusCommand {
 }
 
 fn main() -> ExitCode {
+    // containerd's legacy event path: shims run `<publish-binary> --address A publish
+    // --topic T --namespace N` with the event on stdin. Not a clap subcommand: the
+    // flags are containerd's, not ours.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(publish) = PublishArgs::parse(&args[1..]) {
+        return match publish.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("crio publish: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +157,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `[--address A] publish --topic T --namespace N` (flags with one or two dashes).
+#[derive(Debug, PartialEq)]
+struct PublishArgs {
+    address: String,
+    topic: String,
+    namespace: String,
+}
+
+impl PublishArgs {
+    fn parse(args: &[String]) -> Option<Self> {
+        if !args.iter().any(|a| a == "publish") {
+            return None;
+        }
+        let mut out = PublishArgs {
+            address: String::new(),
+            topic: String::new(),
+            namespace: String::new(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let name = arg.trim_start_matches('-');
+            let (name, inline) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (name, None),
+            };
+            let slot = match name {
+                "address" | "a" => &mut out.address,
+                "topic" => &mut out.topic,
+                "namespace" | "n" => &mut out.namespace,
+                _ => continue,
+            };
+            *slot = match inline {
+                Some(v) => v,
+                None => it.next()?.clone(),
+            };
+        }
+        (!out.address.is_empty() && !out.topic.is_empty()).then_some(out)
+    }
+
+    fn run(&self) -> anyhow::Result<()> {
+        use std::io::Read;
+        let mut event = Vec::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_end(&mut event)
+            .context("reading the event from stdin")?;
+        runtime()?.block_on(crio_core::runtime::events::publish(
+            &self.address,
+            &self.topic,
+            &self.namespace,
+            &event,
+        ))?;
+        Ok(())
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -172,4 +241,34 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_takes_containerds_flags() {
+        let args: Vec<String> = [
+            "--address",
+            "/run/e.sock",
+            "publish",
+            "--topic",
+            "/tasks/exit",
+            "--namespace",
+            "k8s.io",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            PublishArgs::parse(&args),
+            Some(PublishArgs {
+                address: "/run/e.sock".into(),
+                topic: "/tasks/exit".into(),
+                namespace: "k8s.io".into()
+            })
+        );
+        assert_eq!(PublishArgs::parse(&["config".to_string()]), None);
+    }
 }

@@ -302,8 +302,52 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Pods outlive the daemon (that is what shims are for): remove them
+            // through the CRI first, then stop it.
+            if matches!(child.try_wait(), Ok(None)) {
+                remove_all_pods(&self.dirs.socket);
+            }
             process::terminate(&mut child, Duration::from_secs(15));
         }
+        crate::cleanup::kill_pods_under(&self.dirs.base, &self.dirs.runroot);
         crate::cleanup::unmount_all_under(&self.dirs.base);
     }
+}
+
+/// StopPodSandbox + RemovePodSandbox for every pod, on a thread of its own (Drop may
+/// run inside a tokio runtime), bounded in time.
+fn remove_all_pods(socket: &Path) {
+    let socket = socket.to_path_buf();
+    let worker = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let work = async {
+                let Ok(mut cri) = CriClient::connect(&socket).await else {
+                    return;
+                };
+                let Ok(pods) = cri
+                    .runtime
+                    .list_pod_sandbox(protocols::cri::ListPodSandboxRequest::default())
+                    .await
+                else {
+                    return;
+                };
+                for pod in pods.into_inner().items {
+                    let _ = cri
+                        .runtime
+                        .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod.id,
+                        })
+                        .await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(60), work).await;
+        });
+    });
+    let _ = worker.join();
 }

@@ -3,14 +3,18 @@
 //! Everything a test starts is stopped, and everything it mounts is unmounted, when
 //! its handle drops — also when the test panics.
 
+pub mod bundle;
 pub mod cleanup;
+pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod http;
 pub mod images;
+pub mod pods;
 pub mod process;
 pub mod registry;
 pub mod test_images;
+pub mod token_server;
 
 pub use daemon::{Daemon, DaemonBuilder};
 pub use registry::{Registry, TestImage};

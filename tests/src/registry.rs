@@ -1,10 +1,14 @@
 //! A real OCI registry (Debian's `docker-registry`, CNCF distribution 2.8) on a
-//! loopback port, with its own config and storage, stopped when dropped.
+//! loopback port, with its own config and storage, stopped when dropped. It can
+//! serve TLS with a certificate from a throwaway CA ([`TestCa`]), and require basic
+//! auth (htpasswd) or bearer tokens from a [`TokenServer`].
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::token_server::TokenServer;
 
 pub use crate::test_images::TestImage;
 use crate::{process, test_images};
@@ -16,8 +20,10 @@ pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    /// `(user, password)` when it requires basic auth.
+    /// `(user, password)` when it requires basic auth or tokens (what pushes use).
     pub credentials: Option<(String, String)>,
+    /// Whether it serves HTTPS.
+    pub tls: bool,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -25,12 +31,20 @@ pub struct Registry {
 impl Registry {
     /// An empty registry, anonymous access.
     pub fn start() -> Self {
-        Self::launch(None)
+        Self::start_with(RegistryOptions::default())
     }
 
     /// An empty registry that requires basic auth (htpasswd, bcrypt).
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::start_with(RegistryOptions {
+            basic_auth: Some((user.to_string(), password.to_string())),
+            ..RegistryOptions::default()
+        })
+    }
+
+    /// An empty registry as `options` say.
+    pub fn start_with(options: RegistryOptions<'_>) -> Self {
+        Self::launch(options)
     }
 
     /// A registry holding every [`TestImage`].
@@ -40,7 +54,7 @@ impl Registry {
         registry
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Self {
+    fn launch(options: RegistryOptions<'_>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("crio-registry-")
             .tempdir()
@@ -48,7 +62,22 @@ impl Registry {
         let port = process::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut auth = String::new();
-        if let Some((user, password)) = &credentials {
+        let mut credentials = options.basic_auth.clone();
+        if let Some(token) = options.token_auth {
+            assert!(
+                credentials.is_none(),
+                "a registry uses basic auth or tokens, not both"
+            );
+            credentials = Some(token.credentials());
+            auth = format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                token.realm(),
+                token.service,
+                token.issuer,
+                token.cert_path.display()
+            );
+        }
+        if let Some((user, password)) = &options.basic_auth {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
                 .output()
@@ -61,8 +90,18 @@ impl Registry {
                 htpasswd.display()
             );
         }
+        let tls = options
+            .tls
+            .map(|ca| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    ca.server_cert.display(),
+                    ca.server_key.display()
+                )
+            })
+            .unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: crio-test-secret\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: crio-test-secret\n{tls}{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -86,6 +125,7 @@ impl Registry {
         let mut registry = Self {
             addr,
             credentials,
+            tls: options.tls.is_some(),
             child,
             dir,
         };
@@ -96,8 +136,16 @@ impl Registry {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            // /v2/ answers 200 or 401 once the registry serves.
-            if let Ok(resp) = crate::http::get(&format!("http://{}/v2/", self.addr), &[], None) {
+            if self.tls {
+                // The harness's HTTP client does not know the test CA: a TCP
+                // connection means the registry listens (it binds when it serves).
+                if std::net::TcpStream::connect(&self.addr).is_ok() {
+                    return;
+                }
+            } else if let Ok(resp) =
+                crate::http::get(&format!("http://{}/v2/", self.addr), &[], None)
+            {
+                // /v2/ answers 200 or 401 once the registry serves.
                 if resp.status == 200 || resp.status == 401 {
                     return;
                 }
@@ -167,6 +215,140 @@ impl Registry {
             self.log()
         );
     }
+}
+
+/// How [`Registry::start_with`] starts a registry.
+#[derive(Debug, Default, Clone)]
+pub struct RegistryOptions<'a> {
+    /// Require basic auth (htpasswd) with this user and password.
+    pub basic_auth: Option<(String, String)>,
+    /// Serve HTTPS with this CA's server certificate (for 127.0.0.1).
+    pub tls: Option<&'a TestCa>,
+    /// Require bearer tokens issued by this token server.
+    pub token_auth: Option<&'a TokenServer>,
+}
+
+/// A throwaway CA and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, made with the `openssl` CLI in a temp dir removed on drop.
+#[derive(Debug)]
+pub struct TestCa {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("crio-ca-")
+            .tempdir()
+            .expect("ca dir");
+        let p = |name: &str| dir.path().join(name);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=crio-tests CA",
+            "-keyout",
+            path_str(&p("ca.key")),
+            "-out",
+            path_str(&p("ca.crt")),
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            path_str(&p("server.key")),
+            "-out",
+            path_str(&p("server.csr")),
+        ]);
+        fs::write(
+            p("server.ext"),
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            path_str(&p("server.csr")),
+            "-CA",
+            path_str(&p("ca.crt")),
+            "-CAkey",
+            path_str(&p("ca.key")),
+            "-CAcreateserial",
+            "-extfile",
+            path_str(&p("server.ext")),
+            "-out",
+            path_str(&p("server.crt")),
+        ]);
+        Self {
+            ca_cert: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+            dir,
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        fs::read(&self.ca_cert).expect("read CA certificate")
+    }
+
+    /// Writes the CA as `<certs_dir>/<host>/ca.crt` (containers-certs.d(5)).
+    pub fn install(&self, certs_dir: &Path, host: &str) -> PathBuf {
+        let dir = certs_dir.join(host);
+        fs::create_dir_all(&dir).expect("certs.d host dir");
+        let path = dir.join("ca.crt");
+        fs::write(&path, self.ca_pem()).expect("write ca.crt");
+        path
+    }
+
+    /// The temp dir holding the CA's files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// Runs `openssl args...`; panics with its stderr on failure.
+pub fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl CLI must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Registry {

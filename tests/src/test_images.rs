@@ -107,10 +107,12 @@ pub enum TestImage {
     Big,
     /// Layers compressed three ways: gzip (busybox), zstd and uncompressed.
     Mixed,
+    /// An infra image: the project's static pause as `/pause`, its Entrypoint.
+    Pause,
 }
 
 impl TestImage {
-    pub const ALL: [TestImage; 8] = [
+    pub const ALL: [TestImage; 9] = [
         TestImage::Busybox,
         TestImage::BusyboxDocker,
         TestImage::Web,
@@ -119,6 +121,7 @@ impl TestImage {
         TestImage::MultiArch,
         TestImage::Big,
         TestImage::Mixed,
+        TestImage::Pause,
     ];
 
     /// `repository:tag` on the test registry.
@@ -132,6 +135,7 @@ impl TestImage {
             TestImage::MultiArch => "test/multiarch:latest",
             TestImage::Big => "test/big:latest",
             TestImage::Mixed => "test/mixed:latest",
+            TestImage::Pause => "test/pause:latest",
         }
     }
 
@@ -145,6 +149,7 @@ impl TestImage {
             TestImage::MultiArch => "multiarch",
             TestImage::Big => "big",
             TestImage::Mixed => "mixed",
+            TestImage::Pause => "pause",
         }
     }
 }
@@ -298,6 +303,16 @@ pub fn build_layout(dir: &Path) -> OciLayout {
     };
     let d = layout.add_image(&mixed);
     layout.tag(&d, TestImage::Mixed.layout_ref());
+
+    let pause = spec(
+        json!({"Entrypoint": ["/pause"]}),
+        vec![vec![Entry::executable(
+            "pause",
+            crio_core::sandbox::pause::PAUSE_BINARY.to_vec(),
+        )]],
+    );
+    let d = layout.add_image(&pause);
+    layout.tag(&d, TestImage::Pause.layout_ref());
     layout
 }
 

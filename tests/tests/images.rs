@@ -508,6 +508,7 @@ async fn an_image_used_by_a_container_is_not_removed() {
                 exit_code: None,
                 labels: Default::default(),
                 annotations: Default::default(),
+                ..Default::default()
             })
             .expect("put");
     }

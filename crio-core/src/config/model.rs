@@ -24,6 +24,10 @@ pub struct CrioConfig {
     pub runroot: PathBuf,
     /// Default directory for container logs when the kubelet gives none.
     pub log_dir: PathBuf,
+    /// How container root filesystems are built from image layers: `overlay`
+    /// (an overlayfs mount) or `vfs` (a private copy, where overlayfs is unavailable).
+    /// Empty means `overlay`, as CRI-O's empty value means containers/storage's default.
+    pub storage_driver: String,
     pub api: ApiConfig,
     pub runtime: RuntimeSection,
     pub image: ImageConfig,
@@ -95,6 +99,9 @@ pub struct ImageConfig {
     /// Registry credentials (containers-auth.json); empty = `REGISTRY_AUTH_FILE`,
     /// else `/etc/containers/auth.json`.
     pub global_auth_file: String,
+    /// Per-registry TLS files, in `<certs_dir>/<host[:port]>/` (containers-certs.d(5)):
+    /// empty = `/etc/containers/certs.d`, then `/etc/docker/certs.d`.
+    pub certs_dir: String,
 }
 
 /// `[crio.network]`: CNI.
@@ -124,6 +131,7 @@ impl Default for CrioConfig {
             root: "/var/lib/crio-rs".into(),
             runroot: "/run/crio-rs".into(),
             log_dir: "/var/log/crio/pods".into(),
+            storage_driver: STORAGE_DRIVER_OVERLAY.into(),
             api: ApiConfig::default(),
             runtime: RuntimeSection::default(),
             image: ImageConfig::default(),
@@ -185,6 +193,7 @@ impl Default for ImageConfig {
             registries: Vec::new(),
             pull_progress_timeout: "0s".into(),
             global_auth_file: String::new(),
+            certs_dir: String::new(),
         }
     }
 }
@@ -214,6 +223,10 @@ pub const RUNTIME_TYPE_OCI: &str = "oci";
 pub const RUNTIME_TYPE_VM: &str = "vm";
 /// Accepted `runtime_type` values.
 pub const RUNTIME_TYPES: &[&str] = &[RUNTIME_TYPE_OCI, RUNTIME_TYPE_VM];
+pub const STORAGE_DRIVER_OVERLAY: &str = "overlay";
+pub const STORAGE_DRIVER_VFS: &str = "vfs";
+/// Accepted `storage_driver` values (empty = `overlay`).
+pub const STORAGE_DRIVERS: &[&str] = &[STORAGE_DRIVER_OVERLAY, STORAGE_DRIVER_VFS];
 /// Accepted `cgroup_manager` values.
 pub const CGROUP_MANAGERS: &[&str] = &["cgroupfs", "systemd"];
 /// Accepted `log_level` values (CRI-O's logrus levels).

@@ -315,3 +315,60 @@ fn shipped_default_dropin_is_valid_and_matches_the_defaults() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config, Config::default());
 }
+
+#[test]
+fn storage_driver_defaults_to_overlay_and_accepts_vfs() {
+    let d = Dirs::new();
+    assert_eq!(
+        d.load().expect("load").config.crio.storage_driver,
+        "overlay"
+    );
+    let f = d.dropin("10-vfs.conf", "[crio]\nstorage_driver = \"vfs\"\n");
+    let loaded = d.load().expect("vfs is accepted");
+    assert_eq!(loaded.config.crio.storage_driver, "vfs");
+    assert_eq!(loaded.origins.of("crio.storage_driver"), at(&f, 2));
+    // CRI-O's empty value (containers/storage's default) means overlay.
+    d.dropin("20-empty.conf", "[crio]\nstorage_driver = \"\"\n");
+    assert_eq!(
+        d.load()
+            .expect("empty is accepted")
+            .config
+            .crio
+            .storage_driver,
+        ""
+    );
+}
+
+#[test]
+fn unknown_storage_driver_names_file_key_and_accepted_values() {
+    let d = Dirs::new();
+    let f = d.dropin("10.conf", "[crio]\n\nstorage_driver = \"btrfs\"\n");
+    let p = d.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "crio.storage_driver");
+    assert_eq!(p[0].origin, at(&f, 3));
+    assert_eq!(p[0].accepted.as_deref(), Some("overlay, vfs"));
+    let shown = ConfigError::Invalid(p).to_string();
+    assert!(
+        shown.contains(&format!("{}:3: key crio.storage_driver", f.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("\"btrfs\""), "{shown}");
+}
+
+#[test]
+fn certs_dir_must_be_absolute() {
+    let d = Dirs::new();
+    d.dropin(
+        "10.conf",
+        "[crio.image]\ncerts_dir = \"/etc/crio/certs.d\"\n",
+    );
+    assert_eq!(
+        d.load().expect("absolute").config.crio.image.certs_dir,
+        "/etc/crio/certs.d"
+    );
+    let f = d.dropin("20.conf", "[crio.image]\ncerts_dir = \"certs.d\"\n");
+    let p = d.problems();
+    assert_eq!(p[0].key, "crio.image.certs_dir");
+    assert_eq!(p[0].origin, at(&f, 2));
+}

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use super::error::Problem;
-use super::model::{Config, CGROUP_MANAGERS, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM};
+use super::model::{
+    Config, CGROUP_MANAGERS, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM, STORAGE_DRIVERS,
+};
 use super::origin::Origins;
 
 /// Every problem found, in key order; empty means valid.
@@ -16,6 +18,9 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     out.absolute("crio.root", &c.root);
     out.absolute("crio.runroot", &c.runroot);
     out.absolute("crio.log_dir", &c.log_dir);
+    if !c.storage_driver.is_empty() {
+        out.one_of("crio.storage_driver", &c.storage_driver, STORAGE_DRIVERS);
+    }
     out.absolute("crio.api.listen", &c.api.listen);
     if c.api.stream_port.parse::<u16>().is_err() {
         out.problem(
@@ -91,6 +96,13 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             "crio.image.global_auth_file",
             format!("{:?} is not an absolute path", c.image.global_auth_file),
             "an absolute path, or empty for $REGISTRY_AUTH_FILE or /etc/containers/auth.json",
+        );
+    }
+    if !c.image.certs_dir.is_empty() && !Path::new(&c.image.certs_dir).is_absolute() {
+        out.problem(
+            "crio.image.certs_dir",
+            format!("{:?} is not an absolute path", c.image.certs_dir),
+            "an absolute path, or empty for /etc/containers/certs.d then /etc/docker/certs.d",
         );
     }
     if crate::duration::parse(&c.image.pull_progress_timeout).is_none() {

@@ -1,9 +1,12 @@
 //! Registry credentials: from a containers-auth.json(5) file, or from the CRI pull
 //! request's `AuthConfig`.
 //!
-//! Only username/password credentials are supported (the file's `auth` entries and
-//! the request's `username`/`password`/`auth` fields); identity and registry tokens
-//! need a token exchange this daemon does not implement.
+//! Username/password credentials (the file's `auth` entries and the request's
+//! `username`/`password`/`auth` fields) are sent to the registry's token server
+//! (bearer-token registries) or as basic auth. The request's `registry_token` is a
+//! bearer token sent to the registry as it is. Identity tokens (OAuth2 refresh
+//! tokens: the request's `identity_token`, the file's `identitytoken`) need a token
+//! exchange this daemon does not implement.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -40,6 +43,25 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// What a pull request authenticates with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CriAuth {
+    /// Username and password: for the registry's token server, or basic auth.
+    Basic(Credentials),
+    /// A bearer token for the registry (CRI `registry_token`), sent as it is.
+    RegistryToken(String),
+}
+
+/// By hand: neither the password nor the token may reach a log.
+impl fmt::Debug for CriAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CriAuth::Basic(creds) => f.debug_tuple("Basic").field(creds).finish(),
+            CriAuth::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
+        }
+    }
+}
+
 /// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -52,7 +74,7 @@ pub enum AuthError {
     Json { path: PathBuf, message: String },
     #[error("pull request auth: {0}")]
     InvalidAuth(String),
-    #[error("pull request auth: {field} is not supported (accepted: username and password, or auth = base64 of \"username:password\")")]
+    #[error("pull request auth: {field} is not supported (accepted: username and password, auth = base64 of \"username:password\", or registry_token)")]
     Unsupported { field: &'static str },
 }
 
@@ -150,42 +172,45 @@ impl AuthFile {
 }
 
 /// Credentials from a CRI `AuthConfig`'s `username`, `password` and `auth`; `None`
-/// when they carry no username. Tokens cannot be passed here: see
-/// [`from_cri_with_tokens`].
+/// when they carry no username. For the token fields see [`from_cri_with_tokens`].
 pub fn from_cri(
     username: &str,
     password: &str,
     auth: &str,
 ) -> Result<Option<Credentials>, AuthError> {
-    from_cri_with_tokens(username, password, auth, "", "")
+    Ok(
+        match from_cri_with_tokens(username, password, auth, "", "")? {
+            Some(CriAuth::Basic(creds)) => Some(creds),
+            _ => None,
+        },
+    )
 }
 
-/// Like [`from_cri`], also given the `identity_token` and `registry_token` fields.
-/// As in CRI-O, `auth` wins over `username`/`password`, and a username is what
-/// makes credentials; a token is an error only when it would be the credential.
+/// The whole CRI `AuthConfig`. As in CRI-O, `auth` wins over `username`/`password`
+/// and a username is what makes credentials; without one, `registry_token` is
+/// used as the registry's bearer token. `identity_token` is an error only when it
+/// would be the credential.
 pub fn from_cri_with_tokens(
     username: &str,
     password: &str,
     auth: &str,
     identity_token: &str,
     registry_token: &str,
-) -> Result<Option<Credentials>, AuthError> {
+) -> Result<Option<CriAuth>, AuthError> {
     let (username, password) = if auth.is_empty() {
         (username.to_string(), password.to_string())
     } else {
         decode_auth(auth).map_err(|reason| AuthError::InvalidAuth(format!("auth {reason}")))?
     };
     if !username.is_empty() {
-        return Ok(Some(Credentials { username, password }));
+        return Ok(Some(CriAuth::Basic(Credentials { username, password })));
+    }
+    if !registry_token.is_empty() {
+        return Ok(Some(CriAuth::RegistryToken(registry_token.to_string())));
     }
     if !identity_token.is_empty() {
         return Err(AuthError::Unsupported {
             field: "identity_token",
-        });
-    }
-    if !registry_token.is_empty() {
-        return Err(AuthError::Unsupported {
-            field: "registry_token",
         });
     }
     if !password.is_empty() {
@@ -521,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn cri_tokens_are_unsupported() {
+    fn cri_identity_tokens_are_unsupported() {
         let err = from_cri_with_tokens("", "", "", "idtoken", "").expect_err("identity token");
         assert!(matches!(
             err,
@@ -530,16 +555,31 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("not supported"), "{err}");
-        assert!(matches!(
-            from_cri_with_tokens("", "", "", "", "bearer"),
-            Err(AuthError::Unsupported {
-                field: "registry_token"
-            })
-        ));
         // With a username the token is not needed, as in CRI-O.
         assert_eq!(
             from_cri_with_tokens("u", "p", "", "idtoken", "").expect("ok"),
-            Some(creds("u", "p"))
+            Some(CriAuth::Basic(creds("u", "p")))
         );
+    }
+
+    #[test]
+    fn cri_registry_token_is_a_bearer_token() {
+        assert_eq!(
+            from_cri_with_tokens("", "", "", "", "bearer").expect("ok"),
+            Some(CriAuth::RegistryToken("bearer".into()))
+        );
+        // A registry token beats an identity token; a username beats both.
+        assert_eq!(
+            from_cri_with_tokens("", "", "", "idtoken", "bearer").expect("ok"),
+            Some(CriAuth::RegistryToken("bearer".into()))
+        );
+        assert_eq!(
+            from_cri_with_tokens("u", "p", "", "", "bearer").expect("ok"),
+            Some(CriAuth::Basic(creds("u", "p")))
+        );
+        let shown = format!("{:?}", CriAuth::RegistryToken("s3cret-token".into()));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        // from_cri ignores tokens.
+        assert_eq!(from_cri("", "", "").expect("ok"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Images: names, registries.conf, registry auth, manifests, pulls and image records.
+//! Images: names, registries.conf, registry auth and TLS, manifests, pulls and image
+//! records.
 
 pub mod auth;
 pub mod image_config;
@@ -7,3 +8,4 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod registries;
+pub mod tls;

@@ -16,12 +16,13 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use super::auth::{AuthFile, Credentials};
+use super::auth::{AuthFile, Credentials, CriAuth};
 use super::image_config::{chain_ids, ImageConfig};
 use super::images::{candidates, tag_of, ImageStore};
 use super::manifest::{self, Layer, Manifest, Platform, ACCEPTED_MEDIA_TYPES};
 use super::reference::ImageName;
 use super::registries::{PullSource, RegistriesWatcher};
+use super::tls::{CertsDirs, RegistryTls};
 use crate::storage::content::sha256;
 use crate::storage::layers::LayerSource;
 use crate::store::ImageRecord;
@@ -108,11 +109,24 @@ impl Puller {
     }
 
     /// Pulls `spec` and returns its record. `credentials` (from the CRI request) win
-    /// over the auth file.
+    /// over the auth file. Registry TLS files come from the default certs.d
+    /// directories; [`Puller::pull_with`] takes the configured ones.
     pub async fn pull(
         &self,
         spec: &str,
         credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        self.pull_with(spec, credentials.map(CriAuth::Basic), &CertsDirs::default())
+            .await
+    }
+
+    /// Pulls `spec` with the CRI request's auth (which wins over the auth file) and
+    /// per-registry TLS files from `certs` (`[crio.image] certs_dir`).
+    pub async fn pull_with(
+        &self,
+        spec: &str,
+        request_auth: Option<CriAuth>,
+        certs: &CertsDirs,
     ) -> Result<ImageRecord, PullError> {
         let registries = self
             .registries
@@ -130,10 +144,12 @@ impl Puller {
                 .pull_sources(&name)
                 .map_err(|e| PullError::Registries(e.to_string()))?;
             for source in sources {
-                let creds = credentials
-                    .clone()
-                    .or_else(|| auth_file.lookup(&source.name.registry, &source.name.repository));
-                match self.pull_from(&name, &source, creds).await {
+                let creds = request_auth.clone().or_else(|| {
+                    auth_file
+                        .lookup(&source.name.registry, &source.name.repository)
+                        .map(CriAuth::Basic)
+                });
+                match self.pull_from(&name, &source, creds, certs).await {
                     Ok(record) => return Ok(record),
                     Err(e) => {
                         tracing::info!(image = %name, source = %source.name, "pull attempt failed: {e}");
@@ -153,24 +169,74 @@ impl Puller {
         &self,
         name: &ImageName,
         source: &PullSource,
-        creds: Option<Credentials>,
+        creds: Option<CriAuth>,
+        certs: &CertsDirs,
     ) -> Result<ImageRecord, PullError> {
         let shown = source.name.to_string();
-        let client = client_for(source);
+        let registry = source.name.registry.as_str();
+        let tls = certs.load(registry).map_err(|e| PullError::Registry {
+            image: shown.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some((cert, _)) = tls.client_pairs.first() {
+            tracing::warn!(registry, cert = %cert.display(), "client certificates are not supported: pulling without presenting it");
+        }
+        let client_err = |e: OciDistributionError| PullError::Registry {
+            image: shown.clone(),
+            message: format!(
+                "TLS settings from {}: {}",
+                tls.dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"))
+                    .display(),
+                chain(&e)
+            ),
+        };
+        // An insecure registry is tried over HTTPS without verification first, then
+        // over plain HTTP, as containers/image does.
+        let client = client_for(source, &tls, true).map_err(client_err)?;
+        let ctx = ErrorContext {
+            image: shown.clone(),
+            registry: registry.to_string(),
+            tls_hint: if source.insecure {
+                None
+            } else {
+                Some(tls.describe(registry, certs))
+            },
+            client_cert: !tls.client_pairs.is_empty(),
+        };
         let auth = match creds {
-            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            Some(CriAuth::Basic(c)) => RegistryAuth::Basic(c.username, c.password),
+            Some(CriAuth::RegistryToken(token)) => RegistryAuth::Bearer(token),
             None => RegistryAuth::Anonymous,
         };
         let reference = oci_reference(&source.name);
-        let fail = |e: OciDistributionError| classify(&shown, &source.name.registry, e);
+        let fail = |e: OciDistributionError| classify(&ctx, e);
 
-        let (top_bytes, _) = self
+        let mut first = self
             .timed(
                 &shown,
                 client.pull_manifest_raw(&reference, &auth, ACCEPTED_MEDIA_TYPES),
             )
-            .await?
-            .map_err(fail)?;
+            .await?;
+        let mut client = client;
+        if source.insecure {
+            if let Err(OciDistributionError::RequestError(e)) = &first {
+                tracing::debug!(
+                    registry,
+                    "insecure registry: HTTPS failed ({}), trying HTTP",
+                    chain(e)
+                );
+                client = client_for(source, &tls, false).map_err(client_err)?;
+                first = self
+                    .timed(
+                        &shown,
+                        client.pull_manifest_raw(&reference, &auth, ACCEPTED_MEDIA_TYPES),
+                    )
+                    .await?;
+            }
+        }
+        let (top_bytes, _) = first.map_err(fail)?;
         let top_digest = sha256(&top_bytes);
         if let Some(wanted) = &source.name.digest {
             if &top_digest != wanted {
@@ -251,9 +317,9 @@ impl Puller {
         let mut jobs: Vec<Job<'_>> = Vec::new();
         for ((layer, diff_id), chain_id) in layers.iter().zip(&config.rootfs.diff_ids).zip(&chains)
         {
-            jobs.push(Box::pin(self.fetch_layer(
-                &client, &reference, &shown, layer, diff_id, chain_id,
-            )));
+            jobs.push(Box::pin(
+                self.fetch_layer(&client, &reference, &ctx, layer, diff_id, chain_id),
+            ));
         }
         let results: Vec<Result<(), PullError>> = futures::stream::iter(jobs)
             .buffer_unordered(PARALLEL_LAYERS)
@@ -287,7 +353,7 @@ impl Puller {
         &self,
         client: &Client,
         reference: &Reference,
-        shown: &str,
+        ctx: &ErrorContext,
         layer: &Layer,
         diff_id: &str,
         chain_id: &str,
@@ -300,7 +366,8 @@ impl Puller {
         if self.images.layers.contains(chain_id) {
             return Ok(());
         }
-        let fail = |e: OciDistributionError| classify(shown, reference.registry(), e);
+        let shown = ctx.image.as_str();
+        let fail = |e: OciDistributionError| classify(ctx, e);
         let mut stream = self
             .timed(
                 shown,
@@ -387,20 +454,91 @@ impl Puller {
     }
 }
 
-fn client_for(source: &PullSource) -> Client {
-    let protocol = if source.insecure {
-        ClientProtocol::HttpsExcept(vec![source.name.registry.clone()])
-    } else {
+/// One client per registry host and pull: its own protocol and TLS roots.
+/// (`Client::new` would fall back to a default client on a bad setting; errors
+/// must surface instead.)
+/// `https`: TLS (verified unless the registry is insecure); else plain HTTP.
+fn client_for(
+    source: &PullSource,
+    tls: &RegistryTls,
+    https: bool,
+) -> Result<Client, OciDistributionError> {
+    let protocol = if https {
         ClientProtocol::Https
+    } else {
+        ClientProtocol::HttpsExcept(vec![source.name.registry.clone()])
     };
-    Client::new(ClientConfig {
+    Client::try_from(ClientConfig {
         protocol,
         accept_invalid_certificates: source.insecure,
+        extra_root_certificates: tls.certificates(),
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(30)),
         user_agent: concat!("crio-rs/", env!("CARGO_PKG_VERSION")),
         ..ClientConfig::default()
     })
+}
+
+/// What an error message about one pull source says besides the error.
+#[derive(Debug)]
+struct ErrorContext {
+    image: String,
+    registry: String,
+    /// Which TLS files were used (`None` for an insecure registry).
+    tls_hint: Option<String>,
+    /// A client certificate was configured but not presented.
+    client_cert: bool,
+}
+
+/// An error and its sources, `: `-separated, each said once (reqwest's own message
+/// hides the cause: "error sending request for url (...)").
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The rustls error somewhere in `error`'s chain. It sits inside nested
+/// `io::Error`s, whose `source()` skips the error they wrap: look inside them too.
+fn rustls_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(found) = error.downcast_ref::<rustls::Error>() {
+        return Some(found);
+    }
+    if let Some(inner) = error
+        .downcast_ref::<io::Error>()
+        .and_then(io::Error::get_ref)
+    {
+        let inner: &(dyn std::error::Error + 'static) = inner;
+        if let Some(found) = rustls_cause(inner) {
+            return Some(found);
+        }
+    }
+    error.source().and_then(rustls_cause)
+}
+
+/// A transport error as a user can act on it: the whole cause, and for a
+/// certificate the registry's TLS files and where a CA would go.
+fn transport_message(ctx: &ErrorContext, error: &(dyn std::error::Error + 'static)) -> String {
+    let text = chain(error);
+    let Some(cause) = rustls_cause(error) else {
+        return text;
+    };
+    let hint = ctx.tls_hint.as_deref().unwrap_or_default();
+    match cause {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "TLS: the certificate of {} is not trusted ({cause}); {hint} [{text}]",
+            ctx.registry
+        ),
+        _ if ctx.client_cert => format!("TLS with {}: {cause}; {hint} [{text}]", ctx.registry),
+        _ => format!("TLS with {}: {text}", ctx.registry),
+    }
 }
 
 fn oci_reference(name: &ImageName) -> Reference {
@@ -418,7 +556,8 @@ fn oci_reference(name: &ImageName) -> Reference {
     }
 }
 
-fn classify(image: &str, registry: &str, error: OciDistributionError) -> PullError {
+fn classify(ctx: &ErrorContext, error: OciDistributionError) -> PullError {
+    let (image, registry) = (ctx.image.as_str(), ctx.registry.as_str());
     let not_found = |codes: &[OciErrorCode]| {
         codes.iter().any(|c| {
             matches!(
@@ -470,7 +609,7 @@ fn classify(image: &str, registry: &str, error: OciDistributionError) -> PullErr
         },
         other => PullError::Registry {
             image: image.to_string(),
-            message: other.to_string(),
+            message: transport_message(ctx, &other),
         },
     }
 }

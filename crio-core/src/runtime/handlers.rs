@@ -112,6 +112,16 @@ impl HandlerRegistry {
         &self.default
     }
 
+    /// The absolute path of a handler's shim binary, if it is installed.
+    pub fn locate_shim(&self, handler: &Handler) -> Option<PathBuf> {
+        find_executable(&handler.shim_binary(), &self.search)
+    }
+
+    /// The configured handler names, for error messages.
+    pub fn names(&self) -> Vec<String> {
+        self.handlers.iter().map(|h| h.name.clone()).collect()
+    }
+
     /// Readiness of the default handler: the CRI `RuntimeReady` condition.
     pub fn default_readiness(&self) -> Readiness {
         match self.resolve("") {

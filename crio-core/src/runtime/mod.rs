@@ -1,6 +1,18 @@
-//! The runtime handler registry: RuntimeClass handler -> shim binary and options.
-//! (The shim launcher, ttrpc clients and event sink arrive with the lifecycle work.)
+//! The shim host: RuntimeClass handler -> shim binary and options, the shim launcher
+//! (containerd's bootstrap protocol), the Task API client (v2 and v3) and the events
+//! server shims report exits and OOMs to.
 
+pub mod bootstrap;
+pub mod events;
+pub mod features;
 mod handlers;
+pub mod launcher;
+pub mod shims;
+pub mod task;
 
-pub use handlers::{Handler, HandlerRegistry, Readiness, RUNC_SHIM_BINARY};
+pub use bootstrap::ShimAddress;
+pub use events::{EventServer, RuntimeEvent};
+pub use features::HandlerFeatures;
+pub use handlers::{find_executable, Handler, HandlerRegistry, Readiness, RUNC_SHIM_BINARY};
+pub use shims::{PodShim, ShimError, ShimHost};
+pub use task::{TaskClient, TaskError};

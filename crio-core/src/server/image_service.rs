@@ -16,6 +16,7 @@ use super::status::CriError;
 use super::State;
 use crate::image::auth;
 use crate::image::image_config::ImageUser;
+use crate::image::tls::CertsDirs;
 use crate::storage::usage::disk_usage;
 use crate::store::ImageRecord;
 
@@ -129,7 +130,7 @@ impl ImageService for ImageServiceImpl {
     ) -> Result<Response<PullImageResponse>, Status> {
         let request = request.into_inner();
         let name = image_name(request.image.as_ref())?.to_string();
-        let credentials = match &request.auth {
+        let auth = match &request.auth {
             Some(a) => auth::from_cri_with_tokens(
                 &a.username,
                 &a.password,
@@ -140,10 +141,12 @@ impl ImageService for ImageServiceImpl {
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?,
             None => None,
         };
+        // certs.d is read at every pull (containers/image does the same).
+        let certs = CertsDirs::from_config(&self.state.config.crio.image.certs_dir);
         let record = self
             .state
             .puller
-            .pull(&name, credentials)
+            .pull_with(&name, auth, &certs)
             .await
             .map_err(CriError::from)?;
         tracing::info!(image = %name, id = %record.id, "pulled");

@@ -11,6 +11,7 @@ use hyper::body::Bytes;
 use serde::Serialize;
 
 use super::State;
+use crate::storage::rootfs::StorageDriver;
 
 /// The `/info` document, with CRI-O's keys.
 #[derive(Debug, Serialize)]
@@ -27,7 +28,13 @@ impl Info {
     fn of(state: &State) -> Self {
         let c = &state.config.crio;
         Self {
-            storage_driver: "overlay".into(),
+            // The driver that builds container root filesystems (CRI's ImageFsInfo
+            // has no field for it: its mountpoints must stay real directories).
+            storage_driver: c
+                .storage_driver
+                .parse::<StorageDriver>()
+                .unwrap_or_default()
+                .to_string(),
             storage_root: c.root.display().to_string(),
             storage_image: String::new(),
             cgroup_driver: c.runtime.cgroup_manager.clone(),

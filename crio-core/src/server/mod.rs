@@ -25,6 +25,7 @@ use crate::image::images::ImageStore;
 use crate::image::pull::Puller;
 use crate::image::registries::RegistriesWatcher;
 use crate::runtime::HandlerRegistry;
+use crate::sandbox::PodRuntime;
 use crate::store::Store;
 
 /// How long in-flight calls get to finish after a shutdown signal.
@@ -35,6 +36,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct State {
     pub config: Config,
     pub handlers: HandlerRegistry,
+    pub pods: Arc<PodRuntime>,
+    /// What each handler supports, asked once at start-up.
+    pub features: std::collections::HashMap<String, crate::runtime::HandlerFeatures>,
     pub store: Arc<Store>,
     pub images: Arc<ImageStore>,
     pub puller: Puller,

@@ -6,14 +6,24 @@ use std::sync::Arc;
 
 use protocols::cri::runtime_service_server::RuntimeService;
 use protocols::cri::{
-    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
-    StatusRequest, StatusResponse, VersionRequest, VersionResponse,
+    CgroupDriver, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, LinuxRuntimeConfiguration,
+    ListContainersRequest, ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, RemoveContainerRequest,
+    RemoveContainerResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
+    ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
+    RunPodSandboxResponse, RuntimeCondition, RuntimeConfigRequest, RuntimeConfigResponse,
+    RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StartContainerRequest,
+    StartContainerResponse, StatusRequest, StatusResponse, StopContainerRequest,
+    StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse, VersionRequest,
+    VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{CriError, State};
+use crate::image::image_config::ImageConfig;
 use crate::runtime::Readiness;
+use crate::store::ImageRecord;
 use crate::version::{CRI_API_VERSION, RUNTIME_NAME};
 
 /// CRI condition types.
@@ -28,6 +38,28 @@ pub struct RuntimeServiceImpl {
 impl RuntimeServiceImpl {
     pub fn new(state: Arc<State>) -> Self {
         Self { state }
+    }
+
+    /// The configured `pause_image`, pulled when missing (`None` = built-in pause).
+    async fn infra_image(&self) -> Result<Option<(ImageRecord, ImageConfig)>, CriError> {
+        let name = &self.state.config.crio.image.pause_image;
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let registries = self
+            .state
+            .registries
+            .current()
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let image = match self.state.images.resolve(name, &registries)? {
+            Some(image) => image,
+            None => {
+                tracing::info!(image = %name, "pulling the pause image");
+                self.state.puller.pull(name, None).await?
+            }
+        };
+        let config = self.state.images.config(&image)?;
+        Ok(Some((image, config)))
     }
 
     fn conditions(&self) -> Vec<RuntimeCondition> {
@@ -55,14 +87,17 @@ impl RuntimeServiceImpl {
     }
 
     fn handlers(&self) -> Vec<RuntimeHandler> {
-        // No handler supports these yet: reported as they are, never assumed.
-        let features = RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
-            user_namespaces: false,
+        let features = |name: &str| {
+            let f = self.state.features.get(name).copied().unwrap_or_default();
+            RuntimeHandlerFeatures {
+                recursive_read_only_mounts: f.recursive_read_only_mounts,
+                user_namespaces: f.user_namespaces,
+            }
         };
+        // "" is the default handler, with the default's features.
         let mut out = vec![RuntimeHandler {
             name: String::new(),
-            features: Some(features),
+            features: Some(features(self.state.handlers.default_name())),
         }];
         out.extend(
             self.state
@@ -71,7 +106,7 @@ impl RuntimeServiceImpl {
                 .iter()
                 .map(|h| RuntimeHandler {
                     name: h.name.clone(),
-                    features: Some(features),
+                    features: Some(features(&h.name)),
                 }),
         );
         out
@@ -138,5 +173,185 @@ impl RuntimeService for RuntimeServiceImpl {
                 cgroup_driver: driver as i32,
             }),
         }))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        let request = request.into_inner();
+        let config = request
+            .config
+            .ok_or_else(|| CriError::InvalidArgument("RunPodSandbox needs a config".into()))?;
+        let infra = self.infra_image().await?;
+        let id = self
+            .state
+            .pods
+            .run_sandbox(
+                &config,
+                &request.runtime_handler,
+                infra.as_ref().map(|(i, c)| (i, c)),
+            )
+            .await?;
+        tracing::info!(pod = %id, "ran pod sandbox");
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        self.state.pods.stop_sandbox(&id).await?;
+        Ok(Response::new(StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        self.state.pods.remove_sandbox(&id).await?;
+        Ok(Response::new(RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let pods = &self.state.pods;
+        let record = pods
+            .sandbox(&id)?
+            .ok_or_else(|| CriError::NotFound(format!("pod sandbox {id} not found")))?;
+        Ok(Response::new(PodSandboxStatusResponse {
+            status: Some(pods.sandbox_status(&record)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let items = self.state.pods.list_sandboxes(filter.as_ref())?;
+        Ok(Response::new(ListPodSandboxResponse { items }))
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        let request = request.into_inner();
+        let config = request
+            .config
+            .ok_or_else(|| CriError::InvalidArgument("CreateContainer needs a config".into()))?;
+        let spec = config
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| CriError::InvalidArgument("ContainerConfig.image is required".into()))?;
+        let registries = self
+            .state
+            .registries
+            .current()
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let image = self
+            .state
+            .images
+            .resolve(spec, &registries)
+            .map_err(CriError::from)?
+            .ok_or_else(|| {
+                CriError::NotFound(format!("image {spec:?} not found: pull it first"))
+            })?;
+        let image_config = self.state.images.config(&image).map_err(CriError::from)?;
+        let id = self
+            .state
+            .pods
+            .create_container(&request.pod_sandbox_id, &config, &image, &image_config)
+            .await?;
+        tracing::info!(container = %id, pod = %request.pod_sandbox_id, "created container");
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.state.pods.start_container(&id).await?;
+        Ok(Response::new(StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        let request = request.into_inner();
+        self.state
+            .pods
+            .stop_container(&request.container_id, request.timeout)
+            .await?;
+        Ok(Response::new(StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.state.pods.remove_container(&id).await?;
+        Ok(Response::new(RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let containers = self.state.pods.list_containers(filter.as_ref())?;
+        Ok(Response::new(ListContainersResponse { containers }))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        let id = request.into_inner().container_id;
+        let pods = &self.state.pods;
+        let record = pods.container(&id)?;
+        Ok(Response::new(ContainerStatusResponse {
+            status: Some(pods.container_status(&record)),
+            ..Default::default()
+        }))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        let request = request.into_inner();
+        let timeout = std::time::Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0));
+        let out = self
+            .state
+            .pods
+            .exec_sync(&request.container_id, &request.cmd, timeout)
+            .await?;
+        Ok(Response::new(ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        let id = request.into_inner().container_id;
+        self.state.pods.reopen_container_log(&id)?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
     }
 }

@@ -4,6 +4,9 @@ use tonic::{Code, Status};
 
 use crate::image::images::ImageError;
 use crate::image::pull::PullError;
+use crate::logs::LogError;
+use crate::runtime::{ShimError, TaskError};
+use crate::spec::SpecError;
 use crate::store::StoreError;
 
 /// Errors the CRI services return, each with its gRPC code.
@@ -53,6 +56,47 @@ impl From<PullError> for CriError {
             PullError::Registry { .. } | PullError::AllFailed(_) => CriError::Unavailable(message),
             _ => CriError::Internal(message),
         }
+    }
+}
+
+impl From<TaskError> for CriError {
+    fn from(err: TaskError) -> Self {
+        let message = err.to_string();
+        match err {
+            TaskError::NotFound { .. } => CriError::NotFound(message),
+            TaskError::AlreadyExists { .. } => CriError::AlreadyExists(message),
+            TaskError::FailedPrecondition { .. } => CriError::FailedPrecondition(message),
+            TaskError::Timeout { .. } => CriError::DeadlineExceeded(message),
+            TaskError::Connect { .. } | TaskError::Disconnected { .. } => {
+                CriError::Unavailable(message)
+            }
+            TaskError::Other { .. } => CriError::Internal(message),
+        }
+    }
+}
+
+impl From<ShimError> for CriError {
+    fn from(err: ShimError) -> Self {
+        match err {
+            ShimError::Task(e) => e.into(),
+            ShimError::NoShim(_) => CriError::FailedPrecondition(err.to_string()),
+            ShimError::Launch(_) => CriError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<SpecError> for CriError {
+    fn from(err: SpecError) -> Self {
+        match err {
+            SpecError::UnknownCapability(_) => CriError::InvalidArgument(err.to_string()),
+            SpecError::Build(_) => CriError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for CriError {
+    fn from(err: LogError) -> Self {
+        CriError::Internal(err.to_string())
     }
 }
 

@@ -1,9 +1,11 @@
 //! Image storage: the content store (blobs by digest), the layer store (layers
-//! unpacked once by chain ID), and container rootfs mounts (overlayfs).
+//! unpacked once by chain ID), and container root filesystems (overlayfs mounts, or
+//! vfs copies where overlayfs is unavailable).
 
 pub mod content;
 pub mod layers;
 pub mod overlay;
+pub mod rootfs;
 pub mod unpack;
 pub mod usage;
 

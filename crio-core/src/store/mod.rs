@@ -21,7 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use records::{ContainerRecord, ImageRecord, SandboxRecord};
+pub use records::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
 
 /// The schema this build writes. Bump it with a migration in [`Store::migrate`].
 pub const SCHEMA_VERSION: u64 = 1;

@@ -3,13 +3,14 @@
 //! needs a schema bump and a migration.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::Record;
 
 /// A pod sandbox as persisted before RunPodSandbox is acknowledged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SandboxRecord {
     pub id: String,
     pub name: String,
@@ -25,6 +26,39 @@ pub struct SandboxRecord {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The CRI-O style name (`k8s_POD_<name>_<namespace>_<uid>_<attempt>`) reserved by it.
+    #[serde(default)]
+    pub full_name: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub log_directory: String,
+    #[serde(default)]
+    pub cgroup_parent: String,
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default)]
+    pub host_pid: bool,
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Containers share the pause process's PID namespace.
+    #[serde(default)]
+    pub pod_pid: bool,
+    #[serde(default)]
+    pub bundle: PathBuf,
+    /// The shim: binary, address and task API version it declared.
+    #[serde(default)]
+    pub shim_binary: PathBuf,
+    #[serde(default)]
+    pub shim_address: String,
+    #[serde(default)]
+    pub task_version: i32,
+    /// The pause process (host PID namespace view).
+    #[serde(default)]
+    pub pid: u32,
+    /// The infra image's id when `pause_image` is set (empty = the built-in pause).
+    #[serde(default)]
+    pub infra_image: String,
 }
 
 impl Record for SandboxRecord {
@@ -35,12 +69,13 @@ impl Record for SandboxRecord {
 }
 
 /// A container as persisted before CreateContainer is acknowledged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: String,
     pub sandbox_id: String,
     pub name: String,
     pub attempt: u32,
+    /// The image id (config digest) the container runs.
     pub image_ref: String,
     pub created_at: i64,
     /// Lifecycle state name (`created`, `running`, `exited`, `unknown`).
@@ -51,6 +86,59 @@ pub struct ContainerRecord {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub full_name: String,
+    /// The image as the CRI request named it, and the name it resolved to.
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub image_name: String,
+    #[serde(default)]
+    pub started_at: i64,
+    #[serde(default)]
+    pub finished_at: i64,
+    /// `Completed`, `Error` or `OOMKilled` once exited.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Absolute path of the CRI log file (empty = none).
+    #[serde(default)]
+    pub log_path: String,
+    /// As the CRI request gave it (relative to the pod's log directory).
+    #[serde(default)]
+    pub log_path_relative: String,
+    #[serde(default)]
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// The image's `StopSignal` (empty = SIGTERM).
+    #[serde(default)]
+    pub stop_signal: String,
+    #[serde(default)]
+    pub stdout_fifo: String,
+    #[serde(default)]
+    pub stderr_fifo: String,
+    #[serde(default)]
+    pub mounts: Vec<MountRecord>,
+}
+
+/// A CRI mount of a container, for `ContainerStatus`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    /// The CRI `MountPropagation` value.
+    pub propagation: i32,
 }
 
 impl Record for ContainerRecord {

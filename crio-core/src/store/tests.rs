@@ -12,6 +12,7 @@ fn sandbox(id: &str) -> SandboxRecord {
         state: "ready".into(),
         labels: Default::default(),
         annotations: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -27,6 +28,7 @@ fn container(id: &str, sandbox_id: &str) -> ContainerRecord {
         exit_code: None,
         labels: Default::default(),
         annotations: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             state: "ready".into(),
             labels: Default::default(),
             annotations: Default::default(),
+            ..Default::default()
         };
         let container = ContainerRecord {
             id: format!("c{id}"),
@@ -36,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             exit_code: None,
             labels: Default::default(),
             annotations: Default::default(),
+            ..Default::default()
         };
         store.write(|tx| {
             tx.put(&sandbox)?;

@@ -1,0 +1,724 @@
+//! Containers: created as tasks in their pod's shim (rootfs from the image's layers,
+//! stdio drained into the CRI log), started, stopped with their stop signal and a
+//! grace period, removed; `ExecSync` through the shim's `Exec`.
+
+mod exec;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocols::cri;
+use protocols::shim::api;
+
+use crate::image::image_config::ImageConfig;
+use crate::logs::{drain_to_log, ContainerLog, StdioFifos, StdioPaths, Stream};
+use crate::sandbox::{
+    grouping_annotations, new_id, now_nanos, runtime_options, write_spec, PodRuntime, STATE_READY,
+};
+use crate::server::CriError;
+use crate::spec::{self, BindMount, ContainerSpec, PodNamespaces, Resources};
+use crate::storage::{overlay, rootfs};
+use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
+
+pub const STATE_CREATED: &str = "created";
+pub const STATE_RUNNING: &str = "running";
+pub const STATE_EXITED: &str = "exited";
+
+/// How long SIGKILL gets before StopContainer gives up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// CRI-O's unique name of a container.
+pub fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
+    format!(
+        "k8s_{}_{}_{}_{}_{}",
+        meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
+    )
+}
+
+fn propagation(p: i32) -> &'static str {
+    match cri::MountPropagation::try_from(p) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    }
+}
+
+/// A signal name or number (`SIGTERM`, `TERM`, `15`).
+pub fn parse_signal(name: &str) -> Option<u32> {
+    if name.is_empty() {
+        return Some(15);
+    }
+    if let Ok(n) = name.parse::<u32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .and_then(|s| u32::try_from(s as i32).ok())
+}
+
+fn container_state(record: &ContainerRecord) -> cri::ContainerState {
+    match record.state.as_str() {
+        STATE_CREATED => cri::ContainerState::ContainerCreated,
+        STATE_RUNNING => cri::ContainerState::ContainerRunning,
+        STATE_EXITED => cri::ContainerState::ContainerExited,
+        _ => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+fn container_metadata(record: &ContainerRecord) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: record.name.clone(),
+        attempt: record.attempt,
+    }
+}
+
+impl PodRuntime {
+    /// CreateContainer, with the image already resolved by the caller.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: &cri::ContainerConfig,
+        image: &ImageRecord,
+        image_config: &ImageConfig,
+    ) -> Result<String, CriError> {
+        let meta = config
+            .metadata
+            .as_ref()
+            .filter(|m| !m.name.is_empty())
+            .ok_or_else(|| {
+                CriError::InvalidArgument("ContainerConfig.metadata.name is required".into())
+            })?;
+        let pod = self
+            .sandbox(sandbox_id)?
+            .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
+        if pod.state != STATE_READY {
+            return Err(CriError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let args = process::command_line(&config.command, &config.args, &image_config.config)
+            .ok_or_else(|| {
+                CriError::InvalidArgument(format!(
+                    "container {:?}: no command given and the image has no Entrypoint or Cmd",
+                    meta.name
+                ))
+            })?;
+        let stop_signal = image_config.config.stop_signal.clone();
+        if parse_signal(&stop_signal).is_none() {
+            return Err(CriError::InvalidArgument(format!(
+                "image {}: unknown StopSignal {stop_signal:?}",
+                image.id
+            )));
+        }
+        let id = new_id();
+        let bundle = self.bundle_dir(&id);
+        let log_path = if pod.log_directory.is_empty() || config.log_path.is_empty() {
+            String::new()
+        } else {
+            Path::new(&pod.log_directory)
+                .join(&config.log_path)
+                .display()
+                .to_string()
+        };
+        let record = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: pod.id.clone(),
+            name: meta.name.clone(),
+            attempt: meta.attempt,
+            image_ref: image.id.clone(),
+            created_at: now_nanos(),
+            state: STATE_CREATED.into(),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            full_name: full_name(meta, &pod),
+            image: config
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_default(),
+            image_name: image.repo_tags.first().cloned().unwrap_or_default(),
+            log_path,
+            log_path_relative: config.log_path.clone(),
+            bundle: bundle.clone(),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            stop_signal,
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| MountRecord {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                    propagation: m.propagation,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        {
+            let _names = self.names.lock().await;
+            if let Some(holder) = self
+                .store
+                .list::<ContainerRecord>()?
+                .into_iter()
+                .find(|c| c.full_name == record.full_name)
+            {
+                return Err(CriError::AlreadyExists(format!(
+                    "container name {:?} is reserved by {}",
+                    record.full_name, holder.id
+                )));
+            }
+            // The image must still exist when the container that holds it is recorded.
+            self.store
+                .write(|tx| {
+                    if tx.get::<ImageRecord>(&image.id)?.is_none() {
+                        return Ok(false);
+                    }
+                    tx.put(&record)?;
+                    Ok(true)
+                })?
+                .then_some(())
+                .ok_or_else(|| CriError::NotFound(format!("image {} was removed", image.id)))?;
+        }
+        let _lock = self.locks.lock(&id).await;
+        let mut record = record;
+        match self
+            .create_task(&pod, &mut record, config, image, image_config, args)
+            .await
+        {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
+                self.destroy_container(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn container_storage(&self, id: &str) -> PathBuf {
+        self.config.containers_dir.join(id)
+    }
+
+    async fn create_task(
+        self: &Arc<Self>,
+        pod: &SandboxRecord,
+        record: &mut ContainerRecord,
+        config: &cri::ContainerConfig,
+        image: &ImageRecord,
+        image_config: &ImageConfig,
+        args: Vec<String>,
+    ) -> Result<(), CriError> {
+        let id = record.id.clone();
+        let bundle = record.bundle.clone();
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
+        let lowers: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .map(|chain| self.images.layers.diff_path(chain))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let storage = self.container_storage(&id);
+        let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage)
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+
+        let linux = config.linux.as_ref();
+        let sc = linux.and_then(|l| l.security_context.as_ref());
+        let user = match sc {
+            Some(sc) if sc.run_as_user.is_some() => {
+                let uid = sc.run_as_user.as_ref().map_or(0, |v| v.value);
+                let uid = u32::try_from(uid).map_err(|_| {
+                    CriError::InvalidArgument(format!("run_as_user {uid} is out of range"))
+                })?;
+                let resolved = process::resolve_user(&uid.to_string(), &rootfs)
+                    .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+                let gid = match sc.run_as_group.as_ref() {
+                    Some(g) => u32::try_from(g.value).map_err(|_| {
+                        CriError::InvalidArgument(format!(
+                            "run_as_group {} is out of range",
+                            g.value
+                        ))
+                    })?,
+                    None => resolved.gid,
+                };
+                process::ResolvedUser { uid, gid }
+            }
+            Some(sc) if !sc.run_as_username.is_empty() => {
+                process::resolve_user(&sc.run_as_username, &rootfs)
+                    .map_err(|e| CriError::InvalidArgument(e.to_string()))?
+            }
+            _ => process::resolve_user(&image_config.config.user, &rootfs)
+                .map_err(|e| CriError::InvalidArgument(e.to_string()))?,
+        };
+        let supplemental: Vec<u32> = sc
+            .map(|s| {
+                s.supplemental_groups
+                    .iter()
+                    .filter_map(|g| u32::try_from(*g).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cri_env: Vec<(String, String)> = config
+            .envs
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                )
+            })
+            .collect();
+        let env = process::environment(
+            image_config.config.env.as_deref().unwrap_or_default(),
+            &cri_env,
+        );
+        let cwd = if !config.working_dir.is_empty() {
+            config.working_dir.clone()
+        } else if !image_config.config.working_dir.is_empty() {
+            image_config.config.working_dir.clone()
+        } else {
+            "/".to_string()
+        };
+        let mut mounts = Vec::new();
+        for m in &config.mounts {
+            if m.container_path.is_empty() || m.host_path.is_empty() {
+                return Err(CriError::InvalidArgument(
+                    "mounts need both container_path and host_path".into(),
+                ));
+            }
+            let host = PathBuf::from(&m.host_path);
+            if !host.exists() {
+                // CRI-O creates a missing host path as a directory.
+                std::fs::create_dir_all(&host).map_err(|e| {
+                    CriError::InvalidArgument(format!(
+                        "mount host path {} does not exist and cannot be created: {e}",
+                        host.display()
+                    ))
+                })?;
+            }
+            mounts.push(BindMount {
+                host_path: host,
+                container_path: PathBuf::from(&m.container_path),
+                readonly: m.readonly,
+                propagation: propagation(m.propagation),
+            });
+        }
+        let res = linux.and_then(|l| l.resources.as_ref());
+        let resources = res.map_or_else(Resources::default, |r| Resources {
+            cpu_shares: r.cpu_shares,
+            cpu_quota: r.cpu_quota,
+            cpu_period: r.cpu_period,
+            memory_limit: r.memory_limit_in_bytes,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            pids_limit: 0,
+        });
+        let oom_score_adj = res.map_or(0, |r| r.oom_score_adj);
+        let oom_score_adj = i32::try_from(oom_score_adj)
+            .unwrap_or(0)
+            .max(self.config.min_oom_score_adj);
+        let caps = sc.and_then(|s| s.capabilities.as_ref());
+        let mut annotations = record.annotations.clone();
+        annotations.extend(grouping_annotations(&pod.id, "container"));
+        annotations.insert(spec::CRI_CONTAINER_NAME.into(), record.name.clone());
+        annotations.insert(spec::CRI_SANDBOX_NAME.into(), pod.name.clone());
+        annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), pod.namespace.clone());
+        let pid_mode = sc.and_then(|s| s.namespace_options.as_ref()).map(|n| n.pid);
+        let namespaces = PodNamespaces {
+            host_network: pod.host_network,
+            host_ipc: pod.host_ipc,
+            host_pid: pod.host_pid || pid_mode == Some(cri::NamespaceMode::Node as i32),
+            pod_pid: pod.pod_pid || pid_mode == Some(cri::NamespaceMode::Pod as i32),
+        };
+        let oci = spec::container(
+            &ContainerSpec {
+                id: id.clone(),
+                sandbox_id: pod.id.clone(),
+                rootfs: rootfs.clone(),
+                args,
+                env,
+                cwd,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: supplemental,
+                tty: config.tty,
+                hostname: if pod.host_network {
+                    crate::spec::host_hostname()
+                } else {
+                    pod.hostname.clone()
+                },
+                sandbox_pid: pod.pid,
+                namespaces,
+                mounts,
+                privileged: sc.is_some_and(|s| s.privileged),
+                readonly_rootfs: sc.is_some_and(|s| s.readonly_rootfs),
+                no_new_privileges: sc.is_some_and(|s| s.no_new_privs),
+                add_capabilities: caps.map(|c| c.add_capabilities.clone()).unwrap_or_default(),
+                drop_capabilities: caps
+                    .map(|c| c.drop_capabilities.clone())
+                    .unwrap_or_default(),
+                resources,
+                cgroups_path: spec::cgroups_path(
+                    &pod.cgroup_parent,
+                    &id,
+                    self.config.systemd_cgroup,
+                ),
+                annotations,
+                oom_score_adj,
+            },
+            &self.config.held_capabilities,
+        )
+        .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        write_spec(&bundle, &oci)?;
+
+        let log = ContainerLog::open(Path::new(&record.log_path))?;
+        let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
+        record.stdout_fifo = fifos.paths.stdout.clone();
+        record.stderr_fifo = fifos.paths.stderr.clone();
+        self.store.put(&*record)?;
+
+        let handler = self.handler(&pod.runtime_handler)?;
+        let shim = self
+            .shims
+            .start(&pod.shim_binary, &pod.id, &id, &bundle)
+            .await?;
+        let create = api::CreateTaskRequest {
+            id: id.clone(),
+            bundle: bundle.display().to_string(),
+            terminal: config.tty,
+            stdout: fifos.paths.stdout.clone(),
+            stderr: fifos.paths.stderr.clone(),
+            options: runtime_options(&handler).into(),
+            ..Default::default()
+        };
+        let created = shim.client.create(&create).await?;
+        record.pid = created.pid;
+        self.store.put(&*record)?;
+        fifos.release();
+        self.spawn_log_drains(&id, fifos, log);
+        self.watch_exit(shim, pod.id.clone(), id);
+        Ok(())
+    }
+
+    fn spawn_log_drains(&self, id: &str, mut fifos: StdioFifos, log: ContainerLog) {
+        if let Some(out) = fifos.stdout.take() {
+            tokio::spawn(drain_to_log(out, Stream::Stdout, log.clone()));
+        }
+        if let Some(err) = fifos.stderr.take() {
+            tokio::spawn(drain_to_log(err, Stream::Stderr, log.clone()));
+        }
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.insert(id.to_string(), log);
+        }
+    }
+
+    /// After a restart: drain a live container's FIFOs into its log again.
+    pub(crate) fn reopen_logs(&self, record: &ContainerRecord) {
+        let paths = StdioPaths {
+            stdin: String::new(),
+            stdout: record.stdout_fifo.clone(),
+            stderr: record.stderr_fifo.clone(),
+        };
+        let opened = StdioFifos::reopen(&paths)
+            .and_then(|f| Ok((f, ContainerLog::open(Path::new(&record.log_path))?)));
+        match opened {
+            Ok((fifos, log)) => self.spawn_log_drains(&record.id, fifos, log),
+            Err(e) => tracing::warn!(container = %record.id, "cannot reopen output: {e}"),
+        }
+    }
+
+    /// ReopenContainerLog.
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+        let record = self.container(id)?;
+        if record.state != STATE_RUNNING {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        let log = self
+            .logs
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&record.id).cloned());
+        match log {
+            Some(log) => Ok(log.reopen()?),
+            None => Err(CriError::Internal(format!(
+                "container {}: no log writer",
+                record.id
+            ))),
+        }
+    }
+
+    /// Finds a container by id or unique id prefix; NotFound otherwise.
+    pub fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
+        self.find_container(id)?
+            .ok_or_else(|| CriError::NotFound(format!("container {id} not found")))
+    }
+
+    pub fn find_container(&self, id: &str) -> Result<Option<ContainerRecord>, CriError> {
+        if id.is_empty() {
+            return Err(CriError::InvalidArgument("container id is required".into()));
+        }
+        if let Some(record) = self.store.get::<ContainerRecord>(id)? {
+            return Ok(Some(record));
+        }
+        let matches: Vec<ContainerRecord> = self
+            .store
+            .list::<ContainerRecord>()?
+            .into_iter()
+            .filter(|c| c.id.starts_with(id))
+            .collect();
+        match matches.len() {
+            0 => Ok(None),
+            1 => Ok(matches.into_iter().next()),
+            _ => Err(CriError::InvalidArgument(format!(
+                "container id prefix {id:?} is ambiguous"
+            ))),
+        }
+    }
+
+    /// StartContainer.
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<(), CriError> {
+        let record = self.container(id)?;
+        let _lock = self.locks.lock(&record.id).await;
+        let record = self.container(&record.id)?;
+        if record.state != STATE_CREATED {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {} is {}, not created",
+                record.id, record.state
+            )));
+        }
+        let shim = self.shims.require(&record.sandbox_id)?;
+        let started = shim
+            .client
+            .start(&api::StartRequest {
+                id: record.id.clone(),
+                ..Default::default()
+            })
+            .await?;
+        // One transaction: the exit of a process that ends at once may be recorded
+        // concurrently, and must not be overwritten with "running".
+        let started_at = now_nanos();
+        self.store.write(|tx| {
+            let Some(mut current) = tx.get::<ContainerRecord>(&record.id)? else {
+                return Ok(());
+            };
+            current.pid = started.pid;
+            current.started_at = started_at;
+            if current.state != STATE_EXITED {
+                current.state = STATE_RUNNING.into();
+            }
+            tx.put(&current)
+        })?;
+        Ok(())
+    }
+
+    /// StopContainer: the stop signal, `timeout` seconds, then SIGKILL. Idempotent.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
+        let Some(record) = self.find_container(id)? else {
+            return Ok(());
+        };
+        let _lock = self.locks.lock(&record.id).await;
+        let record = self.container(&record.id)?;
+        if record.state == STATE_EXITED || self.has_exited(&record.id) {
+            return Ok(());
+        }
+        let Some(shim) = self.shims.get(&record.sandbox_id) else {
+            return Ok(());
+        };
+        let kill = |signal: u32, all: bool| api::KillRequest {
+            id: record.id.clone(),
+            signal,
+            all,
+            ..Default::default()
+        };
+        let ignore_gone = |r: Result<_, crate::runtime::TaskError>| match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() || e.is_disconnected() => Ok(()),
+            Err(e) => Err(CriError::from(e)),
+        };
+        if timeout > 0 && record.state == STATE_RUNNING {
+            let signal = parse_signal(&record.stop_signal).unwrap_or(15);
+            ignore_gone(shim.client.kill(&kill(signal, false)).await)?;
+            let grace = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
+            if self.wait_exit(&record.id, grace).await.is_some() {
+                return Ok(());
+            }
+        }
+        ignore_gone(shim.client.kill(&kill(9, true)).await)?;
+        if self.wait_exit(&record.id, KILL_TIMEOUT).await.is_none() {
+            return Err(CriError::Internal(format!(
+                "container {} did not exit within {KILL_TIMEOUT:?} of SIGKILL",
+                record.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// RemoveContainer: kills it if running, deletes its task, unmounts and removes
+    /// its rootfs and bundle, then its record. Idempotent.
+    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        let Some(record) = self.find_container(id)? else {
+            return Ok(());
+        };
+        self.stop_container(&record.id, 0).await?;
+        let _lock = self.locks.lock(&record.id).await;
+        let Some(record) = self.store.get::<ContainerRecord>(&record.id)? else {
+            return Ok(());
+        };
+        self.destroy_container(&record).await;
+        Ok(())
+    }
+
+    async fn destroy_container(&self, record: &ContainerRecord) {
+        if let Some(shim) = self.shims.get(&record.sandbox_id) {
+            let del = api::DeleteRequest {
+                id: record.id.clone(),
+                ..Default::default()
+            };
+            match shim.client.delete(&del).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.is_disconnected() => {}
+                Err(e) => tracing::warn!(container = %record.id, "delete task: {e}"),
+            }
+        }
+        let storage = self.container_storage(&record.id);
+        // Whatever driver made it (the daemon may have restarted with another one).
+        let _ = overlay::unmount_rootfs(&storage.join("rootfs"));
+        if let Err(e) = rootfs::release_rootfs(self.config.storage_driver, &storage) {
+            tracing::warn!(container = %record.id, "{e}");
+        }
+        for dir in [record.bundle.clone(), storage] {
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(container = %record.id, "remove {}: {e}", dir.display());
+                }
+            }
+        }
+        if let Err(e) = self.store.delete::<ContainerRecord>(&record.id) {
+            tracing::warn!(container = %record.id, "remove record: {e}");
+        }
+        self.forget(&record.id);
+    }
+
+    pub fn container_status(&self, record: &ContainerRecord) -> cri::ContainerStatus {
+        cri::ContainerStatus {
+            id: record.id.clone(),
+            metadata: Some(container_metadata(record)),
+            state: container_state(record) as i32,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            exit_code: record.exit_code.unwrap_or(0),
+            image: Some(cri::ImageSpec {
+                image: record.image.clone(),
+                ..Default::default()
+            }),
+            image_ref: record.image_ref.clone(),
+            image_id: record.image_ref.clone(),
+            reason: record.reason.clone(),
+            message: record.message.clone(),
+            labels: record.labels.clone().into_iter().collect(),
+            annotations: record.annotations.clone().into_iter().collect(),
+            mounts: record
+                .mounts
+                .iter()
+                .map(|m| cri::Mount {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                    propagation: m.propagation,
+                    ..Default::default()
+                })
+                .collect(),
+            log_path: record.log_path.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub fn list_containers(
+        &self,
+        filter: Option<&cri::ContainerFilter>,
+    ) -> Result<Vec<cri::Container>, CriError> {
+        let mut out = Vec::new();
+        for record in self.store.list::<ContainerRecord>()? {
+            if let Some(f) = filter {
+                if !f.id.is_empty() && !record.id.starts_with(&f.id) {
+                    continue;
+                }
+                if !f.pod_sandbox_id.is_empty() && !record.sandbox_id.starts_with(&f.pod_sandbox_id)
+                {
+                    continue;
+                }
+                if let Some(state) = &f.state {
+                    if state.state != container_state(&record) as i32 {
+                        continue;
+                    }
+                }
+                if !crate::sandbox::labels_match(&f.label_selector, &record.labels) {
+                    continue;
+                }
+            }
+            out.push(cri::Container {
+                id: record.id.clone(),
+                pod_sandbox_id: record.sandbox_id.clone(),
+                metadata: Some(container_metadata(&record)),
+                image: Some(cri::ImageSpec {
+                    image: record.image.clone(),
+                    ..Default::default()
+                }),
+                image_ref: record.image_ref.clone(),
+                image_id: record.image_ref.clone(),
+                state: container_state(&record) as i32,
+                created_at: record.created_at,
+                labels: record.labels.clone().into_iter().collect(),
+                annotations: record.annotations.clone().into_iter().collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal(""), Some(15));
+        assert_eq!(parse_signal("SIGKILL"), Some(9));
+        assert_eq!(parse_signal("quit"), Some(3));
+        assert_eq!(parse_signal("10"), Some(10));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("99"), None);
+    }
+
+    #[test]
+    fn container_names_look_like_crio_s() {
+        let pod = SandboxRecord {
+            name: "web".into(),
+            namespace: "default".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        };
+        let meta = cri::ContainerMetadata {
+            name: "nginx".into(),
+            attempt: 1,
+        };
+        assert_eq!(full_name(&meta, &pod), "k8s_nginx_web_default_u1_1");
+    }
+}

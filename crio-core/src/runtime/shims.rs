@@ -1,0 +1,190 @@
+//! The shim host: one shim per pod, launched through the bootstrap protocol,
+//! reached over ttrpc, reconnected after a core restart, cleaned up when it dies.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use protocols::shim::api;
+
+use super::bootstrap::ShimAddress;
+use super::launcher::{drain_shim_log, Launch, LaunchError};
+use super::task::{TaskClient, TaskError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error("no shim is serving pod {0}")]
+    NoShim(String),
+}
+
+/// The shim serving one pod.
+#[derive(Debug)]
+pub struct PodShim {
+    pub sandbox_id: String,
+    pub binary: PathBuf,
+    pub bundle: PathBuf,
+    pub client: TaskClient,
+    log_drain: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PodShim {
+    pub fn address(&self) -> &ShimAddress {
+        self.client.address()
+    }
+}
+
+impl Drop for PodShim {
+    fn drop(&mut self) {
+        if let Some(task) = self.log_drain.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Every pod's shim, by sandbox id.
+#[derive(Debug)]
+pub struct ShimHost {
+    events_address: PathBuf,
+    publish_binary: PathBuf,
+    debug: bool,
+    pods: Mutex<HashMap<String, Arc<PodShim>>>,
+}
+
+impl ShimHost {
+    pub fn new(events_address: PathBuf, publish_binary: PathBuf, debug: bool) -> Self {
+        Self {
+            events_address,
+            publish_binary,
+            debug,
+            pods: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn launch(&self, binary: &Path, id: &str, bundle: &Path) -> Launch {
+        Launch {
+            binary: binary.to_path_buf(),
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            events_address: self.events_address.clone(),
+            publish_binary: self.publish_binary.clone(),
+            debug: self.debug,
+        }
+    }
+
+    pub fn get(&self, sandbox_id: &str) -> Option<Arc<PodShim>> {
+        self.pods.lock().ok()?.get(sandbox_id).cloned()
+    }
+
+    pub fn require(&self, sandbox_id: &str) -> Result<Arc<PodShim>, ShimError> {
+        self.get(sandbox_id)
+            .ok_or_else(|| ShimError::NoShim(sandbox_id.to_string()))
+    }
+
+    fn insert(&self, shim: PodShim) -> Arc<PodShim> {
+        let shim = Arc::new(shim);
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert(shim.sandbox_id.clone(), shim.clone());
+        }
+        shim
+    }
+
+    /// Runs the shim's `start` for task `id` of pod `sandbox_id` in `bundle`. For the
+    /// pod's first task this launches the pod's shim; for later ones the shim finds the
+    /// pod's server through the grouping annotations and answers its address.
+    pub async fn start(
+        &self,
+        binary: &Path,
+        sandbox_id: &str,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<Arc<PodShim>, ShimError> {
+        let first = id == sandbox_id;
+        // The server of a pod logs into the FIFO of the bundle it was started in.
+        let log_drain = if first {
+            Some(drain_shim_log(bundle, sandbox_id)?)
+        } else {
+            None
+        };
+        let address = match self.launch(binary, id, bundle).start().await {
+            Ok(address) => address,
+            Err(e) => {
+                if let Some(task) = log_drain {
+                    task.abort();
+                }
+                return Err(e.into());
+            }
+        };
+        if let Some(existing) = self.get(sandbox_id) {
+            if existing.address().address == address.address {
+                return Ok(existing);
+            }
+            tracing::warn!(pod = sandbox_id, old = %existing.address().address, new = %address.address, "shim answered a new address for a known pod");
+        }
+        let client = TaskClient::connect(&address).await?;
+        tracing::debug!(pod = sandbox_id, address = %address.address, version = address.version, "connected to shim");
+        Ok(self.insert(PodShim {
+            sandbox_id: sandbox_id.to_string(),
+            binary: binary.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            client,
+            log_drain,
+        }))
+    }
+
+    /// After a core restart: reconnects to a pod's shim at its recorded address.
+    pub async fn reconnect(
+        &self,
+        binary: &Path,
+        sandbox_id: &str,
+        bundle: &Path,
+        address: &ShimAddress,
+    ) -> Result<Arc<PodShim>, ShimError> {
+        let log_drain = drain_shim_log(bundle, sandbox_id).ok();
+        let client = TaskClient::connect(address).await?;
+        Ok(self.insert(PodShim {
+            sandbox_id: sandbox_id.to_string(),
+            binary: binary.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            client,
+            log_drain,
+        }))
+    }
+
+    /// Stops the pod's shim (its tasks must be deleted first) and forgets it.
+    pub async fn shutdown(&self, sandbox_id: &str) {
+        let shim = self.pods.lock().ok().and_then(|mut p| p.remove(sandbox_id));
+        let Some(shim) = shim else { return };
+        let req = api::ShutdownRequest {
+            id: sandbox_id.to_string(),
+            now: true,
+            ..Default::default()
+        };
+        match shim.client.shutdown(&req).await {
+            // The shim exits while answering: a broken connection is success.
+            Ok(_) => {}
+            Err(e) if e.is_disconnected() || e.is_not_found() => {}
+            Err(e) => tracing::warn!(pod = sandbox_id, "shim shutdown: {e}"),
+        }
+    }
+
+    /// Forgets a pod's shim without talking to it (it is gone).
+    pub fn forget(&self, sandbox_id: &str) {
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.remove(sandbox_id);
+        }
+    }
+
+    /// The shim's own cleanup for task `id` after its server died.
+    pub async fn cleanup(
+        &self,
+        binary: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<api::DeleteResponse, ShimError> {
+        Ok(self.launch(binary, id, bundle).delete().await?)
+    }
+}

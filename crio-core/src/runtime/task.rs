@@ -1,0 +1,199 @@
+//! A shim's Task API over ttrpc, at whichever version (v2 or v3) the shim declared.
+//!
+//! The generated `TaskClient` of containerd-shim-protos is hard-wired to
+//! `containerd.task.v3.Task`, but containerd 1.x shims serve `containerd.task.v2.Task`
+//! with the same messages, so this client builds requests itself with the service
+//! name chosen at connect time. Every call has a deadline.
+
+use std::time::Duration;
+
+use protocols::shim::api;
+use protocols::shim::protobuf::well_known_types::empty::Empty;
+use protocols::shim::protobuf::Message;
+use protocols::shim::ttrpc;
+use protocols::shim::ttrpc::proto::{Code, Request};
+
+use super::bootstrap::ShimAddress;
+
+/// Deadline of ordinary task calls.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("shim at {address}: cannot connect: {message}")]
+    Connect { address: String, message: String },
+    #[error("shim {method}: {message}")]
+    NotFound {
+        method: &'static str,
+        message: String,
+    },
+    #[error("shim {method}: {message}")]
+    AlreadyExists {
+        method: &'static str,
+        message: String,
+    },
+    #[error("shim {method}: {message}")]
+    FailedPrecondition {
+        method: &'static str,
+        message: String,
+    },
+    #[error("shim {method}: no answer within {timeout:?}")]
+    Timeout {
+        method: &'static str,
+        timeout: Duration,
+    },
+    /// The connection broke: the shim is gone (or going).
+    #[error("shim {method}: connection lost: {message}")]
+    Disconnected {
+        method: &'static str,
+        message: String,
+    },
+    #[error("shim {method}: {message}")]
+    Other {
+        method: &'static str,
+        message: String,
+    },
+}
+
+impl TaskError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, TaskError::NotFound { .. })
+    }
+
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TaskError::Disconnected { .. })
+    }
+
+    fn from_ttrpc(method: &'static str, err: ttrpc::Error) -> Self {
+        match err {
+            ttrpc::Error::RpcStatus(status) => {
+                let message = status.message().to_string();
+                match status.code() {
+                    Code::NOT_FOUND => TaskError::NotFound { method, message },
+                    Code::ALREADY_EXISTS => TaskError::AlreadyExists { method, message },
+                    Code::FAILED_PRECONDITION => TaskError::FailedPrecondition { method, message },
+                    Code::DEADLINE_EXCEEDED => TaskError::Timeout {
+                        method,
+                        timeout: CALL_TIMEOUT,
+                    },
+                    _ => TaskError::Other { method, message },
+                }
+            }
+            ttrpc::Error::RemoteClosed | ttrpc::Error::LocalClosed | ttrpc::Error::Socket(_) => {
+                TaskError::Disconnected {
+                    method,
+                    message: err.to_string(),
+                }
+            }
+            other => TaskError::Other {
+                method,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A connected Task API client.
+#[derive(Clone)]
+pub struct TaskClient {
+    client: ttrpc::asynchronous::Client,
+    service: &'static str,
+    address: ShimAddress,
+}
+
+impl std::fmt::Debug for TaskClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskClient")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+macro_rules! unary {
+    ($(#[$doc:meta])* $name:ident, $method:literal, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, req: &$req) -> Result<$resp, TaskError> {
+            self.call($method, req, CALL_TIMEOUT).await
+        }
+    };
+}
+
+impl TaskClient {
+    pub async fn connect(address: &ShimAddress) -> Result<Self, TaskError> {
+        let target = if address.address.starts_with("unix://") {
+            address.address.clone()
+        } else {
+            format!("unix://{}", address.address)
+        };
+        let client = ttrpc::asynchronous::Client::connect(&target)
+            .await
+            .map_err(|e| TaskError::Connect {
+                address: address.address.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            service: address.task_service(),
+            address: address.clone(),
+        })
+    }
+
+    pub fn address(&self) -> &ShimAddress {
+        &self.address
+    }
+
+    /// One unary call with a deadline (`None` = wait as long as it takes).
+    pub async fn call<Req: Message, Resp: Message>(
+        &self,
+        method: &'static str,
+        req: &Req,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Resp, TaskError> {
+        let timeout = timeout.into();
+        let payload = req.write_to_bytes().map_err(|e| TaskError::Other {
+            method,
+            message: format!("encoding request: {e}"),
+        })?;
+        let mut request = Request::new();
+        request.service = self.service.to_string();
+        request.method = method.to_string();
+        request.timeout_nano = timeout.map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(0));
+        request.payload = payload;
+        let fut = self.client.request(request);
+        let response = match timeout {
+            // A little longer than the deadline the shim was given, so its own
+            // DeadlineExceeded answer wins when it sends one.
+            Some(t) => tokio::time::timeout(t + Duration::from_secs(1), fut)
+                .await
+                .map_err(|_| TaskError::Timeout { method, timeout: t })?,
+            None => fut.await,
+        }
+        .map_err(|e| TaskError::from_ttrpc(method, e))?;
+        Resp::parse_from_bytes(&response.payload).map_err(|e| TaskError::Other {
+            method,
+            message: format!("decoding response: {e}"),
+        })
+    }
+
+    unary!(create, "Create", api::CreateTaskRequest => api::CreateTaskResponse);
+    unary!(start, "Start", api::StartRequest => api::StartResponse);
+    unary!(state, "State", api::StateRequest => api::StateResponse);
+    unary!(kill, "Kill", api::KillRequest => Empty);
+    unary!(delete, "Delete", api::DeleteRequest => api::DeleteResponse);
+    unary!(exec, "Exec", api::ExecProcessRequest => Empty);
+    unary!(pids, "Pids", api::PidsRequest => api::PidsResponse);
+    unary!(stats, "Stats", api::StatsRequest => api::StatsResponse);
+    unary!(update, "Update", api::UpdateTaskRequest => Empty);
+    unary!(resize_pty, "ResizePty", api::ResizePtyRequest => Empty);
+    unary!(close_io, "CloseIO", api::CloseIORequest => Empty);
+    unary!(pause, "Pause", api::PauseRequest => Empty);
+    unary!(resume, "Resume", api::ResumeRequest => Empty);
+    unary!(connect_task, "Connect", api::ConnectRequest => api::ConnectResponse);
+    unary!(shutdown, "Shutdown", api::ShutdownRequest => Empty);
+
+    /// Waits for a process to exit: no deadline, it returns when the process does
+    /// (or the shim goes away).
+    pub async fn wait(&self, req: &api::WaitRequest) -> Result<api::WaitResponse, TaskError> {
+        self.call("Wait", req, None).await
+    }
+}

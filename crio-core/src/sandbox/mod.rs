@@ -1,0 +1,578 @@
+//! Pod sandboxes: the infra (pause) task that owns a pod's namespaces, run through
+//! the pod's shim, and the persisted record that lets a restarted core find it.
+//!
+//! [`PodRuntime`] is the context both sandboxes and containers (`crate::container`)
+//! work in: the store, the images, the shim host and the per-object locks.
+
+pub mod pause;
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protocols::cri;
+use protocols::shim::api;
+
+pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
+
+use crate::image::image_config::ImageConfig;
+use crate::server::CriError;
+use crate::spec::{self, PodNamespaces, SandboxSpec};
+use crate::storage::rootfs;
+use crate::store::{ContainerRecord, ImageRecord, SandboxRecord};
+
+pub const STATE_READY: &str = "ready";
+pub const STATE_NOTREADY: &str = "notready";
+
+/// How long the pause process gets to exit on StopPodSandbox.
+const PAUSE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// CRI-O's unique name of a pod sandbox.
+pub fn full_name(meta: &cri::PodSandboxMetadata) -> String {
+    format!(
+        "k8s_POD_{}_{}_{}_{}",
+        meta.name, meta.namespace, meta.uid, meta.attempt
+    )
+}
+
+fn validate(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, CriError> {
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| CriError::InvalidArgument("PodSandboxConfig.metadata is required".into()))?;
+    for (field, value) in [
+        ("name", &meta.name),
+        ("namespace", &meta.namespace),
+        ("uid", &meta.uid),
+    ] {
+        if value.is_empty() {
+            return Err(CriError::InvalidArgument(format!(
+                "PodSandboxConfig.metadata.{field} is required"
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
+    let opts = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let node = cri::NamespaceMode::Node as i32;
+    PodNamespaces {
+        host_network: opts.is_some_and(|o| o.network == node),
+        host_pid: opts.is_some_and(|o| o.pid == node),
+        host_ipc: opts.is_some_and(|o| o.ipc == node),
+        pod_pid: opts.is_some_and(|o| o.pid == cri::NamespaceMode::Pod as i32),
+    }
+}
+
+impl PodRuntime {
+    /// RunPodSandbox.
+    /// `infra` is the `pause_image` (resolved by the caller), `None` for the built-in pause.
+    pub async fn run_sandbox(
+        self: &Arc<Self>,
+        config: &cri::PodSandboxConfig,
+        handler_name: &str,
+        infra: Option<(&ImageRecord, &ImageConfig)>,
+    ) -> Result<String, CriError> {
+        let meta = validate(config)?;
+        let handler = self.handler(handler_name)?;
+        let shim_binary = self.shim_binary(&handler)?;
+        let ns = namespaces(config);
+        let id = new_id();
+        let cgroup_parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        let mut record = SandboxRecord {
+            id: id.clone(),
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
+            attempt: meta.attempt,
+            runtime_handler: handler.name.clone(),
+            created_at: now_nanos(),
+            state: STATE_NOTREADY.into(),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            full_name: full_name(meta),
+            hostname: config.hostname.clone(),
+            log_directory: config.log_directory.clone(),
+            cgroup_parent,
+            host_network: ns.host_network,
+            host_pid: ns.host_pid,
+            host_ipc: ns.host_ipc,
+            pod_pid: ns.pod_pid,
+            bundle: self.bundle_dir(&id),
+            shim_binary: shim_binary.clone(),
+            infra_image: infra.map(|(i, _)| i.id.clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        {
+            // Name reservation and the record land together.
+            let _names = self.names.lock().await;
+            if let Some(holder) = self
+                .store
+                .list::<SandboxRecord>()?
+                .into_iter()
+                .find(|s| s.full_name == record.full_name)
+            {
+                return Err(CriError::AlreadyExists(format!(
+                    "pod sandbox name {:?} is reserved by {}",
+                    record.full_name, holder.id
+                )));
+            }
+            self.store.put(&record)?;
+        }
+        let _lock = self.locks.lock(&id).await;
+        match self.start_sandbox(&mut record, &handler, ns, infra).await {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                tracing::warn!(pod = %id, "RunPodSandbox failed, cleaning up: {e}");
+                self.destroy_sandbox(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_sandbox(
+        self: &Arc<Self>,
+        record: &mut SandboxRecord,
+        handler: &crate::runtime::Handler,
+        ns: PodNamespaces,
+        infra: Option<(&ImageRecord, &ImageConfig)>,
+    ) -> Result<(), CriError> {
+        let id = record.id.clone();
+        let (rootfs, command, readonly) = match infra {
+            None => (
+                self.config.pause_rootfs.clone(),
+                vec![pause::PAUSE_COMMAND.to_string()],
+                true,
+            ),
+            Some((image, image_config)) => {
+                let layers: Vec<PathBuf> = image
+                    .layers
+                    .iter()
+                    .map(|chain| self.images.layers.diff_path(chain))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| CriError::Internal(e.to_string()))?;
+                let rootfs = rootfs::prepare_rootfs(
+                    self.config.storage_driver,
+                    &layers,
+                    &self.config.containers_dir.join(&id),
+                )
+                .map_err(|e| CriError::Internal(e.to_string()))?;
+                let command = if self.config.pause_command.is_empty() {
+                    crate::container::process::command_line(&[], &[], &image_config.config)
+                        .ok_or_else(|| {
+                            CriError::FailedPrecondition(format!(
+                                "pause image {} has no Entrypoint or Cmd and pause_command is empty",
+                                image.id
+                            ))
+                        })?
+                } else {
+                    vec![self.config.pause_command.clone()]
+                };
+                (rootfs, command, false)
+            }
+        };
+        std::fs::create_dir_all(&record.bundle).map_err(|e| {
+            CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
+        })?;
+        let mut annotations: BTreeMap<String, String> = record.annotations.clone();
+        annotations.extend(grouping_annotations(&id, "sandbox"));
+        annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
+        annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), record.namespace.clone());
+        let oci = spec::sandbox(
+            &SandboxSpec {
+                id: id.clone(),
+                name: record.name.clone(),
+                namespace: record.namespace.clone(),
+                hostname: record.hostname.clone(),
+                rootfs,
+                readonly_rootfs: readonly,
+                command,
+                namespaces: ns,
+                cgroups_path: spec::cgroups_path(
+                    &record.cgroup_parent,
+                    &id,
+                    self.config.systemd_cgroup,
+                ),
+                annotations,
+                // CRI-O gives the infra container -998; never below what we may set.
+                oom_score_adj: (-998).max(self.config.min_oom_score_adj),
+            },
+            &self.config.held_capabilities,
+        )?;
+        write_spec(&record.bundle, &oci)?;
+
+        let shim = self
+            .shims
+            .start(&record.shim_binary, &id, &id, &record.bundle)
+            .await?;
+        record.shim_address = shim.address().address.clone();
+        record.task_version = shim.address().version;
+        self.store.put(&*record)?;
+        let create = api::CreateTaskRequest {
+            id: id.clone(),
+            bundle: record.bundle.display().to_string(),
+            options: runtime_options(handler).into(),
+            ..Default::default()
+        };
+        shim.client.create(&create).await?;
+        let start = api::StartRequest {
+            id: id.clone(),
+            ..Default::default()
+        };
+        let started = shim.client.start(&start).await?;
+        record.pid = started.pid;
+        record.state = STATE_READY.into();
+        self.store.put(&*record)?;
+        self.watch_exit(shim, id.clone(), id.clone());
+        Ok(())
+    }
+
+    /// Best-effort removal of everything a sandbox may have: task, shim, bundle, record.
+    async fn destroy_sandbox(&self, record: &SandboxRecord) {
+        if let Some(shim) = self.shims.get(&record.id) {
+            let kill = api::KillRequest {
+                id: record.id.clone(),
+                signal: 9,
+                all: true,
+                ..Default::default()
+            };
+            let _ = shim.client.kill(&kill).await;
+            let _ = self.wait_exit(&record.id, PAUSE_STOP_TIMEOUT).await;
+            let _ = shim
+                .client
+                .delete(&api::DeleteRequest {
+                    id: record.id.clone(),
+                    ..Default::default()
+                })
+                .await;
+            self.shims.shutdown(&record.id).await;
+        }
+        self.forget(&record.id);
+        if !record.infra_image.is_empty() {
+            let storage = self.config.containers_dir.join(&record.id);
+            if let Err(e) = rootfs::release_rootfs(self.config.storage_driver, &storage) {
+                tracing::warn!(pod = %record.id, "{e}");
+            }
+            let _ = std::fs::remove_dir_all(&storage);
+        }
+        if !record.bundle.as_os_str().is_empty() {
+            if let Err(e) = std::fs::remove_dir_all(&record.bundle) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(pod = %record.id, "remove bundle: {e}");
+                }
+            }
+        }
+        if let Err(e) = self.store.delete::<SandboxRecord>(&record.id) {
+            tracing::warn!(pod = %record.id, "remove record: {e}");
+        }
+    }
+
+    /// Finds a sandbox by id or unique id prefix.
+    pub fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, CriError> {
+        if id.is_empty() {
+            return Err(CriError::InvalidArgument(
+                "pod sandbox id is required".into(),
+            ));
+        }
+        if let Some(record) = self.store.get::<SandboxRecord>(id)? {
+            return Ok(Some(record));
+        }
+        let matches: Vec<SandboxRecord> = self
+            .store
+            .list::<SandboxRecord>()?
+            .into_iter()
+            .filter(|s| s.id.starts_with(id))
+            .collect();
+        match matches.len() {
+            0 => Ok(None),
+            1 => Ok(matches.into_iter().next()),
+            _ => Err(CriError::InvalidArgument(format!(
+                "pod sandbox id prefix {id:?} is ambiguous"
+            ))),
+        }
+    }
+
+    pub fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerRecord>, CriError> {
+        Ok(self
+            .store
+            .list::<ContainerRecord>()?
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .collect())
+    }
+
+    /// StopPodSandbox: idempotent; an unknown pod is already stopped.
+    pub async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
+        let Some(record) = self.sandbox(id)? else {
+            return Ok(());
+        };
+        // The pod's lock first, then its containers' (the only order taken anywhere),
+        // so a shim-death cleanup in progress finishes before this goes on.
+        let _lock = self.locks.lock(&record.id).await;
+        self.stop_sandbox_locked(&record.id).await
+    }
+
+    async fn stop_sandbox_locked(&self, id: &str) -> Result<(), CriError> {
+        for c in self.containers_of(id)? {
+            self.stop_container(&c.id, 0).await?;
+        }
+        let Some(mut record) = self.store.get::<SandboxRecord>(id)? else {
+            return Ok(());
+        };
+        if let Some(shim) = self.shims.get(&record.id) {
+            if !self.has_exited(&record.id) {
+                let kill = api::KillRequest {
+                    id: record.id.clone(),
+                    signal: 9,
+                    all: true,
+                    ..Default::default()
+                };
+                match shim.client.kill(&kill).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() || e.is_disconnected() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if self
+                    .wait_exit(&record.id, PAUSE_STOP_TIMEOUT)
+                    .await
+                    .is_none()
+                {
+                    return Err(CriError::Internal(format!(
+                        "pause process of pod {} did not exit within {PAUSE_STOP_TIMEOUT:?}",
+                        record.id
+                    )));
+                }
+            }
+        }
+        if record.state != STATE_NOTREADY {
+            record.state = STATE_NOTREADY.into();
+            self.store.put(&record)?;
+        }
+        Ok(())
+    }
+
+    /// RemovePodSandbox: stops it if needed, removes its containers, its task, its
+    /// shim, its bundle and its record. Idempotent.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+        let Some(record) = self.sandbox(id)? else {
+            return Ok(());
+        };
+        let _lock = self.locks.lock(&record.id).await;
+        self.stop_sandbox_locked(&record.id).await?;
+        for c in self.containers_of(&record.id)? {
+            self.remove_container(&c.id).await?;
+        }
+        let Some(record) = self.store.get::<SandboxRecord>(&record.id)? else {
+            return Ok(());
+        };
+        self.destroy_sandbox(&record).await;
+        Ok(())
+    }
+
+    pub fn sandbox_status(&self, record: &SandboxRecord) -> cri::PodSandboxStatus {
+        let mode = |host: bool, pod: bool| {
+            if host {
+                cri::NamespaceMode::Node as i32
+            } else if pod {
+                cri::NamespaceMode::Pod as i32
+            } else {
+                cri::NamespaceMode::Container as i32
+            }
+        };
+        cri::PodSandboxStatus {
+            id: record.id.clone(),
+            metadata: Some(sandbox_metadata(record)),
+            state: sandbox_state(record) as i32,
+            created_at: record.created_at,
+            network: Some(cri::PodSandboxNetworkStatus::default()),
+            linux: Some(cri::LinuxPodSandboxStatus {
+                namespaces: Some(cri::Namespace {
+                    options: Some(cri::NamespaceOption {
+                        network: mode(record.host_network, true),
+                        pid: mode(record.host_pid, record.pod_pid),
+                        ipc: mode(record.host_ipc, true),
+                        ..Default::default()
+                    }),
+                }),
+            }),
+            labels: record.labels.clone().into_iter().collect(),
+            annotations: record.annotations.clone().into_iter().collect(),
+            runtime_handler: record.runtime_handler.clone(),
+        }
+    }
+
+    pub fn list_sandboxes(
+        &self,
+        filter: Option<&cri::PodSandboxFilter>,
+    ) -> Result<Vec<cri::PodSandbox>, CriError> {
+        let mut out = Vec::new();
+        for record in self.store.list::<SandboxRecord>()? {
+            if let Some(f) = filter {
+                if !f.id.is_empty() && !record.id.starts_with(&f.id) {
+                    continue;
+                }
+                if let Some(state) = &f.state {
+                    if state.state != sandbox_state(&record) as i32 {
+                        continue;
+                    }
+                }
+                if !labels_match(&f.label_selector, &record.labels) {
+                    continue;
+                }
+            }
+            out.push(cri::PodSandbox {
+                id: record.id.clone(),
+                metadata: Some(sandbox_metadata(&record)),
+                state: sandbox_state(&record) as i32,
+                created_at: record.created_at,
+                labels: record.labels.clone().into_iter().collect(),
+                annotations: record.annotations.clone().into_iter().collect(),
+                runtime_handler: record.runtime_handler.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+pub fn labels_match(
+    selector: &std::collections::HashMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn sandbox_metadata(record: &SandboxRecord) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: record.name.clone(),
+        uid: record.uid.clone(),
+        namespace: record.namespace.clone(),
+        attempt: record.attempt,
+    }
+}
+
+fn sandbox_state(record: &SandboxRecord) -> cri::PodSandboxState {
+    if record.state == STATE_READY {
+        cri::PodSandboxState::SandboxReady
+    } else {
+        cri::PodSandboxState::SandboxNotready
+    }
+}
+
+/// Both runtimes' grouping annotations, so any shim puts the pod in one process.
+pub fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, String); 4] {
+    [
+        (spec::CRI_SANDBOX_ID.into(), sandbox_id.into()),
+        (spec::CRI_CONTAINER_TYPE.into(), kind.into()),
+        (spec::CRIO_SANDBOX_ID.into(), sandbox_id.into()),
+        (spec::CRIO_CONTAINER_TYPE.into(), kind.into()),
+    ]
+}
+
+/// containerd's runc `Options` for handlers our runc shim (or containerd's) serves.
+pub fn runtime_options(
+    handler: &crate::runtime::Handler,
+) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
+    use protocols::shim::protobuf::Message;
+    let binary = handler.oci_runtime_binary()?;
+    let options = protocols::shim::shim::oci::Options {
+        binary_name: binary,
+        root: handler.config.runtime_root.clone(),
+        ..Default::default()
+    };
+    let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
+    any.type_url = "containerd.runc.v1.Options".into();
+    any.value = options.write_to_bytes().ok()?;
+    Some(any)
+}
+
+pub fn write_spec(
+    bundle: &std::path::Path,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<(), CriError> {
+    let path: PathBuf = bundle.join("config.json");
+    let bytes = serde_json::to_vec(spec)
+        .map_err(|e| CriError::Internal(format!("encode OCI spec: {e}")))?;
+    std::fs::write(&path, bytes)
+        .map_err(|e| CriError::Internal(format!("write {}: {e}", path.display())))
+}
+
+/// A 64-hex-digit id, as CRI-O and containerd use.
+pub fn new_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // Never expected on Linux; still unique enough for one host.
+        let t = now_nanos().to_le_bytes();
+        bytes[..8].copy_from_slice(&t);
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_look_like_crio_s() {
+        let meta = cri::PodSandboxMetadata {
+            name: "web".into(),
+            uid: "u1".into(),
+            namespace: "default".into(),
+            attempt: 2,
+        };
+        assert_eq!(full_name(&meta), "k8s_POD_web_default_u1_2");
+        let id = new_id();
+        assert_eq!(id.len(), 64);
+        assert_ne!(id, new_id());
+    }
+
+    #[test]
+    fn metadata_fields_are_required() {
+        let mut config = cri::PodSandboxConfig::default();
+        assert!(matches!(
+            validate(&config),
+            Err(CriError::InvalidArgument(_))
+        ));
+        config.metadata = Some(cri::PodSandboxMetadata {
+            name: "a".into(),
+            uid: String::new(),
+            namespace: "n".into(),
+            attempt: 0,
+        });
+        match validate(&config) {
+            Err(CriError::InvalidArgument(m)) => assert!(m.contains("uid"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn label_selectors_match_all_pairs() {
+        let labels: BTreeMap<String, String> =
+            [("a".to_string(), "1".to_string()), ("b".into(), "2".into())].into();
+        let mut sel = std::collections::HashMap::new();
+        assert!(labels_match(&sel, &labels));
+        sel.insert("a".to_string(), "1".to_string());
+        assert!(labels_match(&sel, &labels));
+        sel.insert("b".to_string(), "3".to_string());
+        assert!(!labels_match(&sel, &labels));
+    }
+}

@@ -1,0 +1,424 @@
+//! The context pods and containers live in, exit tracking, shim-death handling and
+//! the reconciliation a restarted core runs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oci_spec::runtime::Capability;
+use protocols::shim::api;
+use tokio::sync::{mpsc, watch};
+
+use super::{now_nanos, STATE_NOTREADY};
+use crate::image::images::ImageStore;
+use crate::logs::ContainerLog;
+use crate::runtime::{Handler, HandlerRegistry, PodShim, RuntimeEvent, ShimAddress, ShimHost};
+use crate::server::CriError;
+use crate::store::{ContainerRecord, SandboxRecord, Store};
+
+/// A process's end, as the shim reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub status: u32,
+    /// Unix nanoseconds.
+    pub at: i64,
+}
+
+/// Fixed facts the lifecycle needs.
+#[derive(Debug, Clone)]
+pub struct PodRuntimeConfig {
+    /// Bundles (config.json, FIFOs, shim address) live here: `<runroot>/bundles/<id>`.
+    pub bundles_dir: PathBuf,
+    /// Container upper/work dirs: `<root>/containers/<id>`.
+    pub containers_dir: PathBuf,
+    pub pause_rootfs: PathBuf,
+    /// `[crio.image] pause_command`: what runs in a `pause_image` (empty = its
+    /// Entrypoint and Cmd).
+    pub pause_command: String,
+    /// How container root filesystems are built (`[crio] storage_driver`).
+    pub storage_driver: crate::storage::rootfs::StorageDriver,
+    pub systemd_cgroup: bool,
+    pub held_capabilities: HashSet<Capability>,
+    /// The daemon's own `oom_score_adj`: nothing may ask for less.
+    pub min_oom_score_adj: i32,
+}
+
+/// Serializes operations on one pod or container.
+#[derive(Debug, Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .map(|mut l| l.entry(key.to_string()).or_default().clone())
+            .unwrap_or_default();
+        lock.lock_owned().await
+    }
+
+    fn remove(&self, key: &str) {
+        if let Ok(mut l) = self.locks.lock() {
+            l.remove(key);
+        }
+    }
+}
+
+/// Pods and containers: their records, shims, exits and logs.
+#[derive(Debug)]
+pub struct PodRuntime {
+    pub config: PodRuntimeConfig,
+    pub store: Arc<Store>,
+    pub images: Arc<ImageStore>,
+    pub handlers: HandlerRegistry,
+    pub shims: ShimHost,
+    pub(crate) locks: KeyedLocks,
+    /// Held while a name is checked and reserved.
+    pub(crate) names: tokio::sync::Mutex<()>,
+    exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+    pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
+}
+
+impl PodRuntime {
+    pub fn new(
+        config: PodRuntimeConfig,
+        store: Arc<Store>,
+        images: Arc<ImageStore>,
+        handlers: HandlerRegistry,
+        shims: ShimHost,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            images,
+            handlers,
+            shims,
+            locks: KeyedLocks::default(),
+            names: tokio::sync::Mutex::new(()),
+            exits: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn handler(&self, name: &str) -> Result<Handler, CriError> {
+        self.handlers.resolve(name).cloned().ok_or_else(|| {
+            CriError::InvalidArgument(format!(
+                "runtime handler {name:?} is not configured (configured: {})",
+                self.handlers.names().join(", ")
+            ))
+        })
+    }
+
+    pub fn shim_binary(&self, handler: &Handler) -> Result<PathBuf, CriError> {
+        self.handlers.locate_shim(handler).ok_or_else(|| {
+            CriError::FailedPrecondition(format!(
+                "runtime handler {:?}: shim v2 binary {:?} not found or not executable",
+                handler.name,
+                handler.shim_binary()
+            ))
+        })
+    }
+
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.config.bundles_dir.join(id)
+    }
+
+    fn exit_channel(&self, id: &str) -> watch::Sender<Option<Exit>> {
+        let mut exits = match self.exits.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        exits
+            .entry(id.to_string())
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// Whether the task `id` is known to have exited.
+    pub fn has_exited(&self, id: &str) -> bool {
+        self.exit_channel(id).borrow().is_some()
+    }
+
+    /// Waits up to `timeout` for task `id` to exit.
+    pub async fn wait_exit(&self, id: &str, timeout: Duration) -> Option<Exit> {
+        let mut rx = self.exit_channel(id).subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(exit)) => *exit,
+            _ => None,
+        }
+    }
+
+    /// Drops what is kept in memory for a removed pod or container.
+    pub(crate) fn forget(&self, id: &str) {
+        if let Ok(mut exits) = self.exits.lock() {
+            exits.remove(id);
+        }
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.remove(id);
+        }
+        self.locks.remove(id);
+    }
+
+    /// Follows task `id` of the pod's shim until it exits (the shim's `Wait`), then
+    /// records the exit. A broken connection means the shim died.
+    pub(crate) fn watch_exit(self: &Arc<Self>, shim: Arc<PodShim>, sandbox_id: String, id: String) {
+        let this = self.clone();
+        let _ = self.exit_channel(&id);
+        tokio::spawn(async move {
+            let req = api::WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            };
+            match shim.client.wait(&req).await {
+                Ok(resp) => {
+                    let at = resp.exited_at.as_ref().map_or_else(now_nanos, |t| {
+                        t.seconds * 1_000_000_000 + i64::from(t.nanos)
+                    });
+                    this.record_exit(&id, resp.exit_status, at);
+                }
+                Err(e) if e.is_disconnected() => {
+                    // Many watchers see the same death; the first handles it.
+                    if this
+                        .shims
+                        .get(&sandbox_id)
+                        .is_some_and(|s| Arc::ptr_eq(&s, &shim))
+                    {
+                        tracing::warn!(pod = %sandbox_id, "shim connection lost: {e}");
+                        this.on_shim_death(&sandbox_id).await;
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(task = %id, "wait: {e}"),
+            }
+        });
+    }
+
+    /// Records that task `id` exited (first report wins).
+    pub(crate) fn record_exit(&self, id: &str, status: u32, at: i64) {
+        let tx = self.exit_channel(id);
+        let first = tx.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(Exit { status, at });
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return;
+        }
+        if let Err(e) = self.persist_exit(id, status, at) {
+            tracing::error!(task = %id, "cannot record exit: {e}");
+        }
+    }
+
+    fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {
+        // Read and write in one transaction: StartContainer may update the same record.
+        self.store.write(|tx| {
+            if let Some(mut c) = tx.get::<ContainerRecord>(id)? {
+                if c.state == crate::container::STATE_EXITED {
+                    return Ok(());
+                }
+                c.state = crate::container::STATE_EXITED.into();
+                c.exit_code = Some(i32::try_from(status).unwrap_or(255));
+                c.finished_at = at;
+                c.reason = if c.oom_killed {
+                    "OOMKilled"
+                } else if status == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .into();
+                tracing::info!(container = %id, status, "container exited");
+                tx.put(&c)?;
+            } else if let Some(mut s) = tx.get::<SandboxRecord>(id)? {
+                if s.state != STATE_NOTREADY {
+                    s.state = STATE_NOTREADY.into();
+                    tx.put(&s)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The shim of a pod died: let its own `delete` clean up, and report every task
+    /// it served as exited (containerd reports 255 when the exit is unknown).
+    pub(crate) async fn on_shim_death(&self, sandbox_id: &str) {
+        let Some(shim) = self.shims.get(sandbox_id) else {
+            return;
+        };
+        let _lock = self.locks.lock(sandbox_id).await;
+        self.shims.forget(sandbox_id);
+        // The pod is broken from now on, whatever its tasks' cleanup takes.
+        if let Ok(Some(mut s)) = self.store.get::<SandboxRecord>(sandbox_id) {
+            s.state = STATE_NOTREADY.into();
+            let _ = self.store.put(&s);
+        }
+        let containers = self.containers_of(sandbox_id).unwrap_or_default();
+        for c in containers {
+            if c.state == crate::container::STATE_EXITED {
+                continue;
+            }
+            let exit = self
+                .shims
+                .cleanup(&shim.binary, &c.id, &c.bundle)
+                .await
+                .map(|d| d.exit_status)
+                .unwrap_or(255);
+            if let Ok(Some(mut rec)) = self.store.get::<ContainerRecord>(&c.id) {
+                rec.message = "the container's shim died".into();
+                let _ = self.store.put(&rec);
+            }
+            self.record_exit(&c.id, exit, now_nanos());
+        }
+        let _ = self
+            .shims
+            .cleanup(&shim.binary, sandbox_id, &shim.bundle)
+            .await;
+        self.record_exit(sandbox_id, 255, now_nanos());
+    }
+
+    /// Applies shim events. Exits also arrive through `Wait`; whichever is first wins.
+    pub fn spawn_event_loop(self: &Arc<Self>, mut rx: mpsc::UnboundedReceiver<RuntimeEvent>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    RuntimeEvent::Exit {
+                        container_id,
+                        id,
+                        exit_status,
+                        exited_at,
+                        ..
+                    } if container_id == id => {
+                        this.record_exit(&id, exit_status, exited_at);
+                    }
+                    RuntimeEvent::Exit { .. } => {}
+                    RuntimeEvent::Oom { container_id } => {
+                        tracing::info!(container = %container_id, "OOM kill reported");
+                        if let Ok(Some(mut c)) = this.store.get::<ContainerRecord>(&container_id) {
+                            c.oom_killed = true;
+                            if c.state == crate::container::STATE_EXITED {
+                                c.reason = "OOMKilled".into();
+                            }
+                            let _ = this.store.put(&c);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// After a restart: reconnect to every pod's shim, pick up exits that happened
+    /// while the core was down, follow the tasks still running, reopen their logs.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
+        for sandbox in self.store.list::<SandboxRecord>()? {
+            if let Err(e) = self.recover_sandbox(&sandbox).await {
+                tracing::warn!(pod = %sandbox.id, "recovery: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn recover_sandbox(self: &Arc<Self>, sandbox: &SandboxRecord) -> Result<(), CriError> {
+        if sandbox.shim_address.is_empty() {
+            // The core died while starting this pod: undo what may exist.
+            tracing::info!(pod = %sandbox.id, "removing a pod whose start was interrupted");
+            if !sandbox.shim_binary.as_os_str().is_empty() && sandbox.bundle.exists() {
+                let _ = self
+                    .shims
+                    .cleanup(&sandbox.shim_binary, &sandbox.id, &sandbox.bundle)
+                    .await;
+            }
+            let _ = std::fs::remove_dir_all(&sandbox.bundle);
+            self.store.delete::<SandboxRecord>(&sandbox.id)?;
+            return Ok(());
+        }
+        let address = ShimAddress {
+            address: sandbox.shim_address.clone(),
+            version: sandbox.task_version,
+        };
+        let shim = match self
+            .shims
+            .reconnect(&sandbox.shim_binary, &sandbox.id, &sandbox.bundle, &address)
+            .await
+        {
+            Ok(shim) => shim,
+            Err(e) => {
+                tracing::warn!(pod = %sandbox.id, "shim unreachable ({e}): reporting its tasks exited");
+                let shim_binary = sandbox.shim_binary.clone();
+                for c in self.containers_of(&sandbox.id)? {
+                    if c.state != crate::container::STATE_EXITED {
+                        let exit = self
+                            .shims
+                            .cleanup(&shim_binary, &c.id, &c.bundle)
+                            .await
+                            .map(|d| d.exit_status)
+                            .unwrap_or(255);
+                        self.record_exit(&c.id, exit, now_nanos());
+                    }
+                }
+                let _ = self
+                    .shims
+                    .cleanup(&shim_binary, &sandbox.id, &sandbox.bundle)
+                    .await;
+                self.record_exit(&sandbox.id, 255, now_nanos());
+                return Ok(());
+            }
+        };
+        self.recover_task(&shim, &sandbox.id, &sandbox.id).await;
+        for c in self.containers_of(&sandbox.id)? {
+            if c.state == crate::container::STATE_EXITED {
+                continue;
+            }
+            if c.state == crate::container::STATE_RUNNING
+                || c.state == crate::container::STATE_CREATED
+            {
+                self.reopen_logs(&c);
+            }
+            self.recover_task(&shim, &sandbox.id, &c.id).await;
+        }
+        Ok(())
+    }
+
+    async fn recover_task(self: &Arc<Self>, shim: &Arc<PodShim>, sandbox_id: &str, id: &str) {
+        let state = shim
+            .client
+            .state(&api::StateRequest {
+                id: id.to_string(),
+                ..Default::default()
+            })
+            .await;
+        match state {
+            Ok(s)
+                if s.status.enum_value_or_default()
+                    == protocols::shim::types::task::Status::STOPPED =>
+            {
+                let at = s.exited_at.as_ref().map_or_else(now_nanos, |t| {
+                    t.seconds * 1_000_000_000 + i64::from(t.nanos)
+                });
+                self.record_exit(id, s.exit_status, at);
+            }
+            Ok(s) => {
+                if s.status.enum_value_or_default() == protocols::shim::types::task::Status::RUNNING
+                {
+                    if let Ok(Some(mut c)) = self.store.get::<ContainerRecord>(id) {
+                        if c.state == crate::container::STATE_CREATED {
+                            c.state = crate::container::STATE_RUNNING.into();
+                            let _ = self.store.put(&c);
+                        }
+                    }
+                }
+                self.watch_exit(shim.clone(), sandbox_id.to_string(), id.to_string());
+            }
+            Err(e) if e.is_not_found() => self.record_exit(id, 255, now_nanos()),
+            Err(e) => tracing::warn!(task = %id, "state after restart: {e}"),
+        }
+    }
+}

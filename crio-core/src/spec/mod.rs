@@ -1,0 +1,453 @@
+//! CRI configs -> OCI runtime specs (the `config.json` a shim hands to its runtime).
+//!
+//! The defaults are CRI-O's: its default capability set, masked and read-only paths,
+//! `/dev` as tmpfs, `/sys` read-only. Everything here is pure: inputs in, a spec out;
+//! the caller writes it into the bundle.
+
+mod defaults;
+mod host;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec, User,
+};
+
+pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
+pub use host::{held_capabilities, hostname as host_hostname, own_oom_score_adj};
+
+/// containerd's grouping annotations: every task of a pod carries them, so any shim
+/// groups the pod's containers into one shim process.
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
+pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+pub const CRI_SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
+pub const CRI_SANDBOX_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("capability {0:?} is not a Linux capability")]
+    UnknownCapability(String),
+    #[error("invalid spec: {0}")]
+    Build(String),
+}
+
+fn build_err(e: impl std::fmt::Display) -> SpecError {
+    SpecError::Build(e.to_string())
+}
+
+/// How a pod's namespaces are shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PodNamespaces {
+    pub host_network: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
+    /// Containers share the pause process's PID namespace.
+    pub pod_pid: bool,
+}
+
+/// What the infra (pause) container needs.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub hostname: String,
+    pub rootfs: PathBuf,
+    /// The built-in pause rootfs is shared by every pod: read-only.
+    pub readonly_rootfs: bool,
+    pub command: Vec<String>,
+    pub namespaces: PodNamespaces,
+    pub cgroups_path: String,
+    pub annotations: BTreeMap<String, String>,
+    pub oom_score_adj: i32,
+}
+
+/// A bind mount asked for by the CRI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    pub host_path: PathBuf,
+    pub container_path: PathBuf,
+    pub readonly: bool,
+    /// `rprivate`, `rslave` or `rshared`.
+    pub propagation: &'static str,
+}
+
+/// Resources of one container, as the CRI gives them (0 = unset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub memory_limit: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: i64,
+}
+
+/// What one application container needs.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub id: String,
+    pub sandbox_id: String,
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub hostname: String,
+    /// The pause process: containers join its namespaces through `/proc/<pid>/ns`.
+    pub sandbox_pid: u32,
+    pub namespaces: PodNamespaces,
+    pub mounts: Vec<BindMount>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub no_new_privileges: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub resources: Resources,
+    pub cgroups_path: String,
+    pub annotations: BTreeMap<String, String>,
+    pub oom_score_adj: i32,
+}
+
+/// The cgroups path of a task: `<parent>/crio-<id>` (cgroupfs) or
+/// `<parent slice>:crio:<id>` (systemd), as CRI-O names them.
+pub fn cgroups_path(parent: &str, id: &str, systemd: bool) -> String {
+    if systemd {
+        let parent = if parent.is_empty() {
+            "system.slice"
+        } else {
+            parent
+        };
+        format!("{parent}:crio:{id}")
+    } else {
+        let parent = if parent.is_empty() { "/crio" } else { parent };
+        format!("{}/crio-{id}", parent.trim_end_matches('/'))
+    }
+}
+
+/// Parses CRI capability names (`NET_ADMIN`, `CAP_NET_ADMIN`, any case).
+fn capability(name: &str) -> Result<Capability, SpecError> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse::<Capability>()
+        .map_err(|_| SpecError::UnknownCapability(name.to_string()))
+}
+
+/// CRI-O's capability rules: start from the default set (all held capabilities when
+/// privileged or when `ALL` is added), add, then drop (`ALL` drops everything not
+/// added back explicitly). Never more than the daemon holds.
+pub fn capabilities(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+    held: &HashSet<Capability>,
+) -> Result<HashSet<Capability>, SpecError> {
+    let is_all = |s: &String| s.eq_ignore_ascii_case("ALL");
+    let mut caps: HashSet<Capability> = if privileged || add.iter().any(is_all) {
+        held.clone()
+    } else {
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| capability(c))
+            .collect::<Result<_, _>>()?
+    };
+    let added: HashSet<Capability> = add
+        .iter()
+        .filter(|c| !is_all(c))
+        .map(|c| capability(c))
+        .collect::<Result<_, _>>()?;
+    caps.extend(added.iter().copied());
+    if drop.iter().any(is_all) {
+        caps = if add.iter().any(is_all) {
+            HashSet::new()
+        } else {
+            added
+        };
+    }
+    for c in drop.iter().filter(|c| !is_all(c)) {
+        caps.remove(&capability(c)?);
+    }
+    caps.retain(|c| held.contains(c));
+    Ok(caps)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+/// `/proc`, `/dev`, `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` (+ cgroup), as CRI-O.
+fn default_mounts(sysfs_readonly: bool) -> Vec<Mount> {
+    let sys_mode = if sysfs_readonly { "ro" } else { "rw" };
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_mode],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
+        ),
+    ]
+}
+
+fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns.set_path(path);
+    ns
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn annotations(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// `hostname` is `None` for host-network tasks: without a UTS namespace of their own
+/// they must not set one.
+fn base_spec(rootfs: &Path, readonly: bool, hostname: Option<&str>) -> Spec {
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_string());
+    let mut root = Root::default();
+    root.set_path(rootfs.to_path_buf());
+    root.set_readonly(Some(readonly));
+    spec.set_root(Some(root));
+    spec.set_hostname(hostname.map(str::to_string));
+    spec
+}
+
+fn process(
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: &str,
+    user: User,
+    caps: HashSet<Capability>,
+    oom_score_adj: i32,
+) -> Process {
+    let mut p = Process::default();
+    p.set_terminal(Some(false));
+    p.set_args(Some(args));
+    p.set_env(Some(env));
+    p.set_cwd(PathBuf::from(if cwd.is_empty() { "/" } else { cwd }));
+    p.set_user(user);
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(Some(caps.clone()));
+    c.set_effective(Some(caps.clone()));
+    c.set_permitted(Some(caps));
+    c.set_inheritable(None);
+    c.set_ambient(None);
+    p.set_capabilities(Some(c));
+    p.set_rlimits(None);
+    p.set_no_new_privileges(Some(false));
+    p.set_oom_score_adj(Some(oom_score_adj));
+    p
+}
+
+/// The infra container: the pause process, owning the pod's namespaces.
+pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, SpecError> {
+    let ns = input.namespaces;
+    let hostname = (!ns.host_network).then_some(input.hostname.as_str());
+    let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);
+    let caps = capabilities(false, &[], &[], held)?;
+    let mut user = User::default();
+    user.set_uid(0);
+    user.set_gid(0);
+    spec.set_process(Some(process(
+        input.command.clone(),
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        "/",
+        user,
+        caps,
+        input.oom_score_adj,
+    )));
+    spec.set_mounts(Some(default_mounts(true)));
+    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
+    if !ns.host_network {
+        namespaces.push(namespace(LinuxNamespaceType::Network, None));
+        namespaces.push(namespace(LinuxNamespaceType::Uts, None));
+    }
+    if !ns.host_ipc {
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, None));
+    }
+    if !ns.host_pid {
+        namespaces.push(namespace(LinuxNamespaceType::Pid, None));
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&input.cgroups_path))
+        .masked_paths(strings(MASKED_PATHS))
+        .readonly_paths(strings(READONLY_PATHS))
+        .resources(LinuxResources::default())
+        .build()
+        .map_err(build_err)?;
+    spec.set_linux(Some(linux));
+    spec.set_annotations(Some(annotations(&input.annotations)));
+    Ok(spec)
+}
+
+fn resources(r: &Resources) -> LinuxResources {
+    let mut out = LinuxResources::default();
+    let mut cpu = LinuxCpu::default();
+    if r.cpu_shares > 0 {
+        cpu.set_shares(u64::try_from(r.cpu_shares).ok());
+    }
+    if r.cpu_quota != 0 {
+        cpu.set_quota(Some(r.cpu_quota));
+    }
+    if r.cpu_period > 0 {
+        cpu.set_period(u64::try_from(r.cpu_period).ok());
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.set_cpus(Some(r.cpuset_cpus.clone()));
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.set_mems(Some(r.cpuset_mems.clone()));
+    }
+    out.set_cpu(Some(cpu));
+    if r.memory_limit > 0 {
+        let mut mem = LinuxMemory::default();
+        mem.set_limit(Some(r.memory_limit));
+        out.set_memory(Some(mem));
+    }
+    if r.pids_limit > 0 {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(r.pids_limit);
+        out.set_pids(Some(pids));
+    }
+    out
+}
+
+/// An application container, joining its pod's namespaces.
+pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Spec, SpecError> {
+    let ns = input.namespaces;
+    let hostname = (!ns.host_network).then_some(input.hostname.as_str());
+    let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);
+    let caps = capabilities(
+        input.privileged,
+        &input.add_capabilities,
+        &input.drop_capabilities,
+        held,
+    )?;
+    let mut user = User::default();
+    user.set_uid(input.uid);
+    user.set_gid(input.gid);
+    if !input.additional_gids.is_empty() {
+        user.set_additional_gids(Some(input.additional_gids.clone()));
+    }
+    let mut p = process(
+        input.args.clone(),
+        input.env.clone(),
+        &input.cwd,
+        user,
+        caps,
+        input.oom_score_adj,
+    );
+    p.set_terminal(Some(input.tty));
+    p.set_no_new_privileges(Some(input.no_new_privileges));
+    spec.set_process(Some(p));
+
+    let mut mounts = default_mounts(!input.privileged);
+    for m in &input.mounts {
+        // A CRI mount over a default one replaces it.
+        mounts.retain(|d| d.destination() != &m.container_path);
+        let mut options = vec!["rbind".to_string(), m.propagation.to_string()];
+        options.push(if m.readonly { "ro" } else { "rw" }.to_string());
+        let mut b = Mount::default();
+        b.set_destination(m.container_path.clone());
+        b.set_typ(Some("bind".into()));
+        b.set_source(Some(m.host_path.clone()));
+        b.set_options(Some(options));
+        mounts.push(b);
+    }
+    spec.set_mounts(Some(mounts));
+
+    let pause_ns = |name: &str| {
+        Some(PathBuf::from(format!(
+            "/proc/{}/ns/{name}",
+            input.sandbox_pid
+        )))
+    };
+    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
+    if !ns.host_network {
+        namespaces.push(namespace(LinuxNamespaceType::Network, pause_ns("net")));
+        namespaces.push(namespace(LinuxNamespaceType::Uts, pause_ns("uts")));
+    }
+    if !ns.host_ipc {
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, pause_ns("ipc")));
+    }
+    if !ns.host_pid {
+        let path = if ns.pod_pid { pause_ns("pid") } else { None };
+        namespaces.push(namespace(LinuxNamespaceType::Pid, path));
+    }
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&input.cgroups_path))
+        .resources(resources(&input.resources))
+        .build()
+        .map_err(build_err)?;
+    if input.privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    } else {
+        linux.set_masked_paths(Some(strings(MASKED_PATHS)));
+        linux.set_readonly_paths(Some(strings(READONLY_PATHS)));
+    }
+    spec.set_linux(Some(linux));
+    spec.set_annotations(Some(annotations(&input.annotations)));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! OOM notifications for a container's cgroup: cgroup v1's `memory.oom_control`
+//! with an eventfd registered in `cgroup.event_control`, and cgroup v2's
+//! `memory.events` (`oom_kill` count), polled.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::error::{io_err, Error, Result};
+
+/// Which memory cgroup a process is in, and how to watch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryCgroup {
+    V1(PathBuf),
+    V2(PathBuf),
+}
+
+/// Mount points of the v1 memory hierarchy and of cgroup2, from mountinfo text.
+pub fn cgroup_mounts(mountinfo: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+    let mut v1 = None;
+    let mut v2 = None;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = left.split(' ').nth(4);
+        let mut rf = right.split(' ');
+        let fstype = rf.next();
+        let super_opts = rf.nth(1).unwrap_or("");
+        match (fstype, mount_point) {
+            (Some("cgroup"), Some(mp)) if super_opts.split(',').any(|o| o == "memory") => {
+                v1.get_or_insert_with(|| PathBuf::from(mp));
+            }
+            (Some("cgroup2"), Some(mp)) => {
+                v2.get_or_insert_with(|| PathBuf::from(mp));
+            }
+            _ => {}
+        }
+    }
+    (v1, v2)
+}
+
+/// The memory cgroup of a process from its `/proc/<pid>/cgroup` text.
+pub fn memory_cgroup(proc_cgroup: &str, mountinfo: &str) -> Option<MemoryCgroup> {
+    let (v1_mount, v2_mount) = cgroup_mounts(mountinfo);
+    let mut v2_path = None;
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let rel = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            if let Some(m) = &v1_mount {
+                return Some(MemoryCgroup::V1(m.join(rel)));
+            }
+        }
+        if controllers.is_empty() {
+            if let Some(m) = &v2_mount {
+                v2_path = Some(m.join(rel));
+            }
+        }
+    }
+    v2_path
+        .filter(|p| p.join("memory.events").exists())
+        .map(MemoryCgroup::V2)
+}
+
+/// The `oom_kill` count in a `memory.events` text.
+pub fn oom_kills(memory_events: &str) -> u64 {
+    memory_events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts watching the memory cgroup of `pid`; each message is one OOM event.
+/// The channel closes when the cgroup goes away.
+pub fn watch(pid: u32) -> Result<mpsc::UnboundedReceiver<()>> {
+    let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
+    let cgroup = memory_cgroup(&proc_cgroup, &mountinfo)
+        .ok_or_else(|| Error::NotFound(format!("no memory cgroup for pid {pid}")))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    match cgroup {
+        MemoryCgroup::V1(dir) => watch_v1(&dir, tx)?,
+        MemoryCgroup::V2(dir) => watch_v2(dir, tx),
+    }
+    Ok(rx)
+}
+
+fn watch_v1(dir: &Path, tx: mpsc::UnboundedSender<()>) -> Result<()> {
+    let control = dir.join("memory.oom_control");
+    let oom_control =
+        File::open(&control).map_err(io_err(format!("open {}", control.display())))?;
+    // SAFETY: eventfd takes no pointers; the returned fd is checked and then owned.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(Error::io("eventfd", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `efd` is a fresh fd owned by nothing else.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    std::fs::write(
+        dir.join("cgroup.event_control"),
+        format!("{} {}", efd.as_raw_fd(), oom_control.as_raw_fd()),
+    )
+    .map_err(io_err(format!("register OOM eventfd in {}", dir.display())))?;
+    std::thread::spawn(move || {
+        let _keep = oom_control;
+        let mut efd = File::from(efd);
+        let mut buf = [0u8; 8];
+        loop {
+            if efd.read_exact(&mut buf).is_err() {
+                break;
+            }
+            // The eventfd also fires when the cgroup is removed.
+            if !control.exists() {
+                break;
+            }
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn watch_v2(dir: PathBuf, tx: mpsc::UnboundedSender<()>) {
+    let events = dir.join("memory.events");
+    tokio::spawn(async move {
+        let mut last = match tokio::fs::read_to_string(&events).await {
+            Ok(t) => oom_kills(&t),
+            Err(_) => return,
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(text) = tokio::fs::read_to_string(&events).await else {
+                return;
+            };
+            let now = oom_kills(&text);
+            if now > last {
+                last = now;
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+30 25 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 30 0:31 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+36 30 0:32 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+40 30 0:35 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_mounts() {
+        let (v1, v2) = cgroup_mounts(MOUNTINFO);
+        assert_eq!(v1, Some(PathBuf::from("/sys/fs/cgroup/memory")));
+        assert_eq!(v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn v1_memory_cgroup_of_a_process() {
+        let proc_cgroup = "5:memory:/default/c1\n4:cpu:/default/c1\n0::/default/c1\n";
+        assert_eq!(
+            memory_cgroup(proc_cgroup, MOUNTINFO),
+            Some(MemoryCgroup::V1("/sys/fs/cgroup/memory/default/c1".into()))
+        );
+    }
+
+    #[test]
+    fn counts_oom_kills() {
+        assert_eq!(oom_kills("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n"), 2);
+        assert_eq!(oom_kills(""), 0);
+    }
+}

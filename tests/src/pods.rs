@@ -1,0 +1,148 @@
+//! Pod and container configs as the kubelet sends them, and waiting on their states.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use protocols::cri::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest,
+    StartContainerRequest,
+};
+
+use crate::cri::CriClient;
+
+/// A pod config with a unique uid, logging under `log_dir`.
+pub fn pod_config(name: &str, log_dir: &Path) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.to_string(),
+            uid: format!("uid-{name}-{}", std::process::id()),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.to_string(),
+        log_directory: log_dir.join(name).display().to_string(),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        linux: Some(LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+/// The same pod on the host's network.
+pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+/// A container running `sh -c script` from `image`, logging to `<name>.log`.
+pub fn container_config(name: &str, image: &str, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), script.to_string()],
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+impl CriClient {
+    pub async fn run_pod(
+        &mut self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, tonic::Status> {
+        self.runtime
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: handler.to_string(),
+            })
+            .await
+            .map(|r| r.into_inner().pod_sandbox_id)
+    }
+
+    pub async fn create_container(
+        &mut self,
+        pod_id: &str,
+        config: &ContainerConfig,
+        pod: &PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        self.runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.to_string(),
+                config: Some(config.clone()),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    pub async fn start_container(&mut self, id: &str) -> Result<(), tonic::Status> {
+        self.runtime
+            .start_container(StartContainerRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn container_status(&mut self, id: &str) -> Result<ContainerStatus, tonic::Status> {
+        self.runtime
+            .container_status(ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .map(|r| r.into_inner().status.unwrap_or_default())
+    }
+
+    /// Polls ContainerStatus until the container has exited.
+    pub async fn wait_exited(&mut self, id: &str, timeout: Duration) -> ContainerStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.container_status(id).await.expect("ContainerStatus");
+            if status.state == ContainerState::ContainerExited as i32 {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} still {:?} after {timeout:?}",
+                ContainerState::try_from(status.state)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `path` until it contains `needle`.
+pub async fn wait_for_file_text(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never contained {needle:?}; it holds:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,739 @@
+//! The pod and container lifecycle through real shims: our runc shim and Debian's
+//! containerd `containerd-shim-runc-v2` as a drop-in handler, each driving real runc.
+//! Every scenario runs once per handler.
+
+use std::time::Duration;
+
+use crio_tests::pods::{container_config, host_network, pod_config, wait_for_file_text};
+use crio_tests::{Daemon, Registry, TestImage};
+use protocols::cri::{
+    ContainerState, ExecSyncRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxState,
+    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    ReopenContainerLogRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use tonic::Code;
+
+/// containerd's Go shim, configured the way an operator drops in a third-party shim.
+const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
+
+fn insecure(registry: &Registry) -> String {
+    format!(
+        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+        registry.addr
+    )
+}
+
+fn daemon(registry: &Registry) -> Daemon {
+    Daemon::builder()
+        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .registries_conf(&insecure(registry))
+        .start()
+}
+
+async fn full_lifecycle(handler: &str) {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull busybox");
+
+    let pod = pod_config(&format!("life-{handler}"), &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let status = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
+    assert_eq!(status.runtime_handler, handler);
+    assert_eq!(
+        status.labels.get("app").map(String::as_str),
+        pod.labels.get("app").map(String::as_str)
+    );
+
+    // A long-running container writing to both streams.
+    let config = container_config(
+        "app",
+        &image,
+        "echo hello; echo oops >&2; trap 'exit 0' TERM; while true; do sleep 1; done",
+    );
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    let created = cri.container_status(&id).await.expect("status");
+    assert_eq!(created.state, ContainerState::ContainerCreated as i32);
+    cri.start_container(&id).await.expect("StartContainer");
+    let running = cri.container_status(&id).await.expect("status");
+    assert_eq!(running.state, ContainerState::ContainerRunning as i32);
+    assert!(running.started_at >= running.created_at);
+    assert_eq!(
+        running.image.as_ref().map(|i| i.image.as_str()),
+        Some(image.as_str())
+    );
+
+    let log_path = std::path::PathBuf::from(&running.log_path);
+    let log = wait_for_file_text(&log_path, "stderr F oops", Duration::from_secs(10)).await;
+    assert!(log.contains(" stdout F hello\n"), "{log}");
+
+    // ExecSync: output, exit code, a deadline.
+    let exec = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(exec.stdout, b"out\n");
+    assert_eq!(exec.stderr, b"err\n");
+    assert_eq!(exec.exit_code, 3);
+    let slow = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
+        .await
+        .expect_err("a 30 s command with a 1 s timeout");
+    assert_eq!(slow.code(), Code::DeadlineExceeded, "{slow:?}");
+
+    // Kubelet log rotation: rename, reopen, nothing lost.
+    let rotated = log_path.with_extension("log.1");
+    std::fs::rename(&log_path, &rotated).expect("rotate");
+    cri.runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ReopenContainerLog");
+    assert!(log_path.exists(), "a new log file is opened at the path");
+
+    // Stop with a grace period: the trap makes it exit 0 on SIGTERM.
+    cri.runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 10,
+        })
+        .await
+        .expect("StopContainer");
+    let stopped = cri.container_status(&id).await.expect("status");
+    assert_eq!(stopped.state, ContainerState::ContainerExited as i32);
+    assert_eq!(stopped.exit_code, 0);
+    assert_eq!(stopped.reason, "Completed");
+    // Idempotent.
+    cri.runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 10,
+        })
+        .await
+        .expect("StopContainer again");
+
+    // A container that fails by itself, and one a signal ends.
+    let failing = cri
+        .create_container(&pod_id, &container_config("fail", &image, "exit 7"), &pod)
+        .await
+        .expect("create fail");
+    cri.start_container(&failing).await.expect("start fail");
+    let exited = cri.wait_exited(&failing, Duration::from_secs(10)).await;
+    assert_eq!(exited.exit_code, 7);
+    assert_eq!(exited.reason, "Error");
+    assert!(exited.finished_at >= exited.started_at);
+    let stubborn = cri
+        .create_container(
+            &pod_id,
+            &container_config("stubborn", &image, "while true; do sleep 1; done"),
+            &pod,
+        )
+        .await
+        .expect("create stubborn");
+    cri.start_container(&stubborn)
+        .await
+        .expect("start stubborn");
+    // PID 1 ignores SIGTERM without a handler: SIGKILL after the grace period.
+    cri.runtime
+        .stop_container(StopContainerRequest {
+            container_id: stubborn.clone(),
+            timeout: 1,
+        })
+        .await
+        .expect("StopContainer stubborn");
+    let killed = cri.container_status(&stubborn).await.expect("status");
+    assert_eq!(killed.exit_code, 137);
+
+    let listed = cri
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 3);
+
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: failing.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+    let gone = cri.container_status(&failing).await.expect_err("removed");
+    assert_eq!(gone.code(), Code::NotFound);
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: failing.clone(),
+        })
+        .await
+        .expect("RemoveContainer is idempotent");
+
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].state, PodSandboxState::SandboxNotready as i32);
+    for _ in 0..2 {
+        cri.runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id.clone(),
+            })
+            .await
+            .expect("RemovePodSandbox (twice: idempotent)");
+    }
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert!(pods.is_empty());
+    let containers = cri
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers;
+    assert!(containers.is_empty(), "{containers:?}");
+    // Nothing left behind: no bundle, no rootfs mount.
+    let bundles = daemon.dirs.runroot.join("bundles");
+    let left: Vec<_> = std::fs::read_dir(&bundles)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "bundles left: {left:?}");
+    assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+}
+
+async fn host_network_pod(handler: &str) {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = host_network(pod_config(
+        &format!("hostnet-{handler}"),
+        &daemon.dirs.log_dir,
+    ));
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let exec = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["hostname".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), host.trim());
+    let links = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id,
+            cmd: vec!["cat".into(), "/proc/net/dev".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    let host_links = std::fs::read_to_string("/proc/net/dev").expect("/proc/net/dev");
+    assert_eq!(
+        String::from_utf8_lossy(&links.stdout).lines().count(),
+        host_links.lines().count(),
+        "a host-network container sees the host's interfaces"
+    );
+}
+
+async fn errors_leave_nothing(handler: &str) {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config(&format!("err-{handler}"), &daemon.dirs.log_dir);
+
+    let unknown = cri
+        .run_pod(&pod, "no-such-handler")
+        .await
+        .expect_err("unknown handler");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert!(unknown.message().contains("no-such-handler"), "{unknown:?}");
+
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let dup = cri
+        .run_pod(&pod, handler)
+        .await
+        .expect_err("same name twice");
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    assert!(dup.message().contains(&pod_id), "names the holder: {dup:?}");
+
+    let missing = cri
+        .create_container(
+            &pod_id,
+            &container_config("m", "no-such-image:1", "true"),
+            &pod,
+        )
+        .await
+        .expect_err("missing image");
+    assert_eq!(missing.code(), Code::NotFound);
+    let no_pod = cri
+        .create_container("0000", &container_config("m", &image, "true"), &pod)
+        .await
+        .expect_err("unknown pod");
+    assert_eq!(no_pod.code(), Code::NotFound);
+
+    let c = cri
+        .create_container(&pod_id, &container_config("same", &image, "true"), &pod)
+        .await
+        .expect("create");
+    let dup = cri
+        .create_container(&pod_id, &container_config("same", &image, "true"), &pod)
+        .await
+        .expect_err("same container name twice");
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    assert!(dup.message().contains(&c), "{dup:?}");
+
+    let bad = cri.container_status("").await.expect_err("empty id");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let status = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: "ffff".into(),
+            verbose: false,
+        })
+        .await
+        .expect_err("unknown pod");
+    assert_eq!(status.code(), Code::NotFound);
+    // Stopping and removing unknown things succeeds, as the kubelet expects.
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: "ffff".into(),
+        })
+        .await
+        .expect("stop unknown pod");
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: "ffff".into(),
+        })
+        .await
+        .expect("remove unknown container");
+}
+
+/// A pod sharing one PID namespace: pause is PID 1 and sees the containers.
+async fn shared_pid_namespace(handler: &str) {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let mut pod = pod_config(&format!("pidns-{handler}"), &daemon.dirs.log_dir);
+    pod.linux = Some(protocols::cri::LinuxPodSandboxConfig {
+        security_context: Some(protocols::cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(protocols::cri::NamespaceOption {
+                pid: protocols::cri::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let out = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id,
+            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(out.stdout, b"/pause\0", "pause is PID 1 of the pod");
+}
+
+/// Kill -9 the daemon with pods running: containers keep running, an exit that
+/// happens while it is down is reported after the restart, output written meanwhile
+/// reaches the log, and new operations work.
+async fn restart_keeps_pods(handler: &str) {
+    let registry = Registry::with_test_images();
+    let mut daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config(&format!("restart-{handler}"), &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let ticker = cri
+        .create_container(
+            &pod_id,
+            &container_config(
+                "ticker",
+                &image,
+                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+            ),
+            &pod,
+        )
+        .await
+        .expect("create ticker");
+    cri.start_container(&ticker).await.expect("start ticker");
+    let short = cri
+        .create_container(
+            &pod_id,
+            &container_config("short", &image, "sleep 2; exit 5"),
+            &pod,
+        )
+        .await
+        .expect("create short");
+    cri.start_container(&short).await.expect("start short");
+    let log = cri
+        .container_status(&ticker)
+        .await
+        .expect("status")
+        .log_path;
+    let log = std::path::PathBuf::from(log);
+    wait_for_file_text(&log, "tick 3\n", Duration::from_secs(10)).await;
+
+    daemon.kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.restart();
+    let mut cri = daemon.client().await;
+
+    let short_status = cri.wait_exited(&short, Duration::from_secs(10)).await;
+    assert_eq!(
+        short_status.exit_code, 5,
+        "the exit while the daemon was down"
+    );
+    let ticker_status = cri.container_status(&ticker).await.expect("status");
+    assert_eq!(ticker_status.state, ContainerState::ContainerRunning as i32);
+    // Ticks written while the daemon was down reach the log, none missing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = std::fs::read_to_string(&log).expect("log");
+    let ticks: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once("stdout F tick ")
+                .and_then(|(_, n)| n.parse().ok())
+        })
+        .collect();
+    assert!(ticks.len() > 40, "ticks kept coming: {}", ticks.len());
+    for pair in ticks.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "a tick is missing from the log");
+    }
+    let exec = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: ticker.clone(),
+            cmd: vec!["echo".into(), "alive".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync after restart")
+        .into_inner();
+    assert_eq!(exec.stdout, b"alive\n");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("RemovePodSandbox after restart");
+    assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+}
+
+/// SIGKILL the pod's shim: its containers are reported exited, the pod not ready,
+/// and removing the pod cleans everything.
+async fn shim_killed(handler: &str) {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config(&format!("shimkill-{handler}"), &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    // The pod's shim server is the process working in the pod's bundle.
+    let bundle = daemon.dirs.runroot.join("bundles").join(&pod_id);
+    let shims = crio_tests::cleanup::processes_with_cwd_under(&bundle);
+    assert_eq!(shims.len(), 1, "one shim serves the pod: {shims:?}");
+    let pid = shims[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill shim");
+    let status = cri.wait_exited(&id, Duration::from_secs(20)).await;
+    assert_ne!(status.exit_code, 0);
+    let pod_status = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(pod_status.state, PodSandboxState::SandboxNotready as i32);
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("RemovePodSandbox");
+    assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+    let left: Vec<String> = crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.base)
+        .iter()
+        .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left: {left:?}\n{}",
+        daemon.log()
+    );
+}
+
+/// `storage_driver = "vfs"`: a container runs on a private copy of its image's
+/// layers, writes to it, and its copy is gone after RemoveContainer.
+#[tokio::test(flavor = "multi_thread")]
+async fn vfs_driver_runs_containers() {
+    let registry = Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("20-vfs.conf", "[crio]\nstorage_driver = \"vfs\"\n")
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config("vfs", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "go").await.expect("RunPodSandbox");
+    let id = cri
+        .create_container(
+            &pod_id,
+            &container_config("c", &image, "echo vfs-ok > /tmp/x && cat /tmp/x"),
+            &pod,
+        )
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let status = cri.wait_exited(&id, Duration::from_secs(10)).await;
+    assert_eq!(status.exit_code, 0);
+    let log = std::path::PathBuf::from(&status.log_path);
+    wait_for_file_text(&log, "stdout F vfs-ok", Duration::from_secs(5)).await;
+    let storage = daemon.dirs.root.join("containers").join(&id);
+    assert!(
+        storage.join("rootfs/bin/busybox").exists(),
+        "a copied rootfs"
+    );
+    assert!(
+        crio_tests::cleanup::mounts_under(&storage).is_empty(),
+        "no overlay mount"
+    );
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+    assert!(!storage.exists(), "the copy is removed");
+}
+
+/// `pause_image`: the infra container comes from a registry image, pulled on demand.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_image_is_pulled_and_run() {
+    let registry = Registry::with_test_images();
+    let pause = registry.reference(TestImage::Pause);
+    let daemon = Daemon::builder()
+        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin(
+            "20-pause.conf",
+            &format!("[crio.image]\npause_image = {pause:?}\npause_command = \"\"\n"),
+        )
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let mut pod = pod_config("pause-image", &daemon.dirs.log_dir);
+    pod.linux = Some(protocols::cri::LinuxPodSandboxConfig {
+        security_context: Some(protocols::cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(protocols::cri::NamespaceOption {
+                pid: protocols::cri::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id = cri.run_pod(&pod, "go").await.expect("RunPodSandbox");
+    let images = cri.images().await;
+    assert!(
+        images.iter().any(|i| i.repo_tags.contains(&pause)),
+        "the pause image was pulled: {images:?}"
+    );
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let out = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id,
+            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(out.stdout, b"/pause\0");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+    assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+    assert!(!daemon.dirs.root.join("containers").join(&pod_id).exists());
+}
+
+/// Shim binaries that fail `start` or answer garbage: a clear error, nothing leaked.
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_shims_leave_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failing = dir.path().join("failing-shim");
+    std::fs::write(
+        &failing,
+        "#!/bin/sh\necho 'shim: cannot start: no runtime' >&2\nexit 1\n",
+    )
+    .expect("write");
+    let garbage = dir.path().join("garbage-shim");
+    std::fs::write(&garbage, "#!/bin/sh\necho 'this is not an address'\n").expect("write");
+    for p in [&failing, &garbage] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let daemon = Daemon::builder()
+        .dropin(
+            "10-broken.conf",
+            &format!(
+                "[crio.runtime.runtimes.failing]\nruntime_type = \"vm\"\nruntime_path = {:?}\n\n[crio.runtime.runtimes.garbage]\nruntime_type = \"vm\"\nruntime_path = {:?}\n",
+                failing, garbage
+            ),
+        )
+        .start();
+    let mut cri = daemon.client().await;
+    let pod = pod_config("broken", &daemon.dirs.log_dir);
+    let err = cri
+        .run_pod(&pod, "failing")
+        .await
+        .expect_err("failing shim");
+    assert!(
+        err.message().contains("cannot start: no runtime"),
+        "{err:?}"
+    );
+    let err = cri
+        .run_pod(&pod, "garbage")
+        .await
+        .expect_err("garbage shim");
+    assert!(err.message().contains("not an address"), "{err:?}");
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "no record is left: {pods:?}");
+    let bundles: Vec<_> = std::fs::read_dir(daemon.dirs.runroot.join("bundles"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "no bundle is left: {bundles:?}");
+    assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+    assert!(crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.base).is_empty());
+    // The name is free again.
+    let err = cri
+        .run_pod(&pod, "failing")
+        .await
+        .expect_err("still failing");
+    assert_ne!(err.code(), Code::AlreadyExists);
+}
+
+macro_rules! per_handler {
+    ($($scenario:ident),*) => {
+        mod go_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("go").await;
+                }
+            )*
+        }
+    };
+}
+
+per_handler!(
+    full_lifecycle,
+    host_network_pod,
+    shared_pid_namespace,
+    errors_leave_nothing,
+    restart_keeps_pods,
+    shim_killed
+);
