@@ -356,3 +356,57 @@ async fn status_reports_each_handlers_features() {
     let go = features("go");
     assert!(!go.recursive_read_only_mounts && !go.user_namespaces);
 }
+
+/// containerd's legacy event path: `crio --address A publish --topic T --namespace N`
+/// with the event on stdin reaches the daemon's events socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_subcommand_forwards_an_event() {
+    use protocols::shim::protobuf::Message;
+    use std::io::Write;
+    let daemon = Daemon::builder().start();
+    let events = daemon.dirs.runroot.join("shim-events.sock");
+    let mut oom = protocols::shim::events::task::TaskOOM::new();
+    oom.container_id = "c-published".into();
+    let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
+    any.type_url = "containerd.events.TaskOOM".into();
+    any.value = oom.write_to_bytes().expect("encode");
+    let publish = |stdin: Vec<u8>| {
+        let mut child = std::process::Command::new(crio_tests::daemon::crio_binary())
+            .arg("--address")
+            .arg(&events)
+            .args(["publish", "--topic", "/tasks/oom", "--namespace", "k8s.io"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("crio publish");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&stdin)
+            .expect("write event");
+        child.wait_with_output().expect("wait")
+    };
+    let out = publish(any.write_to_bytes().expect("encode"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !daemon.log().contains("topic=/tasks/oom") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event never reached the daemon:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = publish(b"\xff\xff not protobuf".to_vec());
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a protobuf Any"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crio_tests::pods::{container_config, host_network, pod_config, wait_for_file_text};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
-    ContainerState, ExecSyncRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxState,
+    ContainerFilter, ContainerState, ContainerStateValue, ExecSyncRequest, ListContainersRequest,
+    ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
     ReopenContainerLogRequest, StopContainerRequest, StopPodSandboxRequest,
 };
@@ -183,6 +184,105 @@ async fn full_lifecycle(handler: &str) {
         .into_inner()
         .containers;
     assert_eq!(listed.len(), 3);
+    // Filters: by state, by pod, by id prefix, by labels.
+    let filtered = |filter: ContainerFilter| {
+        let mut cri = cri.clone();
+        async move {
+            let mut ids: Vec<String> = cri
+                .runtime
+                .list_containers(ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .expect("ListContainers")
+                .into_inner()
+                .containers
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut exited_ids = vec![id.clone(), failing.clone(), stubborn.clone()];
+    exited_ids.sort();
+    let state = |s: ContainerState| Some(ContainerStateValue { state: s as i32 });
+    assert_eq!(
+        filtered(ContainerFilter {
+            state: state(ContainerState::ContainerExited),
+            ..Default::default()
+        })
+        .await,
+        exited_ids
+    );
+    assert!(filtered(ContainerFilter {
+        state: state(ContainerState::ContainerRunning),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        filtered(ContainerFilter {
+            id: failing[..12].to_string(),
+            pod_sandbox_id: pod_id.clone(),
+            ..Default::default()
+        })
+        .await,
+        std::slice::from_ref(&failing)
+    );
+    assert!(filtered(ContainerFilter {
+        pod_sandbox_id: "0000".into(),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(filtered(ContainerFilter {
+        label_selector: [("app".to_string(), "nope".to_string())].into(),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    let pods_by = |filter: PodSandboxFilter| {
+        let mut cri = cri.clone();
+        async move {
+            cri.runtime
+                .list_pod_sandbox(ListPodSandboxRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .expect("ListPodSandbox")
+                .into_inner()
+                .items
+                .len()
+        }
+    };
+    let app = pod.labels.clone();
+    assert_eq!(
+        pods_by(PodSandboxFilter {
+            label_selector: app.into_iter().collect(),
+            state: Some(PodSandboxStateValue {
+                state: PodSandboxState::SandboxReady as i32,
+            }),
+            id: pod_id[..8].to_string(),
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        pods_by(PodSandboxFilter {
+            state: Some(PodSandboxStateValue {
+                state: PodSandboxState::SandboxNotready as i32,
+            }),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    // The shim's own log reaches the daemon's (the `<bundle>/log` FIFO is drained).
+    assert!(
+        daemon.log().contains(" shim: "),
+        "no shim log line in the daemon log"
+    );
 
     cri.runtime
         .remove_container(RemoveContainerRequest {
@@ -387,15 +487,20 @@ async fn shared_pid_namespace(handler: &str) {
         ..Default::default()
     });
     let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    // The subshell exits at once: its `sleep 1` is orphaned to the pod's PID 1.
     let id = cri
-        .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
+        .create_container(
+            &pod_id,
+            &container_config("c", &image, "(sleep 1 &); exec sleep 100"),
+            &pod,
+        )
         .await
         .expect("create");
     cri.start_container(&id).await.expect("start");
     let out = cri
         .runtime
         .exec_sync(ExecSyncRequest {
-            container_id: id,
+            container_id: id.clone(),
             cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
             timeout: 10,
         })
@@ -403,6 +508,30 @@ async fn shared_pid_namespace(handler: &str) {
         .expect("ExecSync")
         .into_inner();
     assert_eq!(out.stdout, b"/pause\0", "pause is PID 1 of the pod");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id,
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "for f in /proc/[0-9]*/stat; do cat $f; echo; done".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    let text = String::from_utf8_lossy(&stats.stdout);
+    let zombies: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .collect();
+    assert!(zombies.is_empty(), "pause reaps orphans: {zombies:?}");
 }
 
 /// Kill -9 the daemon with pods running: containers keep running, an exit that
@@ -654,6 +783,52 @@ async fn pause_image_is_pulled_and_run() {
     assert!(!daemon.dirs.root.join("containers").join(&pod_id).exists());
 }
 
+/// CRI-O's `runtime_type = "oci"` with `runtime_path = crun`: our shim drives crun.
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_handler_with_crun_runs_through_our_shim() {
+    crio_tests::containerd::prepare_crun();
+    let registry = Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin(
+            "10-crun.conf",
+            "[crio.runtime.runtimes.crun]\nruntime_type = \"oci\"\nruntime_path = \"/usr/bin/crun\"\n",
+        )
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config("crun", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "crun").await.expect("RunPodSandbox");
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "exit 4"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let status = cri.wait_exited(&id, Duration::from_secs(10)).await;
+    assert_eq!(status.exit_code, 4);
+    // crun, not runc, holds the pod's state: crun writes `status`, runc `state.json`.
+    let state = std::path::Path::new("/run/containerd/runc/k8s.io").join(&pod_id);
+    let files: Vec<String> = std::fs::read_dir(&state)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        files.contains(&"status".to_string()) && !files.contains(&"state.json".to_string()),
+        "the pod runs under crun: {} holds {files:?}",
+        state.display()
+    );
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
 /// Shim binaries that fail `start` or answer garbage: a clear error, nothing leaked.
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_shims_leave_nothing() {
@@ -718,6 +893,16 @@ async fn broken_shims_leave_nothing() {
 
 macro_rules! per_handler {
     ($($scenario:ident),*) => {
+        /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
+        mod runc_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("runc").await;
+                }
+            )*
+        }
+        /// containerd's Go shim as a drop-in handler.
         mod go_shim {
             $(
                 #[tokio::test(flavor = "multi_thread")]

@@ -398,7 +398,7 @@ impl PodRuntime {
             terminal: config.tty,
             stdout: fifos.paths.stdout.clone(),
             stderr: fifos.paths.stderr.clone(),
-            options: runtime_options(&handler).into(),
+            options: runtime_options(&handler, self.config.systemd_cgroup).into(),
             ..Default::default()
         };
         let created = shim.client.create(&create).await?;
@@ -500,6 +500,9 @@ impl PodRuntime {
             )));
         }
         let shim = self.shims.require(&record.sandbox_id)?;
+        // Taken before Start: a process that exits at once must not finish before it
+        // started.
+        let started_at = now_nanos();
         let started = shim
             .client
             .start(&api::StartRequest {
@@ -509,7 +512,6 @@ impl PodRuntime {
             .await?;
         // One transaction: the exit of a process that ends at once may be recorded
         // concurrently, and must not be overwritten with "running".
-        let started_at = now_nanos();
         self.store.write(|tx| {
             let Some(mut current) = tx.get::<ContainerRecord>(&record.id)? else {
                 return Ok(());

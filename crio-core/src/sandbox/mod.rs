@@ -221,7 +221,7 @@ impl PodRuntime {
         let create = api::CreateTaskRequest {
             id: id.clone(),
             bundle: record.bundle.display().to_string(),
-            options: runtime_options(handler).into(),
+            options: runtime_options(handler, self.config.systemd_cgroup).into(),
             ..Default::default()
         };
         shim.client.create(&create).await?;
@@ -481,12 +481,14 @@ pub fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, String); 
 /// containerd's runc `Options` for handlers our runc shim (or containerd's) serves.
 pub fn runtime_options(
     handler: &crate::runtime::Handler,
+    systemd_cgroup: bool,
 ) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
     use protocols::shim::protobuf::Message;
     let binary = handler.oci_runtime_binary()?;
     let options = protocols::shim::shim::oci::Options {
         binary_name: binary,
         root: handler.config.runtime_root.clone(),
+        systemd_cgroup,
         ..Default::default()
     };
     let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();

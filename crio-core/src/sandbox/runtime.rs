@@ -197,10 +197,18 @@ impl PodRuntime {
         });
     }
 
-    /// Records that task `id` exited (first report wins).
+    /// Records that task `id` exited (first report wins). The record is written
+    /// before waiters wake, so whoever waited reads the exit from the store.
     pub(crate) fn record_exit(&self, id: &str, status: u32, at: i64) {
         let tx = self.exit_channel(id);
-        let first = tx.send_if_modified(|v| {
+        if tx.borrow().is_some() {
+            return;
+        }
+        // Idempotent: a concurrent second report finds the record exited already.
+        if let Err(e) = self.persist_exit(id, status, at) {
+            tracing::error!(task = %id, "cannot record exit: {e}");
+        }
+        tx.send_if_modified(|v| {
             if v.is_none() {
                 *v = Some(Exit { status, at });
                 true
@@ -208,12 +216,6 @@ impl PodRuntime {
                 false
             }
         });
-        if !first {
-            return;
-        }
-        if let Err(e) = self.persist_exit(id, status, at) {
-            tracing::error!(task = %id, "cannot record exit: {e}");
-        }
     }
 
     fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {

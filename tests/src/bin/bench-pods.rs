@@ -3,12 +3,16 @@
 //! and the RSS of the shim serving one pod.
 //!
 //! `CRIO_BINARY=target/release/crio bench-pods [PODS] [HANDLER...]`
-//! Handlers: `go` (Debian's containerd-shim-runc-v2 as a drop-in) and `runc` (ours,
-//! when its binary sits next to crio).
+//! Handlers: `go` (Debian's containerd-shim-runc-v2 as a drop-in), `runc` (ours,
+//! when its binary sits next to crio), and `containerd` (Debian's containerd 1.6 CRI
+//! with its Go shim, the reference, on a private root and socket; its sandbox image is
+//! the test registry's pause image). Pods use the host network everywhere: CNI would
+//! add the same plugin time to each, and containerd's CRI refuses pods without it.
 
 use std::time::{Duration, Instant};
 
-use crio_tests::pods::{container_config, pod_config};
+use crio_tests::cri::CriClient;
+use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::RemovePodSandboxRequest;
 
@@ -28,6 +32,72 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// RssAnon / RssFile / Threads of a process, and its Pss (shared pages divided among
+/// the processes mapping them), from /proc.
+fn memory_detail(pid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| {
+            l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads")
+        })
+        .chain(rollup.lines().filter(|l| l.starts_with("Pss:")))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .chain(std::iter::once(threads(pid)))
+        .chain(std::iter::once(smaps(pid)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Resident KiB per mapping (perms + path), largest first, when BENCH_SMAPS is set.
+fn smaps(pid: i32) -> String {
+    if std::env::var_os("BENCH_SMAPS").is_none() {
+        return String::new();
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out: Vec<(u64, String)> = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            current = format!(
+                "{} {}",
+                fields.get(1).unwrap_or(&""),
+                fields.get(5).unwrap_or(&"[anon]")
+            );
+        } else if fields.first() == Some(&"Rss:") {
+            let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if kib > 0 {
+                out.push((kib, current.clone()));
+            }
+        }
+    }
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
+    out.iter()
+        .take(12)
+        .map(|(k, m)| format!("{k} {m}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The names of a process's threads.
+fn threads(pid: i32) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    format!("threads [{}]", names.join(" "))
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -44,18 +114,45 @@ async fn main() {
             registry.addr
         ))
         .start();
-    let mut cri = daemon.client().await;
+    let mut crio = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
-    cri.pull(&image, None).await.expect("pull busybox");
+    crio.pull(&image, None).await.expect("pull busybox");
+    let containerd = handlers
+        .iter()
+        .any(|h| h == "containerd")
+        .then(|| Containerd::start(&registry));
+    let mut reference = match &containerd {
+        Some(c) => {
+            let mut cri = c.client().await;
+            cri.pull(&image, None)
+                .await
+                .expect("containerd: pull busybox");
+            Some(cri)
+        }
+        None => None,
+    };
 
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); handlers.len()];
     let mut rss: Vec<u64> = vec![0; handlers.len()];
+    let mut detail: Vec<String> = vec![String::new(); handlers.len()];
     let mut pod_ids = Vec::new();
     for n in 0..pods {
         for (h, handler) in handlers.iter().enumerate() {
-            let pod = pod_config(&format!("bench-{handler}-{n}"), &daemon.dirs.log_dir);
+            let mut pod = host_network(pod_config(
+                &format!("bench-{handler}-{n}"),
+                &daemon.dirs.log_dir,
+            ));
+            // containerd 1.6 refuses a hostname without a UTS namespace of its own.
+            pod.hostname = String::new();
+            let (cri, runtime_handler) = match (handler.as_str(), reference.as_mut()) {
+                ("containerd", Some(r)) => (r, ""),
+                _ => (&mut crio, handler.as_str()),
+            };
             let started = Instant::now();
-            let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+            let pod_id = cri
+                .run_pod(&pod, runtime_handler)
+                .await
+                .expect("RunPodSandbox");
             let id = cri
                 .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
                 .await
@@ -63,13 +160,19 @@ async fn main() {
             cri.start_container(&id).await.expect("StartContainer");
             times[h].push(started.elapsed());
             if n == 0 {
-                let bundle = daemon.dirs.runroot.join("bundles").join(&pod_id);
-                rss[h] = crio_tests::cleanup::processes_with_cwd_under(&bundle)
-                    .into_iter()
-                    .map(rss_kib)
-                    .sum();
+                let bundle = match &containerd {
+                    Some(c) if handler == "containerd" => c.bundle(&pod_id),
+                    _ => daemon.dirs.runroot.join("bundles").join(&pod_id),
+                };
+                let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
+                rss[h] = pids.iter().copied().map(rss_kib).sum();
+                detail[h] = pids
+                    .iter()
+                    .map(|p| memory_detail(*p))
+                    .collect::<Vec<_>>()
+                    .join("; ");
             }
-            pod_ids.push(pod_id);
+            pod_ids.push((handler == "containerd", pod_id));
         }
     }
     println!("pod start (RunPodSandbox+CreateContainer+StartContainer), {pods} pods per handler:");
@@ -82,13 +185,101 @@ async fn main() {
             percentile(&t, 0.95).as_secs_f64() * 1000.0,
             rss[h]
         );
+        println!("          {}", detail[h]);
     }
-    for pod_id in pod_ids {
+    for (in_containerd, pod_id) in pod_ids {
+        let cri = match reference.as_mut() {
+            Some(r) if in_containerd => r,
+            _ => &mut crio,
+        };
         let _ = cri
             .runtime
             .remove_pod_sandbox(RemovePodSandboxRequest {
                 pod_sandbox_id: pod_id,
             })
             .await;
+    }
+}
+
+/// Debian's containerd with its CRI plugin, on a private root, state and socket.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    fn start(registry: &Registry) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bench-containerd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("net.d")).expect("net.d");
+        let addr = &registry.addr;
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{addr}/test/pause:latest"
+  # No CAP_SYS_RESOURCE on this machine kind: never below containerd's own score.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{netd}"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{addr}"]
+    endpoint = ["http://{addr}"]
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = d.join("containerd.sock").display(),
+            netd = d.join("net.d").display(),
+        );
+        std::fs::write(d.join("config.toml"), config).expect("config");
+        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
+        let child = std::process::Command::new("/usr/bin/containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (apt-get install containerd)");
+        let sock = d.join("containerd.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { dir, child }
+    }
+
+    async fn client(&self) -> CriClient {
+        CriClient::connect(&self.dir.path().join("containerd.sock"))
+            .await
+            .expect("connect to containerd")
+    }
+
+    /// Where containerd's shim for a pod works.
+    fn bundle(&self, pod_id: &str) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task/k8s.io")
+            .join(pod_id)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        crio_tests::cleanup::kill_pods_under(self.dir.path(), self.dir.path());
+        crio_tests::cleanup::unmount_all_under(self.dir.path());
     }
 }
