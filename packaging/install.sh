@@ -18,10 +18,11 @@ packaging/apt-install.sh "${PACKAGES[@]}"
 
 echo "==> cargo build --release (crio) and --profile shim ($SHIM, static, built for size)"
 cargo build --release --locked -p crio-core --bins
-# Static and size-optimised: one shim runs per pod, so its pages count per pod.
-# An explicit --target keeps +crt-static away from build scripts and proc macros.
+# Static (no PIE: no relocations to apply) and size-optimised: one shim runs per
+# pod, so its pages count per pod. An explicit --target keeps these flags away from
+# build scripts and proc macros.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     cargo build --profile shim --locked -p "$SHIM" --target "$HOST"
 
 echo "==> installing to $PREFIX/bin and $CONF_DIR"

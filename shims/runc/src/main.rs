@@ -69,14 +69,12 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         "" => {
-            // One malloc arena: per-thread arenas cost a pod's shim more than the
-            // contention they avoid (a few calls a second).
-            // SAFETY: mallopt only changes allocator tuning; no memory is touched.
-            unsafe {
-                libc::mallopt(libc::M_ARENA_MAX, 1);
-            }
+            shim_support::memory::single_arena();
             // One thread serves a pod's few calls; fewer threads, fewer bytes per pod.
+            // Blocking-pool threads (runtime command output) go once idle, not
+            // after tokio's default 10 s: an idle pod keeps only what it needs.
             let rt = tokio::runtime::Builder::new_current_thread()
+                .thread_keep_alive(std::time::Duration::from_secs(1))
                 .enable_all()
                 .build()?;
             rt.block_on(launch::serve(&flags, |ctx| async move {

@@ -1,12 +1,16 @@
 //! Publishing task events (`/tasks/exit`, …) to the manager's Events service
 //! (`containerd.services.events.ttrpc.v1.Events/Forward` on `TTRPC_ADDRESS`).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageDyn;
-use containerd_shim_protos::ttrpc::context::Context;
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim_async::{Client, EventsClient};
+use containerd_shim_protos::ttrpc::context::with_timeout;
+use tokio::sync::mpsc;
 
 pub use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
@@ -14,42 +18,55 @@ pub use containerd_shim_protos::events::task::{
 };
 pub use containerd_shim_protos::topics;
 
-/// Publishes events for one namespace; without a publisher it only logs.
-#[derive(Clone)]
-pub struct EventSink {
-    namespace: String,
-    publisher: Option<std::sync::Arc<RemotePublisher>>,
+/// How often one event is tried before it is dropped (the manager may be restarting).
+const ATTEMPTS: u32 = 6;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const QUEUE: usize = 1024;
+
+/// The `Any` type name of each task topic's event, as containerd's typeurl writes
+/// it. Known by topic rather than asked from protobuf reflection, whose descriptors
+/// cost every pod's shim code and heap.
+pub fn event_type(topic: &str) -> Option<&'static str> {
+    Some(match topic {
+        topics::TASK_CREATE_EVENT_TOPIC => "containerd.events.TaskCreate",
+        topics::TASK_START_EVENT_TOPIC => "containerd.events.TaskStart",
+        topics::TASK_EXIT_EVENT_TOPIC => "containerd.events.TaskExit",
+        topics::TASK_DELETE_EVENT_TOPIC => "containerd.events.TaskDelete",
+        topics::TASK_OOM_EVENT_TOPIC => "containerd.events.TaskOOM",
+        topics::TASK_EXEC_ADDED_EVENT_TOPIC => "containerd.events.TaskExecAdded",
+        topics::TASK_EXEC_STARTED_EVENT_TOPIC => "containerd.events.TaskExecStarted",
+        topics::TASK_PAUSED_EVENT_TOPIC => "containerd.events.TaskPaused",
+        topics::TASK_RESUMED_EVENT_TOPIC => "containerd.events.TaskResumed",
+        topics::TASK_CHECKPOINTED_EVENT_TOPIC => "containerd.events.TaskCheckpointed",
+        _ => return None,
+    })
 }
 
-impl std::fmt::Debug for EventSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventSink")
-            .field("namespace", &self.namespace)
-            .field("connected", &self.publisher.is_some())
-            .finish()
-    }
+/// Publishes events for one namespace; without a manager address it only logs.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    namespace: String,
+    queue: Option<mpsc::Sender<Envelope>>,
 }
 
 impl EventSink {
-    /// Connects to the manager's ttrpc address; an empty address or a failed
-    /// connection leaves a sink that only logs (events are then lost, as the
-    /// manager is not listening).
+    /// Starts forwarding to the manager's ttrpc address. Events are queued and
+    /// retried (with reconnection) while the manager is away, then dropped.
     pub async fn connect(ttrpc_address: &str, namespace: &str) -> EventSink {
-        let publisher = if ttrpc_address.is_empty() {
+        if ttrpc_address.is_empty() {
             tracing::warn!("no TTRPC_ADDRESS: events will not be published");
-            None
+            return EventSink::disconnected(namespace);
+        }
+        let address = if ttrpc_address.contains("://") {
+            ttrpc_address.to_string()
         } else {
-            match RemotePublisher::new(ttrpc_address).await {
-                Ok(p) => Some(std::sync::Arc::new(p)),
-                Err(e) => {
-                    tracing::error!("cannot connect to {ttrpc_address} to publish events: {e}");
-                    None
-                }
-            }
+            format!("unix://{ttrpc_address}")
         };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(forward_loop(address, rx));
         EventSink {
             namespace: namespace.to_string(),
-            publisher,
+            queue: Some(tx),
         }
     }
 
@@ -57,21 +74,65 @@ impl EventSink {
     pub fn disconnected(namespace: &str) -> EventSink {
         EventSink {
             namespace: namespace.to_string(),
-            publisher: None,
+            queue: None,
         }
     }
 
-    /// Queues `event` under `topic` (the publisher retries on its own).
+    /// Queues `event` under `topic`.
     pub async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
         tracing::debug!(topic, "event");
-        let Some(publisher) = &self.publisher else {
+        let Some(queue) = &self.queue else {
             return;
         };
-        if let Err(e) = publisher
-            .publish(Context::default(), topic, &self.namespace, event)
-            .await
-        {
-            tracing::error!(topic, "publish event: {e}");
+        let Some(type_url) = event_type(topic) else {
+            tracing::error!(topic, "no event type known for this topic: not published");
+            return;
+        };
+        let value = match event.write_to_bytes_dyn() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(topic, "encode event: {e}");
+                return;
+            }
+        };
+        let mut any = Any::new();
+        any.type_url = type_url.to_string();
+        any.value = value;
+        let mut envelope = Envelope::new();
+        envelope.timestamp = Some(timestamp(SystemTime::now())).into();
+        envelope.namespace = self.namespace.clone();
+        envelope.topic = topic.to_string();
+        envelope.event = Some(any).into();
+        if queue.send(envelope).await.is_err() {
+            tracing::error!(topic, "event queue closed");
+        }
+    }
+}
+
+async fn forward_loop(address: String, mut rx: mpsc::Receiver<Envelope>) {
+    let mut client: Option<EventsClient> = None;
+    while let Some(envelope) = rx.recv().await {
+        let mut req = ForwardRequest::new();
+        req.envelope = Some(envelope).into();
+        for attempt in 1..=ATTEMPTS {
+            if client.is_none() {
+                client = Client::connect(&address).await.ok().map(EventsClient::new);
+            }
+            if let Some(c) = &client {
+                let timeout = i64::try_from(FORWARD_TIMEOUT.as_nanos()).unwrap_or(i64::MAX);
+                match c.forward(with_timeout(timeout), &req).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(attempt, "forward event: {e}");
+                        client = None;
+                    }
+                }
+            }
+            if attempt == ATTEMPTS {
+                tracing::error!(topic = %req.envelope.topic, "event dropped: manager unreachable");
+            } else {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
         }
     }
 }
@@ -90,6 +151,19 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn every_task_topic_has_its_event_type() {
+        assert_eq!(
+            event_type(topics::TASK_EXIT_EVENT_TOPIC),
+            Some("containerd.events.TaskExit")
+        );
+        assert_eq!(
+            event_type(topics::TASK_OOM_EVENT_TOPIC),
+            Some("containerd.events.TaskOOM")
+        );
+        assert_eq!(event_type("/nope"), None);
+    }
 
     #[test]
     fn timestamps() {

@@ -25,6 +25,7 @@ pub mod events;
 pub mod grouping;
 pub mod launch;
 pub mod logging;
+pub mod memory;
 pub mod oom;
 pub mod reaper;
 pub mod restrict;

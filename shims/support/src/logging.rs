@@ -12,7 +12,9 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 /// Where log lines go.
 #[derive(Clone, Debug)]
@@ -31,44 +33,85 @@ pub fn open_log_fifo(path: &Path) -> Option<File> {
         .ok()
 }
 
-impl Write for &LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl LogSink {
+    /// Writes one whole line; a reader that went away turns the sink off.
+    fn write_line(&self, line: &[u8]) {
         if let Ok(mut guard) = self.0.lock() {
             if let Some(file) = guard.as_mut() {
-                match file.write(buf) {
-                    // A full FIFO drops the line; a reader that went away ends logging.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => *guard = None,
-                    _ => {}
+                if let Err(e) = file.write(line) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        *guard = None;
+                    }
                 }
             }
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
-impl<'a> MakeWriter<'a> for LogSink {
-    type Writer = &'a LogSink;
+/// A line-per-event subscriber: `LEVEL target: message key=value ...`. Spans are
+/// not recorded. Smaller than tracing-subscriber's formatter, which every pod's
+/// shim would carry.
+struct LineSubscriber {
+    sink: LogSink,
+    max: Level,
+}
 
-    fn make_writer(&'a self) -> Self::Writer {
-        self
+struct Line(String);
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
     }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.push_str(&format!("{value:?}"));
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+}
+
+impl Subscriber for LineSubscriber {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn new_span(&self, _span: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &Id, _values: &Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let meta = event.metadata();
+        let mut line = Line(format!("{} {}: ", meta.level(), meta.target()));
+        event.record(&mut line);
+        line.0.push('\n');
+        self.sink.write_line(line.0.as_bytes());
+    }
+
+    fn enter(&self, _span: &Id) {}
+
+    fn exit(&self, _span: &Id) {}
 }
 
 /// Sends `tracing` output to `<dir>/log` (debug level with `-debug`, else info;
-/// `SHIM_LOG` overrides with an env-filter directive).
+/// `SHIM_LOG` overrides with a level name).
 pub fn init(dir: &Path, debug: bool) {
     let sink = LogSink(Arc::new(Mutex::new(open_log_fifo(&dir.join("log")))));
-    let default = if debug { "debug" } else { "info" };
-    let filter = std::env::var("SHIM_LOG").unwrap_or_else(|_| default.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_ansi(false)
-        .with_writer(sink)
-        .try_init();
+    let default = if debug { Level::DEBUG } else { Level::INFO };
+    let max = std::env::var("SHIM_LOG")
+        .ok()
+        .and_then(|l| l.parse::<Level>().ok())
+        .unwrap_or(default);
+    let _ = tracing::subscriber::set_global_default(LineSubscriber { sink, max });
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ fn watch_v1(dir: &Path, tx: mpsc::UnboundedSender<()>) -> Result<()> {
     let oom_control =
         File::open(&control).map_err(io_err(format!("open {}", control.display())))?;
     // SAFETY: eventfd takes no pointers; the returned fd is checked and then owned.
-    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if efd < 0 {
         return Err(Error::io("eventfd", std::io::Error::last_os_error()));
     }
@@ -110,13 +110,27 @@ fn watch_v1(dir: &Path, tx: mpsc::UnboundedSender<()>) -> Result<()> {
         format!("{} {}", efd.as_raw_fd(), oom_control.as_raw_fd()),
     )
     .map_err(io_err(format!("register OOM eventfd in {}", dir.display())))?;
-    std::thread::spawn(move || {
+    // A task on the shim's runtime, not a thread: one per container adds up.
+    // SAFETY: the File owns the eventfd and is moved into the AsyncFd, so the fd
+    // stays open and the same for the AsyncFd's whole life.
+    let efd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            File::from(efd),
+            tokio::io::Interest::READABLE,
+        )
+    }
+    .map_err(|e| Error::io("watch OOM eventfd", std::io::Error::from(e)))?;
+    tokio::spawn(async move {
         let _keep = oom_control;
-        let mut efd = File::from(efd);
         let mut buf = [0u8; 8];
         loop {
-            if efd.read_exact(&mut buf).is_err() {
+            let Ok(mut ready) = efd.readable().await else {
                 break;
+            };
+            match ready.try_io(|fd| fd.get_ref().read(&mut buf)) {
+                Ok(Ok(8)) => {}
+                Ok(_) => break,
+                Err(_would_block) => continue,
             }
             // The eventfd also fires when the cgroup is removed.
             if !control.exists() {

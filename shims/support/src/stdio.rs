@@ -352,11 +352,13 @@ impl ProcessIo {
             }
             io.spawn_stdin_copy(reader);
         }
+        // The process writes straight into its targets (the FIFO the manager reads,
+        // a file, the logging binary's pipe): no copy and no thread per stream. The
+        // FIFO is open read-write, so a write never fails while the manager is away;
+        // the manager sees end-of-file once every writer has exited.
         for (sink, slot) in [(out_sink, &mut child.stdout), (err_sink, &mut child.stderr)] {
             if let Some(sink) = sink {
-                let (r, w) = pipe()?;
-                *slot = Some(w);
-                io.spawn_output_copy(File::from(r), sink);
+                *slot = Some(OwnedFd::from(sink));
             }
         }
         Ok((io, child))
@@ -441,7 +443,8 @@ impl ProcessIo {
         let outputs = self.outputs.clone();
         let id = self.id.clone();
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; 32 * 1024];
+            // A pipe holds 64 KiB; 8 KiB reads keep up and cost each container less.
+            let mut buf = vec![0u8; 8 * 1024];
             loop {
                 let n = match from.read(&mut buf) {
                     Ok(0) => break,

@@ -153,29 +153,36 @@ async fn main() {
                 .run_pod(&pod, runtime_handler)
                 .await
                 .expect("RunPodSandbox");
-            let id = cri
-                .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
-                .await
-                .expect("CreateContainer");
-            cri.start_container(&id).await.expect("StartContainer");
-            times[h].push(started.elapsed());
-            if n == 0 {
-                let bundle = match &containerd {
-                    Some(c) if handler == "containerd" => c.bundle(&pod_id),
-                    _ => daemon.dirs.runroot.join("bundles").join(&pod_id),
-                };
-                let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
-                rss[h] = pids.iter().copied().map(rss_kib).sum();
-                detail[h] = pids
-                    .iter()
-                    .map(|p| memory_detail(*p))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+            // BENCH_PODS_ONLY: just the sandbox (to tell a shim's base cost from a task's).
+            if std::env::var_os("BENCH_PODS_ONLY").is_none() {
+                let id = cri
+                    .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
+                    .await
+                    .expect("CreateContainer");
+                cri.start_container(&id).await.expect("StartContainer");
             }
+            times[h].push(started.elapsed());
             pod_ids.push((handler == "containerd", pod_id));
         }
     }
-    println!("pod start (RunPodSandbox+CreateContainer+StartContainer), {pods} pods per handler:");
+    // Memory of each handler's first pod, idle since: the steady state a pod lives in.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (h, handler) in handlers.iter().enumerate() {
+        let (_, pod_id) = &pod_ids[h];
+        let bundle = match &containerd {
+            Some(c) if handler == "containerd" => c.bundle(pod_id),
+            _ => daemon.dirs.runroot.join("bundles").join(pod_id),
+        };
+        let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
+        rss[h] = pids.iter().copied().map(rss_kib).sum();
+        detail[h] = pids
+            .iter()
+            .map(|p| memory_detail(*p))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    println!("pod start (RunPodSandbox+CreateContainer+StartContainer), {pods} pods per handler;");
+    println!("shim RSS of each handler's first pod once all pods have started:");
     for (h, handler) in handlers.iter().enumerate() {
         let mut t = times[h].clone();
         t.sort();
