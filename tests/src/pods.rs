@@ -112,6 +112,39 @@ impl CriClient {
             .map(|r| r.into_inner().status.unwrap_or_default())
     }
 
+    /// Every pod ListPodSandbox reports.
+    pub async fn pods(&mut self) -> Vec<protocols::cri::PodSandbox> {
+        self.runtime
+            .list_pod_sandbox(protocols::cri::ListPodSandboxRequest::default())
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+    }
+
+    /// Every container ListContainers reports.
+    pub async fn containers(&mut self) -> Vec<protocols::cri::Container> {
+        self.runtime
+            .list_containers(protocols::cri::ListContainersRequest::default())
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers
+    }
+
+    /// ExecSync with a 10 s timeout.
+    pub async fn exec(&mut self, id: &str, cmd: &[&str]) -> protocols::cri::ExecSyncResponse {
+        self.runtime
+            .exec_sync(protocols::cri::ExecSyncRequest {
+                container_id: id.to_string(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner()
+    }
+
     /// Polls ContainerStatus until the container has exited.
     pub async fn wait_exited(&mut self, id: &str, timeout: Duration) -> ContainerStatus {
         let deadline = Instant::now() + timeout;

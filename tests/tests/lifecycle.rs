@@ -85,19 +85,8 @@ async fn full_lifecycle(handler: &str) {
 
     // ExecSync: output, exit code, a deadline.
     let exec = cri
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.clone(),
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                "echo out; echo err >&2; exit 3".into(),
-            ],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+        .exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"])
+        .await;
     assert_eq!(exec.stdout, b"out\n");
     assert_eq!(exec.stderr, b"err\n");
     assert_eq!(exec.exit_code, 3);
@@ -176,13 +165,7 @@ async fn full_lifecycle(handler: &str) {
     let killed = cri.container_status(&stubborn).await.expect("status");
     assert_eq!(killed.exit_code, 137);
 
-    let listed = cri
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
+    let listed = cri.containers().await;
     assert_eq!(listed.len(), 3);
     // Filters: by state, by pod, by id prefix, by labels.
     let filtered = |filter: ContainerFilter| {
@@ -305,13 +288,7 @@ async fn full_lifecycle(handler: &str) {
         })
         .await
         .expect("StopPodSandbox");
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
+    let pods = cri.pods().await;
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0].state, PodSandboxState::SandboxNotready as i32);
     for _ in 0..2 {
@@ -322,21 +299,9 @@ async fn full_lifecycle(handler: &str) {
             .await
             .expect("RemovePodSandbox (twice: idempotent)");
     }
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
+    let pods = cri.pods().await;
     assert!(pods.is_empty());
-    let containers = cri
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
+    let containers = cri.containers().await;
     assert!(containers.is_empty(), "{containers:?}");
     // Nothing left behind: no bundle, no rootfs mount.
     let bundles = daemon.dirs.runroot.join("bundles");
@@ -363,28 +328,10 @@ async fn host_network_pod(handler: &str) {
         .await
         .expect("create");
     cri.start_container(&id).await.expect("start");
-    let exec = cri
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.clone(),
-            cmd: vec!["hostname".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let exec = cri.exec(&id, &["hostname"]).await;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), host.trim());
-    let links = cri
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id,
-            cmd: vec!["cat".into(), "/proc/net/dev".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let links = cri.exec(&id, &["cat", "/proc/net/dev"]).await;
     let host_links = std::fs::read_to_string("/proc/net/dev").expect("/proc/net/dev");
     assert_eq!(
         String::from_utf8_lossy(&links.stdout).lines().count(),
@@ -497,16 +444,7 @@ async fn shared_pid_namespace(handler: &str) {
         .await
         .expect("create");
     cri.start_container(&id).await.expect("start");
-    let out = cri
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.clone(),
-            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let out = cri.exec(&id, &["cat", "/proc/1/cmdline"]).await;
     assert_eq!(out.stdout, b"/pause\0", "pause is PID 1 of the pod");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stats = cri
@@ -762,16 +700,7 @@ async fn pause_image_is_pulled_and_run() {
         .await
         .expect("create");
     cri.start_container(&id).await.expect("start");
-    let out = cri
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id,
-            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let out = cri.exec(&id, &["cat", "/proc/1/cmdline"]).await;
     assert_eq!(out.stdout, b"/pause\0");
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
@@ -869,13 +798,7 @@ async fn broken_shims_leave_nothing() {
         .await
         .expect_err("garbage shim");
     assert!(err.message().contains("not an address"), "{err:?}");
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
+    let pods = cri.pods().await;
     assert!(pods.is_empty(), "no record is left: {pods:?}");
     let bundles: Vec<_> = std::fs::read_dir(daemon.dirs.runroot.join("bundles"))
         .map(|d| d.flatten().map(|e| e.path()).collect())

@@ -1,0 +1,42 @@
+//! Runs one pod (the built-in pause, no image or registry needed) on a running
+//! daemon, checks it is Ready, then removes it: the check after installing.
+//!
+//! `crio-smoke [SOCKET]` (default /var/run/crio/crio.sock)
+
+use std::path::PathBuf;
+
+use crio_tests::cri::CriClient;
+use crio_tests::pods::pod_config;
+use protocols::cri::{PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let socket = std::env::args()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("/var/run/crio/crio.sock"), PathBuf::from);
+    let mut cri = CriClient::connect(&socket).await?;
+    let pod = pod_config("crio-smoke", &std::env::temp_dir());
+    let id = cri.run_pod(&pod, "").await?;
+    let status = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .unwrap_or_default();
+    let ready = status.state == PodSandboxState::SandboxReady as i32;
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?;
+    anyhow::ensure!(ready, "pod {id} did not become ready");
+    println!(
+        "pod {id} ran (handler {:?}) and was removed",
+        status.runtime_handler
+    );
+    Ok(())
+}
