@@ -472,6 +472,75 @@ async fn shared_pid_namespace(handler: &str) {
     assert!(zombies.is_empty(), "pause reaps orphans: {zombies:?}");
 }
 
+/// The pod's network namespace is pinned under the run root: containers join it, it
+/// outlives the pause process, and RemovePodSandbox unpins it.
+async fn network_namespace_is_pinned(handler: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config(&format!("netns-{handler}"), &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+    let pinned = daemon.dirs.runroot.join("netns").join(&pod_id);
+    let inode = std::fs::metadata(&pinned)
+        .unwrap_or_else(|e| panic!("{}: {e}", pinned.display()))
+        .ino();
+    let id = cri
+        .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let out = cri.exec(&id, &["ls", "-l", "/proc/self/ns/net"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("net:[{inode}]")),
+        "the container is in the pinned namespace {inode}: {text}"
+    );
+    // The pause process dies; the namespace stays.
+    let procs = format!("/sys/fs/cgroup/pids/crio/crio-{pod_id}/cgroup.procs");
+    let pause: i32 = std::fs::read_to_string(&procs)
+        .unwrap_or_else(|e| panic!("{procs}: {e}"))
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pause pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pause),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill pause");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        std::fs::metadata(&pinned).expect("still pinned").ino(),
+        inode
+    );
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("RemovePodSandbox");
+    assert!(!pinned.exists(), "unpinned on removal");
+}
+
+/// A namespace pinned by a daemon that died before recording its pod is unpinned
+/// at the next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn leaked_network_namespaces_are_unpinned_at_start() {
+    let mut daemon = Daemon::builder().start();
+    daemon.stop();
+    let leaked = daemon.dirs.runroot.join("netns").join("leaked");
+    crio_core::network::netns::create_pinned(&leaked).expect("pin");
+    assert!(crio_core::network::netns::is_pinned(&leaked));
+    daemon.restart();
+    assert!(
+        !leaked.exists(),
+        "the leaked namespace is unpinned and removed"
+    );
+}
+
 /// Kill -9 the daemon with pods running: containers keep running, an exit that
 /// happens while it is down is reported after the restart, output written meanwhile
 /// reaches the log, and new operations work.
@@ -841,6 +910,7 @@ per_handler!(
     full_lifecycle,
     host_network_pod,
     shared_pid_namespace,
+    network_namespace_is_pinned,
     errors_leave_nothing,
     restart_keeps_pods,
     shim_killed

@@ -358,6 +358,7 @@ impl PodRuntime {
                     pod.hostname.clone()
                 },
                 sandbox_pid: pod.pid,
+                netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
                 namespaces,
                 mounts,
                 privileged: sc.is_some_and(|s| s.privileged),

@@ -1,6 +1,7 @@
-//! Pod networking. For now: finding the CNI network the node will use, which decides
-//! the CRI `NetworkReady` condition. (Namespaces and plugin invocation come next.)
+//! Pod networking: pinned network namespaces, and finding the CNI network the node
+//! will use (the CRI `NetworkReady` condition). Plugin invocation comes next.
 
 mod cni_config;
+pub mod netns;
 
 pub use cni_config::{find_network, CniConfigError, CniNetwork};

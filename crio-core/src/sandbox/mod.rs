@@ -8,7 +8,7 @@ pub mod pause;
 mod runtime;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use protocols::cri;
@@ -184,6 +184,17 @@ impl PodRuntime {
         std::fs::create_dir_all(&record.bundle).map_err(|e| {
             CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
         })?;
+        // The pod's network namespace outlives its pause process: pin it first.
+        let netns_path = if ns.host_network {
+            None
+        } else {
+            let path = self.config.netns_dir.join(&id);
+            record.netns_path = path.display().to_string();
+            self.store.put(&*record)?;
+            crate::network::netns::create_pinned(&path)
+                .map_err(|e| CriError::Internal(e.to_string()))?;
+            Some(path)
+        };
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
@@ -198,6 +209,7 @@ impl PodRuntime {
                 readonly_rootfs: readonly,
                 command,
                 namespaces: ns,
+                netns_path,
                 cgroups_path: spec::cgroups_path(
                     &record.cgroup_parent,
                     &id,
@@ -264,6 +276,11 @@ impl PodRuntime {
                 tracing::warn!(pod = %record.id, "{e}");
             }
             let _ = std::fs::remove_dir_all(&storage);
+        }
+        if !record.netns_path.is_empty() {
+            if let Err(e) = crate::network::netns::remove_pinned(Path::new(&record.netns_path)) {
+                tracing::warn!(pod = %record.id, "{e}");
+            }
         }
         if !record.bundle.as_os_str().is_empty() {
             if let Err(e) = std::fs::remove_dir_all(&record.bundle) {

@@ -33,6 +33,8 @@ pub struct PodRuntimeConfig {
     /// Container upper/work dirs: `<root>/containers/<id>`.
     pub containers_dir: PathBuf,
     pub pause_rootfs: PathBuf,
+    /// Pinned network namespaces: `<runroot>/netns/<pod id>`.
+    pub netns_dir: PathBuf,
     /// `[crio.image] pause_command`: what runs in a `pause_image` (empty = its
     /// Entrypoint and Cmd).
     pub pause_command: String,
@@ -323,6 +325,32 @@ impl PodRuntime {
         for sandbox in self.store.list::<SandboxRecord>()? {
             if let Err(e) = self.recover_sandbox(&sandbox).await {
                 tracing::warn!(pod = %sandbox.id, "recovery: {e}");
+            }
+        }
+        self.unpin_leaked_namespaces()?;
+        Ok(())
+    }
+
+    /// Network namespaces pinned by a daemon that crashed before recording (or
+    /// after removing) their pod.
+    fn unpin_leaked_namespaces(&self) -> Result<(), CriError> {
+        let known: HashSet<PathBuf> = self
+            .store
+            .list::<SandboxRecord>()?
+            .into_iter()
+            .filter(|s| !s.netns_path.is_empty())
+            .map(|s| PathBuf::from(s.netns_path))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.config.netns_dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !known.contains(&path) {
+                tracing::info!(netns = %path.display(), "unpinning a leaked network namespace");
+                if let Err(e) = crate::network::netns::remove_pinned(&path) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         Ok(())

@@ -62,6 +62,8 @@ pub struct SandboxSpec {
     pub readonly_rootfs: bool,
     pub command: Vec<String>,
     pub namespaces: PodNamespaces,
+    /// The pod's pinned network namespace (`None` = a new one, or the host's).
+    pub netns_path: Option<PathBuf>,
     pub cgroups_path: String,
     pub annotations: BTreeMap<String, String>,
     pub oom_score_adj: i32,
@@ -105,6 +107,8 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// The pause process: containers join its namespaces through `/proc/<pid>/ns`.
     pub sandbox_pid: u32,
+    /// The pod's pinned network namespace (else the pause process's).
+    pub netns_path: Option<PathBuf>,
     pub namespaces: PodNamespaces,
     pub mounts: Vec<BindMount>,
     pub privileged: bool,
@@ -315,7 +319,10 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
     spec.set_mounts(Some(default_mounts(true)));
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
     if !ns.host_network {
-        namespaces.push(namespace(LinuxNamespaceType::Network, None));
+        namespaces.push(namespace(
+            LinuxNamespaceType::Network,
+            input.netns_path.clone(),
+        ));
         namespaces.push(namespace(LinuxNamespaceType::Uts, None));
     }
     if !ns.host_ipc {
@@ -421,7 +428,8 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
     };
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
     if !ns.host_network {
-        namespaces.push(namespace(LinuxNamespaceType::Network, pause_ns("net")));
+        let net = input.netns_path.clone().or_else(|| pause_ns("net"));
+        namespaces.push(namespace(LinuxNamespaceType::Network, net));
         namespaces.push(namespace(LinuxNamespaceType::Uts, pause_ns("uts")));
     }
     if !ns.host_ipc {

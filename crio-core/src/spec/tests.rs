@@ -81,6 +81,7 @@ fn container_input() -> ContainerSpec {
         tty: false,
         hostname: "pod".into(),
         sandbox_pid: 42,
+        netns_path: None,
         namespaces: PodNamespaces::default(),
         mounts: vec![BindMount {
             host_path: "/h".into(),

@@ -59,6 +59,9 @@ pub struct SandboxRecord {
     /// The infra image's id when `pause_image` is set (empty = the built-in pause).
     #[serde(default)]
     pub infra_image: String,
+    /// The pinned network namespace (empty for host-network pods).
+    #[serde(default)]
+    pub netns_path: String,
 }
 
 impl Record for SandboxRecord {

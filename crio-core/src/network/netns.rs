@@ -1,0 +1,106 @@
+//! Pinned network namespaces: created before the pause process and kept alive by a
+//! bind mount under the run root, so a pod keeps its network when its infra process
+//! dies, and a restarted daemon finds it by path.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace {path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+}
+
+fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> NetnsError + 'a {
+    move |source| NetnsError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Creates a new network namespace and pins it at `path` (a bind mount of the
+/// namespace file). The namespace is entered by a short-lived thread of its own, so
+/// the daemon's threads never change namespace.
+pub fn create_pinned(path: &Path) -> Result<(), NetnsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err(dir, "create directory"))?;
+    }
+    std::fs::File::create(path).map_err(err(path, "create mount point"))?;
+    let target = path.to_path_buf();
+    let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| err(&target, "unshare")(e.into()))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err(&target, "bind mount")(e.into()))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetnsError::Io {
+            path: path.to_path_buf(),
+            action: "pin",
+            source: std::io::Error::other("pinning thread panicked"),
+        })
+    });
+    if pinned.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    pinned
+}
+
+/// Unpins and removes a pinned namespace (idempotent).
+pub fn remove_pinned(path: &Path) -> Result<(), NetnsError> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(err(path, "unmount")(e.into())),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(path, "remove")(e)),
+    }
+}
+
+/// Whether `path` is a pinned network namespace (a bind-mounted nsfs file).
+pub fn is_pinned(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_a_new_namespace_and_unpins_it() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("netns/pod");
+        create_pinned(&path).expect("pin");
+        assert!(is_pinned(&path));
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+        let meta = std::fs::metadata(&path).expect("stat pinned");
+        let own = std::fs::metadata("/proc/self/ns/net").expect("stat own");
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(
+            meta.ino(),
+            own.ino(),
+            "a new namespace, not ours ({ours:?})"
+        );
+        remove_pinned(&path).expect("unpin");
+        assert!(!path.exists());
+        remove_pinned(&path).expect("idempotent");
+    }
+}
