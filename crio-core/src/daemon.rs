@@ -98,13 +98,19 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             source,
         })?;
     let handlers = HandlerRegistry::from_config(&config);
-    let mut features = std::collections::HashMap::new();
-    for handler in handlers.handlers() {
+    // Probed together: start-up waits for the slowest handler, not their sum.
+    let probes = handlers.handlers().iter().map(|handler| {
         let shim = handlers.locate_shim(handler);
-        let found = crate::runtime::features::probe(handler, shim.as_deref()).await;
-        tracing::debug!(handler = %handler.name, ?found, "handler features");
-        features.insert(handler.name.clone(), found);
-    }
+        async move {
+            let found = crate::runtime::features::probe(handler, shim.as_deref()).await;
+            tracing::debug!(handler = %handler.name, ?found, "handler features");
+            (handler.name.clone(), found)
+        }
+    });
+    let features: std::collections::HashMap<_, _> = futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .collect();
     let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
     let pods = Arc::new(PodRuntime::new(
         PodRuntimeConfig {

@@ -45,6 +45,21 @@ pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
     config
 }
 
+/// The same pod with one PID namespace shared by its containers (pause is PID 1).
+pub fn shared_pid(mut config: PodSandboxConfig) -> PodSandboxConfig {
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
 /// A container running `sh -c script` from `image`, logging to `<name>.log`.
 pub fn container_config(name: &str, image: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
@@ -110,6 +125,20 @@ impl CriClient {
             })
             .await
             .map(|r| r.into_inner().status.unwrap_or_default())
+    }
+
+    /// PodSandboxStatus of a pod that must exist.
+    pub async fn pod_status(&mut self, id: &str) -> protocols::cri::PodSandboxStatus {
+        self.runtime
+            .pod_sandbox_status(protocols::cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+            .expect("PodSandboxStatus")
+            .into_inner()
+            .status
+            .expect("status")
     }
 
     /// Every pod ListPodSandbox reports.

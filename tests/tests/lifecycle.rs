@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crio_tests::pods::{container_config, host_network, pod_config, wait_for_file_text};
+use crio_tests::pods::{
+    container_config, host_network, pod_config, shared_pid, wait_for_file_text,
+};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
     ContainerFilter, ContainerState, ContainerStateValue, ExecSyncRequest, ListContainersRequest,
@@ -40,17 +42,7 @@ async fn full_lifecycle(handler: &str) {
 
     let pod = pod_config(&format!("life-{handler}"), &daemon.dirs.log_dir);
     let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
-    let status = cri
-        .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("PodSandboxStatus")
-        .into_inner()
-        .status
-        .expect("status");
+    let status = cri.pod_status(&pod_id).await;
     assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
     assert_eq!(status.runtime_handler, handler);
     assert_eq!(
@@ -422,17 +414,10 @@ async fn shared_pid_namespace(handler: &str) {
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     cri.pull(&image, None).await.expect("pull");
-    let mut pod = pod_config(&format!("pidns-{handler}"), &daemon.dirs.log_dir);
-    pod.linux = Some(protocols::cri::LinuxPodSandboxConfig {
-        security_context: Some(protocols::cri::LinuxSandboxSecurityContext {
-            namespace_options: Some(protocols::cri::NamespaceOption {
-                pid: protocols::cri::NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let pod = shared_pid(pod_config(
+        &format!("pidns-{handler}"),
+        &daemon.dirs.log_dir,
+    ));
     let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
     // The subshell exits at once: its `sleep 1` is orphaned to the pod's PID 1.
     let id = cri
@@ -655,17 +640,7 @@ async fn shim_killed(handler: &str) {
     .expect("kill shim");
     let status = cri.wait_exited(&id, Duration::from_secs(20)).await;
     assert_ne!(status.exit_code, 0);
-    let pod_status = cri
-        .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("PodSandboxStatus")
-        .into_inner()
-        .status
-        .expect("status");
+    let pod_status = cri.pod_status(&pod_id).await;
     assert_eq!(pod_status.state, PodSandboxState::SandboxNotready as i32);
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
@@ -747,17 +722,7 @@ async fn pause_image_is_pulled_and_run() {
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     cri.pull(&image, None).await.expect("pull");
-    let mut pod = pod_config("pause-image", &daemon.dirs.log_dir);
-    pod.linux = Some(protocols::cri::LinuxPodSandboxConfig {
-        security_context: Some(protocols::cri::LinuxSandboxSecurityContext {
-            namespace_options: Some(protocols::cri::NamespaceOption {
-                pid: protocols::cri::NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let pod = shared_pid(pod_config("pause-image", &daemon.dirs.log_dir));
     let pod_id = cri.run_pod(&pod, "go").await.expect("RunPodSandbox");
     let images = cri.images().await;
     assert!(

@@ -82,10 +82,10 @@ mod tests {
 
     #[test]
     fn pins_a_new_namespace_and_unpins_it() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "pinning a network namespace needs root (tests/run.sh runs as root)"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("netns/pod");
         create_pinned(&path).expect("pin");
