@@ -11,7 +11,7 @@ if [[ $(id -u) != 0 ]]; then
 fi
 
 PACKAGES=(
-    runc crun containerd containernetworking-plugins iptables  # runtime parts
+    runc crun containerd containernetworking-plugins iptables iproute2  # runtime parts
     docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd
     busybox-static                                     # test images
     pkg-config gcc

@@ -132,6 +132,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             publish_binary,
             c.runtime.log_level == "debug" || c.runtime.log_level == "trace",
         ),
+        crate::network::PodNetworks::new(c.network.clone(), Arc::new(crate::network::ProcessExec)),
     ));
     pods.spawn_event_loop(events_rx);
     pods.recover()

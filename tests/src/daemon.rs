@@ -32,6 +32,12 @@ pub fn crio_binary() -> PathBuf {
     crio
 }
 
+/// The CNI list every test daemon has unless a test brings its own: pods get a
+/// network namespace with only `lo`, through a real plugin, and touch nothing
+/// outside it. A test's own list sorts before it (`10-...`) and wins.
+pub const LOOPBACK_CONFLIST: &str =
+    r#"{"cniVersion":"1.0.0","name":"crio-test-loopback","plugins":[{"type":"loopback"}]}"#;
+
 /// What to start a daemon with.
 #[derive(Debug, Default)]
 pub struct DaemonBuilder {
@@ -41,6 +47,7 @@ pub struct DaemonBuilder {
     env: Vec<(String, String)>,
     registries_conf: Option<String>,
     root_tmpfs_bytes: Option<u64>,
+    no_network: bool,
 }
 
 impl DaemonBuilder {
@@ -53,6 +60,12 @@ impl DaemonBuilder {
     /// Puts `[crio] root` on a tmpfs of this size (for disk-full tests).
     pub fn root_on_tmpfs(mut self, bytes: u64) -> Self {
         self.root_tmpfs_bytes = Some(bytes);
+        self
+    }
+
+    /// Leaves the CNI conf dir empty (by default it holds [`LOOPBACK_CONFLIST`]).
+    pub fn no_network(mut self) -> Self {
+        self.no_network = true;
         self
     }
 
@@ -96,6 +109,13 @@ impl DaemonBuilder {
         let daemon_dir = DaemonDirs::new(&base);
         fs::create_dir_all(&daemon_dir.config_dir).expect("config dir");
         fs::create_dir_all(&daemon_dir.network_dir).expect("cni dir");
+        if !self.no_network {
+            fs::write(
+                daemon_dir.network_dir.join("99-loopback.conflist"),
+                LOOPBACK_CONFLIST,
+            )
+            .expect("write loopback conflist");
+        }
         fs::write(
             daemon_dir.config_dir.join("00-test.conf"),
             daemon_dir.test_dropin(),

@@ -10,6 +10,7 @@ pub mod cri;
 pub mod daemon;
 pub mod http;
 pub mod images;
+pub mod network;
 pub mod pods;
 pub mod process;
 pub mod registry;

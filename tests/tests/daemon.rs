@@ -44,6 +44,7 @@ async fn status_tells_why_runtime_and_network_are_not_ready() {
             "50-missing-shim.conf",
             "[crio.runtime.runtimes.runc]\nmonitor_path = \"/nonexistent/containerd-shim-runc-rs-v2\"\n",
         )
+        .no_network()
         .start();
     let mut cri = daemon.client().await;
     let status = cri
@@ -95,8 +96,21 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
                 shim
             ),
         )
+        .no_network()
         .start();
     let mut cri = daemon.client().await;
+    let before = cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner();
+    assert!(before
+        .status
+        .expect("conditions")
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "NetworkReady" && !c.status));
     // A conflist written after start-up is picked up without a restart.
     std::fs::write(
         daemon.dirs.network_dir.join("10-test.conflist"),

@@ -1,7 +1,74 @@
-//! Pod networking: pinned network namespaces, and finding the CNI network the node
-//! will use (the CRI `NetworkReady` condition). Plugin invocation comes next.
+//! Pod networking: pinned network namespaces, and attaching them to the node's CNI
+//! network (the CRI `NetworkReady` condition, ADD/DEL/CHECK/STATUS/GC).
 
+mod cni;
 mod cni_config;
 pub mod netns;
+mod plugin_exec;
+pub mod pod_ips;
+pub mod pod_request;
 
-pub use cni_config::{find_network, CniConfigError, CniNetwork};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use cni::{version_at_least, Attachment, Cni, CniError};
+pub use cni_config::{find_network, CniConfigError, CniNetwork, NetworkList};
+pub use plugin_exec::{PluginExec, PluginRunError, ProcessExec};
+
+use crate::config::NetworkConfig;
+
+/// The interface every pod gets on the network.
+pub const POD_IFNAME: &str = "eth0";
+
+/// The node's CNI network as `[crio.network]` configures it. The conf dir is read
+/// at each use, so a conflist that appears (or changes) takes effect without a
+/// restart; a pod already attached keeps the list it was attached with.
+#[derive(Debug, Clone)]
+pub struct PodNetworks {
+    config: NetworkConfig,
+    exec: Arc<dyn PluginExec>,
+}
+
+impl PodNetworks {
+    pub fn new(config: NetworkConfig, exec: Arc<dyn PluginExec>) -> Self {
+        Self { config, exec }
+    }
+
+    /// The network new pods attach to.
+    pub fn current(&self) -> Result<CniNetwork, CniConfigError> {
+        find_network(
+            &self.config.network_dir,
+            &self.config.plugin_dirs,
+            &self.config.cni_default_network,
+        )
+    }
+
+    /// A network from the list a pod's record cached at ADD.
+    pub fn cached(&self, list_json: &str) -> Result<CniNetwork, CniConfigError> {
+        let file = PathBuf::from("(cached in the pod's record)");
+        let list =
+            NetworkList::parse(list_json.as_bytes()).map_err(|reason| CniConfigError::Invalid {
+                file: file.clone(),
+                reason,
+            })?;
+        list.resolve(&file, &self.config.plugin_dirs)
+    }
+
+    pub fn cni(&self) -> Cni<'_> {
+        Cni {
+            exec: self.exec.as_ref(),
+            plugin_dirs: &self.config.plugin_dirs,
+        }
+    }
+
+    /// `Ok` when new pods can get a network: a valid list whose plugins are all
+    /// present, and (1.1.0 lists) whose plugins all report STATUS ready.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let net = self.current().map_err(|e| e.to_string())?;
+        self.cni()
+            .status(&net)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -34,6 +34,8 @@ pub fn create_pinned(path: &Path) -> Result<(), NetnsError> {
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| err(&target, "unshare")(e.into()))?;
+        // As CRI-O and containerd do for every pod, whatever the CNI list holds.
+        set_loopback_up().map_err(err(&target, "bring up lo"))?;
         nix::mount::mount(
             Some("/proc/thread-self/ns/net"),
             &target,
@@ -55,6 +57,34 @@ pub fn create_pinned(path: &Path) -> Result<(), NetnsError> {
         let _ = std::fs::remove_file(path);
     }
     pinned
+}
+
+/// Sets `lo` up in the calling thread's network namespace.
+fn set_loopback_up() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of `req`, which
+    // lives for the call; the socket fd is open.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the flags member is the one SIOCGIFFLAGS just filled.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unpins and removes a pinned namespace (idempotent).
@@ -99,8 +129,22 @@ mod tests {
             own.ino(),
             "a new namespace, not ours ({ours:?})"
         );
+        assert!(loopback_is_up_in(&path), "lo is up in the new namespace");
         remove_pinned(&path).expect("unpin");
         assert!(!path.exists());
         remove_pinned(&path).expect("idempotent");
+    }
+
+    /// Enters the namespace on a thread of its own and reads lo's flags there.
+    fn loopback_is_up_in(path: &Path) -> bool {
+        let ns = std::fs::File::open(path).expect("open netns");
+        std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            nix::ifaddrs::getifaddrs().expect("getifaddrs").any(|i| {
+                i.interface_name == "lo" && i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
+            })
+        })
+        .join()
+        .expect("thread")
     }
 }

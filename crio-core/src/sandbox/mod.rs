@@ -4,6 +4,7 @@
 //! [`PodRuntime`] is the context both sandboxes and containers (`crate::container`)
 //! work in: the store, the images, the shim host and the per-object locks.
 
+mod network;
 pub mod pause;
 mod runtime;
 
@@ -89,6 +90,11 @@ impl PodRuntime {
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .unwrap_or_default();
+        let network = if ns.host_network {
+            None
+        } else {
+            Some(self.plan_network(config, &cgroup_parent)?)
+        };
         let mut record = SandboxRecord {
             id: id.clone(),
             name: meta.name.clone(),
@@ -130,7 +136,10 @@ impl PodRuntime {
             self.store.put(&record)?;
         }
         let _lock = self.locks.lock(&id).await;
-        match self.start_sandbox(&mut record, &handler, ns, infra).await {
+        match self
+            .start_sandbox(&mut record, &handler, ns, infra, network)
+            .await
+        {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::warn!(pod = %id, "RunPodSandbox failed, cleaning up: {e}");
@@ -146,6 +155,7 @@ impl PodRuntime {
         handler: &crate::runtime::Handler,
         ns: PodNamespaces,
         infra: Option<(&ImageRecord, &ImageConfig)>,
+        network: Option<network::NetworkPlan>,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
         let (rootfs, command, readonly) = match infra {
@@ -223,30 +233,76 @@ impl PodRuntime {
         )?;
         write_spec(&record.bundle, &oci)?;
 
-        let shim = self
-            .shims
-            .start(&record.shim_binary, &id, &id, &record.bundle)
-            .await?;
-        record.shim_address = shim.address().address.clone();
-        record.task_version = shim.address().version;
+        // CNI ADD runs while the shim starts the pause task: both only need the
+        // pinned namespace, and neither waits for the other.
+        let attach = match network {
+            Some(plan) => Some(self.begin_attach(record, plan)?),
+            None => {
+                record.ips = crate::network::pod_ips::host_ips()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                None
+            }
+        };
+        let bundle = record.bundle.clone();
+        let shim_binary = record.shim_binary.clone();
+        let infra = self.start_infra_task(&id, &shim_binary, &bundle, handler);
+        let (added, started) = match attach {
+            Some(attach) => {
+                let (added, started) = tokio::join!(attach, infra);
+                (Some(added), started)
+            }
+            None => (None, infra.await),
+        };
+        if let Some(added) = &added {
+            Self::finish_attach(record, added);
+        }
+        // What exists is recorded before an error is returned, so cleanup finds it.
+        if let Ok((shim, pid)) = &started {
+            record.shim_address = shim.address().address.clone();
+            record.task_version = shim.address().version;
+            record.pid = *pid;
+        }
         self.store.put(&*record)?;
+        let (shim, _) = started?;
+        if let Some(added) = added {
+            added.result?;
+        }
+        record.state = STATE_READY.into();
+        self.store.put(&*record)?;
+        self.watch_exit(shim, id.clone(), id);
+        Ok(())
+    }
+
+    /// Starts the pod's shim and its pause task; returns the shim and the pause PID.
+    async fn start_infra_task(
+        &self,
+        id: &str,
+        shim_binary: &Path,
+        bundle: &Path,
+        handler: &crate::runtime::Handler,
+    ) -> Result<(Arc<crate::runtime::PodShim>, u32), CriError> {
+        let shim = self.shims.start(shim_binary, id, id, bundle).await?;
+        // Persisted at once, so a crash from here on leaves a shim to find.
+        if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
+            record.shim_address = shim.address().address.clone();
+            record.task_version = shim.address().version;
+            self.store.put(&record)?;
+        }
         let create = api::CreateTaskRequest {
-            id: id.clone(),
-            bundle: record.bundle.display().to_string(),
+            id: id.to_string(),
+            bundle: bundle.display().to_string(),
             options: runtime_options(handler, self.config.systemd_cgroup).into(),
             ..Default::default()
         };
         shim.client.create(&create).await?;
         let start = api::StartRequest {
-            id: id.clone(),
+            id: id.to_string(),
             ..Default::default()
         };
         let started = shim.client.start(&start).await?;
-        record.pid = started.pid;
-        record.state = STATE_READY.into();
-        self.store.put(&*record)?;
-        self.watch_exit(shim, id.clone(), id.clone());
-        Ok(())
+        Ok((shim, started.pid))
     }
 
     /// Best-effort removal of everything a sandbox may have: task, shim, bundle, record.
@@ -276,6 +332,9 @@ impl PodRuntime {
                 tracing::warn!(pod = %record.id, "{e}");
             }
             let _ = std::fs::remove_dir_all(&storage);
+        }
+        if let Err(e) = self.detach_network(&mut record.clone()).await {
+            tracing::warn!(pod = %record.id, "{e}");
         }
         if !record.netns_path.is_empty() {
             if let Err(e) = crate::network::netns::remove_pinned(Path::new(&record.netns_path)) {
@@ -371,11 +430,15 @@ impl PodRuntime {
                 }
             }
         }
-        if record.state != STATE_NOTREADY {
+        // DEL after the pod's processes are gone; a failure is returned so the
+        // kubelet's retry runs it again.
+        let attached = !record.network_config.is_empty();
+        let detached = self.detach_network(&mut record).await;
+        if record.state != STATE_NOTREADY || attached {
             record.state = STATE_NOTREADY.into();
             self.store.put(&record)?;
         }
-        Ok(())
+        detached
     }
 
     /// RemovePodSandbox: stops it if needed, removes its containers, its task, its
@@ -411,7 +474,7 @@ impl PodRuntime {
             metadata: Some(sandbox_metadata(record)),
             state: sandbox_state(record) as i32,
             created_at: record.created_at,
-            network: Some(cri::PodSandboxNetworkStatus::default()),
+            network: Some(network::network_status(record)),
             linux: Some(cri::LinuxPodSandboxStatus {
                 namespaces: Some(cri::Namespace {
                     options: Some(cri::NamespaceOption {

@@ -77,6 +77,7 @@ pub struct PodRuntime {
     pub images: Arc<ImageStore>,
     pub handlers: HandlerRegistry,
     pub shims: ShimHost,
+    pub network: crate::network::PodNetworks,
     pub(crate) locks: KeyedLocks,
     /// Held while a name is checked and reserved.
     pub(crate) names: tokio::sync::Mutex<()>,
@@ -91,6 +92,7 @@ impl PodRuntime {
         images: Arc<ImageStore>,
         handlers: HandlerRegistry,
         shims: ShimHost,
+        network: crate::network::PodNetworks,
     ) -> Self {
         Self {
             config,
@@ -98,6 +100,7 @@ impl PodRuntime {
             images,
             handlers,
             shims,
+            network,
             locks: KeyedLocks::default(),
             names: tokio::sync::Mutex::new(()),
             exits: Mutex::new(HashMap::new()),
@@ -328,6 +331,7 @@ impl PodRuntime {
             }
         }
         self.unpin_leaked_namespaces()?;
+        self.spawn_network_recovery();
         Ok(())
     }
 
@@ -367,6 +371,10 @@ impl PodRuntime {
                     .await;
             }
             let _ = std::fs::remove_dir_all(&sandbox.bundle);
+            // Its IP goes back; its namespace is unpinned as a leaked one below.
+            if let Err(e) = self.detach_network(&mut sandbox.clone()).await {
+                tracing::warn!(pod = %sandbox.id, "{e}");
+            }
             self.store.delete::<SandboxRecord>(&sandbox.id)?;
             return Ok(());
         }

@@ -62,26 +62,16 @@ impl RuntimeServiceImpl {
         Ok(Some((image, config)))
     }
 
-    fn conditions(&self) -> Vec<RuntimeCondition> {
+    async fn conditions(&self) -> Vec<RuntimeCondition> {
         let runtime = match self.state.handlers.default_readiness() {
             Readiness::Ready => condition(RUNTIME_READY, true, "", ""),
             Readiness::NotReady { reason, message } => {
                 condition(RUNTIME_READY, false, &reason, &message)
             }
         };
-        let net = &self.state.config.crio.network;
-        let network = match crate::network::find_network(
-            &net.network_dir,
-            &net.plugin_dirs,
-            &net.cni_default_network,
-        ) {
-            Ok(_) => condition(NETWORK_READY, true, "", ""),
-            Err(e) => condition(
-                NETWORK_READY,
-                false,
-                "NetworkPluginNotReady",
-                &e.to_string(),
-            ),
+        let network = match self.state.pods.network.readiness().await {
+            Ok(()) => condition(NETWORK_READY, true, "", ""),
+            Err(message) => condition(NETWORK_READY, false, "NetworkPluginNotReady", &message),
         };
         vec![runtime, network]
     }
@@ -149,7 +139,7 @@ impl RuntimeService for RuntimeServiceImpl {
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus {
-                conditions: self.conditions(),
+                conditions: self.conditions().await,
             }),
             info,
             runtime_handlers: self.handlers(),

@@ -32,6 +32,14 @@ pub enum CriError {
     Unavailable(String),
 }
 
+impl From<crate::network::CniError> for CriError {
+    fn from(err: crate::network::CniError) -> Self {
+        // A plugin failing is the node's problem, not the request's (CRI-O
+        // returns it as an unknown error; its text names the plugin).
+        CriError::Internal(err.to_string())
+    }
+}
+
 impl From<ImageError> for CriError {
     fn from(err: ImageError) -> Self {
         match err {

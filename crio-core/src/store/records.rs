@@ -62,6 +62,19 @@ pub struct SandboxRecord {
     /// The pinned network namespace (empty for host-network pods).
     #[serde(default)]
     pub netns_path: String,
+    /// The CNI list the pod was attached with (`.conflist` JSON), kept from before
+    /// ADD until a DEL succeeded: non-empty = the network may hold resources.
+    #[serde(default)]
+    pub network_config: String,
+    /// The ADD result (the `prevResult` of DEL and CHECK).
+    #[serde(default)]
+    pub network_result: String,
+    /// The runtime config ADD was given (DEL gets the same, as libcni's cache does).
+    #[serde(default)]
+    pub network_runtime_config: String,
+    /// The pod's IPs, primary first (the host's for a host-network pod).
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 impl Record for SandboxRecord {

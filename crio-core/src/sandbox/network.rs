@@ -1,0 +1,196 @@
+//! A pod's attachment to the node's CNI network: ADD on RunPodSandbox (while its
+//! pause task starts), DEL on StopPodSandbox and on removal, CHECK and GC when a
+//! restarted daemon recovers its pods.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocols::cri;
+use serde_json::Value;
+
+use super::{PodRuntime, STATE_READY};
+use crate::network::{netns, pod_ips, pod_request, Attachment, CniNetwork, POD_IFNAME};
+use crate::server::CriError;
+use crate::store::SandboxRecord;
+
+/// What RunPodSandbox attaches a pod with, checked before anything is created.
+#[derive(Debug)]
+pub struct NetworkPlan {
+    pub network: CniNetwork,
+    pub runtime_config: serde_json::Map<String, Value>,
+}
+
+/// An ADD that finished: its result and how long the plugins took.
+pub struct Added {
+    pub result: Result<Value, CriError>,
+    pub elapsed: Duration,
+}
+
+impl PodRuntime {
+    /// For a pod with its own network: the node's network (ready or a
+    /// FailedPrecondition naming what is missing) and the runtime config its
+    /// annotations and port mappings ask for (InvalidArgument when they are wrong).
+    pub(super) fn plan_network(
+        &self,
+        config: &cri::PodSandboxConfig,
+        cgroup_parent: &str,
+    ) -> Result<NetworkPlan, CriError> {
+        let runtime_config = pod_request::runtime_config(config, cgroup_parent)
+            .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        let network = self
+            .network
+            .current()
+            .map_err(|e| CriError::FailedPrecondition(format!("pod network is not ready: {e}")))?;
+        Ok(NetworkPlan {
+            network,
+            runtime_config,
+        })
+    }
+
+    /// Records the attachment about to be made (so a crash during ADD leaves a DEL
+    /// to run), then runs ADD.
+    pub(super) fn begin_attach(
+        &self,
+        record: &mut SandboxRecord,
+        plan: NetworkPlan,
+    ) -> Result<impl std::future::Future<Output = Added> + Send + 'static, CriError> {
+        record.network_config = plan.network.list.to_json();
+        record.network_runtime_config = Value::Object(plan.runtime_config.clone()).to_string();
+        self.store.put(&*record)?;
+        let attachment = Attachment {
+            container_id: record.id.clone(),
+            netns: Some(PathBuf::from(&record.netns_path)),
+            ifname: POD_IFNAME.into(),
+            args: pod_request::cni_args(&super::sandbox_metadata(record), &record.id),
+            runtime_config: plan.runtime_config,
+        };
+        let networks = self.network.clone();
+        Ok(async move {
+            let started = Instant::now();
+            let result = networks
+                .cni()
+                .add(&plan.network, &attachment)
+                .await
+                .map_err(CriError::from);
+            Added {
+                result,
+                elapsed: started.elapsed(),
+            }
+        })
+    }
+
+    /// Keeps an ADD's outcome in the record: the result and the pod's IPs.
+    pub(super) fn finish_attach(record: &mut SandboxRecord, added: &Added) {
+        if let Ok(result) = &added.result {
+            record.network_result = result.to_string();
+            record.ips = pod_ips::from_result(result)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::info!(
+                pod = %record.id,
+                ips = ?record.ips,
+                cni_add_ms = added.elapsed.as_secs_f64() * 1000.0,
+                "pod network attached"
+            );
+        }
+    }
+
+    /// DEL with the list and result the pod was attached with; idempotent, and
+    /// works when the namespace is already gone. On success the record no longer
+    /// holds an attachment (the caller persists it).
+    pub(super) async fn detach_network(&self, record: &mut SandboxRecord) -> Result<(), CriError> {
+        if record.network_config.is_empty() {
+            return Ok(());
+        }
+        let (net, attachment, added) = self.attachment_of(record)?;
+        self.network
+            .cni()
+            .del(&net, &attachment, added.as_ref())
+            .await?;
+        tracing::info!(pod = %record.id, "pod network detached");
+        record.network_config.clear();
+        record.network_result.clear();
+        record.network_runtime_config.clear();
+        Ok(())
+    }
+
+    fn attachment_of(
+        &self,
+        record: &SandboxRecord,
+    ) -> Result<(CniNetwork, Attachment, Option<Value>), CriError> {
+        let net = self
+            .network
+            .cached(&record.network_config)
+            .map_err(|e| CriError::FailedPrecondition(e.to_string()))?;
+        let runtime_config = match serde_json::from_str(&record.network_runtime_config) {
+            Ok(Value::Object(map)) => map,
+            _ => Default::default(),
+        };
+        let netns = Path::new(&record.netns_path);
+        let attachment = Attachment {
+            container_id: record.id.clone(),
+            netns: (!record.netns_path.is_empty() && netns::is_pinned(netns))
+                .then(|| netns.to_path_buf()),
+            ifname: POD_IFNAME.into(),
+            args: pod_request::cni_args(&super::sandbox_metadata(record), &record.id),
+            runtime_config,
+        };
+        let added = serde_json::from_str(&record.network_result).ok();
+        Ok((net, attachment, added))
+    }
+
+    /// After a restart: CHECK every ready pod's attachment, then GC what no pod
+    /// holds. In the background; failures are logged for the operator.
+    pub(super) fn spawn_network_recovery(self: &Arc<Self>) {
+        let pods = self.clone();
+        tokio::spawn(async move {
+            let Ok(records) = pods.store.list::<SandboxRecord>() else {
+                return;
+            };
+            for record in records
+                .iter()
+                .filter(|r| r.state == STATE_READY && !r.network_result.is_empty())
+            {
+                let checked = match pods.attachment_of(record) {
+                    Ok((net, att, Some(added))) => pods
+                        .network
+                        .cni()
+                        .check(&net, &att, &added)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                };
+                match checked {
+                    Ok(true) => tracing::info!(pod = %record.id, "pod network checked"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(pod = %record.id, "pod network check failed: {e}"),
+                }
+            }
+            let Ok(net) = pods.network.current() else {
+                return;
+            };
+            let valid: Vec<(String, String)> = records
+                .iter()
+                .filter(|r| !r.network_config.is_empty())
+                .map(|r| (r.id.clone(), POD_IFNAME.to_string()))
+                .collect();
+            match pods.network.cni().gc(&net, &valid).await {
+                Ok(true) => tracing::info!(network = %net.name(), "CNI garbage collected"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(network = %net.name(), "CNI GC: {e}"),
+            }
+        });
+    }
+}
+
+/// The IPs a pod status reports: primary, then the others.
+pub fn network_status(record: &SandboxRecord) -> cri::PodSandboxNetworkStatus {
+    let mut ips = record.ips.iter();
+    cri::PodSandboxNetworkStatus {
+        ip: ips.next().cloned().unwrap_or_default(),
+        additional_ips: ips.map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+    }
+}
