@@ -9,6 +9,8 @@ PREFIX=${PREFIX:-/usr/local}
 CONF_DIR=/etc/crio/crio.conf.d
 LOG=/var/log/crio/crio.log
 PIDFILE=/run/crio/crio.pid
+CNI_DIR=/etc/cni/net.d
+CNI_CONFLIST=11-crio-bridge.conflist
 
 # Runtime parts (runc/crun, CNI plugins) and what the build needs.
 PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc)
@@ -30,6 +32,18 @@ install -D -m 0755 target/release/crio "$PREFIX/bin/crio"
 install -D -m 0755 "target/$HOST/shim/$SHIM" "$PREFIX/bin/$SHIM"
 install -d -m 0755 "$CONF_DIR"
 install -m 0644 conf.d/00-default.conf "$CONF_DIR/00-default.conf"
+
+# The default pod network (bridge crio0, 10.85.0.0/16), unless another network
+# provider already put its conflist there: the first file in lexical order wins.
+install -d -m 0755 "$CNI_DIR"
+others=$(find "$CNI_DIR" -maxdepth 1 -type f \( -name '*.conflist' -o -name '*.conf' -o -name '*.json' \) \
+    ! -name "$CNI_CONFLIST" | wc -l)
+if [[ $others == 0 ]]; then
+    echo "==> installing the default pod network $CNI_DIR/$CNI_CONFLIST"
+    install -m 0644 "packaging/cni/$CNI_CONFLIST" "$CNI_DIR/$CNI_CONFLIST"
+else
+    echo "==> $CNI_DIR already has a network config: not adding $CNI_CONFLIST"
+fi
 
 # Stop a daemon this script started before (by its recorded PID, never by name).
 if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then

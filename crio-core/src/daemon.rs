@@ -117,7 +117,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             bundles_dir: c.runroot.join("bundles"),
             containers_dir: container_root.clone(),
             pause_rootfs,
-            netns_dir: c.runroot.join("netns"),
+            run_root: c.runroot.clone(),
             pause_command: c.image.pause_command.clone(),
             storage_driver: c.storage_driver.parse().unwrap_or_default(),
             systemd_cgroup: c.runtime.cgroup_manager == "systemd",

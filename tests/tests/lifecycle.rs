@@ -459,7 +459,7 @@ async fn shared_pid_namespace(handler: &str) {
 
 /// The pod's network namespace is pinned under the run root: containers join it, it
 /// outlives the pause process, and RemovePodSandbox unpins it.
-async fn network_namespace_is_pinned(handler: &str) {
+async fn pod_namespaces_are_pinned(handler: &str) {
     use std::os::unix::fs::MetadataExt;
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -468,22 +468,39 @@ async fn network_namespace_is_pinned(handler: &str) {
     cri.pull(&image, None).await.expect("pull");
     let pod = pod_config(&format!("netns-{handler}"), &daemon.dirs.log_dir);
     let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
-    let pinned = daemon.dirs.runroot.join("netns").join(&pod_id);
-    let inode = std::fs::metadata(&pinned)
-        .unwrap_or_else(|e| panic!("{}: {e}", pinned.display()))
-        .ino();
+    let pins: Vec<(&str, std::path::PathBuf, u64)> =
+        [("net", "netns"), ("uts", "utsns"), ("ipc", "ipcns")]
+            .into_iter()
+            .map(|(kind, dir)| {
+                let pinned = daemon.dirs.runroot.join(dir).join(&pod_id);
+                let inode = std::fs::metadata(&pinned)
+                    .unwrap_or_else(|e| panic!("{}: {e}", pinned.display()))
+                    .ino();
+                (kind, pinned, inode)
+            })
+            .collect();
     let id = cri
         .create_container(&pod_id, &container_config("c", &image, "sleep 100"), &pod)
         .await
         .expect("create");
     cri.start_container(&id).await.expect("start");
-    let out = cri.exec(&id, &["ls", "-l", "/proc/self/ns/net"]).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!("net:[{inode}]")),
-        "the container is in the pinned namespace {inode}: {text}"
+    for (kind, _, inode) in &pins {
+        let out = cri
+            .exec(&id, &["ls", "-l", &format!("/proc/self/ns/{kind}")])
+            .await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("{kind}:[{inode}]")),
+            "the container is in the pinned {kind} namespace {inode}: {text}"
+        );
+    }
+    let hostname = cri.exec(&id, &["hostname"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&hostname.stdout).trim(),
+        pod.hostname,
+        "the pod's hostname is set in its pinned UTS namespace"
     );
-    // The pause process dies; the namespace stays.
+    // The pause process dies; the namespaces stay.
     let procs = format!("/sys/fs/cgroup/pids/crio/crio-{pod_id}/cgroup.procs");
     let pause: i32 = std::fs::read_to_string(&procs)
         .unwrap_or_else(|e| panic!("{procs}: {e}"))
@@ -497,17 +514,21 @@ async fn network_namespace_is_pinned(handler: &str) {
     )
     .expect("kill pause");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        std::fs::metadata(&pinned).expect("still pinned").ino(),
-        inode
-    );
+    for (_, pinned, inode) in &pins {
+        assert_eq!(
+            std::fs::metadata(pinned).expect("still pinned").ino(),
+            *inode
+        );
+    }
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: pod_id,
         })
         .await
         .expect("RemovePodSandbox");
-    assert!(!pinned.exists(), "unpinned on removal");
+    for (_, pinned, _) in &pins {
+        assert!(!pinned.exists(), "{} unpinned on removal", pinned.display());
+    }
 }
 
 /// A namespace pinned by a daemon that died before recording its pod is unpinned
@@ -516,14 +537,24 @@ async fn network_namespace_is_pinned(handler: &str) {
 async fn leaked_network_namespaces_are_unpinned_at_start() {
     let mut daemon = Daemon::builder().start();
     daemon.stop();
-    let leaked = daemon.dirs.runroot.join("netns").join("leaked");
-    crio_core::network::netns::create_pinned(&leaked).expect("pin");
-    assert!(crio_core::network::netns::is_pinned(&leaked));
+    use crio_core::network::pinned_ns::{create_pinned, is_pinned, PodNamespace};
+    let leaked: Vec<_> = PodNamespace::ALL
+        .into_iter()
+        .map(|kind| {
+            let path = daemon.dirs.runroot.join(kind.dir_name()).join("leaked");
+            create_pinned(kind, &path).expect("pin");
+            assert!(is_pinned(&path));
+            path
+        })
+        .collect();
     daemon.restart();
-    assert!(
-        !leaked.exists(),
-        "the leaked namespace is unpinned and removed"
-    );
+    for path in leaked {
+        assert!(
+            !path.exists(),
+            "the leaked namespace {} is unpinned and removed",
+            path.display()
+        );
+    }
 }
 
 /// Kill -9 the daemon with pods running: containers keep running, an exit that
@@ -875,7 +906,7 @@ per_handler!(
     full_lifecycle,
     host_network_pod,
     shared_pid_namespace,
-    network_namespace_is_pinned,
+    pod_namespaces_are_pinned,
     errors_leave_nothing,
     restart_keeps_pods,
     shim_killed

@@ -359,6 +359,8 @@ impl PodRuntime {
                 },
                 sandbox_pid: pod.pid,
                 netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
+                utsns_path: (!pod.utsns_path.is_empty()).then(|| PathBuf::from(&pod.utsns_path)),
+                ipcns_path: (!pod.ipcns_path.is_empty()).then(|| PathBuf::from(&pod.ipcns_path)),
                 namespaces,
                 mounts,
                 privileged: sc.is_some_and(|s| s.privileged),

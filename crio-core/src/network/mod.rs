@@ -3,7 +3,7 @@
 
 mod cni;
 mod cni_config;
-pub mod netns;
+pub mod pinned_ns;
 mod plugin_exec;
 pub mod pod_ips;
 pub mod pod_request;

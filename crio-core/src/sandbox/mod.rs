@@ -18,6 +18,7 @@ use protocols::shim::api;
 pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
 
 use crate::image::image_config::ImageConfig;
+use crate::network::pinned_ns::{self, PodNamespace};
 use crate::server::CriError;
 use crate::spec::{self, PodNamespaces, SandboxSpec};
 use crate::storage::rootfs;
@@ -28,6 +29,15 @@ pub const STATE_NOTREADY: &str = "notready";
 
 /// How long the pause process gets to exit on StopPodSandbox.
 const PAUSE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The record's field holding the pin of `kind`.
+fn pin_slot(record: &mut SandboxRecord, kind: PodNamespace) -> &mut String {
+    match kind {
+        PodNamespace::Net => &mut record.netns_path,
+        PodNamespace::Uts => &mut record.utsns_path,
+        PodNamespace::Ipc => &mut record.ipcns_path,
+    }
+}
 
 /// CRI-O's unique name of a pod sandbox.
 pub fn full_name(meta: &cri::PodSandboxMetadata) -> String {
@@ -194,17 +204,23 @@ impl PodRuntime {
         std::fs::create_dir_all(&record.bundle).map_err(|e| {
             CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
         })?;
-        // The pod's network namespace outlives its pause process: pin it first.
-        let netns_path = if ns.host_network {
-            None
-        } else {
-            let path = self.config.netns_dir.join(&id);
-            record.netns_path = path.display().to_string();
-            self.store.put(&*record)?;
-            crate::network::netns::create_pinned(&path)
+        // The pod's namespaces outlive its pause process: pin them first, recorded
+        // before they exist so a crash leaves a record to unpin them by.
+        let wanted = [
+            (PodNamespace::Net, !ns.host_network),
+            (PodNamespace::Uts, !ns.host_network),
+            (PodNamespace::Ipc, !ns.host_ipc),
+        ];
+        for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
+            let path = self.config.run_root.join(kind.dir_name()).join(&id);
+            *pin_slot(record, *kind) = path.display().to_string();
+        }
+        self.store.put(&*record)?;
+        for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
+            pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)))
                 .map_err(|e| CriError::Internal(e.to_string()))?;
-            Some(path)
-        };
+        }
+        let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
@@ -219,7 +235,9 @@ impl PodRuntime {
                 readonly_rootfs: readonly,
                 command,
                 namespaces: ns,
-                netns_path,
+                netns_path: pinned(&record.netns_path),
+                utsns_path: pinned(&record.utsns_path),
+                ipcns_path: pinned(&record.ipcns_path),
                 cgroups_path: spec::cgroups_path(
                     &record.cgroup_parent,
                     &id,
@@ -247,8 +265,14 @@ impl PodRuntime {
         };
         let bundle = record.bundle.clone();
         let shim_binary = record.shim_binary.clone();
-        let infra = self.start_infra_task(&id, &shim_binary, &bundle, handler);
-        let (added, started) = match attach {
+        let infra = async {
+            let begun = std::time::Instant::now();
+            let started = self
+                .start_infra_task(&id, &shim_binary, &bundle, handler)
+                .await;
+            (started, begun.elapsed())
+        };
+        let (added, (started, infra_time)) = match attach {
             Some(attach) => {
                 let (added, started) = tokio::join!(attach, infra);
                 (Some(added), started)
@@ -266,11 +290,19 @@ impl PodRuntime {
         }
         self.store.put(&*record)?;
         let (shim, _) = started?;
+        let cni_time = added.as_ref().map(|a| a.elapsed);
         if let Some(added) = added {
             added.result?;
         }
         record.state = STATE_READY.into();
         self.store.put(&*record)?;
+        // What the pod's start spent where (the two ran side by side).
+        tracing::info!(
+            pod = %id,
+            cni_add_ms = cni_time.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+            infra_ms = infra_time.as_secs_f64() * 1000.0,
+            "pod sandbox ready"
+        );
         self.watch_exit(shim, id.clone(), id);
         Ok(())
     }
@@ -336,9 +368,11 @@ impl PodRuntime {
         if let Err(e) = self.detach_network(&mut record.clone()).await {
             tracing::warn!(pod = %record.id, "{e}");
         }
-        if !record.netns_path.is_empty() {
-            if let Err(e) = crate::network::netns::remove_pinned(Path::new(&record.netns_path)) {
-                tracing::warn!(pod = %record.id, "{e}");
+        for path in [&record.netns_path, &record.utsns_path, &record.ipcns_path] {
+            if !path.is_empty() {
+                if let Err(e) = pinned_ns::remove_pinned(Path::new(path)) {
+                    tracing::warn!(pod = %record.id, "{e}");
+                }
             }
         }
         if !record.bundle.as_os_str().is_empty() {

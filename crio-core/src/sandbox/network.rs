@@ -10,7 +10,7 @@ use protocols::cri;
 use serde_json::Value;
 
 use super::{PodRuntime, STATE_READY};
-use crate::network::{netns, pod_ips, pod_request, Attachment, CniNetwork, POD_IFNAME};
+use crate::network::{pinned_ns, pod_ips, pod_request, Attachment, CniNetwork, POD_IFNAME};
 use crate::server::CriError;
 use crate::store::SandboxRecord;
 
@@ -131,7 +131,7 @@ impl PodRuntime {
         let netns = Path::new(&record.netns_path);
         let attachment = Attachment {
             container_id: record.id.clone(),
-            netns: (!record.netns_path.is_empty() && netns::is_pinned(netns))
+            netns: (!record.netns_path.is_empty() && pinned_ns::is_pinned(netns))
                 .then(|| netns.to_path_buf()),
             ifname: POD_IFNAME.into(),
             args: pod_request::cni_args(&super::sandbox_metadata(record), &record.id),

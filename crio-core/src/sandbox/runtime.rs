@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::{now_nanos, STATE_NOTREADY};
 use crate::image::images::ImageStore;
 use crate::logs::ContainerLog;
+use crate::network::pinned_ns::{self, PodNamespace};
 use crate::runtime::{Handler, HandlerRegistry, PodShim, RuntimeEvent, ShimAddress, ShimHost};
 use crate::server::CriError;
 use crate::store::{ContainerRecord, SandboxRecord, Store};
@@ -33,8 +34,9 @@ pub struct PodRuntimeConfig {
     /// Container upper/work dirs: `<root>/containers/<id>`.
     pub containers_dir: PathBuf,
     pub pause_rootfs: PathBuf,
-    /// Pinned network namespaces: `<runroot>/netns/<pod id>`.
-    pub netns_dir: PathBuf,
+    /// The run root: pinned pod namespaces live in `netns/`, `utsns/` and `ipcns/`
+    /// under it, one file per pod id.
+    pub run_root: PathBuf,
     /// `[crio.image] pause_command`: what runs in a `pause_image` (empty = its
     /// Entrypoint and Cmd).
     pub pause_command: String,
@@ -335,25 +337,28 @@ impl PodRuntime {
         Ok(())
     }
 
-    /// Network namespaces pinned by a daemon that crashed before recording (or
-    /// after removing) their pod.
+    /// Namespaces pinned by a daemon that crashed before recording (or after
+    /// removing) their pod.
     fn unpin_leaked_namespaces(&self) -> Result<(), CriError> {
         let known: HashSet<PathBuf> = self
             .store
             .list::<SandboxRecord>()?
             .into_iter()
-            .filter(|s| !s.netns_path.is_empty())
-            .map(|s| PathBuf::from(s.netns_path))
+            .flat_map(|s| [s.netns_path, s.utsns_path, s.ipcns_path])
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
             .collect();
-        let Ok(entries) = std::fs::read_dir(&self.config.netns_dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !known.contains(&path) {
-                tracing::info!(netns = %path.display(), "unpinning a leaked network namespace");
-                if let Err(e) = crate::network::netns::remove_pinned(&path) {
-                    tracing::warn!("{e}");
+        for kind in PodNamespace::ALL {
+            let Ok(entries) = std::fs::read_dir(self.config.run_root.join(kind.dir_name())) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !known.contains(&path) {
+                    tracing::info!(ns = %path.display(), "unpinning a leaked pod namespace");
+                    if let Err(e) = pinned_ns::remove_pinned(&path) {
+                        tracing::warn!("{e}");
+                    }
                 }
             }
         }

@@ -64,6 +64,9 @@ pub struct SandboxSpec {
     pub namespaces: PodNamespaces,
     /// The pod's pinned network namespace (`None` = a new one, or the host's).
     pub netns_path: Option<PathBuf>,
+    /// The pod's pinned UTS and IPC namespaces (`None` = new ones, or the host's).
+    pub utsns_path: Option<PathBuf>,
+    pub ipcns_path: Option<PathBuf>,
     pub cgroups_path: String,
     pub annotations: BTreeMap<String, String>,
     pub oom_score_adj: i32,
@@ -109,6 +112,10 @@ pub struct ContainerSpec {
     pub sandbox_pid: u32,
     /// The pod's pinned network namespace (else the pause process's).
     pub netns_path: Option<PathBuf>,
+    /// The pod's pinned UTS and IPC namespaces (else the pause process's: pods
+    /// created before these were pinned).
+    pub utsns_path: Option<PathBuf>,
+    pub ipcns_path: Option<PathBuf>,
     pub namespaces: PodNamespaces,
     pub mounts: Vec<BindMount>,
     pub privileged: bool,
@@ -323,10 +330,10 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
             LinuxNamespaceType::Network,
             input.netns_path.clone(),
         ));
-        namespaces.push(namespace(LinuxNamespaceType::Uts, None));
+        namespaces.push(namespace(LinuxNamespaceType::Uts, input.utsns_path.clone()));
     }
     if !ns.host_ipc {
-        namespaces.push(namespace(LinuxNamespaceType::Ipc, None));
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, input.ipcns_path.clone()));
     }
     if !ns.host_pid {
         namespaces.push(namespace(LinuxNamespaceType::Pid, None));
@@ -430,10 +437,12 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
     if !ns.host_network {
         let net = input.netns_path.clone().or_else(|| pause_ns("net"));
         namespaces.push(namespace(LinuxNamespaceType::Network, net));
-        namespaces.push(namespace(LinuxNamespaceType::Uts, pause_ns("uts")));
+        let uts = input.utsns_path.clone().or_else(|| pause_ns("uts"));
+        namespaces.push(namespace(LinuxNamespaceType::Uts, uts));
     }
     if !ns.host_ipc {
-        namespaces.push(namespace(LinuxNamespaceType::Ipc, pause_ns("ipc")));
+        let ipc = input.ipcns_path.clone().or_else(|| pause_ns("ipc"));
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, ipc));
     }
     if !ns.host_pid {
         let path = if ns.pod_pid { pause_ns("pid") } else { None };

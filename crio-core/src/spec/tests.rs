@@ -82,6 +82,8 @@ fn container_input() -> ContainerSpec {
         hostname: "pod".into(),
         sandbox_pid: 42,
         netns_path: None,
+        utsns_path: None,
+        ipcns_path: None,
         namespaces: PodNamespaces::default(),
         mounts: vec![BindMount {
             host_path: "/h".into(),
@@ -105,6 +107,28 @@ fn container_input() -> ContainerSpec {
 }
 
 #[test]
+fn containers_join_the_pinned_namespaces_when_there_are_pins() {
+    let mut input = container_input();
+    input.netns_path = Some("/run/netns/p".into());
+    input.utsns_path = Some("/run/utsns/p".into());
+    input.ipcns_path = Some("/run/ipcns/p".into());
+    let spec = container(&input, &restricted_host()).expect("spec");
+    let ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .expect("namespaces");
+    let path_of = |t: LinuxNamespaceType| {
+        ns.iter()
+            .find(|n| n.typ() == t)
+            .and_then(|n| n.path().clone())
+    };
+    assert_eq!(path_of(LinuxNamespaceType::Network), input.netns_path);
+    assert_eq!(path_of(LinuxNamespaceType::Uts), input.utsns_path);
+    assert_eq!(path_of(LinuxNamespaceType::Ipc), input.ipcns_path);
+}
+
+#[test]
 fn containers_join_the_pause_namespaces() {
     let spec = container(&container_input(), &restricted_host()).expect("spec");
     let linux = spec.linux().as_ref().expect("linux");
@@ -114,6 +138,10 @@ fn containers_join_the_pause_namespaces() {
     assert_eq!(
         path_of(LinuxNamespaceType::Network),
         Some(Some("/proc/42/ns/net".into()))
+    );
+    assert_eq!(
+        path_of(LinuxNamespaceType::Uts),
+        Some(Some("/proc/42/ns/uts".into()))
     );
     // A private PID namespace unless the pod shares one.
     assert_eq!(path_of(LinuxNamespaceType::Pid), Some(None));

@@ -62,6 +62,12 @@ pub struct SandboxRecord {
     /// The pinned network namespace (empty for host-network pods).
     #[serde(default)]
     pub netns_path: String,
+    /// The pinned UTS namespace (empty for host-network pods) and IPC namespace
+    /// (empty for host-IPC pods).
+    #[serde(default)]
+    pub utsns_path: String,
+    #[serde(default)]
+    pub ipcns_path: String,
     /// The CNI list the pod was attached with (`.conflist` JSON), kept from before
     /// ADD until a DEL succeeded: non-empty = the network may hold resources.
     #[serde(default)]

@@ -6,12 +6,16 @@
 //! Handlers: `go` (Debian's containerd-shim-runc-v2 as a drop-in), `runc` (ours,
 //! when its binary sits next to crio), and `containerd` (Debian's containerd 1.6 CRI
 //! with its Go shim, the reference, on a private root and socket; its sandbox image is
-//! the test registry's pause image). Pods use the host network everywhere: CNI would
-//! add the same plugin time to each, and containerd's CRI refuses pods without it.
+//! the test registry's pause image). Pods use the host network, unless
+//! `BENCH_NETWORK` is set: then every runtime attaches them to one CNI bridge network
+//! (Debian's bridge + host-local + portmap + loopback, a test-owned bridge and
+//! subnet), and the report adds how long our RunPodSandbox spent in CNI ADD and in
+//! starting the pause task (they run side by side), from the daemon's log.
 
 use std::time::{Duration, Instant};
 
 use crio_tests::cri::CriClient;
+use crio_tests::network::TestNetwork;
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::RemovePodSandboxRequest;
@@ -106,6 +110,17 @@ async fn main() {
     if handlers.is_empty() {
         handlers = vec!["go".into(), "runc".into()];
     }
+    let network = std::env::var_os("BENCH_NETWORK").map(|_| TestNetwork::new(false));
+    let conflist = network.as_ref().map(|net| {
+        net.conflist(
+            "1.0.0",
+            vec![
+                net.bridge_plugin(),
+                TestNetwork::portmap_plugin(),
+                serde_json::json!({"type": "loopback"}),
+            ],
+        )
+    });
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
@@ -114,13 +129,16 @@ async fn main() {
             registry.addr
         ))
         .start();
+    if let (Some(net), Some(list)) = (&network, &conflist) {
+        net.install(&daemon.dirs.network_dir, list);
+    }
     let mut crio = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     crio.pull(&image, None).await.expect("pull busybox");
     let containerd = handlers
         .iter()
         .any(|h| h == "containerd")
-        .then(|| Containerd::start(&registry));
+        .then(|| Containerd::start(&registry, conflist.as_deref()));
     let mut reference = match &containerd {
         Some(c) => {
             let mut cri = c.client().await;
@@ -133,15 +151,16 @@ async fn main() {
     };
 
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); handlers.len()];
+    let mut sandbox_times: Vec<Vec<Duration>> = vec![Vec::new(); handlers.len()];
     let mut rss: Vec<u64> = vec![0; handlers.len()];
     let mut detail: Vec<String> = vec![String::new(); handlers.len()];
     let mut pod_ids = Vec::new();
     for n in 0..pods {
         for (h, handler) in handlers.iter().enumerate() {
-            let mut pod = host_network(pod_config(
-                &format!("bench-{handler}-{n}"),
-                &daemon.dirs.log_dir,
-            ));
+            let mut pod = pod_config(&format!("bench-{handler}-{n}"), &daemon.dirs.log_dir);
+            if network.is_none() {
+                pod = host_network(pod);
+            }
             // containerd 1.6 refuses a hostname without a UTS namespace of its own.
             pod.hostname = String::new();
             let (cri, runtime_handler) = match (handler.as_str(), reference.as_mut()) {
@@ -153,6 +172,7 @@ async fn main() {
                 .run_pod(&pod, runtime_handler)
                 .await
                 .expect("RunPodSandbox");
+            sandbox_times[h].push(started.elapsed());
             // BENCH_PODS_ONLY: just the sandbox (to tell a shim's base cost from a task's).
             if std::env::var_os("BENCH_PODS_ONLY").is_none() {
                 let id = cri
@@ -193,6 +213,21 @@ async fn main() {
             rss[h]
         );
         println!("          {}", detail[h]);
+        let mut t = sandbox_times[h].clone();
+        t.sort();
+        println!(
+            "          RunPodSandbox alone: p50 {:>7.1} ms",
+            percentile(&t, 0.5).as_secs_f64() * 1000.0
+        );
+    }
+    if network.is_some() {
+        let (cni, infra) = start_breakdown(&daemon.log());
+        println!(
+            "our RunPodSandbox, {} pods: CNI ADD p50 {:.1} ms, pause task start p50 {:.1} ms (side by side)",
+            cni.len(),
+            median(cni),
+            median(infra)
+        );
     }
     for (in_containerd, pod_id) in pod_ids {
         let cri = match reference.as_mut() {
@@ -208,6 +243,31 @@ async fn main() {
     }
 }
 
+/// `cni_add_ms` and `infra_ms` of every "pod sandbox ready" line in the daemon's log.
+fn start_breakdown(log: &str) -> (Vec<f64>, Vec<f64>) {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut cni = Vec::new();
+    let mut infra = Vec::new();
+    for line in log.lines().filter(|l| l.contains("pod sandbox ready")) {
+        if let (Some(c), Some(i)) = (field(line, "cni_add_ms="), field(line, "infra_ms=")) {
+            cni.push(c);
+            infra.push(i);
+        }
+    }
+    (cni, infra)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Debian's containerd with its CRI plugin, on a private root, state and socket.
 struct Containerd {
     dir: tempfile::TempDir,
@@ -215,13 +275,17 @@ struct Containerd {
 }
 
 impl Containerd {
-    fn start(registry: &Registry) -> Self {
+    /// `conflist`: the CNI network its pods get (none: host-network pods only).
+    fn start(registry: &Registry, conflist: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("bench-containerd-")
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("net.d")).expect("net.d");
+        if let Some(list) = conflist {
+            std::fs::write(d.join("net.d/10-bench.conflist"), list).expect("conflist");
+        }
         let addr = &registry.addr;
         let config = format!(
             r#"version = 2

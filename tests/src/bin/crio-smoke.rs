@@ -1,5 +1,6 @@
 //! Runs one pod (the built-in pause, no image or registry needed) on a running
-//! daemon, checks it is Ready, then removes it: the check after installing.
+//! daemon, checks it is Ready and got an IP from the node's CNI network, then
+//! removes it: the check after installing.
 //!
 //! `crio-smoke [SOCKET]` (default /var/run/crio/crio.sock)
 
@@ -28,14 +29,19 @@ async fn main() -> anyhow::Result<()> {
         .status
         .unwrap_or_default();
     let ready = status.state == PodSandboxState::SandboxReady as i32;
+    let ip = status.network.map(|n| n.ip).unwrap_or_default();
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: id.clone(),
         })
         .await?;
     anyhow::ensure!(ready, "pod {id} did not become ready");
+    anyhow::ensure!(
+        !ip.is_empty(),
+        "pod {id} got no IP: is there a CNI network with an IPAM in /etc/cni/net.d?"
+    );
     println!(
-        "pod {id} ran (handler {:?}) and was removed",
+        "pod {id} ran (handler {:?}, IP {ip}) and was removed",
         status.runtime_handler
     );
     Ok(())

@@ -1,12 +1,50 @@
-//! Pinned network namespaces: created before the pause process and kept alive by a
-//! bind mount under the run root, so a pod keeps its network when its infra process
-//! dies, and a restarted daemon finds it by path.
+//! Pinned pod namespaces (network, UTS, IPC), as CRI-O pins them: created before
+//! the pause process and kept alive by a bind mount under the run root, so a pod
+//! keeps its network, hostname and IPC objects when its infra process dies, and a
+//! restarted daemon finds them by path.
 
 use std::path::{Path, PathBuf};
 
+/// A namespace a pod owns and pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNamespace {
+    Net,
+    Uts,
+    Ipc,
+}
+
+impl PodNamespace {
+    pub const ALL: [PodNamespace; 3] = [PodNamespace::Net, PodNamespace::Uts, PodNamespace::Ipc];
+
+    /// The directory under the run root holding one pin per pod (CRI-O's names).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            PodNamespace::Net => "netns",
+            PodNamespace::Uts => "utsns",
+            PodNamespace::Ipc => "ipcns",
+        }
+    }
+
+    fn proc_name(self) -> &'static str {
+        match self {
+            PodNamespace::Net => "net",
+            PodNamespace::Uts => "uts",
+            PodNamespace::Ipc => "ipc",
+        }
+    }
+
+    fn clone_flag(self) -> nix::sched::CloneFlags {
+        match self {
+            PodNamespace::Net => nix::sched::CloneFlags::CLONE_NEWNET,
+            PodNamespace::Uts => nix::sched::CloneFlags::CLONE_NEWUTS,
+            PodNamespace::Ipc => nix::sched::CloneFlags::CLONE_NEWIPC,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("network namespace {path}: {action}: {source}")]
+    #[error("pod namespace {path}: {action}: {source}")]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -22,22 +60,24 @@ fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) 
     }
 }
 
-/// Creates a new network namespace and pins it at `path` (a bind mount of the
+/// Creates a new namespace of `kind` and pins it at `path` (a bind mount of the
 /// namespace file). The namespace is entered by a short-lived thread of its own, so
-/// the daemon's threads never change namespace.
-pub fn create_pinned(path: &Path) -> Result<(), NetnsError> {
+/// the daemon's threads never change namespace. A network namespace gets `lo` up.
+pub fn create_pinned(kind: PodNamespace, path: &Path) -> Result<(), NetnsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err(dir, "create directory"))?;
     }
     std::fs::File::create(path).map_err(err(path, "create mount point"))?;
     let target = path.to_path_buf();
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| err(&target, "unshare")(e.into()))?;
-        // As CRI-O and containerd do for every pod, whatever the CNI list holds.
-        set_loopback_up().map_err(err(&target, "bring up lo"))?;
+        nix::sched::unshare(kind.clone_flag()).map_err(|e| err(&target, "unshare")(e.into()))?;
+        if kind == PodNamespace::Net {
+            // As CRI-O and containerd do for every pod, whatever the CNI list holds.
+            set_loopback_up().map_err(err(&target, "bring up lo"))?;
+        }
+        let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
         nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
+            Some(source.as_str()),
             &target,
             None::<&str>,
             nix::mount::MsFlags::MS_BIND,
@@ -100,7 +140,7 @@ pub fn remove_pinned(path: &Path) -> Result<(), NetnsError> {
     }
 }
 
-/// Whether `path` is a pinned network namespace (a bind-mounted nsfs file).
+/// Whether `path` is a pinned namespace (a bind-mounted nsfs file).
 pub fn is_pinned(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
@@ -118,7 +158,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("netns/pod");
-        create_pinned(&path).expect("pin");
+        create_pinned(PodNamespace::Net, &path).expect("pin");
         assert!(is_pinned(&path));
         let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
         let meta = std::fs::metadata(&path).expect("stat pinned");
@@ -146,5 +186,27 @@ mod tests {
         })
         .join()
         .expect("thread")
+    }
+
+    #[test]
+    fn pins_uts_and_ipc_namespaces() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (kind, own) in [
+            (PodNamespace::Uts, "/proc/self/ns/uts"),
+            (PodNamespace::Ipc, "/proc/self/ns/ipc"),
+        ] {
+            let path = dir.path().join(kind.dir_name()).join("pod");
+            create_pinned(kind, &path).expect("pin");
+            assert!(is_pinned(&path));
+            let pinned = std::fs::metadata(&path).expect("stat").ino();
+            assert_ne!(
+                pinned,
+                std::fs::metadata(own).expect("stat").ino(),
+                "{kind:?}"
+            );
+            remove_pinned(&path).expect("unpin");
+            assert!(!path.exists());
+        }
     }
 }
