@@ -346,9 +346,10 @@ async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6() {
     let net = TestNetwork::new(true);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
+    // A 0.4.0 list: the plugins answer with 0.4.0 results (`ips` with `version`).
     net.install(
         &daemon.dirs.network_dir,
-        &net.conflist("1.0.0", vec![net.bridge_plugin()]),
+        &net.conflist("0.4.0", vec![net.bridge_plugin()]),
     );
     let mut cri = daemon.client().await;
     let (web, _) = web_pod(
@@ -466,6 +467,47 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
     stop(&mut cri, &web).await;
     let client_ip = pod_ips(&mut cri, &client).await;
     assert_eq!(net.allocated_ips(), [ip(&client_ip[0])]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin() {
+    let net = TestNetwork::new(false);
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let bandwidth = json!({"type": "bandwidth", "capabilities": {"bandwidth": true}});
+    net.install(
+        &daemon.dirs.network_dir,
+        &net.conflist("1.0.0", vec![net.bridge_plugin(), bandwidth]),
+    );
+    let mut cri = daemon.client().await;
+    let mut pod = pod_config("shaped", &daemon.dirs.log_dir);
+    pod.annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    // The pod's host-side veth is the one port of the test's bridge; ingress to the
+    // pod is shaped there with a token bucket at the annotation's rate.
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &net.bridge])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    let veth = links
+        .split(": ")
+        .nth(1)
+        .and_then(|n| n.split('@').next())
+        .unwrap_or_else(|| panic!("no port on {}: {links}", net.bridge))
+        .to_string();
+    let qdisc = std::process::Command::new("tc")
+        .args(["qdisc", "show", "dev", &veth])
+        .output()
+        .expect("tc");
+    let qdisc = String::from_utf8_lossy(&qdisc.stdout).to_string();
+    assert!(
+        qdisc.contains("tbf") && qdisc.contains("rate 1Mbit"),
+        "{veth}: {qdisc}"
+    );
+    stop(&mut cri, &pod_id).await;
+    assert!(net.allocated_ips().is_empty());
 }
 
 // ---- the protocol as a plugin sees it ----
