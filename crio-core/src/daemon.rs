@@ -40,6 +40,11 @@ pub enum DaemonError {
     Events(#[from] crate::runtime::events::EventsError),
     #[error("recovering pods: {0}")]
     Recover(String),
+    #[error("streaming server on {address} ([crio.api] stream_address, stream_port): {source}")]
+    Streaming {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -138,11 +143,21 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     pods.recover()
         .await
         .map_err(|e| DaemonError::Recover(e.to_string()))?;
+    // Validated: a port number.
+    let stream_port = c.api.stream_port.parse::<u16>().unwrap_or(0);
+    let streaming =
+        crate::streaming::StreamingServer::start(&c.api.stream_address, stream_port, pods.clone())
+            .await
+            .map_err(|source| DaemonError::Streaming {
+                address: format!("{}:{}", c.api.stream_address, c.api.stream_port),
+                source,
+            })?;
     let listen = c.api.listen.clone();
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
         handlers,
         pods,
+        streaming,
         features,
         store,
         images,

@@ -14,4 +14,5 @@ pub mod server;
 pub mod spec;
 pub mod storage;
 pub mod store;
+pub mod streaming;
 pub mod version;

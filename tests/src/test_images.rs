@@ -27,6 +27,7 @@ pub const APPLETS: &[&str] = &[
     "mkdir",
     "rm",
     "ps",
+    "stty",
     "hostname",
     "printf",
     "test",

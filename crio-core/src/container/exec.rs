@@ -25,7 +25,39 @@ pub struct ExecOutput {
     pub exit_code: i32,
 }
 
+/// The process of an exec: the container's own settings (user, env, cwd, caps),
+/// another command, as containerd's JSON-encoded OCI `Process`.
+pub(super) fn exec_process(
+    record: &crate::store::ContainerRecord,
+    cmd: &[String],
+    tty: bool,
+) -> Result<Any, CriError> {
+    let spec_path = record.bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&spec_path)
+        .map_err(|e| CriError::Internal(format!("read {}: {e}", spec_path.display())))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(cmd.to_vec()));
+    process.set_terminal(Some(tty));
+    let mut any = Any::new();
+    any.type_url = PROCESS_TYPE_URL.into();
+    any.value = serde_json::to_vec(&process)
+        .map_err(|e| CriError::Internal(format!("encode process: {e}")))?;
+    Ok(any)
+}
+
 impl PodRuntime {
+    /// The container, if it is running (`FailedPrecondition` otherwise).
+    pub fn running_container(&self, id: &str) -> Result<crate::store::ContainerRecord, CriError> {
+        let record = self.container(id)?;
+        if record.state != STATE_RUNNING || self.has_exited(&record.id) {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        Ok(record)
+    }
+
     /// ExecSync: `timeout` of zero waits as long as it takes.
     pub async fn exec_sync(
         &self,
@@ -36,25 +68,9 @@ impl PodRuntime {
         if cmd.is_empty() {
             return Err(CriError::InvalidArgument("ExecSync needs a command".into()));
         }
-        let record = self.container(id)?;
-        if record.state != STATE_RUNNING || self.has_exited(&record.id) {
-            return Err(CriError::FailedPrecondition(format!(
-                "container {} is not running",
-                record.id
-            )));
-        }
+        let record = self.running_container(id)?;
         let shim = self.shims.require(&record.sandbox_id)?;
-        // The container's own process settings (user, env, cwd, caps), another command.
-        let spec_path = record.bundle.join("config.json");
-        let spec = oci_spec::runtime::Spec::load(&spec_path)
-            .map_err(|e| CriError::Internal(format!("read {}: {e}", spec_path.display())))?;
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_args(Some(cmd.to_vec()));
-        process.set_terminal(Some(false));
-        let mut any = Any::new();
-        any.type_url = PROCESS_TYPE_URL.into();
-        any.value = serde_json::to_vec(&process)
-            .map_err(|e| CriError::Internal(format!("encode process: {e}")))?;
+        let any = exec_process(&record, cmd, false)?;
 
         let exec_id = format!("exec-{}", &new_id()[..16]);
         let exec_dir = record.bundle.join("exec");

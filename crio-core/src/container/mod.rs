@@ -3,6 +3,8 @@
 //! grace period, removed; `ExecSync` through the shim's `Exec`.
 
 mod exec;
+mod exec_stream;
+pub use exec_stream::ExecStream;
 pub mod process;
 
 use std::path::{Path, PathBuf};

@@ -29,6 +29,9 @@ pub struct StdioFifos {
     pub paths: StdioPaths,
     pub stdout: Option<pipe::Receiver>,
     pub stderr: Option<pipe::Receiver>,
+    /// The write end of the process's stdin (when it has one): dropping it is the
+    /// process's end-of-file.
+    pub stdin: Option<pipe::Sender>,
     holders: Vec<pipe::Sender>,
 }
 
@@ -64,6 +67,7 @@ impl StdioFifos {
             paths: StdioPaths::default(),
             stdout: None,
             stderr: None,
+            stdin: None,
             holders: Vec::new(),
         };
         let out = dir.join(format!("{prefix}-stdout"));
@@ -81,6 +85,23 @@ impl StdioFifos {
             fifos.paths.stderr = err.display().to_string();
         }
         Ok(fifos)
+    }
+
+    /// Adds `<dir>/<prefix>-stdin`, its write end held open read-write (so it opens
+    /// before the shim's reader does).
+    pub fn with_stdin(mut self, dir: &Path, prefix: &str) -> Result<Self, LogError> {
+        let path = dir.join(format!("{prefix}-stdin"));
+        mkfifo(&path)?;
+        let sender = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(&path)
+            .map_err(|source| LogError::Fifo {
+                path: path.clone(),
+                source,
+            })?;
+        self.stdin = Some(sender);
+        self.paths.stdin = path.display().to_string();
+        Ok(self)
     }
 
     /// Re-opens the read ends of existing FIFOs after a core restart (the shim still
@@ -101,6 +122,7 @@ impl StdioFifos {
         Ok(Self {
             stdout: open(&paths.stdout)?,
             stderr: open(&paths.stderr)?,
+            stdin: None,
             paths: paths.clone(),
             holders: Vec::new(),
         })

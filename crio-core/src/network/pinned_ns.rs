@@ -140,6 +140,27 @@ pub fn remove_pinned(path: &Path) -> Result<(), NetnsError> {
     }
 }
 
+/// Connects to `port` on the loopback of the network namespace at `netns` (the
+/// host's when `None`), IPv4 first, then IPv6: what port-forwarding dials. The
+/// socket is made on a short-lived thread inside the namespace and keeps it.
+pub fn connect_in(netns: Option<&Path>, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let dial = move || {
+        let v4 = std::net::TcpStream::connect(("127.0.0.1", port));
+        v4.or_else(|e| std::net::TcpStream::connect(("::1", port)).map_err(|_| e))
+    };
+    let Some(path) = netns else {
+        return dial();
+    };
+    let ns = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        dial()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("dialing thread panicked")))
+}
+
 /// Whether `path` is a pinned namespace (a bind-mounted nsfs file).
 pub fn is_pinned(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)

@@ -141,6 +141,39 @@ impl PodRuntime {
         Ok((net, attachment, added))
     }
 
+    /// PortForward's dial: a TCP connection to `port` on the pod's loopback, made
+    /// inside its network namespace (the host's for a host-network pod).
+    pub async fn dial_pod_port(
+        &self,
+        pod_id: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, CriError> {
+        let record = self
+            .sandbox(pod_id)?
+            .ok_or_else(|| CriError::NotFound(format!("pod sandbox {pod_id:?} not found")))?;
+        if record.state != STATE_READY {
+            return Err(CriError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                record.id
+            )));
+        }
+        let netns = (!record.netns_path.is_empty()).then(|| PathBuf::from(&record.netns_path));
+        let dialed =
+            tokio::task::spawn_blocking(move || pinned_ns::connect_in(netns.as_deref(), port))
+                .await
+                .map_err(|e| CriError::Internal(e.to_string()))?;
+        let stream = dialed
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(tokio::net::TcpStream::from_std)
+            .map_err(|e| {
+                CriError::Unavailable(format!(
+                    "failed to connect to localhost:{port} inside pod sandbox {}: {e}",
+                    record.id
+                ))
+            })?;
+        Ok(stream)
+    }
+
     /// After a restart: CHECK every ready pod's attachment, then GC what no pod
     /// holds. In the background; failures are logged for the operator.
     pub(super) fn spawn_network_recovery(self: &Arc<Self>) {

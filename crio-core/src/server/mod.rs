@@ -37,6 +37,8 @@ pub struct State {
     pub config: Config,
     pub handlers: HandlerRegistry,
     pub pods: Arc<PodRuntime>,
+    /// Where Exec and PortForward sessions connect.
+    pub streaming: Arc<crate::streaming::StreamingServer>,
     /// What each handler supports, asked once at start-up.
     pub features: std::collections::HashMap<String, crate::runtime::HandlerFeatures>,
     pub store: Arc<Store>,

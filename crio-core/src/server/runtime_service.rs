@@ -7,9 +7,10 @@ use std::sync::Arc;
 use protocols::cri::runtime_service_server::RuntimeService;
 use protocols::cri::{
     CgroupDriver, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, LinuxRuntimeConfiguration,
-    ListContainersRequest, ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse,
-    PodSandboxStatusRequest, PodSandboxStatusResponse, RemoveContainerRequest,
+    CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest, ExecSyncResponse,
+    LinuxRuntimeConfiguration, ListContainersRequest, ListContainersResponse,
+    ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, PortForwardRequest, PortForwardResponse, RemoveContainerRequest,
     RemoveContainerResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
     ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
     RunPodSandboxResponse, RuntimeCondition, RuntimeConfigRequest, RuntimeConfigResponse,
@@ -24,6 +25,7 @@ use super::{CriError, State};
 use crate::image::image_config::ImageConfig;
 use crate::runtime::Readiness;
 use crate::store::ImageRecord;
+use crate::streaming::StreamRequest;
 use crate::version::{CRI_API_VERSION, RUNTIME_NAME};
 
 /// CRI condition types.
@@ -334,6 +336,68 @@ impl RuntimeService for RuntimeServiceImpl {
             stderr: out.stderr,
             exit_code: out.exit_code,
         }))
+    }
+
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        let r = request.into_inner();
+        if r.cmd.is_empty() {
+            return Err(CriError::InvalidArgument("Exec needs a command".into()).into());
+        }
+        // The kubelet's streaming server rules.
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(CriError::InvalidArgument(
+                "one of stdin, stdout, or stderr must be set".into(),
+            )
+            .into());
+        }
+        if r.tty && r.stderr {
+            return Err(
+                CriError::InvalidArgument("tty and stderr cannot both be true".into()).into(),
+            );
+        }
+        let container = self.state.pods.running_container(&r.container_id)?;
+        let url = self
+            .state
+            .streaming
+            .url_for(StreamRequest::Exec {
+                container_id: container.id,
+                cmd: r.cmd,
+                tty: r.tty,
+                stdin: r.stdin,
+                stdout: r.stdout,
+                stderr: r.stderr,
+            })
+            .map_err(CriError::from)?;
+        Ok(Response::new(ExecResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        let r = request.into_inner();
+        let pod = self.state.pods.sandbox(&r.pod_sandbox_id)?.ok_or_else(|| {
+            CriError::NotFound(format!("pod sandbox {:?} not found", r.pod_sandbox_id))
+        })?;
+        let ports = r
+            .port
+            .iter()
+            .map(|p| {
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| CriError::InvalidArgument(format!("invalid port {p}")))
+            })
+            .collect::<Result<Vec<u16>, _>>()?;
+        let url = self
+            .state
+            .streaming
+            .url_for(StreamRequest::PortForward {
+                pod_sandbox_id: pod.id,
+                ports,
+            })
+            .map_err(CriError::from)?;
+        Ok(Response::new(PortForwardResponse { url }))
     }
 
     async fn reopen_container_log(

@@ -30,6 +30,8 @@ pub enum CriError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl From<crate::network::CniError> for CriError {
@@ -37,6 +39,12 @@ impl From<crate::network::CniError> for CriError {
         // A plugin failing is the node's problem, not the request's (CRI-O
         // returns it as an unknown error; its text names the plugin).
         CriError::Internal(err.to_string())
+    }
+}
+
+impl From<crate::streaming::TooManyInFlight> for CriError {
+    fn from(err: crate::streaming::TooManyInFlight) -> Self {
+        CriError::ResourceExhausted(err.to_string())
     }
 }
 
@@ -119,6 +127,7 @@ impl From<CriError> for Status {
             CriError::Unauthenticated(_) => Code::Unauthenticated,
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CriError::Unavailable(_) => Code::Unavailable,
+            CriError::ResourceExhausted(_) => Code::ResourceExhausted,
         };
         Status::new(code, err.to_string())
     }

@@ -1,0 +1,260 @@
+//! The streaming server behind the CRI `Exec` and `PortForward` RPCs, as the
+//! kubelet's `pkg/cri/streaming` serves them: each RPC stores its request under a
+//! single-use token and returns `http://<stream_address>:<port>/<kind>/<token>`;
+//! the client (kubelet, crictl) then upgrades that URL to a WebSocket speaking the
+//! Kubernetes channel protocol.
+
+pub mod portforward;
+pub mod remotecommand;
+pub mod requests;
+pub mod ws_channels;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+pub use requests::{RequestCache, StreamRequest, TooManyInFlight};
+
+use crate::sandbox::PodRuntime;
+use remotecommand::Streams;
+use ws_channels::ChannelProtocol;
+
+/// Sessions (connected streams) at once; more are refused with 429.
+pub const MAX_SESSIONS: usize = 256;
+
+const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
+
+#[derive(Debug)]
+pub struct StreamingServer {
+    requests: RequestCache,
+    pods: Arc<PodRuntime>,
+    base_url: String,
+    sessions: Arc<Semaphore>,
+}
+
+impl StreamingServer {
+    /// Listens on `address:port` (port 0 = any free one) and serves in the
+    /// background.
+    pub async fn start(
+        address: &str,
+        port: u16,
+        pods: Arc<PodRuntime>,
+    ) -> std::io::Result<Arc<Self>> {
+        let listener = TcpListener::bind((address, port)).await?;
+        let local = listener.local_addr()?;
+        let server = Arc::new(Self {
+            requests: RequestCache::default(),
+            pods,
+            base_url: format!("http://{local}"),
+            sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+        });
+        tracing::info!(address = %local, "streaming server listening");
+        let serving = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let server = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Ok(server)
+    }
+
+    /// `http://host:port`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The URL a client connects to for `request`.
+    pub fn url_for(&self, request: StreamRequest) -> Result<String, TooManyInFlight> {
+        let kind = match request {
+            StreamRequest::Exec { .. } => "exec",
+            StreamRequest::Attach { .. } => "attach",
+            StreamRequest::PortForward { .. } => "portforward",
+        };
+        let token = self.requests.insert(request)?;
+        Ok(format!("{}/{kind}/{token}", self.base_url))
+    }
+
+    fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (Some(kind), Some(token)) = (parts.next(), parts.next()) else {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        };
+        let Some(request) = self.requests.consume(token) else {
+            return plain(StatusCode::NOT_FOUND, "unknown or expired streaming token");
+        };
+        let expected = match &request {
+            StreamRequest::Exec { .. } => "exec",
+            StreamRequest::Attach { .. } => "attach",
+            StreamRequest::PortForward { .. } => "portforward",
+        };
+        if kind != expected {
+            return plain(StatusCode::NOT_FOUND, "unknown or expired streaming token");
+        }
+        let upgrade = header(&req, UPGRADE.as_str()).to_ascii_lowercase();
+        if upgrade.starts_with("spdy/") {
+            return plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "SPDY streams are not supported yet: use a WebSocket client (v5.channel.k8s.io)",
+            );
+        }
+        if upgrade != "websocket" {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "this URL needs a WebSocket upgrade (Upgrade: websocket)",
+            );
+        }
+        let key = header(&req, SEC_WEBSOCKET_KEY.as_str());
+        if key.is_empty() {
+            return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        }
+        let offered = header(&req, SEC_WEBSOCKET_PROTOCOL);
+        let supported = match request {
+            StreamRequest::PortForward { .. } => ws_channels::PORTFORWARD,
+            _ => ws_channels::REMOTECOMMAND,
+        };
+        let Some(protocol) = ws_channels::negotiate(&offered, supported) else {
+            let names: Vec<&str> = supported.iter().map(|p| p.name).collect();
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "no supported subprotocol in {offered:?}; supported: {}",
+                    names.join(", ")
+                ),
+            );
+        };
+        let ports = match &request {
+            StreamRequest::PortForward { ports, .. } => {
+                match portforward::query_ports(req.uri().query().unwrap_or("")) {
+                    Ok(q) if !q.is_empty() => q,
+                    Ok(_) => ports.clone(),
+                    Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+                }
+            }
+            _ => Vec::new(),
+        };
+        if ports.len() > 127 {
+            return plain(StatusCode::BAD_REQUEST, "at most 127 ports per connection");
+        }
+        let Ok(permit) = self.sessions.clone().try_acquire_owned() else {
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many streaming sessions: try again later",
+            );
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        let upgraded = hyper::upgrade::on(&mut req);
+        let server = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = match upgraded.await {
+                Ok(io) => TokioIo::new(io),
+                Err(e) => {
+                    tracing::debug!("streaming upgrade failed: {e}");
+                    return;
+                }
+            };
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            server.run_session(ws, protocol, request, ports).await;
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        if !offered.is_empty() {
+            headers.insert(
+                SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(protocol.name),
+            );
+        }
+        response
+    }
+
+    async fn run_session<S>(
+        &self,
+        ws: WebSocketStream<S>,
+        protocol: ChannelProtocol,
+        request: StreamRequest,
+        ports: Vec<u16>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match request {
+            StreamRequest::Exec {
+                container_id,
+                cmd,
+                tty,
+                stdin,
+                stdout,
+                stderr,
+            } => match self.pods.start_exec(&container_id, &cmd, tty, stdin).await {
+                Ok(exec) => {
+                    let streams = Streams {
+                        stdin,
+                        stdout,
+                        stderr,
+                        tty,
+                    };
+                    remotecommand::serve_exec(ws, protocol, exec, streams, cmd).await;
+                }
+                Err(e) => remotecommand::refuse(ws, protocol, &e.to_string()).await,
+            },
+            StreamRequest::Attach { .. } => {
+                remotecommand::refuse(ws, protocol, "attach is not supported yet").await
+            }
+            StreamRequest::PortForward { pod_sandbox_id, .. } => {
+                portforward::serve_port_forward(
+                    ws,
+                    protocol,
+                    self.pods.clone(),
+                    pod_sandbox_id,
+                    ports,
+                )
+                .await
+            }
+        }
+    }
+}
+
+fn header(req: &Request<Incoming>, name: &str) -> String {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *response.status_mut() = status;
+    response
+}
