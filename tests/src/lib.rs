@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cleanup;
 pub mod containerd;
 pub mod cri;
+pub mod cri_containerd;
 pub mod daemon;
 pub mod http;
 pub mod images;

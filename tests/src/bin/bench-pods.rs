@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use crio_tests::cri::CriClient;
+use crio_tests::cri_containerd::CriContainerd;
 use crio_tests::network::TestNetwork;
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
@@ -138,7 +138,7 @@ async fn main() {
     let containerd = handlers
         .iter()
         .any(|h| h == "containerd")
-        .then(|| Containerd::start(&registry, conflist.as_deref()));
+        .then(|| CriContainerd::start(&registry, conflist.as_deref()));
     let mut reference = match &containerd {
         Some(c) => {
             let mut cri = c.client().await;
@@ -266,91 +266,4 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// Debian's containerd with its CRI plugin, on a private root, state and socket.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl Containerd {
-    /// `conflist`: the CNI network its pods get (none: host-network pods only).
-    fn start(registry: &Registry, conflist: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("bench-containerd-")
-            .tempdir()
-            .expect("tempdir");
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("net.d")).expect("net.d");
-        if let Some(list) = conflist {
-            std::fs::write(d.join("net.d/10-bench.conflist"), list).expect("conflist");
-        }
-        let addr = &registry.addr;
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{addr}/test/pause:latest"
-  # No CAP_SYS_RESOURCE on this machine kind: never below containerd's own score.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{netd}"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{addr}"]
-    endpoint = ["http://{addr}"]
-"#,
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = d.join("containerd.sock").display(),
-            netd = d.join("net.d").display(),
-        );
-        std::fs::write(d.join("config.toml"), config).expect("config");
-        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
-        let child = std::process::Command::new("/usr/bin/containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start containerd (apt-get install containerd)");
-        let sock = d.join("containerd.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "containerd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { dir, child }
-    }
-
-    async fn client(&self) -> CriClient {
-        CriClient::connect(&self.dir.path().join("containerd.sock"))
-            .await
-            .expect("connect to containerd")
-    }
-
-    /// Where containerd's shim for a pod works.
-    fn bundle(&self, pod_id: &str) -> std::path::PathBuf {
-        self.dir
-            .path()
-            .join("state/io.containerd.runtime.v2.task/k8s.io")
-            .join(pod_id)
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-        crio_tests::cleanup::kill_pods_under(self.dir.path(), self.dir.path());
-        crio_tests::cleanup::unmount_all_under(self.dir.path());
-    }
 }
