@@ -15,6 +15,7 @@ pub mod network;
 pub mod pods;
 pub mod process;
 pub mod registry;
+pub mod spdy;
 pub mod streaming;
 pub mod test_images;
 pub mod token_server;

@@ -331,3 +331,222 @@ async fn port_forward_reaches_a_port_inside_the_pod() {
     assert!(error.contains("localhost:81"), "{error:?}");
     let _ = &f.daemon;
 }
+
+// ---- SPDY/3.1, as crictl and the kubelet's clients speak it ----
+
+use crio_tests::spdy::SpdyClient;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spdy_exec_output_stdin_and_exit_codes() {
+    let mut f = fixture(false).await;
+    let cmd = ["sh", "-c", "echo out; echo err >&2; exit 3"];
+    for (protocol, json) in [("v4.channel.k8s.io", true), ("v2.channel.k8s.io", false)] {
+        let url = exec_url(&mut f.cri, exec_request(&f.container, &cmd, false, false)).await;
+        let mut client = SpdyClient::connect(&url, &["v5.channel.k8s.io", protocol])
+            .await
+            .expect("upgrade");
+        assert_eq!(client.protocol, protocol, "v5 is not served over SPDY");
+        let error = client
+            .open(&[("streamtype", "error")], false)
+            .await
+            .expect("error");
+        let stdout = client
+            .open(&[("streamtype", "stdout")], false)
+            .await
+            .expect("stdout");
+        let stderr = client
+            .open(&[("streamtype", "stderr")], false)
+            .await
+            .expect("stderr");
+        let got = client.collect().await;
+        assert_eq!(got.text(stdout), "out\n", "{protocol}");
+        assert_eq!(got.text(stderr), "err\n", "{protocol}");
+        assert!(got.fin.contains(&stdout) && got.fin.contains(&stderr));
+        assert!(got.go_away, "the server says goodbye");
+        if json {
+            let s: Value = serde_json::from_str(&got.text(error)).expect("status JSON");
+            assert_eq!(s["reason"], "NonZeroExitCode");
+            assert_eq!(s["details"]["causes"][0]["message"], "3");
+        } else {
+            assert!(
+                got.text(error).contains("exit code 3"),
+                "{}",
+                got.text(error)
+            );
+        }
+    }
+
+    // stdin, ended with a FIN.
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["cat"], false, true),
+    )
+    .await;
+    let mut client = SpdyClient::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .expect("upgrade");
+    let error = client
+        .open(&[("streamtype", "error")], false)
+        .await
+        .expect("error");
+    let stdin = client
+        .open(&[("streamtype", "stdin")], false)
+        .await
+        .expect("stdin");
+    let stdout = client
+        .open(&[("streamtype", "stdout")], false)
+        .await
+        .expect("stdout");
+    client
+        .open(&[("streamtype", "stderr")], false)
+        .await
+        .expect("stderr");
+    client.send(stdin, b"over spdy\n", true).await;
+    let got = client.collect().await;
+    assert_eq!(got.text(stdout), "over spdy\n");
+    let s: Value = serde_json::from_str(&got.text(error)).expect("status JSON");
+    assert_eq!(s["status"], "Success");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spdy_exec_with_a_tty_follows_resizes() {
+    let mut f = fixture(false).await;
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["sh", "-c", "read x; stty size"], true, true),
+    )
+    .await;
+    let mut client = SpdyClient::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .expect("upgrade");
+    let error = client
+        .open(&[("streamtype", "error")], false)
+        .await
+        .expect("error");
+    let stdin = client
+        .open(&[("streamtype", "stdin")], false)
+        .await
+        .expect("stdin");
+    let stdout = client
+        .open(&[("streamtype", "stdout")], false)
+        .await
+        .expect("stdout");
+    let resize = client
+        .open(&[("streamtype", "resize")], false)
+        .await
+        .expect("resize");
+    client
+        .send(resize, b"{\"Width\":101,\"Height\":33}\n", false)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.send(stdin, b"go\r", false).await;
+    let got = client.collect().await;
+    assert!(
+        got.text(stdout).contains("33 101"),
+        "{:?}",
+        got.text(stdout)
+    );
+    let s: Value = serde_json::from_str(&got.text(error)).expect("status JSON");
+    assert_eq!(s["status"], "Success");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spdy_upgrades_without_a_common_protocol_are_refused() {
+    let mut f = fixture(false).await;
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["true"], false, false),
+    )
+    .await;
+    let err = SpdyClient::connect(&url, &["v9.channel.k8s.io"])
+        .await
+        .expect_err("403");
+    assert!(err.starts_with("HTTP/1.1 403"), "{err}");
+    assert!(
+        err.to_ascii_lowercase()
+            .contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"),
+        "{err}"
+    );
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["true"], false, false),
+    )
+    .await;
+    let err = SpdyClient::connect(&url, &[]).await.expect_err("400");
+    assert!(err.starts_with("HTTP/1.1 400"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spdy_port_forward_pairs_streams_by_request_id() {
+    let mut f = fixture(true).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = f
+            .cri
+            .runtime
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: f.pod_id.clone(),
+                port: vec![],
+            })
+            .await
+            .expect("PortForward")
+            .into_inner()
+            .url;
+        let mut client = SpdyClient::connect(&url, &["portforward.k8s.io"])
+            .await
+            .expect("upgrade");
+        assert_eq!(client.protocol, "portforward.k8s.io");
+        // Two requests on one connection: port 80, and port 81 where nothing listens.
+        let error = client
+            .open(
+                &[("streamtype", "error"), ("port", "80"), ("requestid", "0")],
+                true,
+            )
+            .await
+            .expect("error stream");
+        let data = client
+            .open(
+                &[("streamtype", "data"), ("port", "80"), ("requestid", "0")],
+                false,
+            )
+            .await
+            .expect("data stream");
+        client
+            .send(data, b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n", true)
+            .await;
+        let got = client.collect_stream(data).await;
+        let page = got.text(data);
+        if page.contains("hello from crio-tests web") {
+            assert!(got.text(error).is_empty(), "{}", got.text(error));
+            let closed = client
+                .open(
+                    &[("streamtype", "error"), ("port", "81"), ("requestid", "1")],
+                    true,
+                )
+                .await
+                .expect("error stream");
+            client
+                .open(
+                    &[("streamtype", "data"), ("port", "81"), ("requestid", "1")],
+                    false,
+                )
+                .await
+                .expect("data stream");
+            let got = client.collect_stream(closed).await;
+            assert!(
+                got.text(closed)
+                    .contains(&format!("error forwarding port 81 to pod {}", f.pod_id)),
+                "{:?}",
+                got.text(closed)
+            );
+            // A stream without a port is refused.
+            assert_eq!(client.open(&[("streamtype", "data")], false).await, None);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no page through SPDY port-forward: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,12 +1,14 @@
 //! The streaming server behind the CRI `Exec` and `PortForward` RPCs, as the
 //! kubelet's `pkg/cri/streaming` serves them: each RPC stores its request under a
 //! single-use token and returns `http://<stream_address>:<port>/<kind>/<token>`;
-//! the client (kubelet, crictl) then upgrades that URL to a WebSocket speaking the
-//! Kubernetes channel protocol.
+//! the client (kubelet, crictl, kubectl through the apiserver) upgrades that URL
+//! to SPDY/3.1 (`spdy/`) or to a WebSocket speaking the Kubernetes channel
+//! protocol (`ws_channels`, `remotecommand`, `portforward`).
 
 pub mod portforward;
 pub mod remotecommand;
 pub mod requests;
+pub mod spdy;
 pub mod ws_channels;
 
 use std::convert::Infallible;
@@ -34,6 +36,7 @@ use ws_channels::ChannelProtocol;
 pub const MAX_SESSIONS: usize = 256;
 
 const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
+const X_STREAM_PROTOCOL_VERSION: &str = "x-stream-protocol-version";
 
 #[derive(Debug)]
 pub struct StreamingServer {
@@ -116,11 +119,8 @@ impl StreamingServer {
             return plain(StatusCode::NOT_FOUND, "unknown or expired streaming token");
         }
         let upgrade = header(&req, UPGRADE.as_str()).to_ascii_lowercase();
-        if upgrade.starts_with("spdy/") {
-            return plain(
-                StatusCode::NOT_IMPLEMENTED,
-                "SPDY streams are not supported yet: use a WebSocket client (v5.channel.k8s.io)",
-            );
+        if upgrade.contains("spdy/3.1") {
+            return self.upgrade_spdy(req, request);
         }
         if upgrade != "websocket" {
             return plain(
@@ -195,6 +195,128 @@ impl StreamingServer {
                 HeaderValue::from_static(protocol.name),
             );
         }
+        response
+    }
+
+    /// The SPDY/3.1 upgrade as apimachinery's `httpstream` answers it.
+    fn upgrade_spdy(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        request: StreamRequest,
+    ) -> Response<Full<Bytes>> {
+        let offered: Vec<String> = req
+            .headers()
+            .get_all(X_STREAM_PROTOCOL_VERSION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let supported = match request {
+            StreamRequest::PortForward { .. } => spdy::PORTFORWARD,
+            _ => spdy::REMOTECOMMAND,
+        };
+        if offered.iter().all(|v| v.trim().is_empty()) {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "unable to upgrade: header X-Stream-Protocol-Version does not exist in request",
+            );
+        }
+        let Some((name, version)) = spdy::negotiate(&offered, supported) else {
+            let names: Vec<&str> = supported.iter().map(|(n, _)| *n).collect();
+            let mut response = plain(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {names:?}"
+                ),
+            );
+            for name in names {
+                response.headers_mut().append(
+                    "x-accepted-stream-protocol-versions",
+                    HeaderValue::from_static(name),
+                );
+            }
+            return response;
+        };
+        if !header(&req, CONNECTION.as_str())
+            .to_ascii_lowercase()
+            .contains("upgrade")
+        {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "unable to upgrade: missing upgrade headers in request",
+            );
+        }
+        let Ok(permit) = self.sessions.clone().try_acquire_owned() else {
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many streaming sessions: try again later",
+            );
+        };
+        let upgraded = hyper::upgrade::on(&mut req);
+        let pods = self.pods.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = match upgraded.await {
+                Ok(io) => TokioIo::new(io),
+                Err(e) => {
+                    tracing::debug!("streaming upgrade failed: {e}");
+                    return;
+                }
+            };
+            let (conn, incoming) = spdy::conn::start(io);
+            match request {
+                StreamRequest::Exec {
+                    container_id,
+                    cmd,
+                    tty,
+                    stdin,
+                    stdout,
+                    stderr,
+                } => {
+                    let streams = Streams {
+                        stdin,
+                        stdout,
+                        stderr,
+                        tty,
+                    };
+                    let command = cmd.clone();
+                    let start =
+                        async move { pods.start_exec(&container_id, &command, tty, stdin).await };
+                    spdy::exec::serve_exec(conn, incoming, version, start, streams, cmd).await;
+                }
+                StreamRequest::Attach {
+                    tty,
+                    stdin,
+                    stdout,
+                    stderr,
+                    ..
+                } => {
+                    let streams = Streams {
+                        stdin,
+                        stdout,
+                        stderr,
+                        tty,
+                    };
+                    let start = async {
+                        Err(crate::server::CriError::FailedPrecondition(
+                            "attach is not supported yet".into(),
+                        ))
+                    };
+                    spdy::exec::serve_exec(conn, incoming, version, start, streams, Vec::new())
+                        .await;
+                }
+                StreamRequest::PortForward { pod_sandbox_id, .. } => {
+                    spdy::portforward::serve_port_forward(conn, incoming, pods, pod_sandbox_id)
+                        .await;
+                }
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        headers.insert(X_STREAM_PROTOCOL_VERSION, HeaderValue::from_static(name));
         response
     }
 

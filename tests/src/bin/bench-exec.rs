@@ -59,8 +59,8 @@ async fn streamed(cri: &mut CriClient, id: &str) -> Duration {
         .await
         .expect("connect");
     let got = client.collect().await;
-    let status = String::from_utf8_lossy(got.get(&3).map(Vec::as_slice).unwrap_or_default())
-        .to_string();
+    let status =
+        String::from_utf8_lossy(got.get(&3).map(Vec::as_slice).unwrap_or_default()).to_string();
     assert!(status.contains("Success"), "status {status:?}");
     started.elapsed()
 }
