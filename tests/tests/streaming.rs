@@ -19,7 +19,7 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 
 struct Fixture {
-    _registry: Registry,
+    registry: Registry,
     daemon: Daemon,
     cri: CriClient,
     pod_id: String,
@@ -56,7 +56,7 @@ async fn fixture(web: bool) -> Fixture {
         .await
         .expect("StartContainer");
     Fixture {
-        _registry: registry,
+        registry,
         daemon,
         cri,
         pod_id,
@@ -549,4 +549,142 @@ async fn spdy_port_forward_pairs_streams_by_request_id() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+// ---- attach ----
+
+use protocols::cri::AttachRequest;
+
+/// A container created with stdin (`once`: stdin_once) running `script`.
+async fn stdin_container(f: &mut Fixture, name: &str, script: &str, once: bool) -> String {
+    let pod = pod_config("stream", &f.daemon.dirs.log_dir);
+    let image = f.registry.reference(TestImage::Busybox);
+    let mut config = container_config(name, &image, script);
+    config.stdin = true;
+    config.stdin_once = once;
+    let id = f
+        .cri
+        .create_container(&f.pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    f.cri.start_container(&id).await.expect("StartContainer");
+    id
+}
+
+async fn attach_url(
+    cri: &mut CriClient,
+    container: &str,
+    stdin: bool,
+) -> Result<String, tonic::Status> {
+    cri.runtime
+        .attach(AttachRequest {
+            container_id: container.to_string(),
+            stdin,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .map(|r| r.into_inner().url)
+}
+
+/// Reads channel messages until `channel` has received `needle`.
+async fn read_until(client: &mut ChannelClient, channel: u8, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        match client.recv().await {
+            Some((c, data)) if c == channel => seen.push_str(&String::from_utf8_lossy(&data)),
+            Some(_) => {}
+            None => panic!("closed before {needle:?}; got {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_joins_the_containers_own_stdio_and_leaves_it_running() {
+    let mut f = fixture(false).await;
+    let id = stdin_container(
+        &mut f,
+        "echoer",
+        "while read line; do echo \"got $line\"; echo \"err $line\" >&2; done",
+        false,
+    )
+    .await;
+    for round in ["one", "two"] {
+        let url = attach_url(&mut f.cri, &id, true).await.expect("Attach");
+        let mut client = ChannelClient::connect(&url, &["v5.channel.k8s.io"])
+            .await
+            .expect("connect");
+        client.send(STDIN, format!("{round}\n").as_bytes()).await;
+        read_until(&mut client, STDOUT, &format!("got {round}")).await;
+        read_until(&mut client, STDERR, &format!("err {round}")).await;
+        client.close().await;
+        // Leaving does not stop the container, and stdin stays open for the next.
+        let status = f.cri.container_status(&id).await.expect("status");
+        assert_eq!(
+            status.state,
+            protocols::cri::ContainerState::ContainerRunning as i32
+        );
+    }
+    // Without stdin at create, stdin cannot be attached.
+    let err = attach_url(&mut f.cri, &f.container, true)
+        .await
+        .expect_err("no stdin");
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_with_stdin_once_ends_with_the_container() {
+    let mut f = fixture(false).await;
+    let id = stdin_container(&mut f, "once", "cat; echo stdin-closed", true).await;
+    let url = attach_url(&mut f.cri, &id, true).await.expect("Attach");
+    let mut client = ChannelClient::connect(&url, &["v5.channel.k8s.io"])
+        .await
+        .expect("connect");
+    client.send(STDIN, b"through cat\n").await;
+    read_until(&mut client, STDOUT, "through cat").await;
+    // Closing stdin (stdin_once) is the container's end-of-file: cat ends, the
+    // container exits, the session ends with Success.
+    client.send(255, &[STDIN]).await;
+    let got = client.collect().await;
+    assert!(text(&got, STDOUT).contains("stdin-closed"), "{got:?}");
+    assert_eq!(status(&got)["status"], "Success");
+    let exited = f.cri.wait_exited(&id, Duration::from_secs(10)).await;
+    assert_eq!(exited.exit_code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_over_spdy() {
+    let mut f = fixture(false).await;
+    let id = stdin_container(&mut f, "spdy", "read line; echo \"spdy $line\"", false).await;
+    let url = attach_url(&mut f.cri, &id, true).await.expect("Attach");
+    let mut client = SpdyClient::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .expect("upgrade");
+    let error = client
+        .open(&[("streamtype", "error")], false)
+        .await
+        .expect("error");
+    let stdin = client
+        .open(&[("streamtype", "stdin")], false)
+        .await
+        .expect("stdin");
+    let stdout = client
+        .open(&[("streamtype", "stdout")], false)
+        .await
+        .expect("stdout");
+    client
+        .open(&[("streamtype", "stderr")], false)
+        .await
+        .expect("stderr");
+    client.send(stdin, b"hi\n", false).await;
+    let got = client.collect().await;
+    assert!(
+        got.text(stdout).contains("spdy hi"),
+        "{:?}",
+        got.text(stdout)
+    );
+    let s: Value = serde_json::from_str(&got.text(error)).expect("status JSON");
+    assert_eq!(s["status"], "Success");
 }

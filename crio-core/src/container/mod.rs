@@ -2,8 +2,10 @@
 //! stdio drained into the CRI log), started, stopped with their stop signal and a
 //! grace period, removed; `ExecSync` through the shim's `Exec`.
 
+mod attach;
 mod exec;
 mod exec_stream;
+pub use attach::{AttachIo, AttachStream, SharedStdin};
 pub use exec_stream::ExecStream;
 pub mod process;
 
@@ -388,8 +390,12 @@ impl PodRuntime {
 
         let log = ContainerLog::open(Path::new(&record.log_path))?;
         let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
+        if config.stdin {
+            fifos = fifos.with_stdin(&bundle, "io")?;
+        }
         record.stdout_fifo = fifos.paths.stdout.clone();
         record.stderr_fifo = fifos.paths.stderr.clone();
+        record.stdin_fifo = fifos.paths.stdin.clone();
         self.store.put(&*record)?;
 
         let handler = self.handler(&pod.runtime_handler)?;
@@ -401,6 +407,7 @@ impl PodRuntime {
             id: id.clone(),
             bundle: bundle.display().to_string(),
             terminal: config.tty,
+            stdin: fifos.paths.stdin.clone(),
             stdout: fifos.paths.stdout.clone(),
             stderr: fifos.paths.stderr.clone(),
             options: runtime_options(&handler, self.config.systemd_cgroup).into(),
@@ -416,21 +423,41 @@ impl PodRuntime {
     }
 
     fn spawn_log_drains(&self, id: &str, mut fifos: StdioFifos, log: ContainerLog) {
+        let (tee, _) = tokio::sync::broadcast::channel(256);
         if let Some(out) = fifos.stdout.take() {
-            tokio::spawn(drain_to_log(out, Stream::Stdout, log.clone()));
+            tokio::spawn(drain_to_log(
+                out,
+                Stream::Stdout,
+                log.clone(),
+                Some(tee.clone()),
+            ));
         }
         if let Some(err) = fifos.stderr.take() {
-            tokio::spawn(drain_to_log(err, Stream::Stderr, log.clone()));
+            tokio::spawn(drain_to_log(
+                err,
+                Stream::Stderr,
+                log.clone(),
+                Some(tee.clone()),
+            ));
         }
         if let Ok(mut logs) = self.logs.lock() {
             logs.insert(id.to_string(), log);
+        }
+        if let Ok(mut attach) = self.attach.lock() {
+            attach.insert(
+                id.to_string(),
+                AttachIo {
+                    output: tee.downgrade(),
+                    stdin: Arc::new(tokio::sync::Mutex::new(fifos.stdin.take())),
+                },
+            );
         }
     }
 
     /// After a restart: drain a live container's FIFOs into its log again.
     pub(crate) fn reopen_logs(&self, record: &ContainerRecord) {
         let paths = StdioPaths {
-            stdin: String::new(),
+            stdin: record.stdin_fifo.clone(),
             stdout: record.stdout_fifo.clone(),
             stderr: record.stderr_fifo.clone(),
         };

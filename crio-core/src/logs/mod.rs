@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use format::{LineSplitter, Stream};
-pub use stdio::{drain_to_log, read_all, StdioFifos, StdioPaths};
+pub use stdio::{drain_to_log, read_all, OutputTee, StdioFifos, StdioPaths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

@@ -119,10 +119,22 @@ impl StdioFifos {
                     source,
                 })
         };
+        let stdin = if paths.stdin.is_empty() {
+            None
+        } else {
+            pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(&paths.stdin)
+                .map(Some)
+                .map_err(|source| LogError::Fifo {
+                    path: PathBuf::from(&paths.stdin),
+                    source,
+                })?
+        };
         Ok(Self {
             stdout: open(&paths.stdout)?,
             stderr: open(&paths.stderr)?,
-            stdin: None,
+            stdin,
             paths: paths.clone(),
             holders: Vec::new(),
         })
@@ -134,8 +146,17 @@ impl StdioFifos {
     }
 }
 
-/// Drains one FIFO into the log until end-of-file.
-pub async fn drain_to_log(mut reader: pipe::Receiver, stream: Stream, log: ContainerLog) {
+/// Output chunks of a container, for attach sessions.
+pub type OutputTee = tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>;
+
+/// Drains one FIFO into the log until end-of-file, also handing each chunk to
+/// `tee` (attached clients; nobody listening costs nothing).
+pub async fn drain_to_log(
+    mut reader: pipe::Receiver,
+    stream: Stream,
+    log: ContainerLog,
+    tee: Option<OutputTee>,
+) {
     let mut splitter = LineSplitter::new(stream);
     let mut buf = vec![0u8; 32 * 1024];
     let mut records = Vec::new();
@@ -146,6 +167,11 @@ pub async fn drain_to_log(mut reader: pipe::Receiver, stream: Stream, log: Conta
                 splitter.push(&buf[..n], SystemTime::now(), &mut records);
                 log.write(&records);
                 records.clear();
+                if let Some(tee) = &tee {
+                    if tee.receiver_count() > 0 {
+                        let _ = tee.send((stream, bytes::Bytes::copy_from_slice(&buf[..n])));
+                    }
+                }
             }
         }
     }

@@ -85,6 +85,8 @@ pub struct PodRuntime {
     pub(crate) names: tokio::sync::Mutex<()>,
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
     pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
+    /// Running containers' output tees and stdin, for attach.
+    pub(crate) attach: Mutex<HashMap<String, crate::container::AttachIo>>,
 }
 
 impl PodRuntime {
@@ -107,6 +109,7 @@ impl PodRuntime {
             names: tokio::sync::Mutex::new(()),
             exits: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
+            attach: Mutex::new(HashMap::new()),
         }
     }
 
@@ -166,6 +169,9 @@ impl PodRuntime {
         }
         if let Ok(mut logs) = self.logs.lock() {
             logs.remove(id);
+        }
+        if let Ok(mut attach) = self.attach.lock() {
+            attach.remove(id);
         }
         self.locks.remove(id);
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use protocols::cri::runtime_service_server::RuntimeService;
 use protocols::cri::{
-    CgroupDriver, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest, ExecSyncResponse,
-    LinuxRuntimeConfiguration, ListContainersRequest, ListContainersResponse,
+    AttachRequest, AttachResponse, CgroupDriver, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest,
+    ExecSyncResponse, LinuxRuntimeConfiguration, ListContainersRequest, ListContainersResponse,
     ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
     PodSandboxStatusResponse, PortForwardRequest, PortForwardResponse, RemoveContainerRequest,
     RemoveContainerResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
@@ -369,6 +369,44 @@ impl RuntimeService for RuntimeServiceImpl {
             })
             .map_err(CriError::from)?;
         Ok(Response::new(ExecResponse { url }))
+    }
+
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        let r = request.into_inner();
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(CriError::InvalidArgument(
+                "one of stdin, stdout, or stderr must be set".into(),
+            )
+            .into());
+        }
+        if r.tty && r.stderr {
+            return Err(
+                CriError::InvalidArgument("tty and stderr cannot both be true".into()).into(),
+            );
+        }
+        let container = self.state.pods.running_container(&r.container_id)?;
+        if r.stdin && !container.stdin {
+            return Err(CriError::InvalidArgument(format!(
+                "container {} was not created with stdin",
+                container.id
+            ))
+            .into());
+        }
+        let url = self
+            .state
+            .streaming
+            .url_for(StreamRequest::Attach {
+                container_id: container.id,
+                tty: r.tty,
+                stdin: r.stdin,
+                stdout: r.stdout,
+                stderr: r.stderr,
+            })
+            .map_err(CriError::from)?;
+        Ok(Response::new(AttachResponse { url }))
     }
 
     async fn port_forward(

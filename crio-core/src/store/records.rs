@@ -149,6 +149,9 @@ pub struct ContainerRecord {
     pub stdout_fifo: String,
     #[serde(default)]
     pub stderr_fifo: String,
+    /// The stdin FIFO of a container created with `stdin` (empty otherwise).
+    #[serde(default)]
+    pub stdin_fifo: String,
     #[serde(default)]
     pub mounts: Vec<MountRecord>,
 }

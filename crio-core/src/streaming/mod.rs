@@ -9,6 +9,7 @@ pub mod portforward;
 pub mod remotecommand;
 pub mod requests;
 pub mod spdy;
+pub mod target;
 pub mod ws_channels;
 
 use std::convert::Infallible;
@@ -29,7 +30,9 @@ use tokio_tungstenite::WebSocketStream;
 pub use requests::{RequestCache, StreamRequest, TooManyInFlight};
 
 use crate::sandbox::PodRuntime;
+use crate::server::CriError;
 use remotecommand::Streams;
+use target::Target;
 use ws_channels::ChannelProtocol;
 
 /// Sessions (connected streams) at once; more are refused with 429.
@@ -265,49 +268,14 @@ impl StreamingServer {
             };
             let (conn, incoming) = spdy::conn::start(io);
             match request {
-                StreamRequest::Exec {
-                    container_id,
-                    cmd,
-                    tty,
-                    stdin,
-                    stdout,
-                    stderr,
-                } => {
-                    let streams = Streams {
-                        stdin,
-                        stdout,
-                        stderr,
-                        tty,
-                    };
-                    let command = cmd.clone();
-                    let start =
-                        async move { pods.start_exec(&container_id, &command, tty, stdin).await };
-                    spdy::exec::serve_exec(conn, incoming, version, start, streams, cmd).await;
-                }
-                StreamRequest::Attach {
-                    tty,
-                    stdin,
-                    stdout,
-                    stderr,
-                    ..
-                } => {
-                    let streams = Streams {
-                        stdin,
-                        stdout,
-                        stderr,
-                        tty,
-                    };
-                    let start = async {
-                        Err(crate::server::CriError::FailedPrecondition(
-                            "attach is not supported yet".into(),
-                        ))
-                    };
-                    spdy::exec::serve_exec(conn, incoming, version, start, streams, Vec::new())
-                        .await;
-                }
                 StreamRequest::PortForward { pod_sandbox_id, .. } => {
                     spdy::portforward::serve_port_forward(conn, incoming, pods, pod_sandbox_id)
                         .await;
+                }
+                request => {
+                    let (streams, cmd) = streams_of(&request);
+                    let start = async move { start_target(&pods, &request).await };
+                    spdy::exec::serve(conn, incoming, version, start, streams, cmd).await;
                 }
             }
         });
@@ -330,27 +298,12 @@ impl StreamingServer {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         match request {
-            StreamRequest::Exec {
-                container_id,
-                cmd,
-                tty,
-                stdin,
-                stdout,
-                stderr,
-            } => match self.pods.start_exec(&container_id, &cmd, tty, stdin).await {
-                Ok(exec) => {
-                    let streams = Streams {
-                        stdin,
-                        stdout,
-                        stderr,
-                        tty,
-                    };
-                    remotecommand::serve_exec(ws, protocol, exec, streams, cmd).await;
+            StreamRequest::Exec { .. } | StreamRequest::Attach { .. } => {
+                let (streams, cmd) = streams_of(&request);
+                match start_target(&self.pods, &request).await {
+                    Ok(target) => remotecommand::serve(ws, protocol, target, streams, cmd).await,
+                    Err(e) => remotecommand::refuse(ws, protocol, &e.to_string()).await,
                 }
-                Err(e) => remotecommand::refuse(ws, protocol, &e.to_string()).await,
-            },
-            StreamRequest::Attach { .. } => {
-                remotecommand::refuse(ws, protocol, "attach is not supported yet").await
             }
             StreamRequest::PortForward { pod_sandbox_id, .. } => {
                 portforward::serve_port_forward(
@@ -363,6 +316,77 @@ impl StreamingServer {
                 .await
             }
         }
+    }
+}
+
+/// The streams a remotecommand request asked for, and its command (empty for
+/// attach).
+fn streams_of(request: &StreamRequest) -> (Streams, Vec<String>) {
+    match request {
+        StreamRequest::Exec {
+            cmd,
+            tty,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } => (
+            Streams {
+                stdin: *stdin,
+                stdout: *stdout,
+                stderr: *stderr,
+                tty: *tty,
+            },
+            cmd.clone(),
+        ),
+        StreamRequest::Attach {
+            tty,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } => (
+            Streams {
+                stdin: *stdin,
+                stdout: *stdout,
+                stderr: *stderr,
+                tty: *tty,
+            },
+            Vec::new(),
+        ),
+        StreamRequest::PortForward { .. } => (
+            Streams {
+                stdin: false,
+                stdout: false,
+                stderr: false,
+                tty: false,
+            },
+            Vec::new(),
+        ),
+    }
+}
+
+/// Starts what a remotecommand request names: an exec, or an attach.
+async fn start_target(pods: &Arc<PodRuntime>, request: &StreamRequest) -> Result<Target, CriError> {
+    match request {
+        StreamRequest::Exec {
+            container_id,
+            cmd,
+            tty,
+            stdin,
+            ..
+        } => pods
+            .start_exec(container_id, cmd, *tty, *stdin)
+            .await
+            .map(Target::Exec),
+        StreamRequest::Attach {
+            container_id,
+            stdin,
+            ..
+        } => pods.attach_to(container_id, *stdin).map(Target::Attach),
+        StreamRequest::PortForward { .. } => Err(CriError::Internal(
+            "port-forward is not a remotecommand".into(),
+        )),
     }
 }
 

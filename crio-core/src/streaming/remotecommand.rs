@@ -4,13 +4,15 @@
 
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::target::{Emit, Target};
 use super::ws_channels::{decode, encode, ChannelProtocol};
-use crate::container::ExecStream;
+use crate::logs::Stream;
+use crate::server::CriError;
 
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
@@ -59,8 +61,8 @@ pub fn exit_status_json(cmd: &[String], exit_code: i32) -> String {
 }
 
 /// Why the session loop stopped.
-enum Step {
-    Exited(Result<i32, crate::server::CriError>),
+pub(crate) enum Step {
+    Exited(Result<i32, CriError>),
     Gone,
     CloseStdin,
 }
@@ -81,12 +83,13 @@ where
     let _ = ws.close(None).await;
 }
 
-/// Runs one exec session until the process exits (its status goes on the error
-/// channel) or the client goes away (the process is killed).
-pub async fn serve_exec<S>(
+/// Runs one session until the process (or attached container) exits, its status
+/// going on the error channel, or the client goes away (an exec'd process is
+/// killed then).
+pub async fn serve<S>(
     ws: WebSocketStream<S>,
     protocol: ChannelProtocol,
-    mut exec: ExecStream,
+    mut target: Target,
     streams: Streams,
     cmd: Vec<String>,
 ) where
@@ -114,36 +117,25 @@ pub async fn serve_exec<S>(
     };
     let _ = tx.send(encode(encoding, first, b"")).await;
 
-    let pumps: Vec<_> = [
-        (exec.stdout.take(), STDOUT, streams.stdout),
-        (exec.stderr.take(), STDERR, streams.stderr),
-    ]
-    .into_iter()
-    .filter_map(|(reader, channel, wanted)| {
-        let mut reader = reader?;
-        let tx = tx.clone();
-        Some(tokio::spawn(async move {
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match reader.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) if wanted => {
-                        if tx.send(encode(encoding, channel, &buf[..n])).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                }
+    let out = tx.clone();
+    let emit: Emit = std::sync::Arc::new(move |stream, data| {
+        let out = out.clone();
+        let (channel, wanted) = match stream {
+            Stream::Stdout => (STDOUT, streams.stdout),
+            Stream::Stderr => (STDERR, streams.stderr),
+        };
+        Box::pin(async move {
+            if let (Some(data), true) = (data, wanted) {
+                let _ = out.send(encode(encoding, channel, &data)).await;
             }
-        }))
-    })
-    .collect();
+        })
+    });
+    let pumps = target.spawn_output(emit);
 
-    // Stdin is written here, between waits; closing it needs the shim (CloseIO).
-    let mut stdin = exec.stdin.take();
+    let mut stdin = target.take_stdin();
     let exit = loop {
         let step = {
-            let wait = exec.wait();
+            let wait = target.wait();
             tokio::pin!(wait);
             loop {
                 tokio::select! {
@@ -157,14 +149,14 @@ pub async fn serve_exec<S>(
                         match channel {
                             STDIN => {
                                 if let Some(w) = stdin.as_mut() {
-                                    if w.write_all(&data).await.is_err() {
+                                    if w.write(&data).await.is_err() {
                                         break Step::CloseStdin;
                                     }
                                 }
                             }
                             RESIZE => {
                                 if let Ok(size) = serde_json::from_slice::<TerminalSize>(&data) {
-                                    if let Err(e) = exec.resize(size.width.into(), size.height.into()).await {
+                                    if let Err(e) = target.resize(size.width.into(), size.height.into()).await {
                                         tracing::debug!("resize: {e}");
                                     }
                                 }
@@ -183,35 +175,25 @@ pub async fn serve_exec<S>(
             Step::Gone => break None,
             Step::CloseStdin => {
                 if stdin.take().is_some() {
-                    exec.close_stdin().await;
+                    target.close_stdin().await;
                 }
             }
         }
     };
+    drop(stdin);
     match exit {
         Some(code) => {
             for pump in pumps {
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, pump).await;
             }
-            let status = match code {
-                Ok(code) if protocol.version >= 4 => Some(exit_status_json(&cmd, code)),
-                Ok(0) => None,
-                Ok(code) => Some(format!(
-                    "command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"
-                )),
-                Err(e) => Some(if protocol.version >= 4 {
-                    serde_json::json!({"metadata": {}, "status": "Failure", "message": e.to_string()})
-                        .to_string()
-                } else {
-                    e.to_string()
-                }),
-            };
-            if let Some(status) = status {
+            // An attach ends well when its container exits, whatever the code.
+            let code = if target.is_attach() { Ok(0) } else { code };
+            if let Some(status) = status_message(protocol.version, &cmd, &code) {
                 let _ = tx.send(encode(encoding, ERROR, status.as_bytes())).await;
             }
         }
         None => {
-            tracing::debug!("exec client went away: killing the process");
+            tracing::debug!("streaming client went away");
             for pump in pumps {
                 pump.abort();
             }
@@ -219,7 +201,31 @@ pub async fn serve_exec<S>(
     }
     drop(tx);
     let _ = writer.await;
-    exec.finish().await;
+    target.finish().await;
+}
+
+/// What the error channel (or stream) carries at the end: v4 and later a
+/// metav1.Status JSON, earlier versions the failure's text (nothing on success).
+pub fn status_message(
+    version: u8,
+    cmd: &[String],
+    result: &Result<i32, CriError>,
+) -> Option<String> {
+    match result {
+        Ok(code) if version >= 4 => Some(exit_status_json(cmd, *code)),
+        Ok(0) => None,
+        Ok(code) => Some(format!(
+            "command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"
+        )),
+        Err(e) if version >= 4 => Some(
+            serde_json::json!({
+                "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
+                "message": format!("Internal error occurred: error executing command in container: {e}"),
+            })
+            .to_string(),
+        ),
+        Err(e) => Some(format!("error executing command in container: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +247,22 @@ mod tests {
         assert_eq!(failed["reason"], "NonZeroExitCode");
         assert_eq!(failed["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(failed["details"]["causes"][0]["message"], "3");
+    }
+
+    #[test]
+    fn status_messages_per_version() {
+        let cmd = vec!["false".to_string()];
+        assert_eq!(status_message(2, &cmd, &Ok(0)), None);
+        assert!(status_message(2, &cmd, &Ok(1)).is_some_and(|m| m.contains("exit code 1")));
+        let v4: serde_json::Value =
+            serde_json::from_str(&status_message(4, &cmd, &Ok(1)).expect("status")).expect("json");
+        assert_eq!(v4["reason"], "NonZeroExitCode");
+        let internal: serde_json::Value = serde_json::from_str(
+            &status_message(4, &cmd, &Err(CriError::Internal("boom".into()))).expect("status"),
+        )
+        .expect("json");
+        assert_eq!(internal["reason"], "InternalError");
+        assert_eq!(internal["code"], 500);
     }
 
     #[test]

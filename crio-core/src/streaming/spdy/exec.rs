@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::conn::{IncomingStream, SpdyConn, StreamEvent};
 use super::frame::header;
 use super::next_event;
-use crate::container::ExecStream;
+use crate::logs::Stream;
 use crate::server::CriError;
-use crate::streaming::remotecommand::{exit_status_json, Streams, TerminalSize};
+use crate::streaming::remotecommand::{status_message, Step, Streams, TerminalSize};
+use crate::streaming::target::{Emit, Target};
 
 /// How long the client has to open its streams.
 pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,36 +71,13 @@ pub async fn accept_streams(
     Some(got)
 }
 
-fn status_message(version: u8, cmd: &[String], result: &Result<i32, CriError>) -> Option<String> {
-    match result {
-        Ok(code) if version >= 4 => Some(exit_status_json(cmd, *code)),
-        Ok(0) => None,
-        Ok(code) => Some(format!(
-            "command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"
-        )),
-        Err(e) if version >= 4 => Some(
-            serde_json::json!({
-                "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                "message": format!("Internal error occurred: error executing command in container: {e}"),
-            })
-            .to_string(),
-        ),
-        Err(e) => Some(format!("error executing command in container: {e}")),
-    }
-}
-
-enum Step {
-    Exited(Result<i32, CriError>),
-    Gone,
-    CloseStdin,
-}
-
-/// Runs an exec session on an upgraded SPDY connection.
-pub async fn serve_exec(
+/// Runs an exec or attach session on an upgraded SPDY connection: the target
+/// starts once the client has opened its streams.
+pub async fn serve(
     conn: SpdyConn,
     mut incoming: UnboundedReceiver<IncomingStream>,
     version: u8,
-    start: impl std::future::Future<Output = Result<ExecStream, CriError>>,
+    start: impl std::future::Future<Output = Result<Target, CriError>>,
     streams: Streams,
     cmd: Vec<String>,
 ) {
@@ -120,44 +97,37 @@ pub async fn serve_exec(
         conn.go_away(last_id);
         conn.close();
     };
-    let mut exec = match start.await {
-        Ok(exec) => exec,
+    let mut target = match start.await {
+        Ok(target) => target,
         Err(e) => return end(status_message(version, &cmd, &Err(e))),
     };
-    let pumps: Vec<_> = [
-        (exec.stdout.take(), got.get("stdout").map(|s| s.id)),
-        (exec.stderr.take(), got.get("stderr").map(|s| s.id)),
-    ]
-    .into_iter()
-    .filter_map(|(reader, stream_id)| {
-        let mut reader = reader?;
-        let conn = conn.clone();
-        Some(tokio::spawn(async move {
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match reader.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Some(id) = stream_id {
-                            conn.data(id, &buf[..n]);
-                        }
-                    }
-                }
+    let out = conn.clone();
+    let (stdout_id, stderr_id) = (
+        got.get("stdout").map(|s| s.id),
+        got.get("stderr").map(|s| s.id),
+    );
+    let emit: Emit = std::sync::Arc::new(move |stream, data| {
+        let id = match stream {
+            Stream::Stdout => stdout_id,
+            Stream::Stderr => stderr_id,
+        };
+        if let Some(id) = id {
+            match data {
+                Some(data) => out.data(id, &data),
+                None => out.fin(id),
             }
-            if let Some(id) = stream_id {
-                conn.fin(id);
-            }
-        }))
-    })
-    .collect();
+        }
+        Box::pin(async {})
+    });
+    let pumps = target.spawn_output(emit);
 
     let mut stdin_events = got.remove("stdin").map(|s| s.events);
     let mut resize_events = got.remove("resize").map(|s| s.events);
-    let mut stdin = exec.stdin.take();
+    let mut stdin = target.take_stdin();
     let mut resize_buf: Vec<u8> = Vec::new();
     let exit = loop {
         let step = {
-            let wait = exec.wait();
+            let wait = target.wait();
             tokio::pin!(wait);
             loop {
                 tokio::select! {
@@ -166,7 +136,7 @@ pub async fn serve_exec(
                     event = next_event(&mut stdin_events) => match event {
                         Some(StreamEvent::Data(data)) => {
                             if let Some(w) = stdin.as_mut() {
-                                if w.write_all(&data).await.is_err() {
+                                if w.write(&data).await.is_err() {
                                     break Step::CloseStdin;
                                 }
                             }
@@ -188,7 +158,7 @@ pub async fn serve_exec(
                             let used = sizes.byte_offset();
                             resize_buf.drain(..used);
                             if let Some(size) = last {
-                                if let Err(e) = exec.resize(size.width.into(), size.height.into()).await {
+                                if let Err(e) = target.resize(size.width.into(), size.height.into()).await {
                                     tracing::debug!("resize: {e}");
                                 }
                             }
@@ -203,7 +173,7 @@ pub async fn serve_exec(
             Step::Gone => break None,
             Step::CloseStdin => {
                 if stdin.take().is_some() {
-                    exec.close_stdin().await;
+                    target.close_stdin().await;
                 }
             }
         }
@@ -221,17 +191,19 @@ pub async fn serve_exec(
             {
                 conn.reset(id);
             }
+            // An attach ends well when its container exits, whatever the code.
+            let code = if target.is_attach() { Ok(0) } else { code };
             end(status_message(version, &cmd, &code));
         }
         None => {
-            tracing::debug!("exec client went away: killing the process");
+            tracing::debug!("streaming client went away");
             for pump in pumps {
                 pump.abort();
             }
             conn.close();
         }
     }
-    exec.finish().await;
+    target.finish().await;
 }
 
 #[cfg(test)]
@@ -258,21 +230,5 @@ mod tests {
             expected(s(true, true, false, true), 2),
             ["error", "stdin", "stdout"]
         );
-    }
-
-    #[test]
-    fn status_messages_per_version() {
-        let cmd = vec!["false".to_string()];
-        assert_eq!(status_message(2, &cmd, &Ok(0)), None);
-        assert!(status_message(2, &cmd, &Ok(1)).is_some_and(|m| m.contains("exit code 1")));
-        let v4: serde_json::Value =
-            serde_json::from_str(&status_message(4, &cmd, &Ok(1)).expect("status")).expect("json");
-        assert_eq!(v4["reason"], "NonZeroExitCode");
-        let internal: serde_json::Value = serde_json::from_str(
-            &status_message(4, &cmd, &Err(CriError::Internal("boom".into()))).expect("status"),
-        )
-        .expect("json");
-        assert_eq!(internal["reason"], "InternalError");
-        assert_eq!(internal["code"], 500);
     }
 }
