@@ -40,6 +40,8 @@ pub enum DaemonError {
     Events(#[from] crate::runtime::events::EventsError),
     #[error("recovering pods: {0}")]
     Recover(String),
+    #[error(transparent)]
+    StreamingTls(#[from] crate::streaming::tls::TlsError),
     #[error("streaming server on {address} ([crio.api] stream_address, stream_port): {source}")]
     Streaming {
         address: String,
@@ -145,13 +147,36 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Recover(e.to_string()))?;
     // Validated: a port number.
     let stream_port = c.api.stream_port.parse::<u16>().unwrap_or(0);
-    let streaming =
-        crate::streaming::StreamingServer::start(&c.api.stream_address, stream_port, pods.clone())
-            .await
-            .map_err(|source| DaemonError::Streaming {
-                address: format!("{}:{}", c.api.stream_address, c.api.stream_port),
-                source,
-            })?;
+    // Validated: empty or a duration.
+    let idle_timeout = crate::duration::parse(&c.api.stream_idle_timeout)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(crate::streaming::DEFAULT_IDLE_TIMEOUT);
+    let tls = if c.api.stream_enable_tls {
+        let ca = (!c.api.stream_tls_ca.is_empty()).then(|| Path::new(&c.api.stream_tls_ca));
+        Some(
+            crate::streaming::tls::acceptor(
+                Path::new(&c.api.stream_tls_cert),
+                Path::new(&c.api.stream_tls_key),
+                ca,
+            )
+            .map_err(DaemonError::StreamingTls)?,
+        )
+    } else {
+        None
+    };
+    let streaming = crate::streaming::StreamingServer::start(
+        &c.api.stream_address,
+        stream_port,
+        idle_timeout,
+        tls,
+        c.api.stream_max_sessions,
+        pods.clone(),
+    )
+    .await
+    .map_err(|source| DaemonError::Streaming {
+        address: format!("{}:{}", c.api.stream_address, c.api.stream_port),
+        source,
+    })?;
     let listen = c.api.listen.clone();
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {

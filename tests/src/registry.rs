@@ -321,6 +321,49 @@ impl TestCa {
         path
     }
 
+    /// A client certificate (and its key) the CA signed, for mutual TLS.
+    pub fn client_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let p = |f: &str| self.dir.path().join(format!("{name}.{f}"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            path_str(&p("key")),
+            "-out",
+            path_str(&p("csr")),
+        ]);
+        fs::write(
+            p("ext"),
+            "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n",
+        )
+        .expect("write client ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            path_str(&p("csr")),
+            "-CA",
+            path_str(&self.ca_cert),
+            "-CAkey",
+            path_str(&self.dir.path().join("ca.key")),
+            "-CAcreateserial",
+            "-extfile",
+            path_str(&p("ext")),
+            "-out",
+            path_str(&p("crt")),
+        ]);
+        (p("crt"), p("key"))
+    }
+
     /// The temp dir holding the CA's files.
     pub fn dir(&self) -> &Path {
         self.dir.path()

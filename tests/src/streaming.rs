@@ -14,9 +14,57 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+/// A connection the client speaks over: plain TCP or TLS.
+pub trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
+
+/// TLS settings for `https://` streaming URLs: the CA to trust, and a client
+/// certificate and key to present.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+async fn tls_connect(tcp: TcpStream, tls: &ClientTls) -> std::io::Result<Box<dyn Io>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&tls.ca_pem) {
+        roots
+            .add(cert.map_err(std::io::Error::other)?)
+            .map_err(std::io::Error::other)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots);
+    let config = match &tls.client {
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(std::io::Error::other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(std::io::Error::other)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(std::io::Error::other)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(std::io::Error::other)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
+    Ok(Box::new(connector.connect(name, tcp).await?))
+}
+
 #[derive(Debug)]
 pub struct ChannelClient {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Box<dyn Io>>,
     /// The subprotocol the server chose.
     pub protocol: String,
 }
@@ -27,7 +75,18 @@ impl ChannelClient {
         url: &str,
         protocols: &[&str],
     ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let ws_url = url.replacen("http://", "ws://", 1);
+        Self::connect_with(url, protocols, None).await
+    }
+
+    /// Connects to an `http://` or (with `tls`) an `https://` streaming URL.
+    pub async fn connect_with(
+        url: &str,
+        protocols: &[&str],
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let ws_url = url
+            .replacen("https://", "ws://", 1)
+            .replacen("http://", "ws://", 1);
         let mut request = ws_url.as_str().into_client_request()?;
         if !protocols.is_empty() {
             request.headers_mut().insert(
@@ -44,7 +103,13 @@ impl ChannelClient {
         let tcp = TcpStream::connect(&host)
             .await
             .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
-        let (ws, response) = tokio_tungstenite::client_async(request, tcp).await?;
+        let io: Box<dyn Io> = match tls {
+            Some(tls) => tls_connect(tcp, tls)
+                .await
+                .map_err(tokio_tungstenite::tungstenite::Error::Io)?,
+            None => Box::new(tcp),
+        };
+        let (ws, response) = tokio_tungstenite::client_async(request, io).await?;
         let protocol = response
             .headers()
             .get("Sec-WebSocket-Protocol")

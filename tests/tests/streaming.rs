@@ -28,8 +28,17 @@ struct Fixture {
 
 /// A pod with a running busybox container, or (`web`) the web image's httpd.
 async fn fixture(web: bool) -> Fixture {
+    fixture_with(web, None).await
+}
+
+/// The same, with a drop-in for the daemon.
+async fn fixture_with(web: bool, dropin: Option<&str>) -> Fixture {
     let registry = Registry::with_test_images();
-    let daemon = Daemon::builder()
+    let mut builder = Daemon::builder();
+    if let Some(text) = dropin {
+        builder = builder.dropin("50-streaming.conf", text);
+    }
+    let daemon = builder
         .registries_conf(&format!(
             "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
             registry.addr
@@ -687,4 +696,136 @@ async fn attach_over_spdy() {
     );
     let s: Value = serde_json::from_str(&got.text(error)).expect("status JSON");
     assert_eq!(s["status"], "Success");
+}
+
+// ---- idle sessions, TLS ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_is_closed_and_its_process_killed() {
+    let mut f = fixture_with(false, Some("[crio.api]\nstream_idle_timeout = \"2s\"\n")).await;
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["sleep", "4244"], false, false),
+    )
+    .await;
+    let mut client = ChannelClient::connect(&url, &["v4.channel.k8s.io"])
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    // Nothing flows: the server ends the session after the idle timeout.
+    let _ = client.collect().await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(15),
+        "closed after {waited:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = f.cri.exec(&f.container, &["ps", "-o", "args"]).await;
+        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        if !ps.contains("sleep 4244") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle session's process still runs:\n{ps}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_streaming_server_serves_tls_and_requires_client_certificates() {
+    use crio_tests::registry::TestCa;
+    use crio_tests::streaming::ClientTls;
+    let ca = TestCa::new();
+    let (client_cert, client_key) = ca.client_cert("kubelet");
+    let dropin = format!(
+        "[crio.api]\nstream_enable_tls = true\nstream_tls_cert = {:?}\nstream_tls_key = {:?}\nstream_tls_ca = {:?}\n",
+        ca.server_cert, ca.server_key, ca.ca_cert
+    );
+    let mut f = fixture_with(false, Some(&dropin)).await;
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["echo", "over tls"], false, false),
+    )
+    .await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // Without a client certificate the handshake is refused (the token is not
+    // consumed: TLS fails before any HTTP).
+    let anonymous = ClientTls {
+        ca_pem: ca.ca_pem(),
+        client: None,
+    };
+    let refused = ChannelClient::connect_with(&url, &["v4.channel.k8s.io"], Some(&anonymous)).await;
+    assert!(refused.is_err(), "a client without a certificate got in");
+    let kubelet = ClientTls {
+        ca_pem: ca.ca_pem(),
+        client: Some((client_cert, client_key)),
+    };
+    let mut client = ChannelClient::connect_with(&url, &["v4.channel.k8s.io"], Some(&kubelet))
+        .await
+        .expect("connect with a client certificate");
+    let got = client.collect().await;
+    assert_eq!(text(&got, STDOUT), "over tls\n");
+    assert_eq!(status(&got)["status"], "Success");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_without_its_files_is_a_named_config_error() {
+    let daemon = Daemon::builder()
+        .dropin("50-tls.conf", "[crio.api]\nstream_enable_tls = true\n")
+        .spawn();
+    let mut daemon = daemon;
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("crio refuses to start");
+    assert!(!status.success());
+    let log = daemon.log();
+    assert!(
+        log.contains("crio.api.stream_tls_cert") && log.contains("stream_enable_tls"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_beyond_the_limit_are_refused_until_one_ends() {
+    let mut f = fixture_with(false, Some("[crio.api]\nstream_max_sessions = 1\n")).await;
+    let long = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["sleep", "4245"], false, false),
+    )
+    .await;
+    let first = ChannelClient::connect(&long, &["v4.channel.k8s.io"])
+        .await
+        .expect("connect");
+    let url = exec_url(
+        &mut f.cri,
+        exec_request(&f.container, &["true"], false, false),
+    )
+    .await;
+    let refused = ChannelClient::connect(&url, &["v4.channel.k8s.io"]).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 429),
+        "{:?}",
+        refused.as_ref().err()
+    );
+    first.close().await;
+    // Once the first session has ended, a new one gets in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = exec_url(
+            &mut f.cri,
+            exec_request(&f.container, &["true"], false, false),
+        )
+        .await;
+        match ChannelClient::connect(&url, &["v4.channel.k8s.io"]).await {
+            Ok(mut client) => {
+                assert_eq!(status(&client.collect().await)["status"], "Success");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -45,6 +45,18 @@ pub struct ApiConfig {
     pub stream_address: String,
     /// Port of the streaming server (a string, as in CRI-O; "0" picks a free port).
     pub stream_port: String,
+    /// Streaming sessions with no traffic for this long are closed (Go duration;
+    /// empty = 4h, the kubelet's default).
+    pub stream_idle_timeout: String,
+    /// Serve the streaming server over TLS with `stream_tls_cert` / `stream_tls_key`
+    /// (PEM); with `stream_tls_ca`, clients must present a certificate it signed.
+    pub stream_enable_tls: bool,
+    pub stream_tls_cert: String,
+    pub stream_tls_key: String,
+    pub stream_tls_ca: String,
+    /// Streaming sessions served at once; more are refused (HTTP 429). Not a CRI-O
+    /// key.
+    pub stream_max_sessions: usize,
     pub grpc_max_send_msg_size: usize,
     pub grpc_max_recv_msg_size: usize,
 }
@@ -147,6 +159,12 @@ impl Default for ApiConfig {
             listen: "/var/run/crio/crio.sock".into(),
             stream_address: "127.0.0.1".into(),
             stream_port: "0".into(),
+            stream_idle_timeout: String::new(),
+            stream_enable_tls: false,
+            stream_tls_cert: String::new(),
+            stream_tls_key: String::new(),
+            stream_tls_ca: String::new(),
+            stream_max_sessions: 256,
             // CRI-O's defaults: 80 MiB.
             grpc_max_send_msg_size: 80 * 1024 * 1024,
             grpc_max_recv_msg_size: 80 * 1024 * 1024,

@@ -29,6 +29,44 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             "a string holding 0-65535, \"0\" for any free port",
         );
     }
+    if !c.api.stream_idle_timeout.is_empty()
+        && crate::duration::parse(&c.api.stream_idle_timeout).is_none()
+    {
+        out.problem(
+            "crio.api.stream_idle_timeout",
+            format!("{:?} is not a duration", c.api.stream_idle_timeout),
+            "a Go duration such as \"4h\" or \"30m\", empty for 4h",
+        );
+    }
+    if c.api.stream_enable_tls {
+        for (key, value) in [
+            ("crio.api.stream_tls_cert", &c.api.stream_tls_cert),
+            ("crio.api.stream_tls_key", &c.api.stream_tls_key),
+        ] {
+            if value.is_empty() {
+                out.problem(
+                    key,
+                    "is required when stream_enable_tls = true".to_string(),
+                    "the absolute path of a PEM file",
+                );
+            } else {
+                out.absolute(key, std::path::Path::new(value));
+            }
+        }
+    }
+    if c.api.stream_max_sessions == 0 {
+        out.problem(
+            "crio.api.stream_max_sessions",
+            "0 would refuse every session".to_string(),
+            "a positive number (default 256)",
+        );
+    }
+    if !c.api.stream_tls_ca.is_empty() {
+        out.absolute(
+            "crio.api.stream_tls_ca",
+            std::path::Path::new(&c.api.stream_tls_ca),
+        );
+    }
     if c.api.stream_address.parse::<std::net::IpAddr>().is_err() {
         out.problem(
             "crio.api.stream_address",

@@ -5,11 +5,13 @@
 //! to SPDY/3.1 (`spdy/`) or to a WebSocket speaking the Kubernetes channel
 //! protocol (`ws_channels`, `remotecommand`, `portforward`).
 
+pub mod idle;
 pub mod portforward;
 pub mod remotecommand;
 pub mod requests;
 pub mod spdy;
 pub mod target;
+pub mod tls;
 pub mod ws_channels;
 
 use std::convert::Infallible;
@@ -35,8 +37,8 @@ use remotecommand::Streams;
 use target::Target;
 use ws_channels::ChannelProtocol;
 
-/// Sessions (connected streams) at once; more are refused with 429.
-pub const MAX_SESSIONS: usize = 256;
+/// The kubelet's default `stream_idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
 const X_STREAM_PROTOCOL_VERSION: &str = "x-stream-protocol-version";
@@ -47,6 +49,7 @@ pub struct StreamingServer {
     pods: Arc<PodRuntime>,
     base_url: String,
     sessions: Arc<Semaphore>,
+    idle_timeout: std::time::Duration,
 }
 
 impl StreamingServer {
@@ -55,15 +58,20 @@ impl StreamingServer {
     pub async fn start(
         address: &str,
         port: u16,
+        idle_timeout: std::time::Duration,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        max_sessions: usize,
         pods: Arc<PodRuntime>,
     ) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind((address, port)).await?;
         let local = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = Arc::new(Self {
             requests: RequestCache::default(),
             pods,
-            base_url: format!("http://{local}"),
-            sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+            base_url: format!("{scheme}://{local}"),
+            sessions: Arc::new(Semaphore::new(max_sessions)),
+            idle_timeout,
         });
         tracing::info!(address = %local, "streaming server listening");
         let serving = server.clone();
@@ -73,15 +81,31 @@ impl StreamingServer {
                     continue;
                 };
                 let server = serving.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let server = server.clone();
                         async move { Ok::<_, Infallible>(server.handle(req)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await
+                            }
+                            Err(e) => {
+                                tracing::debug!("streaming TLS handshake: {e}");
+                                return;
+                            }
+                        },
+                        None => {
+                            http.serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades()
+                                .await
+                        }
+                    };
                 });
             }
         });
@@ -175,7 +199,7 @@ impl StreamingServer {
         tokio::spawn(async move {
             let _permit = permit;
             let io = match upgraded.await {
-                Ok(io) => TokioIo::new(io),
+                Ok(io) => idle::IdleIo::new(TokioIo::new(io), server.idle_timeout),
                 Err(e) => {
                     tracing::debug!("streaming upgrade failed: {e}");
                     return;
@@ -257,10 +281,11 @@ impl StreamingServer {
         };
         let upgraded = hyper::upgrade::on(&mut req);
         let pods = self.pods.clone();
+        let idle_timeout = self.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let io = match upgraded.await {
-                Ok(io) => TokioIo::new(io),
+                Ok(io) => idle::IdleIo::new(TokioIo::new(io), idle_timeout),
                 Err(e) => {
                     tracing::debug!("streaming upgrade failed: {e}");
                     return;
