@@ -597,17 +597,22 @@ async fn attach_url(
         .map(|r| r.into_inner().url)
 }
 
-/// Reads channel messages until `channel` has received `needle`.
-async fn read_until(client: &mut ChannelClient, channel: u8, needle: &str) -> String {
-    let mut seen = String::new();
-    while !seen.contains(needle) {
+/// Reads channel messages until each `(channel, needle)` has been received (the
+/// channels interleave in any order).
+async fn read_until(client: &mut ChannelClient, wanted: &[(u8, &str)]) {
+    let mut seen: std::collections::BTreeMap<u8, String> = Default::default();
+    while !wanted
+        .iter()
+        .all(|(c, needle)| seen.get(c).is_some_and(|t| t.contains(needle)))
+    {
         match client.recv().await {
-            Some((c, data)) if c == channel => seen.push_str(&String::from_utf8_lossy(&data)),
-            Some(_) => {}
-            None => panic!("closed before {needle:?}; got {seen:?}"),
+            Some((c, data)) => seen
+                .entry(c)
+                .or_default()
+                .push_str(&String::from_utf8_lossy(&data)),
+            None => panic!("closed before {wanted:?}; got {seen:?}"),
         }
     }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -626,8 +631,14 @@ async fn attach_joins_the_containers_own_stdio_and_leaves_it_running() {
             .await
             .expect("connect");
         client.send(STDIN, format!("{round}\n").as_bytes()).await;
-        read_until(&mut client, STDOUT, &format!("got {round}")).await;
-        read_until(&mut client, STDERR, &format!("err {round}")).await;
+        read_until(
+            &mut client,
+            &[
+                (STDOUT, format!("got {round}").as_str()),
+                (STDERR, format!("err {round}").as_str()),
+            ],
+        )
+        .await;
         client.close().await;
         // Leaving does not stop the container, and stdin stays open for the next.
         let status = f.cri.container_status(&id).await.expect("status");
@@ -652,7 +663,7 @@ async fn attach_with_stdin_once_ends_with_the_container() {
         .await
         .expect("connect");
     client.send(STDIN, b"through cat\n").await;
-    read_until(&mut client, STDOUT, "through cat").await;
+    read_until(&mut client, &[(STDOUT, "through cat")]).await;
     // Closing stdin (stdin_once) is the container's end-of-file: cat ends, the
     // container exits, the session ends with Success.
     client.send(255, &[STDIN]).await;
