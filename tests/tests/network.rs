@@ -554,9 +554,11 @@ impl Recorder {
         .to_string()
     }
 
+    /// The complete records so far (a line still being written is left for later).
     fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.log())
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect()

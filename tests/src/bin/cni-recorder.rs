@@ -35,7 +35,8 @@ fn main() {
             .append(true)
             .open(log)
         {
-            let _ = writeln!(f, "{record}");
+            // One write per record: a reader never sees half a line next to another.
+            let _ = f.write_all(format!("{record}\n").as_bytes());
         }
     }
     let version = conf.get("cniVersion").cloned().unwrap_or(json!("1.1.0"));
