@@ -25,6 +25,7 @@ use super::{CriError, State};
 use crate::image::image_config::ImageConfig;
 use crate::runtime::Readiness;
 use crate::store::ImageRecord;
+use crate::streaming::remotecommand::Streams;
 use crate::streaming::StreamRequest;
 use crate::version::{CRI_API_VERSION, RUNTIME_NAME};
 
@@ -344,17 +345,13 @@ impl RuntimeService for RuntimeServiceImpl {
             return Err(CriError::InvalidArgument("Exec needs a command".into()).into());
         }
         // The kubelet's streaming server rules.
-        if !(r.stdin || r.stdout || r.stderr) {
-            return Err(CriError::InvalidArgument(
-                "one of stdin, stdout, or stderr must be set".into(),
-            )
-            .into());
+        Streams {
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            tty: r.tty,
         }
-        if r.tty && r.stderr {
-            return Err(
-                CriError::InvalidArgument("tty and stderr cannot both be true".into()).into(),
-            );
-        }
+        .validate()?;
         let container = self.state.pods.running_container(&r.container_id)?;
         let url = self
             .state
@@ -376,17 +373,13 @@ impl RuntimeService for RuntimeServiceImpl {
         request: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
         let r = request.into_inner();
-        if !(r.stdin || r.stdout || r.stderr) {
-            return Err(CriError::InvalidArgument(
-                "one of stdin, stdout, or stderr must be set".into(),
-            )
-            .into());
+        Streams {
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            tty: r.tty,
         }
-        if r.tty && r.stderr {
-            return Err(
-                CriError::InvalidArgument("tty and stderr cannot both be true".into()).into(),
-            );
-        }
+        .validate()?;
         let container = self.state.pods.running_container(&r.container_id)?;
         if r.stdin && !container.stdin {
             return Err(CriError::InvalidArgument(format!(

@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::ws_channels::{decode, encode, ChannelProtocol};
+use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
 use crate::sandbox::PodRuntime;
 
 /// The ports asked for in the URL's query (`?port=80&port=8080`).
@@ -40,16 +38,7 @@ pub async fn serve_port_forward<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let encoding = protocol.encoding;
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut source, tx, writer) = split_with_writer(ws);
     let mut conns: Vec<Option<OwnedWriteHalf>> = Vec::new();
     let mut pumps = Vec::new();
     for (i, port) in ports.iter().enumerate() {

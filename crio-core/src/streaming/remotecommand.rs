@@ -5,12 +5,10 @@
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::target::{Emit, Target};
-use super::ws_channels::{decode, encode, ChannelProtocol};
+use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
 use crate::logs::Stream;
 use crate::server::CriError;
 
@@ -32,6 +30,36 @@ pub struct Streams {
     pub stdout: bool,
     pub stderr: bool,
     pub tty: bool,
+}
+
+impl Streams {
+    /// The kubelet's rules for an Exec or Attach request.
+    pub fn validate(&self) -> Result<(), CriError> {
+        if !(self.stdin || self.stdout || self.stderr) {
+            return Err(CriError::InvalidArgument(
+                "one of stdin, stdout, or stderr must be set".into(),
+            ));
+        }
+        if self.tty && self.stderr {
+            return Err(CriError::InvalidArgument(
+                "tty and stderr cannot both be true".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Consumes the complete `TerminalSize` JSON values at the front of `buf` (a
+/// partial one stays for the next bytes); the last one, which is the size now.
+pub fn take_sizes(buf: &mut Vec<u8>) -> Option<TerminalSize> {
+    let mut sizes = serde_json::Deserializer::from_slice(buf).into_iter::<TerminalSize>();
+    let mut last = None;
+    while let Some(Ok(size)) = sizes.next() {
+        last = Some(size);
+    }
+    let used = sizes.byte_offset();
+    buf.drain(..used);
+    last
 }
 
 /// A terminal size message (remotecommand's `TerminalSize`).
@@ -96,16 +124,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let encoding = protocol.encoding;
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut source, tx, writer) = split_with_writer(ws);
     // The client learns the session is up from an empty message on its first
     // output channel, as the kubelet sends it.
     let first = if streams.stdout {
@@ -263,6 +282,43 @@ mod tests {
         .expect("json");
         assert_eq!(internal["reason"], "InternalError");
         assert_eq!(internal["code"], 500);
+    }
+
+    #[test]
+    fn sizes_are_taken_whole_and_a_partial_one_waits() {
+        let mut buf = br#"{"Width":1,"Height":2}
+{"Width":3,"Height":4}
+{"Wid"#
+            .to_vec();
+        assert_eq!(
+            take_sizes(&mut buf),
+            Some(TerminalSize {
+                width: 3,
+                height: 4
+            })
+        );
+        assert_eq!(buf, b"{\"Wid", "the partial value stays");
+        buf.extend_from_slice(br#"th":5,"Height":6}"#);
+        assert_eq!(
+            take_sizes(&mut buf),
+            Some(TerminalSize {
+                width: 5,
+                height: 6
+            })
+        );
+    }
+
+    #[test]
+    fn streams_follow_the_kubelet_rules() {
+        let s = |stdin, stdout, stderr, tty| Streams {
+            stdin,
+            stdout,
+            stderr,
+            tty,
+        };
+        assert!(s(false, true, false, true).validate().is_ok());
+        assert!(s(false, false, false, false).validate().is_err());
+        assert!(s(false, true, true, true).validate().is_err());
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! ASCII digit followed by base64 data (`base64.` protocols).
 
 use base64::Engine;
+use futures::stream::SplitStream;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// How channel messages are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,32 @@ pub fn negotiate(offered: &str, supported: &[ChannelProtocol]) -> Option<Channel
     offered
         .iter()
         .find_map(|o| supported.iter().copied().find(|p| p.name == *o))
+}
+
+/// Splits a session's WebSocket: its incoming messages, and a sender whose
+/// messages one task writes in order (the socket is closed when every sender is
+/// gone; await the task to know it is).
+pub fn split_with_writer<S>(
+    ws: WebSocketStream<S>,
+) -> (
+    SplitStream<WebSocketStream<S>>,
+    mpsc::Sender<Message>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, source) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    (source, tx, writer)
 }
 
 pub fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {

@@ -12,7 +12,7 @@ use super::frame::header;
 use super::next_event;
 use crate::logs::Stream;
 use crate::server::CriError;
-use crate::streaming::remotecommand::{status_message, Step, Streams, TerminalSize};
+use crate::streaming::remotecommand::{status_message, take_sizes, Step, Streams};
 use crate::streaming::target::{Emit, Target};
 
 /// How long the client has to open its streams.
@@ -149,15 +149,7 @@ pub async fn serve(
                     event = next_event(&mut resize_events) => match event {
                         Some(StreamEvent::Data(data)) => {
                             resize_buf.extend_from_slice(&data);
-                            let mut sizes = serde_json::Deserializer::from_slice(&resize_buf)
-                                .into_iter::<TerminalSize>();
-                            let mut last = None;
-                            while let Some(Ok(size)) = sizes.next() {
-                                last = Some(size);
-                            }
-                            let used = sizes.byte_offset();
-                            resize_buf.drain(..used);
-                            if let Some(size) = last {
+                            if let Some(size) = take_sizes(&mut resize_buf) {
                                 if let Err(e) = target.resize(size.width.into(), size.height.into()).await {
                                     tracing::debug!("resize: {e}");
                                 }
