@@ -130,6 +130,11 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             systemd_cgroup: c.runtime.cgroup_manager == "systemd",
             held_capabilities: crate::spec::held_capabilities(),
             min_oom_score_adj: crate::spec::own_oom_score_adj(),
+            pids_limit: c.runtime.pids_limit,
+            container_min_memory: crate::size::parse(&c.runtime.container_min_memory)
+                .unwrap_or_default(),
+            log_size_max: c.runtime.log_size_max,
+            image_volumes: c.runtime.image_volumes.clone(),
         },
         store.clone(),
         images.clone(),
@@ -191,6 +196,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         image_root,
         container_root,
         config,
+        pod_cidrs: Default::default(),
     });
     let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
     tracing::info!(socket = %listen.display(), "serving CRI");

@@ -11,6 +11,7 @@ pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
+pub mod size;
 pub mod spec;
 pub mod storage;
 pub mod store;

@@ -13,6 +13,8 @@ pub mod cri {
 
 /// containerd shim v2: task API, events API and their ttrpc clients/servers.
 pub mod shim {
-    pub use containerd_shim_protos::{api, bootstrap_api, events, protobuf, shim, ttrpc, types};
+    pub use containerd_shim_protos::{
+        api, bootstrap_api, cgroups, cgroups_v2, events, protobuf, shim, ttrpc, types,
+    };
     pub use containerd_shim_protos::{shim_async, Events, Task, TaskClient};
 }

@@ -231,7 +231,13 @@ pub fn build_layout(dir: &Path) -> OciLayout {
     layout.tag(&d, TestImage::Web.layout_ref());
 
     let nonroot = spec(
-        json!({"Env": [PATH_ENV], "Cmd": ["id"], "User": "1000:1000", "WorkingDir": "/home/user"}),
+        json!({
+            "Env": [PATH_ENV],
+            "Cmd": ["id"],
+            "User": "1000:1000",
+            "WorkingDir": "/home/user",
+            "Volumes": {"/data-volume": {}},
+        }),
         vec![base_layer()],
     );
     let d = layout.add_image(&nonroot);

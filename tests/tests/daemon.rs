@@ -1,12 +1,12 @@
 //! The daemon over its socket: permissions, Version/Status/RuntimeConfig, health,
-//! Unimplemented for what has not landed, the inspect endpoints, and shutdown.
+//! Unimplemented for what is not served (checkpointing), the inspect endpoints, and shutdown.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
 use crio_tests::Daemon;
 use protocols::cri::{
-    CgroupDriver, ContainerStatsRequest, ListPodSandboxStatsRequest, RuntimeConfigRequest,
+    CgroupDriver, CheckpointContainerRequest, ContainerStatsRequest, RuntimeConfigRequest,
     StatusRequest, VersionRequest,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -164,25 +164,27 @@ async fn runtime_config_reports_the_configured_cgroup_driver() {
 }
 
 fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
-    let status = result.expect_err("not built yet");
+    let status = result.expect_err("not served");
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rpcs_not_built_yet_answer_unimplemented() {
+async fn checkpointing_answers_unimplemented_and_stats_of_nothing_not_found() {
     let daemon = Daemon::builder().start();
     let mut cri = daemon.client().await;
-    // Stats land with the spec-fidelity issue.
     assert_unimplemented(
         cri.runtime
-            .container_stats(ContainerStatsRequest::default())
+            .checkpoint_container(CheckpointContainerRequest::default())
             .await,
     );
-    assert_unimplemented(
-        cri.runtime
-            .list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
-            .await,
-    );
+    let missing = cri
+        .runtime
+        .container_stats(ContainerStatsRequest {
+            container_id: "nope".into(),
+        })
+        .await
+        .expect_err("no such container");
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,7 +73,19 @@ pub struct RuntimeSection {
     pub log_level: String,
     /// The RuntimeClass handlers, by name.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    /// Processes per container (`pids.max`); -1 or 0 = unlimited.
+    pub pids_limit: i64,
+    /// The smallest memory limit a container may ask for (a size: "12MiB").
+    pub container_min_memory: String,
+    /// Bytes a container's log may grow to before it is truncated; -1 = no limit.
+    pub log_size_max: i64,
+    /// What the image's `Volumes` become: `mkdir` (a directory in the container's
+    /// writable layer), `bind` (a private directory bind-mounted there) or `ignore`.
+    pub image_volumes: String,
 }
+
+/// The accepted `[crio.runtime] image_volumes` values.
+pub const IMAGE_VOLUMES: &[&str] = &["mkdir", "bind", "ignore"];
 
 /// `[crio.runtime.runtimes.NAME]`: one RuntimeClass handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +211,10 @@ impl Default for RuntimeSection {
             cgroup_manager: "cgroupfs".into(),
             log_level: "info".into(),
             runtimes: BTreeMap::from([("runc".to_string(), runc)]),
+            pids_limit: -1,
+            container_min_memory: "12MiB".into(),
+            log_size_max: -1,
+            image_volumes: "mkdir".into(),
         }
     }
 }

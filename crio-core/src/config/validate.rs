@@ -4,7 +4,8 @@ use std::path::Path;
 
 use super::error::Problem;
 use super::model::{
-    Config, CGROUP_MANAGERS, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM, STORAGE_DRIVERS,
+    Config, CGROUP_MANAGERS, IMAGE_VOLUMES, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM,
+    STORAGE_DRIVERS,
 };
 use super::origin::Origins;
 
@@ -72,6 +73,25 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             "crio.api.stream_address",
             format!("{:?} is not an IP address", c.api.stream_address),
             "an IPv4 or IPv6 address such as \"127.0.0.1\"",
+        );
+    }
+    out.one_of(
+        "crio.runtime.image_volumes",
+        &c.runtime.image_volumes,
+        IMAGE_VOLUMES,
+    );
+    if crate::size::parse(&c.runtime.container_min_memory).is_none() {
+        out.problem(
+            "crio.runtime.container_min_memory",
+            format!("{:?} is not a size", c.runtime.container_min_memory),
+            "a size such as \"12MiB\" or \"12582912\"",
+        );
+    }
+    if c.runtime.log_size_max >= 0 && c.runtime.log_size_max < 8192 {
+        out.problem(
+            "crio.runtime.log_size_max",
+            format!("{} is too small", c.runtime.log_size_max),
+            "-1 (no limit) or at least 8192 bytes",
         );
     }
     out.one_of(

@@ -7,7 +7,12 @@ mod exec;
 mod exec_stream;
 pub use attach::{AttachIo, AttachStream, SharedStdin};
 pub use exec_stream::ExecStream;
+pub mod metrics;
 pub mod process;
+pub mod security;
+mod spec_input;
+pub mod stats;
+mod update;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +23,9 @@ use protocols::shim::api;
 
 use crate::image::image_config::ImageConfig;
 use crate::logs::{drain_to_log, ContainerLog, StdioFifos, StdioPaths, Stream};
-use crate::sandbox::{
-    grouping_annotations, new_id, now_nanos, runtime_options, write_spec, PodRuntime, STATE_READY,
-};
+use crate::sandbox::{new_id, now_nanos, runtime_options, write_spec, PodRuntime, STATE_READY};
 use crate::server::CriError;
-use crate::spec::{self, BindMount, ContainerSpec, PodNamespaces, Resources};
+use crate::spec;
 use crate::storage::{overlay, rootfs};
 use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
 
@@ -39,14 +42,6 @@ pub fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
         "k8s_{}_{}_{}_{}_{}",
         meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
     )
-}
-
-fn propagation(p: i32) -> &'static str {
-    match cri::MountPropagation::try_from(p) {
-        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
-        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
-        _ => "rprivate",
-    }
 }
 
 /// A signal name or number (`SIGTERM`, `TERM`, `15`).
@@ -74,6 +69,28 @@ fn container_state(record: &ContainerRecord) -> cri::ContainerState {
         STATE_RUNNING => cri::ContainerState::ContainerRunning,
         STATE_EXITED => cri::ContainerState::ContainerExited,
         _ => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+fn cri_resources(r: &spec::Resources) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepages
+            .iter()
+            .map(|(page_size, limit)| cri::HugepageLimit {
+                page_size: page_size.clone(),
+                limit: *limit,
+            })
+            .collect(),
+        unified: r.unified.clone().into_iter().collect(),
+        memory_swap_limit_in_bytes: r.memory_swap,
     }
 }
 
@@ -200,7 +217,10 @@ impl PodRuntime {
             .create_task(&pod, &mut record, config, image, image_config, args)
             .await
         {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.emit(&id, &pod.id, cri::ContainerEventType::ContainerCreatedEvent);
+                Ok(id)
+            }
             Err(e) => {
                 tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
                 self.destroy_container(&record).await;
@@ -236,156 +256,22 @@ impl PodRuntime {
         let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage)
             .map_err(|e| CriError::Internal(e.to_string()))?;
 
-        let linux = config.linux.as_ref();
-        let sc = linux.and_then(|l| l.security_context.as_ref());
-        let user = match sc {
-            Some(sc) if sc.run_as_user.is_some() => {
-                let uid = sc.run_as_user.as_ref().map_or(0, |v| v.value);
-                let uid = u32::try_from(uid).map_err(|_| {
-                    CriError::InvalidArgument(format!("run_as_user {uid} is out of range"))
-                })?;
-                let resolved = process::resolve_user(&uid.to_string(), &rootfs)
-                    .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
-                let gid = match sc.run_as_group.as_ref() {
-                    Some(g) => u32::try_from(g.value).map_err(|_| {
-                        CriError::InvalidArgument(format!(
-                            "run_as_group {} is out of range",
-                            g.value
-                        ))
-                    })?,
-                    None => resolved.gid,
-                };
-                process::ResolvedUser { uid, gid }
-            }
-            Some(sc) if !sc.run_as_username.is_empty() => {
-                process::resolve_user(&sc.run_as_username, &rootfs)
-                    .map_err(|e| CriError::InvalidArgument(e.to_string()))?
-            }
-            _ => process::resolve_user(&image_config.config.user, &rootfs)
-                .map_err(|e| CriError::InvalidArgument(e.to_string()))?,
-        };
-        let supplemental: Vec<u32> = sc
-            .map(|s| {
-                s.supplemental_groups
-                    .iter()
-                    .filter_map(|g| u32::try_from(*g).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cri_env: Vec<(String, String)> = config
-            .envs
-            .iter()
-            .map(|kv| {
-                (
-                    kv.key.clone(),
-                    String::from_utf8_lossy(&kv.value).into_owned(),
-                )
-            })
-            .collect();
-        let env = process::environment(
-            image_config.config.env.as_deref().unwrap_or_default(),
-            &cri_env,
-        );
-        let cwd = if !config.working_dir.is_empty() {
-            config.working_dir.clone()
-        } else if !image_config.config.working_dir.is_empty() {
-            image_config.config.working_dir.clone()
-        } else {
-            "/".to_string()
-        };
-        let mut mounts = Vec::new();
-        for m in &config.mounts {
-            if m.container_path.is_empty() || m.host_path.is_empty() {
-                return Err(CriError::InvalidArgument(
-                    "mounts need both container_path and host_path".into(),
-                ));
-            }
-            let host = PathBuf::from(&m.host_path);
-            if !host.exists() {
-                // CRI-O creates a missing host path as a directory.
-                std::fs::create_dir_all(&host).map_err(|e| {
-                    CriError::InvalidArgument(format!(
-                        "mount host path {} does not exist and cannot be created: {e}",
-                        host.display()
-                    ))
-                })?;
-            }
-            mounts.push(BindMount {
-                host_path: host,
-                container_path: PathBuf::from(&m.container_path),
-                readonly: m.readonly,
-                propagation: propagation(m.propagation),
-            });
-        }
-        let res = linux.and_then(|l| l.resources.as_ref());
-        let resources = res.map_or_else(Resources::default, |r| Resources {
-            cpu_shares: r.cpu_shares,
-            cpu_quota: r.cpu_quota,
-            cpu_period: r.cpu_period,
-            memory_limit: r.memory_limit_in_bytes,
-            cpuset_cpus: r.cpuset_cpus.clone(),
-            cpuset_mems: r.cpuset_mems.clone(),
-            pids_limit: 0,
-        });
-        let oom_score_adj = res.map_or(0, |r| r.oom_score_adj);
-        let oom_score_adj = i32::try_from(oom_score_adj)
-            .unwrap_or(0)
-            .max(self.config.min_oom_score_adj);
-        let caps = sc.and_then(|s| s.capabilities.as_ref());
-        let mut annotations = record.annotations.clone();
-        annotations.extend(grouping_annotations(&pod.id, "container"));
-        annotations.insert(spec::CRI_CONTAINER_NAME.into(), record.name.clone());
-        annotations.insert(spec::CRI_SANDBOX_NAME.into(), pod.name.clone());
-        annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), pod.namespace.clone());
-        let pid_mode = sc.and_then(|s| s.namespace_options.as_ref()).map(|n| n.pid);
-        let namespaces = PodNamespaces {
-            host_network: pod.host_network,
-            host_ipc: pod.host_ipc,
-            host_pid: pod.host_pid || pid_mode == Some(cri::NamespaceMode::Node as i32),
-            pod_pid: pod.pod_pid || pid_mode == Some(cri::NamespaceMode::Pod as i32),
-        };
-        let oci = spec::container(
-            &ContainerSpec {
-                id: id.clone(),
-                sandbox_id: pod.id.clone(),
-                rootfs: rootfs.clone(),
-                args,
-                env,
-                cwd,
-                uid: user.uid,
-                gid: user.gid,
-                additional_gids: supplemental,
-                tty: config.tty,
-                hostname: if pod.host_network {
-                    crate::spec::host_hostname()
-                } else {
-                    pod.hostname.clone()
-                },
-                sandbox_pid: pod.pid,
-                netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
-                utsns_path: (!pod.utsns_path.is_empty()).then(|| PathBuf::from(&pod.utsns_path)),
-                ipcns_path: (!pod.ipcns_path.is_empty()).then(|| PathBuf::from(&pod.ipcns_path)),
-                namespaces,
-                mounts,
-                privileged: sc.is_some_and(|s| s.privileged),
-                readonly_rootfs: sc.is_some_and(|s| s.readonly_rootfs),
-                no_new_privileges: sc.is_some_and(|s| s.no_new_privs),
-                add_capabilities: caps.map(|c| c.add_capabilities.clone()).unwrap_or_default(),
-                drop_capabilities: caps
-                    .map(|c| c.drop_capabilities.clone())
-                    .unwrap_or_default(),
-                resources,
-                cgroups_path: spec::cgroups_path(
-                    &pod.cgroup_parent,
-                    &id,
-                    self.config.systemd_cgroup,
-                ),
-                annotations,
-                oom_score_adj,
-            },
-            &self.config.held_capabilities,
-        )
-        .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        let input = spec_input::container_spec_input(
+            self,
+            pod,
+            record,
+            config,
+            image_config,
+            &rootfs,
+            &storage,
+            args,
+        )?;
+        record.uid = input.uid;
+        record.gid = input.gid;
+        record.supplemental_groups = input.additional_gids.clone();
+        record.resources = input.resources.clone();
+        let oci = spec::container(&input, &self.config.held_capabilities)
+            .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
         write_spec(&bundle, &oci)?;
 
         let log = ContainerLog::open(Path::new(&record.log_path))?;
@@ -555,6 +441,11 @@ impl PodRuntime {
             }
             tx.put(&current)
         })?;
+        self.emit(
+            &record.id,
+            &record.sandbox_id,
+            cri::ContainerEventType::ContainerStartedEvent,
+        );
         Ok(())
     }
 
@@ -612,6 +503,12 @@ impl PodRuntime {
             return Ok(());
         };
         self.destroy_container(&record).await;
+        self.cpu_samples.forget(&record.id);
+        self.emit(
+            &record.id,
+            &record.sandbox_id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 
@@ -680,6 +577,21 @@ impl PodRuntime {
                 })
                 .collect(),
             log_path: record.log_path.clone(),
+            user: Some(cri::ContainerUser {
+                linux: Some(cri::LinuxContainerUser {
+                    uid: i64::from(record.uid),
+                    gid: i64::from(record.gid),
+                    supplemental_groups: record
+                        .supplemental_groups
+                        .iter()
+                        .map(|g| i64::from(*g))
+                        .collect(),
+                }),
+            }),
+            resources: Some(cri::ContainerResources {
+                linux: Some(cri_resources(&record.resources)),
+                windows: None,
+            }),
             ..Default::default()
         }
     }

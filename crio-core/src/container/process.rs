@@ -118,6 +118,31 @@ pub fn resolve_user(spec: &str, rootfs: &Path) -> Result<ResolvedUser, UserError
     Ok(ResolvedUser { uid, gid })
 }
 
+/// The groups of the image's `/etc/group` that list the user (by the name `uid` has in
+/// `/etc/passwd`) as a member, other than `gid`: what CRI-O adds under the `Merge`
+/// supplemental-groups policy.
+pub fn member_groups(uid: u32, gid: u32, rootfs: &Path) -> Vec<u32> {
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let Some(name) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+    }) else {
+        return Vec::new();
+    };
+    let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let mut out: Vec<u32> = groups
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3)?;
+            let g: u32 = f.get(2)?.parse().ok()?;
+            (g != gid && members.split(',').any(|m| m.trim() == name)).then_some(g)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,7 +197,14 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n",
         )
         .expect("passwd");
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("group");
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\nwheel:x:10:root,web\nweb:x:1001:web\n",
+        )
+        .expect("group");
+        assert_eq!(member_groups(1000, 1001, dir.path()), [10]);
+        assert_eq!(member_groups(0, 0, dir.path()), [10]);
+        assert!(member_groups(4242, 0, dir.path()).is_empty());
         let r = |s: &str| resolve_user(s, dir.path());
         assert_eq!(r(""), Ok(ResolvedUser { uid: 0, gid: 0 }));
         assert_eq!(

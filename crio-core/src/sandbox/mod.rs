@@ -4,8 +4,10 @@
 //! [`PodRuntime`] is the context both sandboxes and containers (`crate::container`)
 //! work in: the store, the images, the shim host and the per-object locks.
 
+pub mod cri_events;
 mod network;
 pub mod pause;
+pub mod pod_files;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -66,6 +68,44 @@ fn validate(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, 
     Ok(meta)
 }
 
+/// What a pod asks for beyond its namespaces, checked before anything is created.
+#[derive(Debug)]
+struct PodSetup {
+    sysctls: BTreeMap<String, String>,
+    seccomp: spec::Seccomp,
+    dns: Option<cri::DnsConfig>,
+    shm_size: u64,
+}
+
+fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSetup, CriError> {
+    let linux = config.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let sysctls = match linux {
+        Some(l) => {
+            crate::container::security::pod_sysctls(&l.sysctls, ns.host_network, ns.host_ipc)?
+        }
+        None => BTreeMap::new(),
+    };
+    let seccomp = crate::container::security::seccomp_choice(
+        sc.and_then(|s| s.seccomp.as_ref()),
+        #[allow(deprecated)]
+        sc.map_or("", |s| s.seccomp_profile_path.as_str()),
+    )?;
+    let shm_size = pod_files::shm_size(
+        config
+            .annotations
+            .get("io.kubernetes.cri-o.ShmSize")
+            .map(String::as_str),
+    )
+    .map_err(CriError::InvalidArgument)?;
+    Ok(PodSetup {
+        sysctls,
+        seccomp,
+        dns: config.dns_config.clone(),
+        shm_size,
+    })
+}
+
 fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
     let opts = config
         .linux
@@ -94,6 +134,7 @@ impl PodRuntime {
         let handler = self.handler(handler_name)?;
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
+        let setup = pod_setup(config, ns)?;
         let id = new_id();
         let cgroup_parent = config
             .linux
@@ -124,6 +165,11 @@ impl PodRuntime {
             host_pid: ns.host_pid,
             host_ipc: ns.host_ipc,
             pod_pid: ns.pod_pid,
+            privileged: config
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .is_some_and(|s| s.privileged),
             bundle: self.bundle_dir(&id),
             shim_binary: shim_binary.clone(),
             infra_image: infra.map(|(i, _)| i.id.clone()).unwrap_or_default(),
@@ -147,10 +193,14 @@ impl PodRuntime {
         }
         let _lock = self.locks.lock(&id).await;
         match self
-            .start_sandbox(&mut record, &handler, ns, infra, network)
+            .start_sandbox(&mut record, &handler, ns, infra, network, setup)
             .await
         {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.emit(&id, &id, cri::ContainerEventType::ContainerCreatedEvent);
+                self.emit(&id, &id, cri::ContainerEventType::ContainerStartedEvent);
+                Ok(id)
+            }
             Err(e) => {
                 tracing::warn!(pod = %id, "RunPodSandbox failed, cleaning up: {e}");
                 self.destroy_sandbox(&record).await;
@@ -166,6 +216,7 @@ impl PodRuntime {
         ns: PodNamespaces,
         infra: Option<(&ImageRecord, &ImageConfig)>,
         network: Option<network::NetworkPlan>,
+        setup: PodSetup,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
         let (rootfs, command, readonly) = match infra {
@@ -220,6 +271,7 @@ impl PodRuntime {
             pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)))
                 .map_err(|e| CriError::Internal(e.to_string()))?;
         }
+        let pod_mounts = self.write_pod_files(record, &setup)?;
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
@@ -246,6 +298,11 @@ impl PodRuntime {
                 annotations,
                 // CRI-O gives the infra container -998; never below what we may set.
                 oom_score_adj: (-998).max(self.config.min_oom_score_adj),
+                privileged: record.privileged,
+                sysctls: setup.sysctls,
+                pod_mounts,
+                seccomp: setup.seccomp,
+                kernel_release: spec::kernel_release(),
             },
             &self.config.held_capabilities,
         )?;
@@ -281,6 +338,7 @@ impl PodRuntime {
         };
         if let Some(added) = &added {
             Self::finish_attach(record, added);
+            self.write_pod_hosts(record)?;
         }
         // What exists is recorded before an error is returned, so cleanup finds it.
         if let Ok((shim, pid)) = &started {
@@ -305,6 +363,54 @@ impl PodRuntime {
         );
         self.watch_exit(shim, id.clone(), id);
         Ok(())
+    }
+
+    /// Writes the pod's hostname, resolv.conf and hosts and mounts its shm; returns
+    /// the mounts its tasks get.
+    fn write_pod_files(
+        &self,
+        record: &SandboxRecord,
+        setup: &PodSetup,
+    ) -> Result<Vec<oci_spec::runtime::Mount>, CriError> {
+        let files = pod_files::PodFiles::new(&record.bundle);
+        let io = |what: &str, e: std::io::Error| {
+            CriError::Internal(format!("pod {}: {what}: {e}", record.id))
+        };
+        let hostname = if record.host_network {
+            spec::host_hostname()
+        } else {
+            record.hostname.clone()
+        };
+        pod_files::write_file(&files.hostname(), &format!("{hostname}\n"))
+            .map_err(|e| io("write hostname", e))?;
+        match pod_files::resolv_conf(setup.dns.as_ref()) {
+            Some(text) => pod_files::write_file(&files.resolv_conf(), &text),
+            None => std::fs::copy("/etc/resolv.conf", files.resolv_conf()).map(|_| ()),
+        }
+        .map_err(|e| io("write resolv.conf", e))?;
+        if record.host_network {
+            std::fs::copy("/etc/hosts", files.hosts()).map(|_| ())
+        } else {
+            pod_files::write_file(&files.hosts(), &pod_files::hosts(&hostname, &[]))
+        }
+        .map_err(|e| io("write hosts", e))?;
+        let mut mounts = Vec::new();
+        if record.host_ipc {
+            mounts.push(spec::pod_mount(Path::new("/dev/shm"), "/dev/shm", false));
+        } else {
+            pod_files::mount_shm(&files.shm(), setup.shm_size).map_err(|e| io("mount shm", e))?;
+            mounts.push(spec::pod_mount(&files.shm(), "/dev/shm", false));
+        }
+        Ok(mounts)
+    }
+
+    /// Rewrites the pod's hosts file once its IPs are known.
+    fn write_pod_hosts(&self, record: &SandboxRecord) -> Result<(), CriError> {
+        let ips: Vec<std::net::IpAddr> =
+            record.ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+        let files = pod_files::PodFiles::new(&record.bundle);
+        pod_files::write_file(&files.hosts(), &pod_files::hosts(&record.hostname, &ips))
+            .map_err(|e| CriError::Internal(format!("pod {}: write hosts: {e}", record.id)))
     }
 
     /// Starts the pod's shim and its pause task; returns the shim and the pause PID.
@@ -376,6 +482,10 @@ impl PodRuntime {
             }
         }
         if !record.bundle.as_os_str().is_empty() {
+            let shm = pod_files::PodFiles::new(&record.bundle).shm();
+            if let Err(e) = pod_files::unmount_shm(&shm) {
+                tracing::warn!(pod = %record.id, "unmount shm: {e}");
+            }
             if let Err(e) = std::fs::remove_dir_all(&record.bundle) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(pod = %record.id, "remove bundle: {e}");
@@ -466,6 +576,10 @@ impl PodRuntime {
         }
         // DEL after the pod's processes are gone; a failure is returned so the
         // kubelet's retry runs it again.
+        // CRI-O releases the pod's shm on stop: nothing runs in the pod any more.
+        if let Err(e) = pod_files::unmount_shm(&pod_files::PodFiles::new(&record.bundle).shm()) {
+            tracing::warn!(pod = %record.id, "unmount shm: {e}");
+        }
         let attached = !record.network_config.is_empty();
         let detached = self.detach_network(&mut record).await;
         if record.state != STATE_NOTREADY || attached {
@@ -489,7 +603,13 @@ impl PodRuntime {
         let Some(record) = self.store.get::<SandboxRecord>(&record.id)? else {
             return Ok(());
         };
+        self.emit(
+            &record.id,
+            &record.id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        );
         self.destroy_sandbox(&record).await;
+        self.cpu_samples.forget(&record.id);
         Ok(())
     }
 

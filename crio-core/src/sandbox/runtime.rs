@@ -46,6 +46,14 @@ pub struct PodRuntimeConfig {
     pub held_capabilities: HashSet<Capability>,
     /// The daemon's own `oom_score_adj`: nothing may ask for less.
     pub min_oom_score_adj: i32,
+    /// `[crio.runtime] pids_limit` (<= 0 = unlimited).
+    pub pids_limit: i64,
+    /// `[crio.runtime] container_min_memory`, in bytes.
+    pub container_min_memory: u64,
+    /// `[crio.runtime] log_size_max` (< 0 = no limit).
+    pub log_size_max: i64,
+    /// `[crio.runtime] image_volumes`: `mkdir`, `bind` or `ignore`.
+    pub image_volumes: String,
 }
 
 /// Serializes operations on one pod or container.
@@ -87,6 +95,10 @@ pub struct PodRuntime {
     pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
     /// Running containers' output tees and stdin, for attach.
     pub(crate) attach: Mutex<HashMap<String, crate::container::AttachIo>>,
+    /// Previous CPU samples for `usage_nano_cores`.
+    pub(crate) cpu_samples: crate::container::stats::CpuSamples,
+    /// `GetContainerEvents` subscribers.
+    pub(crate) cri_events: tokio::sync::broadcast::Sender<protocols::cri::ContainerEventResponse>,
 }
 
 impl PodRuntime {
@@ -110,6 +122,8 @@ impl PodRuntime {
             exits: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             attach: Mutex::new(HashMap::new()),
+            cpu_samples: Default::default(),
+            cri_events: super::cri_events::channel(),
         }
     }
 
@@ -233,10 +247,10 @@ impl PodRuntime {
 
     fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {
         // Read and write in one transaction: StartContainer may update the same record.
-        self.store.write(|tx| {
+        let stopped_in: Option<String> = self.store.write(|tx| {
             if let Some(mut c) = tx.get::<ContainerRecord>(id)? {
                 if c.state == crate::container::STATE_EXITED {
-                    return Ok(());
+                    return Ok(None);
                 }
                 c.state = crate::container::STATE_EXITED.into();
                 c.exit_code = Some(i32::try_from(status).unwrap_or(255));
@@ -251,14 +265,25 @@ impl PodRuntime {
                 .into();
                 tracing::info!(container = %id, status, "container exited");
                 tx.put(&c)?;
+                Ok(Some(c.sandbox_id))
             } else if let Some(mut s) = tx.get::<SandboxRecord>(id)? {
                 if s.state != STATE_NOTREADY {
                     s.state = STATE_NOTREADY.into();
                     tx.put(&s)?;
+                    return Ok(Some(s.id));
                 }
+                Ok(None)
+            } else {
+                Ok(None)
             }
-            Ok(())
         })?;
+        if let Some(pod) = stopped_in {
+            self.emit(
+                id,
+                &pod,
+                protocols::cri::ContainerEventType::ContainerStoppedEvent,
+            );
+        }
         Ok(())
     }
 

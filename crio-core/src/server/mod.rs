@@ -48,6 +48,8 @@ pub struct State {
     /// What `ImageFsInfo` measures.
     pub image_root: std::path::PathBuf,
     pub container_root: std::path::PathBuf,
+    /// The pod CIDRs from the last `UpdateRuntimeConfig` (reported by `Status`).
+    pub pod_cidrs: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

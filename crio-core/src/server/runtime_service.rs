@@ -1,5 +1,6 @@
-//! CRI `RuntimeService`: thin adapters from CRI messages to the core. RPCs whose work
-//! has not landed keep the generated default, which answers `Unimplemented`.
+//! CRI `RuntimeService`: thin adapters from CRI messages to the core. RPCs this
+//! runtime does not serve (checkpointing, `UpdatePodSandboxResources`) keep the
+//! generated default, which answers `Unimplemented`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,14 @@ use protocols::cri::{
     StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse, VersionRequest,
     VersionResponse,
 };
+use protocols::cri::{
+    ContainerEventResponse, ContainerStatsRequest, ContainerStatsResponse, GetEventsRequest,
+    ListContainerStatsRequest, ListContainerStatsResponse, ListMetricDescriptorsRequest,
+    ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest, ListPodSandboxMetricsResponse,
+    ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest,
+    PodSandboxStatsResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
+    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::{CriError, State};
@@ -28,6 +37,10 @@ use crate::store::ImageRecord;
 use crate::streaming::remotecommand::Streams;
 use crate::streaming::StreamRequest;
 use crate::version::{CRI_API_VERSION, RUNTIME_NAME};
+
+/// The stream `GetContainerEvents` answers with (tonic's `BoxStream`, which it keeps private).
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
 /// CRI condition types.
 const RUNTIME_READY: &str = "RuntimeReady";
@@ -41,6 +54,37 @@ pub struct RuntimeServiceImpl {
 impl RuntimeServiceImpl {
     pub fn new(state: Arc<State>) -> Self {
         Self { state }
+    }
+
+    /// `Status` verbose info: CRI-O's `config` (`sandboxImage` and the daemon's
+    /// configuration), plus what the kubelet told us and what the host lacks.
+    fn verbose_info(&self) -> Result<HashMap<String, String>, Status> {
+        let pod_cidrs = self
+            .state
+            .pod_cidrs
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let config = serde_json::json!({
+            "sandboxImage": self.state.config.crio.image.pause_image,
+            "crio": self.state.config,
+        });
+        let host = serde_json::json!({
+            "apparmor": crate::spec::apparmor_enabled(),
+            "selinux": crate::spec::selinux_enabled(),
+            "kernel": crate::spec::kernel_release(),
+        });
+        let encode = |v: &serde_json::Value| {
+            serde_json::to_string(v).map_err(|e| Status::internal(format!("encoding info: {e}")))
+        };
+        Ok(HashMap::from([
+            ("config".to_string(), encode(&config)?),
+            (
+                "podCIDRs".to_string(),
+                encode(&serde_json::json!(pod_cidrs))?,
+            ),
+            ("host".to_string(), encode(&host)?),
+        ]))
     }
 
     /// The configured `pause_image`, pulled when missing (`None` = built-in pause).
@@ -136,9 +180,7 @@ impl RuntimeService for RuntimeServiceImpl {
     ) -> Result<Response<StatusResponse>, Status> {
         let mut info = HashMap::new();
         if request.get_ref().verbose {
-            let config = serde_json::to_string(&self.state.config)
-                .map_err(|e| Status::internal(format!("encoding config: {e}")))?;
-            info.insert("config".to_string(), config);
+            info = self.verbose_info()?;
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus {
@@ -147,7 +189,7 @@ impl RuntimeService for RuntimeServiceImpl {
             info,
             runtime_handlers: self.handlers(),
             features: Some(RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
             }),
         }))
@@ -438,5 +480,161 @@ impl RuntimeService for RuntimeServiceImpl {
         let id = request.into_inner().container_id;
         self.state.pods.reopen_container_log(&id)?;
         Ok(Response::new(ReopenContainerLogResponse {}))
+    }
+
+    async fn container_stats(
+        &self,
+        request: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        let id = request.into_inner().container_id;
+        let stats = self.state.pods.container_stats(&id).await?;
+        Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self
+            .state
+            .pods
+            .list_container_stats(filter.as_ref())
+            .await?;
+        Ok(Response::new(ListContainerStatsResponse { stats }))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let stats = self.state.pods.pod_sandbox_stats(&id).await?;
+        Ok(Response::new(PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self
+            .state
+            .pods
+            .list_pod_sandbox_stats(filter.as_ref())
+            .await?;
+        Ok(Response::new(ListPodSandboxStatsResponse { stats }))
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        let request = request.into_inner();
+        self.state
+            .pods
+            .update_container_resources(&request.container_id, request.linux.as_ref())
+            .await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        let cidr = request
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        let cidrs = parse_pod_cidrs(&cidr)?;
+        if !cidrs.is_empty() {
+            tracing::info!(pod_cidr = %cidr, "pod CIDR from the kubelet");
+            if let Ok(mut held) = self.state.pod_cidrs.lock() {
+                *held = cidrs;
+            }
+        }
+        Ok(Response::new(UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(ListMetricDescriptorsResponse {
+            descriptors: crate::container::metrics::descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        Ok(Response::new(ListPodSandboxMetricsResponse {
+            pod_metrics: self.state.pods.pod_sandbox_metrics()?,
+        }))
+    }
+
+    async fn get_container_events(
+        &self,
+        _request: Request<GetEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let rx = self.state.pods.subscribe_events();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((Ok(event), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(dropped = n, "a GetContainerEvents client fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `pod_cidr` as the kubelet sends it: one CIDR, or a comma-separated pair for
+/// dual-stack; empty = nothing to change.
+fn parse_pod_cidrs(text: &str) -> Result<Vec<String>, CriError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let (ip, len) = c.split_once('/').ok_or_else(|| {
+                CriError::InvalidArgument(format!("pod_cidr {c:?} is not a CIDR"))
+            })?;
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| CriError::InvalidArgument(format!("pod_cidr {c:?} is not a CIDR")))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match len.parse::<u8>() {
+                Ok(l) if l <= max => Ok(c.to_string()),
+                _ => Err(CriError::InvalidArgument(format!(
+                    "pod_cidr {c:?} has a bad prefix length"
+                ))),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidrs_parse_single_and_dual_stack() {
+        assert_eq!(parse_pod_cidrs("").expect("empty"), Vec::<String>::new());
+        assert_eq!(
+            parse_pod_cidrs("10.244.1.0/24, fd00:1::/64").expect("dual"),
+            ["10.244.1.0/24", "fd00:1::/64"]
+        );
+        assert!(parse_pod_cidrs("10.244.1.0").is_err());
+        assert!(parse_pod_cidrs("10.244.1.0/33").is_err());
+        assert!(parse_pod_cidrs("nope/8").is_err());
     }
 }

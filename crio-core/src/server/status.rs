@@ -104,7 +104,9 @@ impl From<ShimError> for CriError {
 impl From<SpecError> for CriError {
     fn from(err: SpecError) -> Self {
         match err {
-            SpecError::UnknownCapability(_) => CriError::InvalidArgument(err.to_string()),
+            SpecError::UnknownCapability(_) | SpecError::Seccomp { .. } => {
+                CriError::InvalidArgument(err.to_string())
+            }
             SpecError::Build(_) => CriError::Internal(err.to_string()),
         }
     }

@@ -85,3 +85,21 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
 }
+
+/// The running kernel's release (`uname -r`), for seccomp profiles' `minKernel`.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether the kernel enforces AppArmor profiles.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Whether SELinux is enabled (its filesystem is mounted).
+pub fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}

@@ -5,18 +5,28 @@
 //! the caller writes it into the bundle.
 
 mod defaults;
+pub mod devices;
 mod host;
+pub mod seccomp;
+mod seccomp_default;
+pub mod sysctl;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespace,
-    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec, User,
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory,
+    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec,
+    User,
 };
 
 pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
-pub use host::{held_capabilities, hostname as host_hostname, own_oom_score_adj};
+pub use devices::Device;
+pub use host::{
+    apparmor_enabled, held_capabilities, hostname as host_hostname, kernel_release,
+    own_oom_score_adj, selinux_enabled,
+};
+pub use seccomp::Seccomp;
 
 /// containerd's grouping annotations: every task of a pod carries them, so any shim
 /// groups the pod's containers into one shim process.
@@ -32,6 +42,8 @@ pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 pub enum SpecError {
     #[error("capability {0:?} is not a Linux capability")]
     UnknownCapability(String),
+    #[error("seccomp profile {path}: {reason}")]
+    Seccomp { path: PathBuf, reason: String },
     #[error("invalid spec: {0}")]
     Build(String),
 }
@@ -70,6 +82,17 @@ pub struct SandboxSpec {
     pub cgroups_path: String,
     pub annotations: BTreeMap<String, String>,
     pub oom_score_adj: i32,
+    /// A privileged pod: pause mounts sysfs read-write, as CRI-O's privileged infra
+    /// does. sysfs is one superblock per network namespace and the first mount sets
+    /// its read-only flag, so a privileged container gets a writable /sys only if
+    /// pause did not mount it read-only first.
+    pub privileged: bool,
+    /// The pod's sysctls (already validated): set in the namespaces pause owns.
+    pub sysctls: BTreeMap<String, String>,
+    /// The pod's shm and files, as its containers get them.
+    pub pod_mounts: Vec<Mount>,
+    pub seccomp: Seccomp,
+    pub kernel_release: String,
 }
 
 /// A bind mount asked for by the CRI.
@@ -80,10 +103,13 @@ pub struct BindMount {
     pub readonly: bool,
     /// `rprivate`, `rslave` or `rshared`.
     pub propagation: &'static str,
+    /// Read-only all the way down (`rro`, kernel 5.12+).
+    pub recursive_readonly: bool,
 }
 
 /// Resources of one container, as the CRI gives them (0 = unset).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Resources {
     pub cpu_shares: i64,
     pub cpu_quota: i64,
@@ -92,6 +118,14 @@ pub struct Resources {
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
     pub pids_limit: i64,
+    /// Memory plus swap (-1 = unlimited swap); 0 = unset.
+    pub memory_swap: i64,
+    /// `(page size, bytes)`, e.g. `("2MB", 0)`.
+    pub hugepages: Vec<(String, u64)>,
+    /// cgroup v2 files (`memory.high`...).
+    pub unified: BTreeMap<String, String>,
+    /// Kept for `ContainerStatus.resources`; applied through `process.oomScoreAdj`.
+    pub oom_score_adj: i64,
 }
 
 /// What one application container needs.
@@ -127,6 +161,34 @@ pub struct ContainerSpec {
     pub cgroups_path: String,
     pub annotations: BTreeMap<String, String>,
     pub oom_score_adj: i32,
+    pub seccomp: Seccomp,
+    /// `uname -r`, for profiles' `minKernel`.
+    pub kernel_release: String,
+    /// `None` = CRI-O's defaults; the kubelet sends an empty list for `Unmasked`.
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    /// Already validated (`sysctl::validate`).
+    pub sysctls: BTreeMap<String, String>,
+    pub devices: Vec<Device>,
+    /// The pod's files and shm (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`,
+    /// `/dev/shm`), mounted before the CRI's own mounts.
+    pub pod_mounts: Vec<Mount>,
+    /// NamespaceMode TARGET: the PID namespace of this process.
+    pub target_pid: Option<u32>,
+    /// Applied only where the host has AppArmor / SELinux.
+    pub apparmor_profile: Option<String>,
+    pub selinux_label: Option<String>,
+}
+
+/// A pod file or directory bind-mounted into its containers (CRI-O's options).
+pub fn pod_mount(source: &Path, dest: &str, readonly: bool) -> Mount {
+    let mode = if readonly { "ro" } else { "rw" };
+    mount(
+        dest,
+        "bind",
+        &source.display().to_string(),
+        &["rbind", "rprivate", "nosuid", "nodev", "noexec", mode],
+    )
 }
 
 /// The cgroups path of a task: `<parent>/crio-<id>` (cgroupfs) or
@@ -320,10 +382,15 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         "/",
         user,
-        caps,
+        caps.clone(),
         input.oom_score_adj,
     )));
-    spec.set_mounts(Some(default_mounts(true)));
+    let mut mounts = default_mounts(!input.privileged);
+    for m in &input.pod_mounts {
+        mounts.retain(|d| d.destination() != m.destination());
+        mounts.push(m.clone());
+    }
+    spec.set_mounts(Some(mounts));
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
     if !ns.host_network {
         namespaces.push(namespace(
@@ -338,7 +405,7 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
     if !ns.host_pid {
         namespaces.push(namespace(LinuxNamespaceType::Pid, None));
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
         .masked_paths(strings(MASKED_PATHS))
@@ -346,12 +413,22 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
         .resources(LinuxResources::default())
         .build()
         .map_err(build_err)?;
+    if !input.sysctls.is_empty() {
+        linux.set_sysctl(Some(input.sysctls.clone().into_iter().collect()));
+    }
+    linux.set_seccomp(match &input.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::RuntimeDefault => Some(seccomp_default::runtime_default(&caps)),
+        Seccomp::Profile(file) => Some(seccomp::to_oci(file, &caps, &input.kernel_release)?),
+    });
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)
 }
 
-fn resources(r: &Resources) -> LinuxResources {
+/// The OCI resources of a container; also what the shim's `Update` takes for
+/// `UpdateContainerResources`.
+pub fn linux_resources(r: &Resources) -> LinuxResources {
     let mut out = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {
@@ -370,15 +447,41 @@ fn resources(r: &Resources) -> LinuxResources {
         cpu.set_mems(Some(r.cpuset_mems.clone()));
     }
     out.set_cpu(Some(cpu));
-    if r.memory_limit > 0 {
+    if r.memory_limit > 0 || r.memory_swap != 0 {
         let mut mem = LinuxMemory::default();
-        mem.set_limit(Some(r.memory_limit));
+        if r.memory_limit > 0 {
+            mem.set_limit(Some(r.memory_limit));
+        }
+        if r.memory_swap != 0 {
+            mem.set_swap(Some(r.memory_swap));
+        }
         out.set_memory(Some(mem));
     }
     if r.pids_limit > 0 {
         let mut pids = LinuxPids::default();
         pids.set_limit(r.pids_limit);
         out.set_pids(Some(pids));
+    }
+    if !r.hugepages.is_empty() {
+        let limits = r
+            .hugepages
+            .iter()
+            .map(|(size, limit)| {
+                let mut h = LinuxHugepageLimit::default();
+                h.set_page_size(size.clone());
+                h.set_limit(i64::try_from(*limit).unwrap_or(i64::MAX));
+                h
+            })
+            .collect();
+        out.set_hugepage_limits(Some(limits));
+    }
+    if !r.unified.is_empty() {
+        out.set_unified(Some(
+            r.unified
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ));
     }
     out
 }
@@ -405,19 +508,28 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         input.env.clone(),
         &input.cwd,
         user,
-        caps,
+        caps.clone(),
         input.oom_score_adj,
     );
     p.set_terminal(Some(input.tty));
     p.set_no_new_privileges(Some(input.no_new_privileges));
+    p.set_apparmor_profile(input.apparmor_profile.clone());
+    p.set_selinux_label(input.selinux_label.clone());
     spec.set_process(Some(p));
 
     let mut mounts = default_mounts(!input.privileged);
+    for m in &input.pod_mounts {
+        mounts.retain(|d| d.destination() != m.destination());
+        mounts.push(m.clone());
+    }
     for m in &input.mounts {
-        // A CRI mount over a default one replaces it.
+        // A CRI mount over a default or pod one replaces it.
         mounts.retain(|d| d.destination() != &m.container_path);
         let mut options = vec!["rbind".to_string(), m.propagation.to_string()];
         options.push(if m.readonly { "ro" } else { "rw" }.to_string());
+        if m.recursive_readonly {
+            options.push("rro".to_string());
+        }
         let mut b = Mount::default();
         b.set_destination(m.container_path.clone());
         b.set_typ(Some("bind".into()));
@@ -445,22 +557,47 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         namespaces.push(namespace(LinuxNamespaceType::Ipc, ipc));
     }
     if !ns.host_pid {
-        let path = if ns.pod_pid { pause_ns("pid") } else { None };
+        let path = match input.target_pid {
+            Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))),
+            None if ns.pod_pid => pause_ns("pid"),
+            None => None,
+        };
         namespaces.push(namespace(LinuxNamespaceType::Pid, path));
     }
+    let mut resources = linux_resources(&input.resources);
+    resources.set_devices(Some(devices::cgroup_rules(
+        &input.devices,
+        input.privileged,
+    )));
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
-        .resources(resources(&input.resources))
+        .resources(resources)
+        .devices(devices::linux_devices(&input.devices))
         .build()
         .map_err(build_err)?;
+    if !input.sysctls.is_empty() {
+        linux.set_sysctl(Some(input.sysctls.clone().into_iter().collect()));
+    }
     if input.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
     } else {
-        linux.set_masked_paths(Some(strings(MASKED_PATHS)));
-        linux.set_readonly_paths(Some(strings(READONLY_PATHS)));
+        let or_default = |given: &Option<Vec<String>>, default: &[&str]| {
+            given.clone().unwrap_or_else(|| strings(default))
+        };
+        linux.set_masked_paths(Some(or_default(&input.masked_paths, MASKED_PATHS)));
+        linux.set_readonly_paths(Some(or_default(&input.readonly_paths, READONLY_PATHS)));
     }
+    // Privileged containers run unconfined, as under CRI-O.
+    let seccomp = match (&input.seccomp, input.privileged) {
+        (_, true) | (Seccomp::Unconfined, _) => None,
+        (Seccomp::RuntimeDefault, false) => Some(seccomp_default::runtime_default(&caps)),
+        (Seccomp::Profile(file), false) => {
+            Some(seccomp::to_oci(file, &caps, &input.kernel_release)?)
+        }
+    };
+    linux.set_seccomp(seccomp);
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)

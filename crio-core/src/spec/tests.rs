@@ -90,6 +90,7 @@ fn container_input() -> ContainerSpec {
             container_path: "/data".into(),
             readonly: true,
             propagation: "rprivate",
+            recursive_readonly: false,
         }],
         privileged: false,
         readonly_rootfs: false,
@@ -103,6 +104,16 @@ fn container_input() -> ContainerSpec {
         cgroups_path: "/crio/crio-c".into(),
         annotations: BTreeMap::new(),
         oom_score_adj: 0,
+        seccomp: Seccomp::RuntimeDefault,
+        kernel_release: "6.1.0".into(),
+        masked_paths: None,
+        readonly_paths: None,
+        sysctls: BTreeMap::new(),
+        devices: vec![],
+        pod_mounts: vec![],
+        target_pid: None,
+        apparmor_profile: None,
+        selinux_label: None,
     }
 }
 

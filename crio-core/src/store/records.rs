@@ -44,6 +44,9 @@ pub struct SandboxRecord {
     /// Containers share the pause process's PID namespace.
     #[serde(default)]
     pub pod_pid: bool,
+    /// `LinuxSandboxSecurityContext.privileged`: its containers may be privileged.
+    #[serde(default)]
+    pub privileged: bool,
     #[serde(default)]
     pub bundle: PathBuf,
     /// The shim: binary, address and task API version it declared.
@@ -154,6 +157,16 @@ pub struct ContainerRecord {
     pub stdin_fifo: String,
     #[serde(default)]
     pub mounts: Vec<MountRecord>,
+    /// The user the process runs as (reported in `ContainerStatus.user`).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// The resources last applied (created with, or updated to).
+    #[serde(default)]
+    pub resources: crate::spec::Resources,
 }
 
 /// A CRI mount of a container, for `ContainerStatus`.

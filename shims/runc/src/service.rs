@@ -658,7 +658,8 @@ impl Service {
                     ..Default::default()
                 })
             } else {
-                let m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
+                let mut m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
+                shim_support::cgroup_stats::fill_v1(pid, &mut m);
                 Ok(Any {
                     type_url: "io.containerd.cgroups.v1.Metrics".into(),
                     value: m.write_to_bytes()?,

@@ -19,6 +19,7 @@
 //! - [`oom`]: OOM notifications from cgroup v1 and v2;
 //! - [`restrict`]: fitting a spec to what this host lets the shim grant.
 
+pub mod cgroup_stats;
 pub mod console;
 pub mod error;
 pub mod events;

@@ -1,0 +1,540 @@
+//! A CRI `ContainerConfig` (with its pod and image) -> the spec builder's input:
+//! user and groups, environment, mounts (the CRI's, the pod's files, the image's
+//! volumes), devices, resources and the security fields. Checks happen here, before
+//! anything is started, so a bad request leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use protocols::cri;
+
+use super::process::{self, ResolvedUser};
+use super::security;
+use crate::image::image_config::ImageConfig;
+use crate::sandbox::pod_files::PodFiles;
+use crate::sandbox::PodRuntime;
+use crate::server::CriError;
+use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resources};
+use crate::store::{ContainerRecord, SandboxRecord};
+
+/// Our annotation listing paths to unmask (`/proc/acpi:/proc/kcore`, or `ALL`). The
+/// CRI cannot say "unmasked" (an empty list is the same as none on the wire), so
+/// this is how a pod asks for what Kubernetes' `procMount: Unmasked` means.
+pub const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
+
+fn invalid(msg: impl Into<String>) -> CriError {
+    CriError::InvalidArgument(msg.into())
+}
+
+fn propagation(p: i32) -> &'static str {
+    match cri::MountPropagation::try_from(p) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    }
+}
+
+/// The user, primary group and supplemental groups, by the CRI's rules: run_as_user
+/// (+ run_as_group), run_as_username, else the image's `User`; supplemental groups
+/// from the image's `/etc/group` too unless the policy is `Strict`.
+pub fn user_and_groups(
+    sc: Option<&cri::LinuxContainerSecurityContext>,
+    image_config: &ImageConfig,
+    rootfs: &Path,
+) -> Result<(ResolvedUser, Vec<u32>), CriError> {
+    let user_err = |e: process::UserError| invalid(e.to_string());
+    let user = match sc {
+        Some(sc) if sc.run_as_user.is_some() => {
+            let uid = sc.run_as_user.as_ref().map_or(0, |v| v.value);
+            let uid = u32::try_from(uid)
+                .map_err(|_| invalid(format!("run_as_user {uid} is out of range")))?;
+            let resolved = process::resolve_user(&uid.to_string(), rootfs).map_err(user_err)?;
+            let gid = match sc.run_as_group.as_ref() {
+                Some(g) => u32::try_from(g.value)
+                    .map_err(|_| invalid(format!("run_as_group {} is out of range", g.value)))?,
+                None => resolved.gid,
+            };
+            ResolvedUser { uid, gid }
+        }
+        Some(sc) if !sc.run_as_username.is_empty() => {
+            let mut u = process::resolve_user(&sc.run_as_username, rootfs).map_err(user_err)?;
+            if let Some(g) = sc.run_as_group.as_ref() {
+                u.gid = u32::try_from(g.value)
+                    .map_err(|_| invalid(format!("run_as_group {} is out of range", g.value)))?;
+            }
+            u
+        }
+        _ => process::resolve_user(&image_config.config.user, rootfs).map_err(user_err)?,
+    };
+    let strict = sc.is_some_and(|s| {
+        s.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32
+    });
+    let mut groups = if strict {
+        Vec::new()
+    } else {
+        process::member_groups(user.uid, user.gid, rootfs)
+    };
+    for g in sc
+        .map(|s| s.supplemental_groups.as_slice())
+        .unwrap_or_default()
+    {
+        let g = u32::try_from(*g)
+            .map_err(|_| invalid(format!("supplemental group {g} is out of range")))?;
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok((user, groups))
+}
+
+/// CRI resources -> ours, with the node's pids limit; refuses a memory limit below
+/// `min_memory` (CRI-O's check).
+pub fn resources(
+    r: Option<&cri::LinuxContainerResources>,
+    pids_limit: i64,
+    min_memory: u64,
+) -> Result<Resources, CriError> {
+    let mut out = Resources {
+        pids_limit: pids_limit.max(0),
+        ..Resources::default()
+    };
+    let Some(r) = r else {
+        return Ok(out);
+    };
+    if r.memory_limit_in_bytes > 0 && (r.memory_limit_in_bytes as u64) < min_memory {
+        return Err(invalid(format!(
+            "memory limit {} is too low; it must be at least {min_memory} bytes \
+             (container_min_memory)",
+            r.memory_limit_in_bytes
+        )));
+    }
+    if r.memory_swap_limit_in_bytes > 0
+        && r.memory_limit_in_bytes > 0
+        && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes
+    {
+        return Err(invalid(format!(
+            "memory_swap_limit_in_bytes {} is below memory_limit_in_bytes {}",
+            r.memory_swap_limit_in_bytes, r.memory_limit_in_bytes
+        )));
+    }
+    out.cpu_shares = r.cpu_shares;
+    out.cpu_quota = r.cpu_quota;
+    out.cpu_period = r.cpu_period;
+    out.memory_limit = r.memory_limit_in_bytes;
+    out.memory_swap = r.memory_swap_limit_in_bytes;
+    out.cpuset_cpus = r.cpuset_cpus.clone();
+    out.cpuset_mems = r.cpuset_mems.clone();
+    out.oom_score_adj = r.oom_score_adj;
+    out.hugepages = r
+        .hugepage_limits
+        .iter()
+        .map(|h| (h.page_size.clone(), h.limit))
+        .collect();
+    out.unified = r
+        .unified
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(out)
+}
+
+/// `path` inside `root`, resolving symlinks as if `root` were `/` (an image's
+/// symlinks never lead out of its rootfs).
+pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
+    let mut resolved = PathBuf::new();
+    let mut pending: Vec<PathBuf> = vec![path.to_path_buf()];
+    let mut links = 0;
+    while let Some(p) = pending.pop() {
+        let mut comps: Vec<Component> = p.components().collect();
+        comps.reverse();
+        while let Some(c) = comps.pop() {
+            match c {
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(name) => {
+                    let candidate = resolved.join(name);
+                    match std::fs::read_link(root.join(&candidate)) {
+                        Ok(target) if links < 40 => {
+                            links += 1;
+                            if target.is_absolute() {
+                                resolved = PathBuf::new();
+                            }
+                            let rest: PathBuf = comps.iter().rev().collect();
+                            comps.clear();
+                            pending.push(rest);
+                            pending.push(target);
+                        }
+                        _ => resolved = candidate,
+                    }
+                }
+            }
+        }
+    }
+    root.join(resolved)
+}
+
+/// The image's `Volumes` as CRI-O's `image_volumes` says: created in the rootfs
+/// (`mkdir`), or a private directory bind-mounted there (`bind`).
+fn image_volumes(
+    mode: &str,
+    image_config: &ImageConfig,
+    rootfs: &Path,
+    storage: &Path,
+    taken: &[BindMount],
+) -> Result<Vec<BindMount>, CriError> {
+    let volumes: Vec<&String> = image_config
+        .config
+        .volumes
+        .as_ref()
+        .map(|v| v.keys().collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if mode == "ignore" {
+        return Ok(out);
+    }
+    for (i, dest) in volumes.into_iter().enumerate() {
+        if taken.iter().any(|m| m.container_path == Path::new(dest)) {
+            continue;
+        }
+        let inside = secure_join(rootfs, Path::new(dest));
+        std::fs::create_dir_all(&inside)
+            .map_err(|e| CriError::Internal(format!("image volume {dest}: {e}")))?;
+        if mode == "bind" {
+            let host = storage.join("volumes").join(i.to_string());
+            std::fs::create_dir_all(&host)
+                .map_err(|e| CriError::Internal(format!("image volume {dest}: {e}")))?;
+            out.push(BindMount {
+                host_path: host,
+                container_path: PathBuf::from(dest),
+                readonly: false,
+                propagation: "rprivate",
+                recursive_readonly: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The CRI's bind mounts; a missing host path is created as a directory (CRI-O).
+fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError> {
+    let mut mounts = Vec::new();
+    for m in &config.mounts {
+        if m.container_path.is_empty() || m.host_path.is_empty() {
+            return Err(invalid("mounts need both container_path and host_path"));
+        }
+        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+            return Err(invalid(format!(
+                "mount {}: image volumes (Mount.image) are not supported",
+                m.container_path
+            )));
+        }
+        let prop = propagation(m.propagation);
+        if m.recursive_read_only && (!m.readonly || prop != "rprivate") {
+            return Err(invalid(format!(
+                "mount {}: recursive_read_only needs readonly and private propagation",
+                m.container_path
+            )));
+        }
+        let host = PathBuf::from(&m.host_path);
+        if !host.exists() {
+            std::fs::create_dir_all(&host).map_err(|e| {
+                invalid(format!(
+                    "mount host path {} does not exist and cannot be created: {e}",
+                    host.display()
+                ))
+            })?;
+        }
+        mounts.push(BindMount {
+            host_path: host,
+            container_path: PathBuf::from(&m.container_path),
+            readonly: m.readonly,
+            propagation: prop,
+            recursive_readonly: m.recursive_read_only,
+        });
+    }
+    Ok(mounts)
+}
+
+/// The pod's shared files: `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` (read-only
+/// with a read-only rootfs, as containerd) and `/dev/shm`.
+fn pod_mounts(pod: &SandboxRecord, readonly: bool) -> Vec<oci_spec::runtime::Mount> {
+    let files = PodFiles::new(&pod.bundle);
+    let mut out = Vec::new();
+    for (path, dest) in [
+        (files.hostname(), "/etc/hostname"),
+        (files.hosts(), "/etc/hosts"),
+        (files.resolv_conf(), "/etc/resolv.conf"),
+    ] {
+        if path.exists() {
+            out.push(spec::pod_mount(&path, dest, readonly));
+        }
+    }
+    if pod.host_ipc {
+        out.push(spec::pod_mount(Path::new("/dev/shm"), "/dev/shm", false));
+    } else if files.shm().exists() {
+        out.push(spec::pod_mount(&files.shm(), "/dev/shm", false));
+    }
+    out
+}
+
+/// Masked and read-only paths: CRI-O's defaults, plus the kubelet's masked paths
+/// (CRI-O takes the union), the kubelet's read-only list when it sends one, minus
+/// what the unmask annotation names.
+fn proc_paths(
+    sc: Option<&cri::LinuxContainerSecurityContext>,
+    annotations: &BTreeMap<String, String>,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let mut masked: Vec<String> = spec::MASKED_PATHS.iter().map(|s| s.to_string()).collect();
+    for p in sc.map(|s| s.masked_paths.as_slice()).unwrap_or_default() {
+        if !masked.contains(p) {
+            masked.push(p.clone());
+        }
+    }
+    let mut readonly = sc
+        .map(|s| s.readonly_paths.clone())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| spec::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+    if let Some(unmask) = annotations.get(UNMASK_ANNOTATION) {
+        if unmask == "ALL" {
+            masked.clear();
+            readonly.clear();
+        } else {
+            let listed: Vec<&str> = unmask.split(':').collect();
+            masked.retain(|p| !listed.contains(&p.as_str()));
+            readonly.retain(|p| !listed.contains(&p.as_str()));
+        }
+    }
+    (Some(masked), Some(readonly))
+}
+
+/// Everything `spec::container` needs for one container.
+#[allow(clippy::too_many_arguments)]
+pub fn container_spec_input(
+    rt: &PodRuntime,
+    pod: &SandboxRecord,
+    record: &ContainerRecord,
+    config: &cri::ContainerConfig,
+    image_config: &ImageConfig,
+    rootfs: &Path,
+    storage: &Path,
+    args: Vec<String>,
+) -> Result<ContainerSpec, CriError> {
+    let rc = &rt.config;
+    let linux = config.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let (user, groups) = user_and_groups(sc, image_config, rootfs)?;
+    let cri_env: Vec<(String, String)> = config
+        .envs
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
+        .collect();
+    let env = process::environment(
+        image_config.config.env.as_deref().unwrap_or_default(),
+        &cri_env,
+    );
+    let cwd = [&config.working_dir, &image_config.config.working_dir]
+        .into_iter()
+        .find(|d| !d.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "/".to_string());
+    // CRI-O creates a missing working directory (root-owned, 0755).
+    std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
+        .map_err(|e| CriError::Internal(format!("working directory {cwd}: {e}")))?;
+    let mut mounts = cri_mounts(config)?;
+    let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;
+    mounts.extend(volumes);
+
+    let privileged = sc.is_some_and(|s| s.privileged);
+    if privileged && !pod.privileged {
+        return Err(invalid(
+            "no privileged container allowed in sandbox: the pod is not privileged \
+             (LinuxSandboxSecurityContext.privileged)",
+        ));
+    }
+    let handler = rt.handler(&pod.runtime_handler)?;
+    let mut devices = Vec::new();
+    if privileged && !handler.config.privileged_without_host_devices {
+        devices = devices::all_host_devices();
+    }
+    for d in &config.devices {
+        let found = devices::host_devices(
+            Path::new(&d.host_path),
+            Path::new(&d.container_path),
+            &d.permissions,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        devices.retain(|x| !found.iter().any(|f| f.container_path == x.container_path));
+        devices.extend(found);
+    }
+
+    let res = linux.and_then(|l| l.resources.as_ref());
+    let resources = resources(res, rc.pids_limit, rc.container_min_memory)?;
+    let oom_score_adj = i32::try_from(resources.oom_score_adj)
+        .unwrap_or(0)
+        .max(rc.min_oom_score_adj);
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let mut annotations = record.annotations.clone();
+    annotations.extend(crate::sandbox::grouping_annotations(&pod.id, "container"));
+    annotations.insert(spec::CRI_CONTAINER_NAME.into(), record.name.clone());
+    annotations.insert(spec::CRI_SANDBOX_NAME.into(), pod.name.clone());
+    annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), pod.namespace.clone());
+    let ns_opts = sc.and_then(|s| s.namespace_options.as_ref());
+    let pid_mode = ns_opts.map(|n| n.pid);
+    let target_pid = if pid_mode == Some(cri::NamespaceMode::Target as i32) {
+        let target_id = ns_opts.map(|n| n.target_id.as_str()).unwrap_or_default();
+        let target = rt
+            .find_container(target_id)?
+            .filter(|t| t.sandbox_id == pod.id)
+            .ok_or_else(|| {
+                CriError::NotFound(format!(
+                    "target container {target_id:?} of the PID namespace is not in pod {}",
+                    pod.id
+                ))
+            })?;
+        if target.pid == 0 || target.state != super::STATE_RUNNING {
+            return Err(CriError::FailedPrecondition(format!(
+                "target container {} is not running",
+                target.id
+            )));
+        }
+        Some(target.pid)
+    } else {
+        None
+    };
+    let namespaces = PodNamespaces {
+        host_network: pod.host_network,
+        host_ipc: pod.host_ipc,
+        host_pid: pod.host_pid || pid_mode == Some(cri::NamespaceMode::Node as i32),
+        pod_pid: pod.pod_pid || pid_mode == Some(cri::NamespaceMode::Pod as i32),
+    };
+    let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
+    let (masked_paths, readonly_paths) = proc_paths(sc, &record.annotations);
+    let seccomp = security::seccomp_choice(
+        sc.and_then(|s| s.seccomp.as_ref()),
+        #[allow(deprecated)]
+        sc.map_or("", |s| s.seccomp_profile_path.as_str()),
+    )?;
+    Ok(ContainerSpec {
+        id: record.id.clone(),
+        sandbox_id: pod.id.clone(),
+        rootfs: rootfs.to_path_buf(),
+        args,
+        env,
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: groups,
+        tty: config.tty,
+        hostname: if pod.host_network {
+            spec::host_hostname()
+        } else {
+            pod.hostname.clone()
+        },
+        sandbox_pid: pod.pid,
+        netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
+        utsns_path: (!pod.utsns_path.is_empty()).then(|| PathBuf::from(&pod.utsns_path)),
+        ipcns_path: (!pod.ipcns_path.is_empty()).then(|| PathBuf::from(&pod.ipcns_path)),
+        namespaces,
+        mounts,
+        privileged,
+        readonly_rootfs,
+        no_new_privileges: sc.is_some_and(|s| s.no_new_privs),
+        add_capabilities: caps.map(|c| c.add_capabilities.clone()).unwrap_or_default(),
+        drop_capabilities: caps
+            .map(|c| c.drop_capabilities.clone())
+            .unwrap_or_default(),
+        resources,
+        cgroups_path: spec::cgroups_path(&pod.cgroup_parent, &record.id, rc.systemd_cgroup),
+        annotations,
+        oom_score_adj,
+        seccomp,
+        kernel_release: spec::kernel_release(),
+        masked_paths,
+        readonly_paths,
+        sysctls: BTreeMap::new(),
+        devices,
+        pod_mounts: pod_mounts(pod, readonly_rootfs),
+        target_pid,
+        apparmor_profile: security::apparmor_profile(
+            sc.and_then(|s| s.apparmor.as_ref()),
+            #[allow(deprecated)]
+            sc.map_or("", |s| s.apparmor_profile.as_str()),
+            spec::apparmor_enabled(),
+        ),
+        selinux_label: security::selinux_label(
+            sc.and_then(|s| s.selinux_options.as_ref()),
+            spec::selinux_enabled(),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_stays_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("real")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", root.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("../../..", root.join("real/up")).expect("symlink");
+        std::os::unix::fs::symlink("real", root.join("rel")).expect("symlink");
+        assert_eq!(secure_join(root, Path::new("/abs/x")), root.join("etc/x"));
+        assert_eq!(secure_join(root, Path::new("/real/up/y")), root.join("y"));
+        assert_eq!(secure_join(root, Path::new("/rel/z")), root.join("real/z"));
+        assert_eq!(secure_join(root, Path::new("/../../w")), root.join("w"));
+    }
+
+    #[test]
+    fn resources_check_min_memory_and_swap() {
+        let r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let e = resources(Some(&r), -1, 12 << 20).expect_err("too low");
+        assert!(e.to_string().contains("container_min_memory"), "{e}");
+        let r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        };
+        assert!(resources(Some(&r), -1, 12 << 20).is_err());
+        let r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }],
+            ..Default::default()
+        };
+        let out = resources(Some(&r), 100, 12 << 20).expect("ok");
+        assert_eq!(out.pids_limit, 100);
+        assert_eq!(out.hugepages, [("2MB".to_string(), 4 << 20)]);
+    }
+
+    #[test]
+    fn unmask_annotation_clears_paths() {
+        let mut a = BTreeMap::new();
+        let (m, r) = proc_paths(None, &a);
+        assert_eq!(m.expect("masked").len(), spec::MASKED_PATHS.len());
+        assert_eq!(r.expect("ro").len(), spec::READONLY_PATHS.len());
+        a.insert(
+            UNMASK_ANNOTATION.to_string(),
+            "/proc/kcore:/proc/sys".to_string(),
+        );
+        let (m, r) = proc_paths(None, &a);
+        assert!(!m.expect("masked").contains(&"/proc/kcore".to_string()));
+        assert!(!r.expect("ro").contains(&"/proc/sys".to_string()));
+        a.insert(UNMASK_ANNOTATION.to_string(), "ALL".to_string());
+        let (m, _) = proc_paths(None, &a);
+        assert_eq!(m, Some(vec![]));
+    }
+}

@@ -1,0 +1,983 @@
+//! Every CRI field as a container sees it, read from inside real containers through
+//! our runc shim and, as the cross-check that the spec is right, through Debian's
+//! containerd Go shim as a drop-in: process, pod files, security context, resources,
+//! mounts and devices, stats, events and runtime config.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crio_tests::cri::CriClient;
+use crio_tests::pods::{container_config, pod_config};
+use crio_tests::{Daemon, Registry, TestImage};
+use protocols::cri::{
+    Capability, ContainerEventType, ContainerStatsRequest, Device, DnsConfig, GetEventsRequest,
+    Int64Value, LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxSandboxSecurityContext, ListContainerStatsRequest, ListMetricDescriptorsRequest,
+    ListPodSandboxMetricsRequest, Mount, MountPropagation, NamespaceMode, NamespaceOption,
+    NetworkConfig, PodSandboxConfig, PodSandboxStatsRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RuntimeConfig, SecurityProfile, StatusRequest, StopContainerRequest,
+    StopPodSandboxRequest, SupplementalGroupsPolicy, UpdateContainerResourcesRequest,
+    UpdateRuntimeConfigRequest,
+};
+use tonic::Code;
+
+const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
+
+/// CRI-O's default capabilities as a mask: CHOWN DAC_OVERRIDE FOWNER FSETID KILL
+/// SETGID SETUID SETPCAP NET_BIND_SERVICE.
+const DEFAULT_CAPS: &str = "00000000000005fb";
+
+struct Fixture {
+    _registry: Registry,
+    daemon: Daemon,
+    cri: CriClient,
+    image: String,
+    handler: String,
+}
+
+async fn fixture(handler: &str, extra_config: &str) -> Fixture {
+    let registry = Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("20-spec.conf", extra_config)
+        .registries_conf(&format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            registry.addr
+        ))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull busybox");
+    Fixture {
+        _registry: registry,
+        daemon,
+        cri,
+        image,
+        handler: handler.to_string(),
+    }
+}
+
+impl Fixture {
+    fn pod(&self, name: &str) -> PodSandboxConfig {
+        pod_config(
+            &format!("{name}-{}", self.handler),
+            &self.daemon.dirs.log_dir,
+        )
+    }
+
+    async fn run_pod(&mut self, pod: &PodSandboxConfig) -> String {
+        self.cri
+            .run_pod(pod, &self.handler)
+            .await
+            .expect("RunPodSandbox")
+    }
+
+    /// A container that sleeps, with `sc` and `resources`, started.
+    async fn sleeper(
+        &mut self,
+        pod_id: &str,
+        pod: &PodSandboxConfig,
+        name: &str,
+        sc: LinuxContainerSecurityContext,
+        edit: impl FnOnce(&mut protocols::cri::ContainerConfig),
+    ) -> Result<String, tonic::Status> {
+        let mut config = container_config(name, &self.image, "sleep 3600");
+        config.linux = Some(LinuxContainerConfig {
+            security_context: Some(sc),
+            resources: None,
+        });
+        edit(&mut config);
+        let id = self.cri.create_container(pod_id, &config, pod).await?;
+        self.cri.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// stdout of `sh -c script` in the container (asserting exit 0).
+    async fn sh(&mut self, id: &str, script: &str) -> String {
+        let out = self.cri.exec(id, &["sh", "-c", script]).await;
+        assert_eq!(
+            out.exit_code,
+            0,
+            "{script}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether `sh -c script` succeeds.
+    async fn ok(&mut self, id: &str, script: &str) -> bool {
+        self.cri.exec(id, &["sh", "-c", script]).await.exit_code == 0
+    }
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn process_and_pod_files(handler: &str) {
+    let mut f = fixture(handler, "").await;
+    let mut pod = f.pod("files");
+    pod.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["ns.svc.cluster.local".into(), "cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    pod.annotations
+        .insert("io.kubernetes.cri-o.ShmSize".into(), "32Mi".into());
+    let linux = pod.linux.get_or_insert_with(Default::default);
+    linux
+        .sysctls
+        .insert("kernel.shm_rmid_forced".into(), "1".into());
+    linux
+        .sysctls
+        .insert("net/ipv4/ip_unprivileged_port_start".into(), "80".into());
+    let pod_id = f.run_pod(&pod).await;
+
+    let sc = LinuxContainerSecurityContext {
+        run_as_username: "user".into(),
+        supplemental_groups: vec![3000],
+        ..Default::default()
+    };
+    let a = f
+        .sleeper(&pod_id, &pod, "a", sc, |c| {
+            c.working_dir = "/work/dir".into();
+            c.envs = vec![protocols::cri::KeyValue {
+                key: "GREETING".into(),
+                value: b"hi".to_vec(),
+            }];
+        })
+        .await
+        .expect("container a");
+
+    // The user by name, its image groups (Merge policy) and the CRI's.
+    let id = f.sh(&a, "id").await;
+    assert!(id.starts_with("uid=1000(user) gid=1000(user)"), "{id}");
+    assert!(id.contains("2000(extra)") && id.contains("3000"), "{id}");
+    let status = f.cri.container_status(&a).await.expect("status");
+    let user = status
+        .user
+        .and_then(|u| u.linux)
+        .expect("ContainerStatus.user");
+    assert_eq!((user.uid, user.gid), (1000, 1000));
+    assert!(user.supplemental_groups.contains(&2000));
+    // Working dir created; env merged.
+    assert_eq!(f.sh(&a, "pwd").await.trim(), "/work/dir");
+    let env = f.sh(&a, "env").await;
+    assert!(
+        env.contains("GREETING=hi") && env.contains("PATH=/"),
+        "{env}"
+    );
+    // Pod files.
+    let resolv = f.sh(&a, "cat /etc/resolv.conf").await;
+    assert_eq!(
+        resolv,
+        "search ns.svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    let hostname = pod.hostname.clone();
+    assert_eq!(f.sh(&a, "cat /etc/hostname").await.trim(), hostname);
+    assert_eq!(f.sh(&a, "hostname").await.trim(), hostname);
+    let hosts = f.sh(&a, "cat /etc/hosts").await;
+    assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+    // Pod sysctls, set in the namespaces the pod owns.
+    assert_eq!(
+        f.sh(&a, "cat /proc/sys/kernel/shm_rmid_forced")
+            .await
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        f.sh(&a, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .await
+            .trim(),
+        "80"
+    );
+    // /dev/shm: sized by the annotation and shared by the pod's containers.
+    let df = f.sh(&a, "df -k /dev/shm | tail -1").await;
+    assert!(df.split_whitespace().nth(1) == Some("32768"), "{df}");
+    f.sh(&a, "echo shared > /dev/shm/note").await;
+
+    let strict = LinuxContainerSecurityContext {
+        run_as_user: Some(Int64Value { value: 1000 }),
+        supplemental_groups: vec![3000],
+        supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+        ..Default::default()
+    };
+    let b = f
+        .sleeper(&pod_id, &pod, "b", strict, |_| {})
+        .await
+        .expect("container b");
+    assert_eq!(f.sh(&b, "cat /dev/shm/note").await, "shared\n");
+    let id = f.sh(&b, "id").await;
+    assert!(id.contains("3000") && !id.contains("2000"), "Strict: {id}");
+
+    // A host-level sysctl is refused before anything is created.
+    let mut bad = f.pod("badsysctl");
+    bad.linux
+        .get_or_insert_with(Default::default)
+        .sysctls
+        .insert("kernel.panic".into(), "1".into());
+    let err = f.cri.run_pod(&bad, handler).await.expect_err("host sysctl");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("kernel.panic"), "{err}");
+    assert_eq!(f.cri.pods().await.len(), 1, "the refused pod left nothing");
+
+    f.cri
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("stop");
+    f.cri
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("remove");
+}
+
+async fn security_context(handler: &str) {
+    let mut f = fixture(handler, "").await;
+    let mut pod = f.pod("sec");
+    pod.linux
+        .get_or_insert_with(Default::default)
+        .security_context = Some(LinuxSandboxSecurityContext {
+        privileged: true,
+        ..Default::default()
+    });
+    let pod_id = f.run_pod(&pod).await;
+
+    // Defaults: CRI-O's capabilities, RuntimeDefault seccomp, masked and read-only paths.
+    let plain = f
+        .sleeper(&pod_id, &pod, "plain", Default::default(), |_| {})
+        .await
+        .expect("plain");
+    let st = f.sh(&plain, "cat /proc/self/status").await;
+    assert_eq!(status_field(&st, "CapBnd:"), DEFAULT_CAPS, "{st}");
+    assert_eq!(status_field(&st, "CapEff:"), DEFAULT_CAPS, "{st}");
+    assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
+    assert_eq!(status_field(&st, "NoNewPrivs:"), "0", "{st}");
+    // Masked: /dev/null over a file (this kernel has no /proc/kcore), a tmpfs over a dir.
+    assert_eq!(
+        f.sh(&plain, "cat /proc/interrupts | wc -c").await.trim(),
+        "0"
+    );
+    assert_eq!(f.sh(&plain, "ls /proc/acpi | wc -l").await.trim(), "0");
+    assert!(!f.ok(&plain, "echo 1 > /proc/sys/kernel/domainname").await);
+    assert!(f.ok(&plain, "touch /rootfs-is-writable").await);
+    // sysfs and every cgroup hierarchy are read-only (runc keeps the tmpfs holding
+    // the v1 hierarchies writable, under CRI-O too).
+    let sys = f
+        .sh(&plain, "grep -E ' (sysfs|cgroup) ' /proc/mounts")
+        .await;
+    assert!(sys.lines().count() >= 2, "{sys}");
+    assert!(
+        sys.lines().all(|l| l
+            .split_whitespace()
+            .nth(3)
+            .is_some_and(|o| o.starts_with("ro"))),
+        "sysfs and cgroups are read-only: {sys}"
+    );
+
+    // Add/drop, no_new_privs, read-only rootfs, unconfined seccomp.
+    let tight = LinuxContainerSecurityContext {
+        capabilities: Some(Capability {
+            add_capabilities: vec!["NET_RAW".into()],
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        }),
+        no_new_privs: true,
+        readonly_rootfs: true,
+        seccomp: Some(SecurityProfile {
+            profile_type: 1,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
+    };
+    let tight = f
+        .sleeper(&pod_id, &pod, "tight", tight, |_| {})
+        .await
+        .expect("tight");
+    let st = f.sh(&tight, "cat /proc/self/status").await;
+    assert_eq!(
+        status_field(&st, "CapEff:"),
+        "0000000000002000",
+        "NET_RAW only: {st}"
+    );
+    assert_eq!(status_field(&st, "NoNewPrivs:"), "1", "{st}");
+    assert_eq!(status_field(&st, "Seccomp:"), "0", "Unconfined: {st}");
+    assert!(!f.ok(&tight, "touch /nope").await, "read-only rootfs");
+    assert!(
+        f.ok(&tight, "touch /dev/shm/ok").await,
+        "shm stays writable"
+    );
+
+    // A Localhost profile in the containers format: everything but mkdir.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .expect("profile");
+    let local = LinuxContainerSecurityContext {
+        seccomp: Some(SecurityProfile {
+            profile_type: 2,
+            localhost_ref: profile.display().to_string(),
+        }),
+        ..Default::default()
+    };
+    let local = f
+        .sleeper(&pod_id, &pod, "local", local, |_| {})
+        .await
+        .expect("localhost profile");
+    assert!(!f.ok(&local, "mkdir /tmp/x").await, "mkdir is denied");
+    assert!(f.ok(&local, "touch /tmp/y").await);
+    let bad = LinuxContainerSecurityContext {
+        seccomp: Some(SecurityProfile {
+            profile_type: 2,
+            localhost_ref: dir.path().join("missing.json").display().to_string(),
+        }),
+        ..Default::default()
+    };
+    let err = f
+        .sleeper(&pod_id, &pod, "badprofile", bad, |_| {})
+        .await
+        .expect_err("missing profile");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("missing.json"), "{err}");
+
+    // Privileged: every capability the host grants, unconfined, nothing masked,
+    // writable sysfs, the host's devices.
+    let privileged = LinuxContainerSecurityContext {
+        privileged: true,
+        ..Default::default()
+    };
+    let p = f
+        .sleeper(&pod_id, &pod, "priv", privileged, |_| {})
+        .await
+        .expect("privileged");
+    let st = f.sh(&p, "cat /proc/self/status").await;
+    let own = std::fs::read_to_string("/proc/self/status").expect("status");
+    assert_eq!(
+        status_field(&st, "CapEff:"),
+        status_field(&own, "CapBnd:"),
+        "{st}"
+    );
+    assert_eq!(status_field(&st, "Seccomp:"), "0", "{st}");
+    assert!(
+        f.sh(&p, "cat /proc/interrupts | wc -c").await.trim() != "0",
+        "nothing masked"
+    );
+    let mounts = f.sh(&p, "grep ' /sys ' /proc/mounts").await;
+    assert!(mounts.contains(" rw,"), "{mounts}");
+    assert!(f.ok(&p, "test -c /dev/kmsg").await, "host devices");
+
+    // A privileged container in an unprivileged pod is refused.
+    let mut plain_pod = f.pod("unpriv");
+    plain_pod.linux = Some(Default::default());
+    let plain_id = f.run_pod(&plain_pod).await;
+    let err = f
+        .sleeper(
+            &plain_id,
+            &plain_pod,
+            "priv",
+            LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .await
+        .expect_err("privileged in an unprivileged pod");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    // Host PID: the container sees the host's processes.
+    let host_pid = LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: NamespaceMode::Node as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let hp = f
+        .sleeper(&plain_id, &plain_pod, "hostpid", host_pid, |_| {})
+        .await
+        .expect("host pid");
+    let daemon_pid = f.daemon.pid();
+    assert!(f.ok(&hp, &format!("test -d /proc/{daemon_pid}")).await);
+
+    // Target PID namespace: another container's.
+    let target = f
+        .sleeper(&plain_id, &plain_pod, "target", Default::default(), |_| {})
+        .await
+        .expect("target");
+    let joiner = LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: NamespaceMode::Target as i32,
+            target_id: target.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let j = f
+        .sleeper(&plain_id, &plain_pod, "joiner", joiner, |_| {})
+        .await
+        .expect("target namespace");
+    let inode = |s: String| s.split("pid:").nth(1).map(str::to_string);
+    let a = inode(f.sh(&target, "ls -l /proc/self/ns/pid").await);
+    let b = inode(f.sh(&j, "ls -l /proc/self/ns/pid").await);
+    assert!(a.is_some() && a == b, "{a:?} {b:?}");
+}
+
+fn cgroup_file(f: &str) -> String {
+    format!("cat /sys/fs/cgroup/{f}")
+}
+
+async fn resources_and_updates(handler: &str) {
+    let mut f = fixture(handler, "[crio.runtime]\npids_limit = 100\n").await;
+    let pod = f.pod("res");
+    let pod_id = f.run_pod(&pod).await;
+    let resources = LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        cpu_shares: 512,
+        memory_limit_in_bytes: 64 << 20,
+        oom_score_adj: 500,
+        cpuset_cpus: "0".into(),
+        cpuset_mems: "0".into(),
+        ..Default::default()
+    };
+    let id = f
+        .sleeper(&pod_id, &pod, "limited", Default::default(), |c| {
+            c.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
+        })
+        .await
+        .expect("limited");
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpu/cpu.shares")).await.trim(),
+        "512"
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpu/cpu.cfs_quota_us")).await.trim(),
+        "50000"
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpu/cpu.cfs_period_us"))
+            .await
+            .trim(),
+        "100000"
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
+            .await
+            .trim(),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpuset/cpuset.cpus")).await.trim(),
+        "0"
+    );
+    assert_eq!(f.sh(&id, &cgroup_file("pids/pids.max")).await.trim(), "100");
+    assert_eq!(
+        f.sh(&id, "cat /proc/self/oom_score_adj").await.trim(),
+        "500"
+    );
+
+    // Live update through the shim's Update.
+    f.cri
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 128 << 20,
+                cpu_shares: 256,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("UpdateContainerResources");
+    assert_eq!(
+        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
+            .await
+            .trim(),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpu/cpu.shares")).await.trim(),
+        "256"
+    );
+    assert_eq!(
+        f.sh(&id, &cgroup_file("cpu/cpu.cfs_quota_us")).await.trim(),
+        "50000",
+        "what the update leaves out is kept"
+    );
+    let status = f.cri.container_status(&id).await.expect("status");
+    let linux = status
+        .resources
+        .and_then(|r| r.linux)
+        .expect("ContainerStatus.resources");
+    assert_eq!(linux.memory_limit_in_bytes, 128 << 20);
+    assert_eq!(linux.cpu_quota, 50_000);
+
+    // container_min_memory, at create and at update.
+    let err = f
+        .sleeper(&pod_id, &pod, "tiny", Default::default(), |c| {
+            c.linux.get_or_insert_with(Default::default).resources =
+                Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 1 << 20,
+                    ..Default::default()
+                });
+        })
+        .await
+        .expect_err("below container_min_memory");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let err = f
+        .cri
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 1 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("below container_min_memory");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert_eq!(
+        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
+            .await
+            .trim(),
+        (128u64 << 20).to_string(),
+        "a refused update changes nothing"
+    );
+}
+
+async fn mounts_and_devices(handler: &str) {
+    let mut f = fixture(handler, "").await;
+    let pod = f.pod("mounts");
+    let pod_id = f.run_pod(&pod).await;
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("file"), "from the host\n").expect("write");
+    // A shared mount of our own, so propagation into the container can be seen.
+    let shared = SharedMount::new(host.path());
+    let created = host.path().join("made/by/crio");
+    let nonroot = f._registry.reference(TestImage::NonRoot);
+    f.cri.pull(&nonroot, None).await.expect("pull nonroot");
+    let mount = |container: &str, host: &std::path::Path, readonly: bool| Mount {
+        container_path: container.into(),
+        host_path: host.display().to_string(),
+        readonly,
+        ..Default::default()
+    };
+    let mut config = container_config("m", &nonroot, "sleep 3600");
+    config.command = vec!["sleep".into(), "3600".into()];
+    config.mounts = vec![
+        mount("/ro", host.path(), true),
+        mount("/rw", host.path(), false),
+        Mount {
+            propagation: MountPropagation::PropagationHostToContainer as i32,
+            ..mount("/slave", host.path(), true)
+        },
+        Mount {
+            recursive_read_only: true,
+            ..mount("/rro", host.path(), true)
+        },
+        mount("/created", &created, false),
+    ];
+    config.devices = vec![
+        Device {
+            container_path: "/dev/mynull".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rwm".into(),
+        },
+        // /dev/kmsg is not among runc's default devices: only this rule allows it.
+        Device {
+            container_path: "/dev/kmsg-ro".into(),
+            host_path: "/dev/kmsg".into(),
+            permissions: "r".into(),
+        },
+    ];
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 0 }),
+            ..Default::default()
+        }),
+        resources: None,
+    });
+    let id = f
+        .cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    f.cri.start_container(&id).await.expect("start");
+
+    assert_eq!(f.sh(&id, "cat /ro/file").await, "from the host\n");
+    assert!(!f.ok(&id, "touch /ro/x").await, "read-only bind");
+    assert!(!f.ok(&id, "touch /rro/x").await, "recursive read-only bind");
+    f.sh(&id, "echo written > /rw/new").await;
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("new")).expect("host sees it"),
+        "written\n"
+    );
+    let mounts = f.sh(&id, "cat /proc/self/mountinfo").await;
+    let slave = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/slave"))
+        .expect("/slave in mountinfo");
+    assert!(slave.contains("master:"), "rslave: {slave}");
+    // A mount made on the host afterwards reaches the rslave mount only.
+    shared.mount_tmpfs("sub");
+    assert!(f.ok(&id, "grep -q ' /slave/sub ' /proc/mounts").await);
+    assert!(
+        !f.ok(&id, "grep -q ' /ro/sub ' /proc/mounts").await,
+        "rprivate"
+    );
+    assert!(created.is_dir(), "a missing host path is created");
+    // Devices with their cgroup permissions.
+    assert!(f.ok(&id, "echo x > /dev/mynull").await);
+    assert!(f.ok(&id, "test -c /dev/kmsg-ro").await);
+    let denied = f
+        .cri
+        .exec(&id, &["sh", "-c", "echo crio-rs-test > /dev/kmsg-ro"])
+        .await;
+    assert_ne!(denied.exit_code, 0, "r only");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("not permitted"),
+        "the device cgroup refuses: {denied:?}"
+    );
+    let mut writer = container_config("w", &f.image, "sleep 3600");
+    writer.devices = vec![Device {
+        container_path: "/dev/kmsg-rw".into(),
+        host_path: "/dev/kmsg".into(),
+        permissions: "rw".into(),
+    }];
+    let w = f
+        .cri
+        .create_container(&pod_id, &writer, &pod)
+        .await
+        .expect("create w");
+    f.cri.start_container(&w).await.expect("start w");
+    assert!(
+        f.ok(&w, "echo crio-rs spec test > /dev/kmsg-rw").await,
+        "rw"
+    );
+    // The image's Volumes (image_volumes = mkdir).
+    assert!(f.ok(&id, "test -d /data-volume").await);
+
+    // recursive_read_only needs readonly.
+    let mut bad = container_config("bad", &f.image, "true");
+    bad.mounts = vec![Mount {
+        recursive_read_only: true,
+        ..mount("/x", host.path(), false)
+    }];
+    let err = f
+        .cri
+        .create_container(&pod_id, &bad, &pod)
+        .await
+        .expect_err("rro without readonly");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let mut bad = container_config("bad2", &f.image, "true");
+    bad.devices = vec![Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/x".into(),
+        permissions: "rwx".into(),
+    }];
+    let err = f
+        .cri
+        .create_container(&pod_id, &bad, &pod)
+        .await
+        .expect_err("bad permissions");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+}
+
+async fn stats_events_and_runtime_config(handler: &str) {
+    let mut f = fixture(handler, "").await;
+    let mut events = f
+        .cri
+        .runtime
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+    let pod = f.pod("stats");
+    let pod_id = f.run_pod(&pod).await;
+    let mut config = container_config(
+        "busy",
+        &f.image,
+        "dd if=/dev/zero of=/fill bs=1M count=2; while true; do :; done",
+    );
+    config.command = vec!["sh".into(), "-c".into(), config.command[2].clone()];
+    let id = f
+        .cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    f.cri.start_container(&id).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let stats = f
+        .cri
+        .runtime
+        .container_stats(ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ContainerStats")
+        .into_inner()
+        .stats
+        .expect("stats");
+    let cpu = stats.cpu.expect("cpu");
+    assert!(
+        cpu.usage_core_nano_seconds.expect("cpu ns").value > 100_000_000,
+        "a busy loop used CPU"
+    );
+    let memory = stats.memory.expect("memory");
+    assert!(memory.working_set_bytes.expect("ws").value > 0);
+    let layer = stats.writable_layer.expect("writable layer");
+    assert!(
+        layer.used_bytes.expect("bytes").value >= 2 << 20,
+        "{layer:?}"
+    );
+    assert!(layer.inodes_used.expect("inodes").value >= 1);
+    let list = |cri: &mut CriClient| {
+        let mut rt = cri.runtime.clone();
+        async move {
+            rt.list_container_stats(ListContainerStatsRequest { filter: None })
+                .await
+                .expect("ListContainerStats")
+                .into_inner()
+                .stats
+        }
+    };
+    list(&mut f.cri).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listed = list(&mut f.cri).await;
+    let nano = listed[0]
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_nano_cores.as_ref())
+        .expect("nano cores on the second sample")
+        .value;
+    assert!(nano > 200_000_000, "a spinning shell uses a core: {nano}");
+
+    let pod_stats = f
+        .cri
+        .runtime
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("PodSandboxStats")
+        .into_inner()
+        .stats
+        .expect("stats")
+        .linux
+        .expect("linux");
+    assert_eq!(pod_stats.containers.len(), 1);
+    assert!(
+        pod_stats
+            .process
+            .and_then(|p| p.process_count)
+            .expect("process count")
+            .value
+            >= 2,
+        "pause and the shell"
+    );
+    assert!(pod_stats.network.is_some(), "the pod's network namespace");
+
+    let descriptors = f
+        .cri
+        .runtime
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("descriptors")
+        .into_inner()
+        .descriptors;
+    assert_eq!(descriptors[0].name, "container_last_seen");
+    let metrics = f
+        .cri
+        .runtime
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .expect("metrics")
+        .into_inner()
+        .pod_metrics;
+    assert_eq!(metrics[0].container_metrics[0].container_id, id);
+
+    f.cri
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .expect("stop");
+    f.cri
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove");
+    f.cri
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("remove pod");
+
+    // Events in order, each with the pod's status.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 8 {
+        let event = tokio::time::timeout_at(deadline, events.message())
+            .await
+            .expect("events in time")
+            .expect("stream")
+            .expect("an event");
+        assert!(event.pod_sandbox_status.is_some(), "{event:?}");
+        let who = if event.container_id == pod_id {
+            "pod"
+        } else {
+            "ctr"
+        };
+        assert!(who == "pod" || event.container_id == id);
+        seen.push((who, event.container_event_type));
+    }
+    use ContainerEventType::*;
+    let expected = [
+        ("pod", ContainerCreatedEvent as i32),
+        ("pod", ContainerStartedEvent as i32),
+        ("ctr", ContainerCreatedEvent as i32),
+        ("ctr", ContainerStartedEvent as i32),
+        ("ctr", ContainerStoppedEvent as i32),
+        ("ctr", ContainerDeletedEvent as i32),
+        ("pod", ContainerStoppedEvent as i32),
+        ("pod", ContainerDeletedEvent as i32),
+    ];
+    assert_eq!(seen, expected);
+
+    // UpdateRuntimeConfig and Status' verbose info.
+    let err = f
+        .cri
+        .runtime
+        .update_runtime_config(UpdateRuntimeConfigRequest {
+            runtime_config: Some(RuntimeConfig {
+                network_config: Some(NetworkConfig {
+                    pod_cidr: "10.244.0.0".into(),
+                }),
+            }),
+        })
+        .await
+        .expect_err("not a CIDR");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    f.cri
+        .runtime
+        .update_runtime_config(UpdateRuntimeConfigRequest {
+            runtime_config: Some(RuntimeConfig {
+                network_config: Some(NetworkConfig {
+                    pod_cidr: "10.244.1.0/24".into(),
+                }),
+            }),
+        })
+        .await
+        .expect("UpdateRuntimeConfig");
+    let info: HashMap<String, String> = f
+        .cri
+        .runtime
+        .status(StatusRequest { verbose: true })
+        .await
+        .expect("status")
+        .into_inner()
+        .info;
+    let config: serde_json::Value = serde_json::from_str(&info["config"]).expect("config is JSON");
+    assert!(config["crio"]["crio"]["runtime"]["runtimes"]["go"].is_object());
+    assert_eq!(info["podCIDRs"], r#"["10.244.1.0/24"]"#);
+}
+
+/// A directory bind-mounted onto itself and made shared; unmounted (with what was
+/// mounted under it) on drop, even when the test fails.
+struct SharedMount {
+    dir: std::path::PathBuf,
+}
+
+impl SharedMount {
+    fn new(dir: &std::path::Path) -> Self {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        let m = SharedMount {
+            dir: dir.to_path_buf(),
+        };
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .expect("make shared");
+        m
+    }
+
+    fn mount_tmpfs(&self, name: &str) {
+        use nix::mount::{mount, MsFlags};
+        let target = self.dir.join(name);
+        std::fs::create_dir_all(&target).expect("mkdir");
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("tmpfs");
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        crio_tests::cleanup::unmount_all_under(&self.dir);
+    }
+}
+
+macro_rules! per_handler {
+    ($($scenario:ident),*) => {
+        /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
+        mod runc_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("runc").await;
+                }
+            )*
+        }
+        /// containerd's Go shim as a drop-in handler: the cross-check.
+        mod go_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("go").await;
+                }
+            )*
+        }
+    };
+}
+
+per_handler!(
+    process_and_pod_files,
+    security_context,
+    resources_and_updates,
+    mounts_and_devices,
+    stats_events_and_runtime_config
+);
