@@ -132,7 +132,10 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
     }
     let config: serde_json::Value =
         serde_json::from_str(status.info.get("config").expect("verbose config")).expect("json");
-    assert_eq!(config["crio"]["runtime"]["default_runtime"], "vmtest");
+    assert_eq!(
+        config["crio"]["crio"]["runtime"]["default_runtime"],
+        "vmtest"
+    );
     let names: Vec<_> = status
         .runtime_handlers
         .iter()

@@ -143,8 +143,23 @@ async fn process_and_pod_files(handler: &str) {
         supplemental_groups: vec![3000],
         ..Default::default()
     };
+    // The kubelet's termination-log: a host file mounted over a path in /dev.
+    let host = tempfile::tempdir().expect("tempdir");
+    let termination_log = host.path().join("termination-log");
+    std::fs::write(&termination_log, "").expect("termination log");
+    std::fs::set_permissions(
+        &termination_log,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .expect("chmod");
+    let term_mount = Mount {
+        container_path: "/dev/termination-log".into(),
+        host_path: termination_log.display().to_string(),
+        ..Default::default()
+    };
     let a = f
         .sleeper(&pod_id, &pod, "a", sc, |c| {
+            c.mounts = vec![term_mount];
             c.working_dir = "/work/dir".into();
             c.envs = vec![protocols::cri::KeyValue {
                 key: "GREETING".into(),
@@ -165,6 +180,11 @@ async fn process_and_pod_files(handler: &str) {
         .expect("ContainerStatus.user");
     assert_eq!((user.uid, user.gid), (1000, 1000));
     assert!(user.supplemental_groups.contains(&2000));
+    f.sh(&a, "echo 'last words' > /dev/termination-log").await;
+    assert_eq!(
+        std::fs::read_to_string(&termination_log).expect("read"),
+        "last words\n"
+    );
     // Working dir created; env merged.
     assert_eq!(f.sh(&a, "pwd").await.trim(), "/work/dir");
     let env = f.sh(&a, "env").await;
@@ -379,6 +399,43 @@ async fn security_context(handler: &str) {
     assert!(mounts.contains(" rw,"), "{mounts}");
     assert!(f.ok(&p, "test -c /dev/kmsg").await, "host devices");
 
+    // AppArmor and SELinux fields are accepted; this host has neither, and Status
+    // says so.
+    let mac = LinuxContainerSecurityContext {
+        apparmor: Some(SecurityProfile {
+            profile_type: 2,
+            localhost_ref: "crio-rs-test".into(),
+        }),
+        selinux_options: Some(protocols::cri::SeLinuxOption {
+            r#type: "spc_t".into(),
+            level: "s0:c1,c2".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mac = f
+        .sleeper(&pod_id, &pod, "mac", mac, |_| {})
+        .await
+        .expect("AppArmor and SELinux fields accepted");
+    assert_eq!(f.sh(&mac, "echo ok").await, "ok\n");
+    let info = f
+        .cri
+        .runtime
+        .status(StatusRequest { verbose: true })
+        .await
+        .expect("status")
+        .into_inner()
+        .info;
+    let host: serde_json::Value = serde_json::from_str(&info["host"]).expect("host info");
+    assert_eq!(
+        host["apparmor"],
+        std::path::Path::new("/sys/module/apparmor").exists()
+    );
+    assert_eq!(
+        host["selinux"],
+        std::path::Path::new("/sys/fs/selinux/enforce").exists()
+    );
+
     // A privileged container in an unprivileged pod is refused.
     let mut plain_pod = f.pod("unpriv");
     plain_pod.linux = Some(Default::default());
@@ -397,6 +454,30 @@ async fn security_context(handler: &str) {
         .await
         .expect_err("privileged in an unprivileged pod");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    // Unmasked through the annotation; run_as_user with run_as_group.
+    let unmasked = LinuxContainerSecurityContext {
+        run_as_user: Some(Int64Value { value: 1000 }),
+        run_as_group: Some(Int64Value { value: 2000 }),
+        ..Default::default()
+    };
+    let u = f
+        .sleeper(&plain_id, &plain_pod, "unmasked", unmasked, |c| {
+            c.annotations
+                .insert("crio-rs.io/unmask".into(), "/proc/interrupts".into());
+        })
+        .await
+        .expect("unmasked");
+    assert_ne!(f.sh(&u, "cat /proc/interrupts | wc -c").await.trim(), "0");
+    assert_eq!(
+        f.sh(&u, "ls /proc/acpi | wc -l").await.trim(),
+        "0",
+        "still masked"
+    );
+    assert!(f
+        .sh(&u, "id")
+        .await
+        .starts_with("uid=1000(user) gid=2000(extra)"));
 
     // Host PID: the container sees the host's processes.
     let host_pid = LinuxContainerSecurityContext {
@@ -434,6 +515,27 @@ async fn security_context(handler: &str) {
     let a = inode(f.sh(&target, "ls -l /proc/self/ns/pid").await);
     let b = inode(f.sh(&j, "ls -l /proc/self/ns/pid").await);
     assert!(a.is_some() && a == b, "{a:?} {b:?}");
+
+    // Host IPC: the host's IPC namespace and /dev/shm.
+    let mut ipc_pod = f.pod("hostipc");
+    ipc_pod.linux = Some(protocols::cri::LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                ipc: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ipc_id = f.run_pod(&ipc_pod).await;
+    let c = f
+        .sleeper(&ipc_id, &ipc_pod, "ipc", Default::default(), |_| {})
+        .await
+        .expect("host ipc");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("ns");
+    let inside = f.sh(&c, "readlink /proc/self/ns/ipc").await;
+    assert_eq!(inside.trim(), host_ipc.display().to_string());
 }
 
 fn cgroup_file(f: &str) -> String {
@@ -441,7 +543,13 @@ fn cgroup_file(f: &str) -> String {
 }
 
 async fn resources_and_updates(handler: &str) {
-    let mut f = fixture(handler, "[crio.runtime]\npids_limit = 100\n").await;
+    // hugetlb on its own v1 hierarchy (this machine kind keeps it on v2 otherwise).
+    crio_tests::containerd::prepare_crun();
+    let mut f = fixture(
+        handler,
+        "[crio.runtime]\npids_limit = 100\nlog_size_max = 8192\n",
+    )
+    .await;
     let pod = f.pod("res");
     let pod_id = f.run_pod(&pod).await;
     let resources = LinuxContainerResources {
@@ -449,9 +557,15 @@ async fn resources_and_updates(handler: &str) {
         cpu_quota: 50_000,
         cpu_shares: 512,
         memory_limit_in_bytes: 64 << 20,
+        // No swap accounting on this host kind: ignored, not an error.
+        memory_swap_limit_in_bytes: 96 << 20,
         oom_score_adj: 500,
         cpuset_cpus: "0".into(),
         cpuset_mems: "0".into(),
+        hugepage_limits: vec![protocols::cri::HugepageLimit {
+            page_size: "2MB".into(),
+            limit: 4 << 20,
+        }],
         ..Default::default()
     };
     let id = f

@@ -229,6 +229,13 @@ impl PodRuntime {
         }
     }
 
+    /// `log_size_max` as a limit (`None` = unlimited).
+    fn log_size_max(&self) -> Option<u64> {
+        u64::try_from(self.config.log_size_max)
+            .ok()
+            .filter(|m| *m > 0)
+    }
+
     fn container_storage(&self, id: &str) -> PathBuf {
         self.config.containers_dir.join(id)
     }
@@ -274,7 +281,7 @@ impl PodRuntime {
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
         write_spec(&bundle, &oci)?;
 
-        let log = ContainerLog::open(Path::new(&record.log_path))?;
+        let log = ContainerLog::open(Path::new(&record.log_path), self.log_size_max())?;
         let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
         if config.stdin {
             fifos = fifos.with_stdin(&bundle, "io")?;
@@ -347,8 +354,12 @@ impl PodRuntime {
             stdout: record.stdout_fifo.clone(),
             stderr: record.stderr_fifo.clone(),
         };
-        let opened = StdioFifos::reopen(&paths)
-            .and_then(|f| Ok((f, ContainerLog::open(Path::new(&record.log_path))?)));
+        let opened = StdioFifos::reopen(&paths).and_then(|f| {
+            Ok((
+                f,
+                ContainerLog::open(Path::new(&record.log_path), self.log_size_max())?,
+            ))
+        });
         match opened {
             Ok((fifos, log)) => self.spawn_log_drains(&record.id, fifos, log),
             Err(e) => tracing::warn!(container = %record.id, "cannot reopen output: {e}"),

@@ -375,7 +375,12 @@ pub fn container_spec_input(
     }
 
     let res = linux.and_then(|l| l.resources.as_ref());
-    let resources = resources(res, rc.pids_limit, rc.container_min_memory)?;
+    let mut resources = resources(res, rc.pids_limit, rc.container_min_memory)?;
+    if resources.memory_swap != 0 && !spec::swap_accounting() {
+        // As CRI-O and containerd: a swap limit is only written where it can apply.
+        tracing::info!(container = %record.id, "no swap accounting on this host: swap limit ignored");
+        resources.memory_swap = 0;
+    }
     let oom_score_adj = i32::try_from(resources.oom_score_adj)
         .unwrap_or(0)
         .max(rc.min_oom_score_adj);

@@ -36,6 +36,10 @@ pub struct ContainerLog {
 struct LogFile {
     path: PathBuf,
     file: Option<File>,
+    /// Bytes in the current file.
+    size: u64,
+    /// `log_size_max`: past it the file is truncated and starts over (conmon's rule).
+    max: Option<u64>,
 }
 
 fn open_append(path: &Path) -> Result<File, LogError> {
@@ -57,16 +61,23 @@ fn open_append(path: &Path) -> Result<File, LogError> {
 
 impl ContainerLog {
     /// Opens (creating) the log file; an empty path logs nowhere, as the CRI allows.
-    pub fn open(path: &Path) -> Result<Self, LogError> {
+    /// `max` is `log_size_max` (`None` = no limit).
+    pub fn open(path: &Path, max: Option<u64>) -> Result<Self, LogError> {
         let file = if path.as_os_str().is_empty() {
             None
         } else {
             Some(open_append(path)?)
         };
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
         Ok(Self {
             inner: Arc::new(Mutex::new(LogFile {
                 path: path.to_path_buf(),
                 file,
+                size,
+                max,
             })),
         })
     }
@@ -79,10 +90,23 @@ impl ContainerLog {
         let Ok(mut log) = self.inner.lock() else {
             return;
         };
-        if let Some(file) = log.file.as_mut() {
-            if let Err(e) = file.write_all(records) {
-                tracing::warn!("cannot write container log: {e}");
+        let log = &mut *log;
+        let Some(file) = log.file.as_mut() else {
+            return;
+        };
+        if log
+            .max
+            .is_some_and(|max| log.size + records.len() as u64 > max)
+        {
+            // Appending after set_len(0) writes at the new end: the file starts over.
+            if let Err(e) = file.set_len(0) {
+                tracing::warn!("cannot truncate container log: {e}");
             }
+            log.size = 0;
+        }
+        match file.write_all(records) {
+            Ok(()) => log.size += records.len() as u64,
+            Err(e) => tracing::warn!("cannot write container log: {e}"),
         }
     }
 
@@ -97,7 +121,34 @@ impl ContainerLog {
             return Ok(());
         }
         let file = open_append(&log.path)?;
+        log.size = file.metadata().map_or(0, |m| m.len());
         log.file = Some(file);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_size_max_starts_the_file_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.log");
+        let log = ContainerLog::open(&path, Some(100)).expect("open");
+        log.write(&[b'a'; 60]);
+        log.write(&[b'b'; 30]);
+        assert_eq!(std::fs::metadata(&path).expect("len").len(), 90);
+        log.write(&[b'c'; 30]);
+        assert_eq!(std::fs::read(&path).expect("read"), vec![b'c'; 30]);
+        let unlimited = ContainerLog::open(&dir.path().join("u.log"), None).expect("open");
+        unlimited.write(&[b'x'; 1000]);
+        unlimited.write(&[b'x'; 1000]);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("u.log"))
+                .expect("len")
+                .len(),
+            2000
+        );
     }
 }

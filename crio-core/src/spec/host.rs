@@ -103,3 +103,12 @@ pub fn apparmor_enabled() -> bool {
 pub fn selinux_enabled() -> bool {
     std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
+
+/// Whether the kernel accounts swap per cgroup (v1 `memory.memsw.*`, v2
+/// `memory.swap.max`): without it a swap limit cannot be applied.
+pub fn swap_accounting() -> bool {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    root.join("memory/memory.memsw.limit_in_bytes").exists()
+        || root.join("memory.swap.max").exists()
+        || root.join("unified/memory.swap.max").exists()
+}

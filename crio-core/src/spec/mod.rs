@@ -24,7 +24,7 @@ pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
 pub use devices::Device;
 pub use host::{
     apparmor_enabled, held_capabilities, hostname as host_hostname, kernel_release,
-    own_oom_score_adj, selinux_enabled,
+    own_oom_score_adj, selinux_enabled, swap_accounting,
 };
 pub use seccomp::Seccomp;
 
