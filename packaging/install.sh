@@ -13,23 +13,27 @@ CNI_DIR=/etc/cni/net.d
 CNI_CONFLIST=11-crio-bridge.conflist
 
 # Runtime parts (runc/crun, CNI plugins) and what the build needs.
-PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc)
+PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc libseccomp-dev)
 SHIM=containerd-shim-runc-rs-v2
+YOUKI_SHIM=containerd-shim-youki-v2
 
 packaging/apt-install.sh "${PACKAGES[@]}"
 
-echo "==> cargo build --release (crio) and --profile shim ($SHIM, static, built for size)"
+echo "==> cargo build --release (crio) and --profile shim ($SHIM, $YOUKI_SHIM: static, built for size)"
 cargo build --release --locked -p crio-core --bins
 # Static (no PIE: no relocations to apply) and size-optimised: one shim runs per
 # pod, so its pages count per pod. An explicit --target keeps these flags away from
 # build scripts and proc macros.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
+# libseccomp is linked statically into the youki shim as well.
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --profile shim --locked -p "$SHIM" --target "$HOST"
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -dumpmachine)" \
+    cargo build --profile shim --locked -p "$SHIM" -p "$YOUKI_SHIM" --target "$HOST"
 
 echo "==> installing to $PREFIX/bin and $CONF_DIR"
 install -D -m 0755 target/release/crio "$PREFIX/bin/crio"
 install -D -m 0755 "target/$HOST/shim/$SHIM" "$PREFIX/bin/$SHIM"
+install -D -m 0755 "target/$HOST/shim/$YOUKI_SHIM" "$PREFIX/bin/$YOUKI_SHIM"
 install -d -m 0755 "$CONF_DIR"
 install -m 0644 conf.d/00-default.conf "$CONF_DIR/00-default.conf"
 

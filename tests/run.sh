@@ -14,7 +14,7 @@ PACKAGES=(
     runc crun containerd containernetworking-plugins iptables iproute2  # runtime parts
     docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd
     busybox-static                                     # test images
-    pkg-config gcc
+    pkg-config gcc libseccomp-dev                      # building the youki shim
 )
 packaging/apt-install.sh "${PACKAGES[@]}"
 

@@ -18,6 +18,8 @@ pub const CTR_BINARY: &str = "/usr/bin/ctr";
 pub const SHIM_NAME: &str = "containerd-shim-runc-rs-v2";
 /// The runtime name of the in-tree shim.
 pub const RUNTIME: &str = "io.containerd.runc-rs.v2";
+/// The in-tree youki shim, next to the runc shim.
+pub const YOUKI_SHIM_NAME: &str = "containerd-shim-youki-v2";
 /// Default runtime state root of the shim (a namespace directory below it).
 pub const RUNC_ROOT: &str = "/run/containerd/runc";
 
@@ -188,6 +190,10 @@ impl Containerd {
         let shim = shim_binary();
         for name in [SHIM_NAME, "containerd-shim-runc-v2"] {
             std::os::unix::fs::symlink(&shim, bin.join(name)).expect("shim symlink");
+        }
+        let youki = shim.with_file_name(YOUKI_SHIM_NAME);
+        if youki.is_file() {
+            std::os::unix::fs::symlink(&youki, bin.join(YOUKI_SHIM_NAME)).expect("shim symlink");
         }
         let socket = base.join("containerd.sock");
         let config = format!(

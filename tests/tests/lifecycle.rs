@@ -542,7 +542,7 @@ async fn leaked_network_namespaces_are_unpinned_at_start() {
         .into_iter()
         .map(|kind| {
             let path = daemon.dirs.runroot.join(kind.dir_name()).join("leaked");
-            create_pinned(kind, &path).expect("pin");
+            create_pinned(kind, &path, "").expect("pin");
             assert!(is_pinned(&path));
             path
         })
@@ -879,6 +879,68 @@ async fn broken_shims_leave_nothing() {
     assert_ne!(err.code(), Code::AlreadyExists);
 }
 
+/// A runc pod and a youki pod side by side on one daemon, each served by its own
+/// shim binary, both working.
+#[tokio::test(flavor = "multi_thread")]
+async fn runc_and_youki_pods_side_by_side() {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let mut pods = Vec::new();
+    for handler in ["runc", "youki"] {
+        let pod = pod_config(&format!("mixed-{handler}"), &daemon.dirs.log_dir);
+        let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+        let config = container_config("app", &image, &format!("echo from-{handler}; sleep 300"));
+        let id = cri
+            .create_container(&pod_id, &config, &pod)
+            .await
+            .expect("create");
+        cri.start_container(&id).await.expect("start");
+        pods.push((handler, pod_id, id));
+    }
+    for (handler, pod_id, id) in &pods {
+        let status = cri.pod_status(pod_id).await;
+        assert_eq!(status.runtime_handler, *handler);
+        let out = cri.exec(id, &["sh", "-c", "echo $((6*7))"]).await;
+        assert_eq!(out.stdout, b"42\n", "{handler}");
+        let log = cri.container_status(id).await.expect("status").log_path;
+        wait_for_file_text(
+            std::path::Path::new(&log),
+            &format!("stdout F from-{handler}"),
+            Duration::from_secs(10),
+        )
+        .await;
+        // The pod's shim runs in its bundle: which binary is it?
+        let bundle = daemon.dirs.runroot.join("bundles").join(pod_id);
+        let shims = crio_tests::cleanup::processes_with_cwd_under(&bundle);
+        let exes: Vec<String> = shims
+            .iter()
+            .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        let want = if *handler == "youki" {
+            "containerd-shim-youki-v2"
+        } else {
+            "containerd-shim-runc-rs-v2"
+        };
+        assert!(
+            exes.iter().any(|e| e.ends_with(want)),
+            "{handler}: {exes:?}"
+        );
+    }
+    for (_, pod_id, _) in &pods {
+        cri.runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id.clone(),
+            })
+            .await
+            .expect("remove");
+    }
+    assert!(cri.pods().await.is_empty());
+}
+
 macro_rules! per_handler {
     ($($scenario:ident),*) => {
         /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
@@ -887,6 +949,15 @@ macro_rules! per_handler {
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $scenario() {
                     super::$scenario("runc").await;
+                }
+            )*
+        }
+        /// Our youki shim (`containerd-shim-youki-v2`): libcontainer, no runtime binary.
+        mod youki_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("youki").await;
                 }
             )*
         }

@@ -1,5 +1,6 @@
-//! The in-tree runc shim under Debian's containerd 1.6 (which calls the task API
-//! v2 and reads a plain address from `start`), driven with `ctr` as a user would.
+//! The in-tree shims under Debian's containerd 1.6 (which calls the task API v2 and
+//! reads a plain address from `start`), driven with `ctr` as a user would: the runc
+//! shim (`io.containerd.runc-rs.v2`) and the youki shim (`io.containerd.youki.v2`).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,14 +17,26 @@ fn setup() -> (Registry, Containerd, String) {
     (registry, containerd, image)
 }
 
+/// The youki shim's runtime type: containerd finds `containerd-shim-youki-v2`.
+const YOUKI: &str = "io.containerd.youki.v2";
+
 #[test]
 fn ctr_run_prints_output_and_returns_the_exit_code() {
+    run_prints_output(RUNTIME);
+}
+
+#[test]
+fn ctr_run_through_the_youki_shim() {
+    run_prints_output(YOUKI);
+}
+
+fn run_prints_output(runtime: &str) {
     let (_registry, c, image) = setup();
     let out = c.ctr(&[
         "run",
         "--rm",
         "--runtime",
-        RUNTIME,
+        runtime,
         &image,
         "hello",
         "sh",
@@ -46,12 +59,21 @@ fn ctr_run_prints_output_and_returns_the_exit_code() {
 
 #[test]
 fn ctr_exec_kill_pause_and_resume_a_running_task() {
+    exec_kill_pause_resume(RUNTIME);
+}
+
+#[test]
+fn youki_shim_exec_kill_pause_and_resume() {
+    exec_kill_pause_resume(YOUKI);
+}
+
+fn exec_kill_pause_resume(runtime: &str) {
     let (_registry, c, image) = setup();
     c.ctr_ok(&[
         "run",
         "-d",
         "--runtime",
-        RUNTIME,
+        runtime,
         &image,
         "sleeper",
         "sleep",
@@ -153,6 +175,15 @@ fn runc_binary_option_selects_crun() {
 
 #[test]
 fn ctr_run_with_a_terminal() {
+    run_with_a_terminal(RUNTIME);
+}
+
+#[test]
+fn youki_shim_run_with_a_terminal() {
+    run_with_a_terminal(YOUKI);
+}
+
+fn run_with_a_terminal(runtime: &str) {
     let (_registry, c, image) = setup();
     // `ctr run -t` needs a terminal of its own: `script` gives it one.
     let mut cmd = c.ctr_command(&[
@@ -160,7 +191,7 @@ fn ctr_run_with_a_terminal() {
         "-t",
         "--rm",
         "--runtime",
-        RUNTIME,
+        runtime,
         &image,
         "tty1",
         "sh",

@@ -278,11 +278,16 @@ async fn security_context(handler: &str) {
         .sleeper(&pod_id, &pod, "plain", Default::default(), |_| {})
         .await
         .expect("plain");
-    let st = f.sh(&plain, "cat /proc/self/status").await;
+    // The container's process (PID 1 of its PID namespace)...
+    let st = f.sh(&plain, "cat /proc/1/status").await;
     assert_eq!(status_field(&st, "CapBnd:"), DEFAULT_CAPS, "{st}");
     assert_eq!(status_field(&st, "CapEff:"), DEFAULT_CAPS, "{st}");
     assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
     assert_eq!(status_field(&st, "NoNewPrivs:"), "0", "{st}");
+    // ...and an exec'd one: the same capabilities and filter.
+    let st = f.sh(&plain, "cat /proc/self/status").await;
+    assert_eq!(status_field(&st, "CapEff:"), DEFAULT_CAPS, "{st}");
+    assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
     // Masked: /dev/null over a file (this kernel has no /proc/kcore), a tmpfs over a dir.
     assert_eq!(
         f.sh(&plain, "cat /proc/interrupts | wc -c").await.trim(),
@@ -324,7 +329,7 @@ async fn security_context(handler: &str) {
         .sleeper(&pod_id, &pod, "tight", tight, |_| {})
         .await
         .expect("tight");
-    let st = f.sh(&tight, "cat /proc/self/status").await;
+    let st = f.sh(&tight, "cat /proc/1/status").await;
     assert_eq!(
         status_field(&st, "CapEff:"),
         "0000000000002000",
@@ -557,7 +562,7 @@ async fn resources_and_updates(handler: &str) {
         cpu_quota: 50_000,
         cpu_shares: 512,
         memory_limit_in_bytes: 64 << 20,
-        // No swap accounting on this host kind: ignored, not an error.
+        // This host kind accounts swap (memory.memsw.*), though it has no swap device.
         memory_swap_limit_in_bytes: 96 << 20,
         oom_score_adj: 500,
         cpuset_cpus: "0".into(),
@@ -1073,6 +1078,15 @@ macro_rules! per_handler {
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $scenario() {
                     super::$scenario("runc").await;
+                }
+            )*
+        }
+        /// Our youki shim (`containerd-shim-youki-v2`): libcontainer, no runtime binary.
+        mod youki_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("youki").await;
                 }
             )*
         }

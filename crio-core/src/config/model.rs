@@ -205,12 +205,18 @@ impl Default for RuntimeSection {
             runtime_root: "/run/runc".into(),
             ..RuntimeHandler::default()
         };
+        // The in-tree youki shim runs containers with libcontainer: no runtime binary.
+        let youki = RuntimeHandler {
+            runtime_type: RUNTIME_TYPE_VM.into(),
+            runtime_path: "containerd-shim-youki-v2".into(),
+            ..RuntimeHandler::default()
+        };
         Self {
             default_runtime: "runc".into(),
             // No systemd runs on the machines this is built on; CRI-O defaults to systemd.
             cgroup_manager: "cgroupfs".into(),
             log_level: "info".into(),
-            runtimes: BTreeMap::from([("runc".to_string(), runc)]),
+            runtimes: BTreeMap::from([("runc".to_string(), runc), ("youki".to_string(), youki)]),
             pids_limit: -1,
             container_min_memory: "12MiB".into(),
             log_size_max: -1,

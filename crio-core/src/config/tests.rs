@@ -243,7 +243,7 @@ fn default_runtime_must_exist() {
 #[test]
 fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
     let d = Dirs::new();
-    d.main("[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nmonitor_path = \"shim\"\n");
+    d.main("[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nmonitor_path = \"bin/shim\"\n");
     let p = d.problems();
     let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
     assert!(

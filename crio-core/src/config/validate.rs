@@ -129,10 +129,21 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
                 "an absolute path such as /usr/bin/containerd-shim-kata-v2",
             );
         }
+        // Binaries may also be bare names, looked up next to crio and in PATH.
         for (field, value) in [
             ("runtime_path", &handler.runtime_path),
-            ("runtime_config_path", &handler.runtime_config_path),
             ("monitor_path", &handler.monitor_path),
+        ] {
+            if value.contains('/') && !Path::new(value).is_absolute() {
+                out.problem(
+                    &key(field),
+                    format!("{value:?} is a relative path"),
+                    "an absolute path, a file name looked up next to crio and in PATH, or empty for the default",
+                );
+            }
+        }
+        for (field, value) in [
+            ("runtime_config_path", &handler.runtime_config_path),
             ("runtime_root", &handler.runtime_root),
         ] {
             if !value.is_empty() && !Path::new(value).is_absolute() {

@@ -48,9 +48,7 @@ pub fn merge(old: &Resources, new: &Resources) -> Resources {
 /// The resources sent to the shim: only what the request sets, so the runtime
 /// leaves the rest (devices, pids) as they are.
 fn update_payload(requested: &Resources) -> Result<Vec<u8>, CriError> {
-    let mut r = requested.clone();
-    // The pids limit is the node's, not the request's.
-    r.pids_limit = 0;
+    let r = requested.clone();
     serde_json::to_vec(&spec::linux_resources(&r))
         .map_err(|e| CriError::Internal(format!("encode resources: {e}")))
 }
@@ -68,7 +66,16 @@ impl PodRuntime {
         let Some(linux) = linux else {
             return Ok(());
         };
-        let requested = spec_input::resources(Some(linux), 0, self.config.container_min_memory)?;
+        let mut requested =
+            spec_input::resources(Some(linux), 0, self.config.container_min_memory)?;
+        // As containerd: a new memory limit without a swap limit means no swap where
+        // swap is accounted (memory+swap may never be below memory).
+        if requested.memory_limit > 0 && requested.memory_swap == 0 && spec::swap_accounting() {
+            requested.memory_swap = requested.memory_limit;
+        }
+        if requested.memory_swap != 0 && !spec::swap_accounting() {
+            requested.memory_swap = 0;
+        }
         let merged = merge(&record.resources, &requested);
         if record.state == STATE_RUNNING || record.state == STATE_CREATED {
             let shim = self.shims.get(&record.sandbox_id).ok_or_else(|| {

@@ -62,18 +62,25 @@ fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) 
 
 /// Creates a new namespace of `kind` and pins it at `path` (a bind mount of the
 /// namespace file). The namespace is entered by a short-lived thread of its own, so
-/// the daemon's threads never change namespace. A network namespace gets `lo` up.
-pub fn create_pinned(kind: PodNamespace, path: &Path) -> Result<(), NetnsError> {
+/// the daemon's threads never change namespace. A network namespace gets `lo` up; a
+/// UTS namespace gets `hostname` (when not empty), so it is set whatever the runtime
+/// does with a joined UTS namespace (youki's libcontainer sets none).
+pub fn create_pinned(kind: PodNamespace, path: &Path, hostname: &str) -> Result<(), NetnsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err(dir, "create directory"))?;
     }
     std::fs::File::create(path).map_err(err(path, "create mount point"))?;
     let target = path.to_path_buf();
+    let hostname = hostname.to_string();
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
         nix::sched::unshare(kind.clone_flag()).map_err(|e| err(&target, "unshare")(e.into()))?;
         if kind == PodNamespace::Net {
             // As CRI-O and containerd do for every pod, whatever the CNI list holds.
             set_loopback_up().map_err(err(&target, "bring up lo"))?;
+        }
+        if kind == PodNamespace::Uts && !hostname.is_empty() {
+            nix::unistd::sethostname(&hostname)
+                .map_err(|e| err(&target, "set hostname")(e.into()))?;
         }
         let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
         nix::mount::mount(
@@ -179,7 +186,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("netns/pod");
-        create_pinned(PodNamespace::Net, &path).expect("pin");
+        create_pinned(PodNamespace::Net, &path, "").expect("pin");
         assert!(is_pinned(&path));
         let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
         let meta = std::fs::metadata(&path).expect("stat pinned");
@@ -218,7 +225,7 @@ mod tests {
             (PodNamespace::Ipc, "/proc/self/ns/ipc"),
         ] {
             let path = dir.path().join(kind.dir_name()).join("pod");
-            create_pinned(kind, &path).expect("pin");
+            create_pinned(kind, &path, "pinned-host").expect("pin");
             assert!(is_pinned(&path));
             let pinned = std::fs::metadata(&path).expect("stat").ino();
             assert_ne!(
@@ -226,6 +233,16 @@ mod tests {
                 std::fs::metadata(own).expect("stat").ino(),
                 "{kind:?}"
             );
+            if kind == PodNamespace::Uts {
+                let ns = std::fs::File::open(&path).expect("open");
+                let name = std::thread::spawn(move || {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUTS).expect("setns");
+                    nix::unistd::gethostname().expect("hostname")
+                })
+                .join()
+                .expect("thread");
+                assert_eq!(name, "pinned-host");
+            }
             remove_pinned(&path).expect("unpin");
             assert!(!path.exists());
         }

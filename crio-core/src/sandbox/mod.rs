@@ -268,7 +268,8 @@ impl PodRuntime {
         }
         self.store.put(&*record)?;
         for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
-            pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)))
+            let hostname = record.hostname.clone();
+            pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)), &hostname)
                 .map_err(|e| CriError::Internal(e.to_string()))?;
         }
         let pod_mounts = self.write_pod_files(record, &setup)?;

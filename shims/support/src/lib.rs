@@ -17,7 +17,9 @@
 //!   `file://`, `binary://`, terminals);
 //! - [`events`]: publishing task events back to the manager;
 //! - [`oom`]: OOM notifications from cgroup v1 and v2;
-//! - [`restrict`]: fitting a spec to what this host lets the shim grant.
+//! - [`restrict`]: fitting a spec to what this host lets the shim grant;
+//! - [`task`]: the task service over a runtime with runc's command line, and a
+//!   shim binary's `main`.
 
 pub mod cgroup_stats;
 pub mod console;
@@ -31,6 +33,7 @@ pub mod oom;
 pub mod reaper;
 pub mod restrict;
 pub mod stdio;
+pub mod task;
 
 pub use error::{Error, Result};
 

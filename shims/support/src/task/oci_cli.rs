@@ -1,5 +1,5 @@
-//! The OCI runtime CLI (`runc`, or `crun`, which takes the same commands), run
-//! through the shim's reaper so its exit status is never lost.
+//! The OCI runtime CLI (`runc`, `crun`, or the youki shim itself: all take runc's
+//! commands), run through the shim's reaper so its exit status is never lost.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,14 +7,12 @@ use std::process::Command;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::Options;
 use serde::{Deserialize, Serialize};
-use shim_support::reaper::Reaper;
-use shim_support::stdio::ChildStdio;
-use shim_support::Error;
 
-/// The default runtime binary.
-pub const DEFAULT_BINARY: &str = "runc";
-/// Where runtime state lives by default (a namespace directory below it).
-pub const DEFAULT_ROOT: &str = "/run/containerd/runc";
+use super::Flavor;
+use crate::reaper::Reaper;
+use crate::stdio::ChildStdio;
+use crate::Error;
+
 /// The type URL containerd gives `containerd.runc.v1.Options`.
 pub const OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 
@@ -29,24 +27,27 @@ pub struct RuntimeOptions {
     pub no_new_keyring: bool,
 }
 
-impl Default for RuntimeOptions {
-    fn default() -> Self {
+impl RuntimeOptions {
+    /// The shim's defaults: its runtime binary and state root.
+    pub fn defaults(flavor: &Flavor) -> RuntimeOptions {
         RuntimeOptions {
-            binary_name: DEFAULT_BINARY.into(),
-            root: DEFAULT_ROOT.into(),
+            binary_name: (flavor.default_binary)(),
+            root: flavor.default_root.into(),
             systemd_cgroup: false,
             no_pivot_root: false,
             no_new_keyring: false,
         }
     }
-}
 
-impl RuntimeOptions {
     /// Decodes `CreateTaskRequest.options`: `containerd.runc.v1.Options` (any
     /// host prefix in the type URL); nothing, or an empty message, means defaults.
-    pub fn from_any(type_url: &str, value: &[u8]) -> Result<RuntimeOptions, Error> {
+    pub fn from_any(
+        type_url: &str,
+        value: &[u8],
+        flavor: &Flavor,
+    ) -> Result<RuntimeOptions, Error> {
         if type_url.is_empty() && value.is_empty() {
-            return Ok(RuntimeOptions::default());
+            return Ok(RuntimeOptions::defaults(flavor));
         }
         let name = type_url.rsplit('/').next().unwrap_or_default();
         if name != OPTIONS_TYPE {
@@ -55,7 +56,7 @@ impl RuntimeOptions {
             )));
         }
         let o = Options::parse_from_bytes(value)?;
-        let mut opts = RuntimeOptions::default();
+        let mut opts = RuntimeOptions::defaults(flavor);
         if !o.binary_name.is_empty() {
             opts.binary_name = o.binary_name;
         }
@@ -69,15 +70,15 @@ impl RuntimeOptions {
     }
 
     pub fn write(&self, bundle: &Path) -> Result<(), Error> {
-        shim_support::launch::write_atomic(&bundle.join("options.json"), &serde_json::to_vec(self)?)
+        crate::launch::write_atomic(&bundle.join("options.json"), &serde_json::to_vec(self)?)
     }
 
     /// What `write` stored, or the defaults.
-    pub fn read(bundle: &Path) -> RuntimeOptions {
+    pub fn read(bundle: &Path, flavor: &Flavor) -> RuntimeOptions {
         std::fs::read(bundle.join("options.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .unwrap_or_else(|| RuntimeOptions::defaults(flavor))
     }
 }
 
@@ -298,6 +299,13 @@ impl Runtime {
 mod tests {
     use super::*;
 
+    const DEFAULT_ROOT: &str = "/run/containerd/runc";
+    static RUNC: Flavor = Flavor {
+        runtime_name: "io.containerd.runc-rs.v2",
+        default_binary: || "runc".to_string(),
+        default_root: DEFAULT_ROOT,
+    };
+
     #[test]
     fn decodes_runc_options() {
         let o = Options {
@@ -307,23 +315,28 @@ mod tests {
             ..Default::default()
         };
         let bytes = o.write_to_bytes().expect("encode");
-        let opts = RuntimeOptions::from_any("containerd.runc.v1.Options", &bytes).expect("decode");
+        let opts =
+            RuntimeOptions::from_any("containerd.runc.v1.Options", &bytes, &RUNC).expect("decode");
         assert_eq!(opts.binary_name, "crun");
         assert_eq!(opts.root, "/run/x");
         assert!(opts.systemd_cgroup);
-        let opts =
-            RuntimeOptions::from_any("type.googleapis.com/containerd.runc.v1.Options", &bytes)
-                .expect("decode with host");
+        let opts = RuntimeOptions::from_any(
+            "type.googleapis.com/containerd.runc.v1.Options",
+            &bytes,
+            &RUNC,
+        )
+        .expect("decode with host");
         assert_eq!(opts.binary_name, "crun");
     }
 
     #[test]
     fn empty_options_are_defaults() {
         assert_eq!(
-            RuntimeOptions::from_any("", &[]).expect("defaults"),
-            RuntimeOptions::default()
+            RuntimeOptions::from_any("", &[], &RUNC).expect("defaults"),
+            RuntimeOptions::defaults(&RUNC)
         );
-        let opts = RuntimeOptions::from_any("containerd.runc.v1.Options", &[]).expect("empty");
+        let opts =
+            RuntimeOptions::from_any("containerd.runc.v1.Options", &[], &RUNC).expect("empty");
         assert_eq!(opts.binary_name, "runc");
         assert_eq!(opts.root, DEFAULT_ROOT);
     }
@@ -337,19 +350,22 @@ mod tests {
 
     #[test]
     fn other_option_types_are_refused() {
-        assert!(RuntimeOptions::from_any("runtimeoptions.v1.Options", b"x").is_err());
+        assert!(RuntimeOptions::from_any("runtimeoptions.v1.Options", b"x", &RUNC).is_err());
     }
 
     #[test]
     fn options_round_trip_through_the_bundle() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(RuntimeOptions::read(dir.path()), RuntimeOptions::default());
+        assert_eq!(
+            RuntimeOptions::read(dir.path(), &RUNC),
+            RuntimeOptions::defaults(&RUNC)
+        );
         let opts = RuntimeOptions {
             binary_name: "crun".into(),
-            ..Default::default()
+            ..RuntimeOptions::defaults(&RUNC)
         };
         opts.write(dir.path()).expect("write");
-        assert_eq!(RuntimeOptions::read(dir.path()), opts);
+        assert_eq!(RuntimeOptions::read(dir.path(), &RUNC), opts);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The task service: every container of one pod, driven through the runtime CLI.
+//! The task service: every container of one pod, driven through a runc-compatible
+//! runtime CLI (runc, crun, or the youki shim's own libcontainer front end).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -6,6 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::console::{self, ConsoleSocket};
+use crate::events::{self, timestamp, topics, EventSink};
+use crate::launch::ServeContext;
+use crate::reaper::{Exit, Reaper};
+use crate::stdio::{ProcessIo, StdioConfig};
+use crate::Error;
 use async_trait::async_trait;
 use containerd_shim_protos::api;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -14,15 +21,10 @@ use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::Result as TtrpcResult;
 use containerd_shim_protos::types::task::Status;
-use shim_support::console::{self, ConsoleSocket};
-use shim_support::events::{self, timestamp, topics, EventSink};
-use shim_support::launch::ServeContext;
-use shim_support::reaper::{Exit, Reaper};
-use shim_support::stdio::{ProcessIo, StdioConfig};
-use shim_support::Error;
 use tokio::sync::{watch, Mutex};
 
-use crate::runtime::{Runtime, RuntimeOptions};
+use super::oci_cli::{Runtime, RuntimeOptions};
+use super::Flavor;
 
 /// How long an exit may wait for its output to be delivered before it is reported.
 const EXIT_IO_WAIT: Duration = Duration::from_secs(3);
@@ -103,11 +105,12 @@ impl Container {
 #[derive(Debug)]
 struct Inner {
     ctx: ServeContext,
+    flavor: &'static Flavor,
     containers: Mutex<HashMap<String, Container>>,
     unclaimed: std::sync::Mutex<HashMap<i32, (Exit, Instant)>>,
 }
 
-/// The runc/crun task service.
+/// The task service of one pod's shim.
 #[derive(Debug, Clone)]
 pub struct Service {
     inner: Arc<Inner>,
@@ -131,11 +134,12 @@ fn read_pid(path: &Path) -> Result<u32, Error> {
 
 impl Service {
     /// Builds the service and starts handling exits.
-    pub fn new(ctx: ServeContext) -> Service {
+    pub fn new(ctx: ServeContext, flavor: &'static Flavor) -> Service {
         let sub = ctx.reaper.subscribe();
         let service = Service {
             inner: Arc::new(Inner {
                 ctx,
+                flavor,
                 containers: Mutex::new(HashMap::new()),
                 unclaimed: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -285,8 +289,8 @@ impl Service {
             ));
         }
         let options = match req.options.as_ref() {
-            Some(any) => RuntimeOptions::from_any(&any.type_url, &any.value)?,
-            None => RuntimeOptions::default(),
+            Some(any) => RuntimeOptions::from_any(&any.type_url, &any.value, self.inner.flavor)?,
+            None => RuntimeOptions::defaults(self.inner.flavor),
         };
         let bundle = PathBuf::from(&req.bundle);
         options.write(&bundle)?;
@@ -379,7 +383,7 @@ impl Service {
         bundle: &Path,
         runtime: Runtime,
     ) -> Result<(Process, bool), Error> {
-        let changes = shim_support::restrict::restrict_bundle(bundle)?;
+        let changes = crate::restrict::restrict_bundle(bundle)?;
         let _ = changes;
         let spec: serde_json::Value = serde_json::from_slice(
             &std::fs::read(bundle.join("config.json"))
@@ -431,7 +435,7 @@ impl Service {
     }
 
     fn watch_oom(&self, id: &str, pid: u32) {
-        let mut rx = match shim_support::oom::watch(pid) {
+        let mut rx = match crate::oom::watch(pid) {
             Ok(rx) => rx,
             Err(e) => {
                 tracing::warn!(container = %id, "cannot watch for OOM: {e}");
@@ -497,13 +501,11 @@ impl Service {
             )));
         }
         let mut spec = p.spec.clone().unwrap_or_default();
-        let changes = shim_support::restrict::restrict_process(
-            &mut spec,
-            shim_support::restrict::own_bounding_set()?,
-        );
-        shim_support::restrict::log_changes("exec", &changes);
+        let changes =
+            crate::restrict::restrict_process(&mut spec, crate::restrict::own_bounding_set()?);
+        crate::restrict::log_changes("exec", &changes);
         let spec_path = bundle.join(format!("{exec_id}.json"));
-        shim_support::launch::write_atomic(&spec_path, &serde_json::to_vec(&spec)?)?;
+        crate::launch::write_atomic(&spec_path, &serde_json::to_vec(&spec)?)?;
         let (io, child) = ProcessIo::create(&p.stdio, id, &self.inner.ctx.namespace)?;
         let socket = if p.stdio.terminal {
             Some(ConsoleSocket::new()?)
@@ -659,7 +661,7 @@ impl Service {
                 })
             } else {
                 let mut m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
-                shim_support::cgroup_stats::fill_v1(pid, &mut m);
+                crate::cgroup_stats::fill_v1(pid, &mut m);
                 Ok(Any {
                     type_url: "io.containerd.cgroups.v1.Metrics".into(),
                     value: m.write_to_bytes()?,
@@ -964,7 +966,7 @@ impl Task for Service {
             // Checks it is JSON before handing it on.
             let _: serde_json::Value = serde_json::from_slice(&resources.value)?;
             let path = bundle.join("resources.json");
-            shim_support::launch::write_atomic(&path, &resources.value)?;
+            crate::launch::write_atomic(&path, &resources.value)?;
             let r = runtime.update(&req.id, &path).await;
             let _ = std::fs::remove_file(&path);
             r

@@ -1,0 +1,39 @@
+//! `containerd-shim-youki-v2`: a shim v2 whose containers run through youki's
+//! `libcontainer`, with no container runtime binary on the node.
+//!
+//! The task service is the one the runc shim uses (`shim_support::task`). Its
+//! runtime commands (`create`, `start`, `exec`, `kill`...) are answered by this same
+//! binary ([`cli`]), re-executed as a short-lived single-threaded helper: libcontainer
+//! clones the calling process, which is only safe in a process without other
+//! threads, and changes process-wide state (working directory, `oom_score_adj`,
+//! dumpability) that must not leak into the long-lived shim. The container's init
+//! is the helper's child and passes to the shim (a subreaper) when the helper exits,
+//! as with runc.
+
+mod cli;
+mod mounts;
+
+use shim_support::task::{entry, Flavor};
+
+static YOUKI: Flavor = Flavor {
+    runtime_name: "io.containerd.youki.v2",
+    default_binary: own_binary,
+    default_root: "/run/containerd/youki",
+};
+
+/// This binary, as the runtime the task service runs.
+fn own_binary() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "containerd-shim-youki-v2".into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // The task service always starts runtime commands with `--root`; containerd's
+    // shim flags never do.
+    if args.get(1).map(String::as_str) == Some("--root") {
+        std::process::exit(cli::run(&args[1..]));
+    }
+    entry::main(&YOUKI);
+}
