@@ -503,7 +503,12 @@ mod tests {
         )));
         assert_eq!(code, 1);
         let text = std::fs::read_to_string(&log).expect("log");
-        let v: serde_json::Value = serde_json::from_str(text.trim()).expect("json line");
+        // libcontainer's traced lines come first; the task service reads the JSON one.
+        let line = text
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .expect("a JSON line");
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         assert_eq!(v["level"], "error");
         assert!(
             v["msg"].as_str().expect("msg").contains("missing"),
