@@ -135,6 +135,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
                 .unwrap_or_default(),
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.runtime.image_volumes.clone(),
+            host: crate::spec::HostFacts::read(),
         },
         store.clone(),
         images.clone(),

@@ -21,6 +21,46 @@ pub mod test_images;
 pub mod token_server;
 
 pub use daemon::{Daemon, DaemonBuilder};
+
+/// containerd's Go shim, configured the way an operator drops in a third-party shim
+/// (handler `go`).
+pub const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
+
+/// Runs each `async fn scenario(handler: &str)` once per shim: `runc_shim::scenario`
+/// (ours, handler `runc`), `youki_shim::scenario` (libcontainer, handler `youki`)
+/// and `go_shim::scenario` (containerd's Go shim as a drop-in, handler `go`).
+#[macro_export]
+macro_rules! per_handler {
+    ($($scenario:ident),*) => {
+        /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
+        mod runc_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("runc").await;
+                }
+            )*
+        }
+        /// Our youki shim (`containerd-shim-youki-v2`): libcontainer, no runtime binary.
+        mod youki_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("youki").await;
+                }
+            )*
+        }
+        /// containerd's Go shim as a drop-in handler: the cross-check.
+        mod go_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("go").await;
+                }
+            )*
+        }
+    };
+}
 pub use registry::{Registry, TestImage};
 
 /// Runs the test only as root; says so loudly instead of passing silently.

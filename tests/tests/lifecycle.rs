@@ -16,9 +16,6 @@ use protocols::cri::{
 };
 use tonic::Code;
 
-/// containerd's Go shim, configured the way an operator drops in a third-party shim.
-const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
-
 fn insecure(registry: &Registry) -> String {
     format!(
         "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
@@ -28,7 +25,7 @@ fn insecure(registry: &Registry) -> String {
 
 fn daemon(registry: &Registry) -> Daemon {
     Daemon::builder()
-        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .registries_conf(&insecure(registry))
         .start()
 }
@@ -697,7 +694,7 @@ async fn shim_killed(handler: &str) {
 async fn vfs_driver_runs_containers() {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
-        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin("20-vfs.conf", "[crio]\nstorage_driver = \"vfs\"\n")
         .registries_conf(&insecure(&registry))
         .start();
@@ -743,7 +740,7 @@ async fn pause_image_is_pulled_and_run() {
     let registry = Registry::with_test_images();
     let pause = registry.reference(TestImage::Pause);
     let daemon = Daemon::builder()
-        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin(
             "20-pause.conf",
             &format!("[crio.image]\npause_image = {pause:?}\npause_command = \"\"\n"),
@@ -941,39 +938,7 @@ async fn runc_and_youki_pods_side_by_side() {
     assert!(cri.pods().await.is_empty());
 }
 
-macro_rules! per_handler {
-    ($($scenario:ident),*) => {
-        /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
-        mod runc_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("runc").await;
-                }
-            )*
-        }
-        /// Our youki shim (`containerd-shim-youki-v2`): libcontainer, no runtime binary.
-        mod youki_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("youki").await;
-                }
-            )*
-        }
-        /// containerd's Go shim as a drop-in handler.
-        mod go_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("go").await;
-                }
-            )*
-        }
-    };
-}
-
-per_handler!(
+crio_tests::per_handler!(
     full_lifecycle,
     host_network_pod,
     shared_pid_namespace,

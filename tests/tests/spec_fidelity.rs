@@ -21,8 +21,6 @@ use protocols::cri::{
 };
 use tonic::Code;
 
-const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
-
 /// CRI-O's default capabilities as a mask: CHOWN DAC_OVERRIDE FOWNER FSETID KILL
 /// SETGID SETUID SETPCAP NET_BIND_SERVICE.
 const DEFAULT_CAPS: &str = "00000000000005fb";
@@ -38,7 +36,7 @@ struct Fixture {
 async fn fixture(handler: &str, extra_config: &str) -> Fixture {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
-        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin("20-spec.conf", extra_config)
         .registries_conf(&format!(
             "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
@@ -1070,39 +1068,7 @@ impl Drop for SharedMount {
     }
 }
 
-macro_rules! per_handler {
-    ($($scenario:ident),*) => {
-        /// Our shim (`containerd-shim-runc-rs-v2`), the default `runc` handler.
-        mod runc_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("runc").await;
-                }
-            )*
-        }
-        /// Our youki shim (`containerd-shim-youki-v2`): libcontainer, no runtime binary.
-        mod youki_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("youki").await;
-                }
-            )*
-        }
-        /// containerd's Go shim as a drop-in handler: the cross-check.
-        mod go_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("go").await;
-                }
-            )*
-        }
-    };
-}
-
-per_handler!(
+crio_tests::per_handler!(
     process_and_pod_files,
     security_context,
     resources_and_updates,

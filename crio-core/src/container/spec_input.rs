@@ -11,7 +11,6 @@ use protocols::cri;
 use super::process::{self, ResolvedUser};
 use super::security;
 use crate::image::image_config::ImageConfig;
-use crate::sandbox::pod_files::PodFiles;
 use crate::sandbox::PodRuntime;
 use crate::server::CriError;
 use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resources};
@@ -138,6 +137,17 @@ pub fn resources(
     Ok(out)
 }
 
+/// The swap rules of CRI-O and containerd: a swap limit is only written where the
+/// kernel accounts swap; on an update, a new memory limit without a swap limit
+/// means no swap (memory+swap may never be below memory).
+pub fn fit_swap(r: &mut Resources, accounted: bool, update: bool) {
+    if !accounted {
+        r.memory_swap = 0;
+    } else if update && r.memory_limit > 0 && r.memory_swap == 0 {
+        r.memory_swap = r.memory_limit;
+    }
+}
+
 /// `path` inside `root`, resolving symlinks as if `root` were `/` (an image's
 /// symlinks never lead out of its rootfs).
 pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
@@ -257,28 +267,6 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
     Ok(mounts)
 }
 
-/// The pod's shared files: `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` (read-only
-/// with a read-only rootfs, as containerd) and `/dev/shm`.
-fn pod_mounts(pod: &SandboxRecord, readonly: bool) -> Vec<oci_spec::runtime::Mount> {
-    let files = PodFiles::new(&pod.bundle);
-    let mut out = Vec::new();
-    for (path, dest) in [
-        (files.hostname(), "/etc/hostname"),
-        (files.hosts(), "/etc/hosts"),
-        (files.resolv_conf(), "/etc/resolv.conf"),
-    ] {
-        if path.exists() {
-            out.push(spec::pod_mount(&path, dest, readonly));
-        }
-    }
-    if pod.host_ipc {
-        out.push(spec::pod_mount(Path::new("/dev/shm"), "/dev/shm", false));
-    } else if files.shm().exists() {
-        out.push(spec::pod_mount(&files.shm(), "/dev/shm", false));
-    }
-    out
-}
-
 /// Masked and read-only paths: CRI-O's defaults, plus the kubelet's masked paths
 /// (CRI-O takes the union), the kubelet's read-only list when it sends one, minus
 /// what the unmask annotation names.
@@ -376,11 +364,7 @@ pub fn container_spec_input(
 
     let res = linux.and_then(|l| l.resources.as_ref());
     let mut resources = resources(res, rc.pids_limit, rc.container_min_memory)?;
-    if resources.memory_swap != 0 && !spec::swap_accounting() {
-        // As CRI-O and containerd: a swap limit is only written where it can apply.
-        tracing::info!(container = %record.id, "no swap accounting on this host: swap limit ignored");
-        resources.memory_swap = 0;
-    }
+    fit_swap(&mut resources, rc.host.swap_accounting, false);
     let oom_score_adj = i32::try_from(resources.oom_score_adj)
         .unwrap_or(0)
         .max(rc.min_oom_score_adj);
@@ -460,22 +444,22 @@ pub fn container_spec_input(
         annotations,
         oom_score_adj,
         seccomp,
-        kernel_release: spec::kernel_release(),
+        kernel_release: rc.host.kernel_release.clone(),
         masked_paths,
         readonly_paths,
         sysctls: BTreeMap::new(),
         devices,
-        pod_mounts: pod_mounts(pod, readonly_rootfs),
+        pod_mounts: crate::sandbox::pod_files::mounts(pod, readonly_rootfs),
         target_pid,
         apparmor_profile: security::apparmor_profile(
             sc.and_then(|s| s.apparmor.as_ref()),
             #[allow(deprecated)]
             sc.map_or("", |s| s.apparmor_profile.as_str()),
-            spec::apparmor_enabled(),
+            rc.host.apparmor,
         ),
         selinux_label: security::selinux_label(
             sc.and_then(|s| s.selinux_options.as_ref()),
-            spec::selinux_enabled(),
+            rc.host.selinux,
         ),
     })
 }
@@ -523,6 +507,27 @@ mod tests {
         let out = resources(Some(&r), 100, 12 << 20).expect("ok");
         assert_eq!(out.pids_limit, 100);
         assert_eq!(out.hugepages, [("2MB".to_string(), 4 << 20)]);
+    }
+
+    #[test]
+    fn swap_is_written_only_where_accounted() {
+        let limit = Resources {
+            memory_limit: 64 << 20,
+            memory_swap: 96 << 20,
+            ..Default::default()
+        };
+        let mut r = limit.clone();
+        fit_swap(&mut r, false, false);
+        assert_eq!(r.memory_swap, 0);
+        let mut r = limit.clone();
+        fit_swap(&mut r, true, true);
+        assert_eq!(r.memory_swap, 96 << 20, "an explicit swap limit stays");
+        let mut r = Resources {
+            memory_swap: 0,
+            ..limit
+        };
+        fit_swap(&mut r, true, true);
+        assert_eq!(r.memory_swap, 64 << 20, "update: no swap beyond memory");
     }
 
     #[test]

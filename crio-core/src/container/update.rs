@@ -68,14 +68,7 @@ impl PodRuntime {
         };
         let mut requested =
             spec_input::resources(Some(linux), 0, self.config.container_min_memory)?;
-        // As containerd: a new memory limit without a swap limit means no swap where
-        // swap is accounted (memory+swap may never be below memory).
-        if requested.memory_limit > 0 && requested.memory_swap == 0 && spec::swap_accounting() {
-            requested.memory_swap = requested.memory_limit;
-        }
-        if requested.memory_swap != 0 && !spec::swap_accounting() {
-            requested.memory_swap = 0;
-        }
+        spec_input::fit_swap(&mut requested, self.config.host.swap_accounting, true);
         let merged = merge(&record.resources, &requested);
         if record.state == STATE_RUNNING || record.state == STATE_CREATED {
             let shim = self.shims.get(&record.sandbox_id).ok_or_else(|| {

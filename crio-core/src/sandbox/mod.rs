@@ -303,7 +303,7 @@ impl PodRuntime {
                 sysctls: setup.sysctls,
                 pod_mounts,
                 seccomp: setup.seccomp,
-                kernel_release: spec::kernel_release(),
+                kernel_release: self.config.host.kernel_release.clone(),
             },
             &self.config.held_capabilities,
         )?;
@@ -367,7 +367,7 @@ impl PodRuntime {
     }
 
     /// Writes the pod's hostname, resolv.conf and hosts and mounts its shm; returns
-    /// the mounts its tasks get.
+    /// the mounts pause gets.
     fn write_pod_files(
         &self,
         record: &SandboxRecord,

@@ -89,6 +89,33 @@ pub fn shm_size(annotation: Option<&str>) -> Result<u64, String> {
     }
 }
 
+/// The pod's shared files as its tasks mount them: `/etc/hostname`, `/etc/hosts`,
+/// `/etc/resolv.conf` (read-only with a read-only rootfs, as containerd) and
+/// `/dev/shm` (the host's with host IPC).
+pub fn mounts(pod: &crate::store::SandboxRecord, readonly: bool) -> Vec<oci_spec::runtime::Mount> {
+    let files = PodFiles::new(&pod.bundle);
+    let mut out = Vec::new();
+    for (path, dest) in [
+        (files.hostname(), "/etc/hostname"),
+        (files.hosts(), "/etc/hosts"),
+        (files.resolv_conf(), "/etc/resolv.conf"),
+    ] {
+        if path.exists() {
+            out.push(crate::spec::pod_mount(&path, dest, readonly));
+        }
+    }
+    if pod.host_ipc {
+        out.push(crate::spec::pod_mount(
+            Path::new("/dev/shm"),
+            "/dev/shm",
+            false,
+        ));
+    } else if files.shm().exists() {
+        out.push(crate::spec::pod_mount(&files.shm(), "/dev/shm", false));
+    }
+    out
+}
+
 /// Writes a file the way the kubelet's readers expect: whole, mode 0644.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -69,10 +69,12 @@ impl RuntimeServiceImpl {
             "sandboxImage": self.state.config.crio.image.pause_image,
             "crio": self.state.config,
         });
+        let facts = &self.state.pods.config.host;
         let host = serde_json::json!({
-            "apparmor": crate::spec::apparmor_enabled(),
-            "selinux": crate::spec::selinux_enabled(),
-            "kernel": crate::spec::kernel_release(),
+            "apparmor": facts.apparmor,
+            "selinux": facts.selinux,
+            "kernel": facts.kernel_release,
+            "swapAccounting": facts.swap_accounting,
         });
         let encode = |v: &serde_json::Value| {
             serde_json::to_string(v).map_err(|e| Status::internal(format!("encoding info: {e}")))

@@ -87,28 +87,50 @@ pub fn hostname() -> String {
 }
 
 /// The running kernel's release (`uname -r`), for seccomp profiles' `minKernel`.
-pub fn kernel_release() -> String {
+fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|r| r.trim().to_string())
         .unwrap_or_default()
 }
 
 /// Whether the kernel enforces AppArmor profiles.
-pub fn apparmor_enabled() -> bool {
+fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|v| v.trim() == "Y")
 }
 
 /// Whether SELinux is enabled (its filesystem is mounted).
-pub fn selinux_enabled() -> bool {
+fn selinux_enabled() -> bool {
     std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 /// Whether the kernel accounts swap per cgroup (v1 `memory.memsw.*`, v2
 /// `memory.swap.max`): without it a swap limit cannot be applied.
-pub fn swap_accounting() -> bool {
+fn swap_accounting() -> bool {
     let root = std::path::Path::new("/sys/fs/cgroup");
     root.join("memory/memory.memsw.limit_in_bytes").exists()
         || root.join("memory.swap.max").exists()
         || root.join("unified/memory.swap.max").exists()
+}
+
+/// What the host kernel offers that specs depend on, read once at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `uname -r`, for seccomp profiles' `minKernel`.
+    pub kernel_release: String,
+    pub apparmor: bool,
+    pub selinux: bool,
+    /// Per-cgroup swap accounting: without it no swap limit is written.
+    pub swap_accounting: bool,
+}
+
+impl HostFacts {
+    pub fn read() -> HostFacts {
+        HostFacts {
+            kernel_release: kernel_release(),
+            apparmor: apparmor_enabled(),
+            selinux: selinux_enabled(),
+            swap_accounting: swap_accounting(),
+        }
+    }
 }

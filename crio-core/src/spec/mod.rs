@@ -22,10 +22,7 @@ use oci_spec::runtime::{
 
 pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
 pub use devices::Device;
-pub use host::{
-    apparmor_enabled, held_capabilities, hostname as host_hostname, kernel_release,
-    own_oom_score_adj, selinux_enabled, swap_accounting,
-};
+pub use host::{held_capabilities, hostname as host_hostname, own_oom_score_adj, HostFacts};
 pub use seccomp::Seccomp;
 
 /// containerd's grouping annotations: every task of a pod carries them, so any shim

@@ -226,8 +226,9 @@ fn builder(inv: &Invocation, id: &str, pid_file: &str) -> Result<ContainerBuilde
 /// libcontainer 0.7.0 loads seccomp late (after dropping capabilities, relying on
 /// no_new_privs) whenever `process.noNewPrivileges` is present, even when it is
 /// `false` (`process/init/process.rs:356`), and the load then fails. `false` is the
-/// OCI default, so the key is dropped before libcontainer reads the spec.
-pub fn normalize_spec(config: &Path) -> Result<(), String> {
+/// OCI default, so the key is dropped before libcontainer reads the spec. Returns the
+/// spec, for what `create` does after libcontainer.
+pub fn normalize_spec(config: &Path) -> Result<libcontainer::oci_spec::runtime::Spec, String> {
     let text = std::fs::read(config).map_err(|e| format!("{}: {e}", config.display()))?;
     let mut spec: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -242,7 +243,7 @@ pub fn normalize_spec(config: &Path) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", config.display()))?;
         }
     }
-    Ok(())
+    serde_json::from_value(spec).map_err(|e| format!("{}: {e}", config.display()))
 }
 
 fn create(inv: &Invocation) -> Result<(), String> {
@@ -252,29 +253,17 @@ fn create(inv: &Invocation) -> Result<(), String> {
     let id = inv.id()?;
     let bundle = inv.required("--bundle")?;
     let config = Path::new(bundle).join("config.json");
-    normalize_spec(&config)?;
-    let build = || {
-        builder(inv, id, inv.required("--pid-file")?)?
-            .as_init(bundle)
-            .with_systemd(false)
-            .with_detach(true)
-            .with_no_pivot(inv.has("--no-pivot"))
-            .build()
-            .map_err(err)
-    };
-    // libcontainer 0.7.0's cgroup v1 mount reads its parent's /proc entry, which
-    // now and then is not there ("failed to mount cgroup v1: procfs failed"); a
-    // failed build cleans up after itself, so one more try is safe (not with a
-    // console socket, whose one connection the first try used).
-    let container = match build() {
-        Err(e) if e.contains("prepare rootfs") && !inv.has("--console-socket") => build()?,
-        other => other?,
-    };
+    let spec = normalize_spec(&config)?;
+    let container = builder(inv, id, inv.required("--pid-file")?)?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .with_no_pivot(inv.has("--no-pivot"))
+        .build()
+        .map_err(err)?;
     let pid = container
         .pid()
         .ok_or_else(|| "created container has no pid".to_string())?;
-    let spec = libcontainer::oci_spec::runtime::Spec::load(&config)
-        .map_err(|e| format!("{}: {e}", config.display()))?;
     crate::mounts::finish(pid.as_raw(), &spec)
 }
 
@@ -477,15 +466,23 @@ mod tests {
         let config = dir.path().join("config.json");
         std::fs::write(
             &config,
-            r#"{"process":{"noNewPrivileges":false,"cwd":"/"}}"#,
+            r#"{"ociVersion":"1.0.2","process":{"noNewPrivileges":false,"cwd":"/","user":{"uid":0,"gid":0}}}"#,
         )
         .expect("write");
-        normalize_spec(&config).expect("normalize");
+        let spec = normalize_spec(&config).expect("normalize");
+        assert_eq!(
+            spec.process().as_ref().and_then(|p| p.no_new_privileges()),
+            None
+        );
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");
         assert!(v["process"].get("noNewPrivileges").is_none());
         assert_eq!(v["process"]["cwd"], "/");
-        std::fs::write(&config, r#"{"process":{"noNewPrivileges":true}}"#).expect("write");
+        std::fs::write(
+            &config,
+            r#"{"ociVersion":"1.0.2","process":{"noNewPrivileges":true,"cwd":"/","user":{"uid":0,"gid":0}}}"#,
+        )
+        .expect("write");
         normalize_spec(&config).expect("normalize");
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");

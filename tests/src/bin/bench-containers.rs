@@ -14,8 +14,6 @@ use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{RemoveContainerRequest, RemovePodSandboxRequest};
 
-const GO_SHIM_DROPIN: &str = "[crio.runtime.runtimes.go]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/containerd-shim-runc-v2\"\n";
-
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
@@ -49,7 +47,7 @@ async fn main() {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
         .no_network()
-        .dropin("10-go-shim.conf", GO_SHIM_DROPIN)
+        .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .registries_conf(&format!(
             "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
             registry.addr
