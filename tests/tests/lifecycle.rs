@@ -452,6 +452,39 @@ async fn shared_pid_namespace(handler: &str) {
         })
         .collect();
     assert!(zombies.is_empty(), "pause reaps orphans: {zombies:?}");
+
+    // Each new container gets a higher PID in the pod's namespace: a runtime that
+    // looks its namespaced PID up in the host's /proc (libcontainer 0.7.0's cgroup v1
+    // mount does) fails once that PID is not a host process too. Each container
+    // sees its own cgroup, read-only.
+    for i in 0..12 {
+        let cid = cri
+            .create_container(
+                &pod_id,
+                &container_config(
+                    &format!("one-shot-{i}"),
+                    &image,
+                    "test -r /sys/fs/cgroup/memory/memory.limit_in_bytes || echo unreadable; \
+                     mkdir /sys/fs/cgroup/memory/x && echo writable; \
+                     exit 0",
+                ),
+                &pod,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create container {i} in a shared PID namespace: {e}"));
+        cri.start_container(&cid).await.expect("start one-shot");
+        let status = cri.wait_exited(&cid, Duration::from_secs(20)).await;
+        let log = std::fs::read_to_string(&status.log_path).unwrap_or_default();
+        assert_eq!(status.exit_code, 0, "container {i}: {status:?}");
+        assert!(
+            !log.contains("unreadable") && !log.contains("writable"),
+            "container {i} sees its cgroups read-only: {log}"
+        );
+        cri.runtime
+            .remove_container(RemoveContainerRequest { container_id: cid })
+            .await
+            .expect("remove one-shot");
+    }
 }
 
 /// The pod's network namespace is pinned under the run root: containers join it, it

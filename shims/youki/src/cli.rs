@@ -223,27 +223,50 @@ fn builder(inv: &Invocation, id: &str, pid_file: &str) -> Result<ContainerBuilde
         .map_err(err)
 }
 
-/// libcontainer 0.7.0 loads seccomp late (after dropping capabilities, relying on
-/// no_new_privs) whenever `process.noNewPrivileges` is present, even when it is
-/// `false` (`process/init/process.rs:356`), and the load then fails. `false` is the
-/// OCI default, so the key is dropped before libcontainer reads the spec. Returns the
-/// spec, for what `create` does after libcontainer.
-pub fn normalize_spec(config: &Path) -> Result<libcontainer::oci_spec::runtime::Spec, String> {
+/// Rewrites the bundle's `config.json` where libcontainer 0.7.0 would misread it,
+/// and returns the spec as it was asked for, for what `create` does after
+/// libcontainer:
+///
+/// - it loads seccomp late (after dropping capabilities, relying on
+///   no_new_privs) whenever `process.noNewPrivileges` is present, even when it is
+///   `false` (`process/init/process.rs:356`), and the load then fails. `false` is the
+///   OCI default, so the key is dropped;
+/// - with `cgroup_v1`, the `cgroup` mount is taken out: [`crate::mounts::finish`]
+///   mounts it.
+pub fn normalize_spec(
+    config: &Path,
+    cgroup_v1: bool,
+) -> Result<libcontainer::oci_spec::runtime::Spec, String> {
     let text = std::fs::read(config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let mut spec: serde_json::Value =
+    let spec: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", config.display()))?;
-    let process = spec.get_mut("process").and_then(|p| p.as_object_mut());
-    if let Some(p) = process {
+    let mut written = spec.clone();
+    if let Some(p) = written.get_mut("process").and_then(|p| p.as_object_mut()) {
         if p.get("noNewPrivileges") == Some(&serde_json::Value::Bool(false)) {
             p.remove("noNewPrivileges");
-            let bytes = serde_json::to_vec(&spec).map_err(err)?;
-            let tmp = config.with_extension("json.tmp");
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, config))
-                .map_err(|e| format!("{}: {e}", config.display()))?;
         }
     }
+    if cgroup_v1 {
+        if let Some(mounts) = written.get_mut("mounts").and_then(|m| m.as_array_mut()) {
+            mounts.retain(|m| m.get("type").and_then(|t| t.as_str()) != Some("cgroup"));
+        }
+    }
+    if written != spec {
+        let bytes = serde_json::to_vec(&written).map_err(err)?;
+        let tmp = config.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, config))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+    }
     serde_json::from_value(spec).map_err(|e| format!("{}: {e}", config.display()))
+}
+
+/// Whether the host has cgroup v1 hierarchies (legacy or hybrid).
+fn host_cgroup_v1() -> bool {
+    !matches!(
+        libcgroups::common::get_cgroup_setup(),
+        Ok(libcgroups::common::CgroupSetup::Unified)
+    )
 }
 
 fn create(inv: &Invocation) -> Result<(), String> {
@@ -253,7 +276,8 @@ fn create(inv: &Invocation) -> Result<(), String> {
     let id = inv.id()?;
     let bundle = inv.required("--bundle")?;
     let config = Path::new(bundle).join("config.json");
-    let spec = normalize_spec(&config)?;
+    let cgroup_v1 = host_cgroup_v1();
+    let spec = normalize_spec(&config, cgroup_v1)?;
     let container = builder(inv, id, inv.required("--pid-file")?)?
         .as_init(bundle)
         .with_systemd(false)
@@ -264,7 +288,7 @@ fn create(inv: &Invocation) -> Result<(), String> {
     let pid = container
         .pid()
         .ok_or_else(|| "created container has no pid".to_string())?;
-    crate::mounts::finish(pid.as_raw(), &spec)
+    crate::mounts::finish(pid.as_raw(), &spec, cgroup_v1)
 }
 
 /// Runs an exec'd process under its container's seccomp filter, as runc does.
@@ -461,29 +485,35 @@ mod tests {
     }
 
     #[test]
-    fn a_false_no_new_privileges_is_dropped() {
+    fn a_false_no_new_privileges_and_a_v1_cgroup_mount_are_left_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.json");
         std::fs::write(
             &config,
-            r#"{"ociVersion":"1.0.2","process":{"noNewPrivileges":false,"cwd":"/","user":{"uid":0,"gid":0}}}"#,
+            r#"{"ociVersion":"1.0.2","process":{"noNewPrivileges":false,"cwd":"/","user":{"uid":0,"gid":0}},
+                "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+                          {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}]}"#,
         )
         .expect("write");
-        let spec = normalize_spec(&config).expect("normalize");
+        let spec = normalize_spec(&config, true).expect("normalize");
         assert_eq!(
             spec.process().as_ref().and_then(|p| p.no_new_privileges()),
-            None
+            Some(false),
+            "the spec as asked for"
         );
+        assert_eq!(spec.mounts().as_ref().map(Vec::len), Some(2));
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");
         assert!(v["process"].get("noNewPrivileges").is_none());
         assert_eq!(v["process"]["cwd"], "/");
+        assert_eq!(v["mounts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v["mounts"][0]["type"], "proc");
         std::fs::write(
             &config,
             r#"{"ociVersion":"1.0.2","process":{"noNewPrivileges":true,"cwd":"/","user":{"uid":0,"gid":0}}}"#,
         )
         .expect("write");
-        normalize_spec(&config).expect("normalize");
+        normalize_spec(&config, false).expect("normalize");
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");
         assert_eq!(v["process"]["noNewPrivileges"], true);
