@@ -164,6 +164,21 @@ impl Registry {
         self.log().matches(&needle).count()
     }
 
+    /// The files holding the blobs the registry stores, which it serves as they are.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let root = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
+        let mut files = Vec::new();
+        for prefix in fs::read_dir(&root).into_iter().flatten().flatten() {
+            for blob in fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                let data = blob.path().join("data");
+                if data.is_file() {
+                    files.push(data);
+                }
+            }
+        }
+        files
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
@@ -183,7 +198,8 @@ impl Registry {
         }
     }
 
-    /// `skopeo copy oci:<layout>:<ref> docker://<addr>/<repo_tag>`.
+    /// `skopeo copy oci:<layout>:<ref> docker://<addr>/<repo_tag>`, blobs unchanged
+    /// unless `format` converts the manifest.
     pub fn push(
         &self,
         layout: &Path,
@@ -199,8 +215,14 @@ impl Registry {
         if all {
             cmd.arg("--all");
         }
-        if let Some(format) = format {
-            cmd.args(["--format", format]);
+        match format {
+            Some(format) => {
+                cmd.args(["--format", format]);
+            }
+            // As the layout has them: skopeo would otherwise gzip uncompressed layers.
+            None => {
+                cmd.arg("--preserve-digests");
+            }
         }
         if let Some((user, password)) = &self.credentials {
             cmd.arg("--dest-creds").arg(format!("{user}:{password}"));

@@ -479,6 +479,51 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
+/// A registry that serves a layer whose bytes do not match its digest: the pull fails
+/// naming the mismatch, and nothing of the image is kept, not even the layers that
+/// were fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_failing_its_digest_fails_the_pull_and_keeps_nothing() {
+    let registry = Registry::start();
+    registry.push_test_images(&[TestImage::Mixed]);
+    // The uncompressed layer: its tar ends in zero blocks, so a flipped last byte
+    // unpacks fine and only the digest check can catch it.
+    let blobs = registry.blob_files();
+    let layer = blobs
+        .iter()
+        .find(|p| {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            bytes.len() > 1024 && bytes.get(257..262) == Some(b"ustar")
+        })
+        .unwrap_or_else(|| panic!("the mixed image's uncompressed layer among {blobs:?}"));
+    let mut bytes = std::fs::read(layer).expect("read blob");
+    *bytes.last_mut().expect("not empty") ^= 0xff;
+    std::fs::write(layer, bytes).expect("tamper with the blob");
+
+    let daemon = Daemon::builder()
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let err = pull(&mut cri, &registry.reference(TestImage::Mixed), None)
+        .await
+        .expect_err("a tampered layer");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(
+        err.message().contains("digest mismatch"),
+        "names the mismatch: {}",
+        err.message()
+    );
+    assert!(list(&mut cri).await.is_empty());
+    let layers = daemon.dirs.root.join("images/layers");
+    let kept: Vec<_> = std::fs::read_dir(&layers)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        kept.is_empty(),
+        "layers kept after the failed pull: {kept:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_used_by_a_container_is_not_removed() {
     let registry = Registry::start();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -24,7 +24,7 @@ use super::reference::ImageName;
 use super::registries::{PullSource, RegistriesWatcher};
 use super::tls::{CertsDirs, RegistryTls};
 use crate::storage::content::sha256;
-use crate::storage::layers::LayerSource;
+use crate::storage::layers::{LayerError, LayerSource};
 use crate::store::ImageRecord;
 
 /// Layers fetched at once per pull.
@@ -157,6 +157,13 @@ impl Puller {
                     }
                 }
             }
+        }
+        // Layers the failed attempts installed belong to no image: nothing is kept.
+        let images = self.images.clone();
+        match tokio::task::spawn_blocking(move || images.collect_garbage()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("after a failed pull of {spec}: {e}"),
+            Err(e) => tracing::warn!("after a failed pull of {spec}: {e}"),
         }
         match errors.len() {
             0 => Err(PullError::NotFound(spec.to_string())),
@@ -368,13 +375,26 @@ impl Puller {
         }
         let shown = ctx.image.as_str();
         let fail = |e: OciDistributionError| classify(ctx, e);
-        let mut stream = self
+        // Asked as a range from byte 0: a registry that honours it answers 206, which
+        // oci-client passes on without hashing it. The layer store hashes every blob
+        // anyway (`LayerStore::install` fails on a mismatch), so this saves hashing
+        // each compressed byte twice. A registry that ignores ranges answers 200, and
+        // oci-client verifies that stream too.
+        let response = self
             .timed(
                 shown,
-                client.pull_blob_stream(reference, layer.descriptor.digest.as_str()),
+                client.pull_blob_stream_partial(
+                    reference,
+                    layer.descriptor.digest.as_str(),
+                    0,
+                    None,
+                ),
             )
             .await?
             .map_err(fail)?;
+        let mut stream = match response {
+            BlobResponse::Full(s) | BlobResponse::Partial(s) => s,
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(32);
         let store = self.images.layers.clone();
         let (chain, blob, diff, compression) = (
@@ -430,9 +450,16 @@ impl Puller {
                 timeout: self.options.progress_timeout.unwrap_or_default(),
             });
         }
-        installed.map(|_| ()).map_err(|e| PullError::Storage {
-            image: shown.to_string(),
-            message: e.to_string(),
+        installed.map(|_| ()).map_err(|e| match e {
+            // The registry served other bytes than the image names.
+            LayerError::BlobDigest { .. } | LayerError::DiffId { .. } => PullError::Invalid {
+                image: shown.to_string(),
+                message: e.to_string(),
+            },
+            _ => PullError::Storage {
+                image: shown.to_string(),
+                message: e.to_string(),
+            },
         })
     }
 

@@ -358,6 +358,7 @@ fn remove_existing(path: &Path, name: &str) -> Result<(), UnpackError> {
 }
 
 /// Writes a regular file without following anything, leaving zero blocks as holes.
+/// Each run of data blocks is one `write`, each run of zero blocks one `seek`.
 fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, UnpackError> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -366,7 +367,7 @@ fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, Unpa
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io_err(name, "create file"))?;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
     let mut pending_hole = false;
     loop {
@@ -374,22 +375,68 @@ fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, Unpa
         if n == 0 {
             break;
         }
-        for chunk in buf[..n].chunks(HOLE_BLOCK) {
-            if chunk.len() == HOLE_BLOCK && chunk.iter().all(|&b| b == 0) {
-                file.seek(SeekFrom::Current(HOLE_BLOCK as i64))
+        for (is_hole, run) in block_runs(&buf[..n]) {
+            if is_hole {
+                file.seek(SeekFrom::Current(run.len() as i64))
                     .map_err(io_err(name, "seek"))?;
-                pending_hole = true;
             } else {
-                file.write_all(chunk).map_err(io_err(name, "write"))?;
-                pending_hole = false;
+                file.write_all(run).map_err(io_err(name, "write"))?;
             }
+            pending_hole = is_hole;
         }
         total += n as u64;
     }
     if pending_hole {
         file.set_len(total).map_err(io_err(name, "extend"))?;
     }
+    if total >= EARLY_WRITEBACK {
+        start_writeback(&file);
+    }
     Ok(total)
+}
+
+/// Files at least this big start their writeback when written.
+const EARLY_WRITEBACK: u64 = 1 << 20;
+
+/// Starts writing a file's dirty pages to disk without waiting, so the disk works
+/// while the rest of the layer unpacks and the layer's final sync has less left to
+/// wait for. Only a hint: an error changes nothing, the sync still covers it.
+fn start_writeback(file: &fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range(2) on an open descriptor; it only starts I/O.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Splits `data` into runs of whole zero blocks (`true`) and of anything else.
+fn block_runs(data: &[u8]) -> Vec<(bool, &[u8])> {
+    let mut runs: Vec<(bool, &[u8])> = Vec::new();
+    let mut start = 0;
+    let mut current = None;
+    for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
+        let hole = block.len() == HOLE_BLOCK && all_zero(block);
+        match current {
+            Some(kind) if kind == hole => {}
+            Some(kind) => {
+                runs.push((kind, &data[start..i * HOLE_BLOCK]));
+                start = i * HOLE_BLOCK;
+                current = Some(hole);
+            }
+            None => current = Some(hole),
+        }
+    }
+    if let Some(kind) = current {
+        runs.push((kind, &data[start..]));
+    }
+    runs
+}
+
+/// Whether a block is all zeros: the first bytes decide most data blocks at once;
+/// the rest is OR-folded, which the compiler vectorises.
+fn all_zero(block: &[u8]) -> bool {
+    let (head, rest) = block.split_at(block.len().min(16));
+    head.iter().all(|&b| b == 0) && rest.iter().fold(0u8, |acc, &b| acc | b) == 0
 }
 
 /// Writes a GNU sparse entry. Its holes reach us through `Read` only as zeros, and a
@@ -475,6 +522,27 @@ fn set_xattr(path: &Path, attr: &str, value: &[u8], name: &str) -> Result<(), Un
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn zero_blocks_become_runs_of_holes() {
+        let b = HOLE_BLOCK;
+        let mut data = vec![0u8; 5 * b + 10];
+        data[2 * b + 7] = 1;
+        data[3 * b] = 9;
+        let runs: Vec<(bool, usize)> = block_runs(&data)
+            .into_iter()
+            .map(|(hole, run)| (hole, run.len()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![(true, 2 * b), (false, 2 * b), (true, b), (false, 10)]
+        );
+        assert!(block_runs(&[]).is_empty());
+        assert!(all_zero(&[0u8; 100]));
+        assert!(!all_zero(&[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3
+        ]));
+    }
+
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
     use super::*;
