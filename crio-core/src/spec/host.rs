@@ -18,58 +18,17 @@ pub fn held_capabilities() -> HashSet<Capability> {
 
 /// The capabilities whose bits are set in `mask` (bit N = capability number N).
 pub fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
-    CAPABILITY_NAMES
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
-        .filter_map(|(_, name)| name.trim_start_matches("CAP_").parse::<Capability>().ok())
+    caps::all()
+        .into_iter()
+        .filter(|c| mask & c.bitmask() != 0)
+        .filter_map(|c| {
+            c.to_string()
+                .trim_start_matches("CAP_")
+                .parse::<Capability>()
+                .ok()
+        })
         .collect()
 }
-
-/// Linux capability names by number (`include/uapi/linux/capability.h`).
-const CAPABILITY_NAMES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
 
 /// This process's `oom_score_adj`: without CAP_SYS_RESOURCE no task may go lower.
 pub fn own_oom_score_adj() -> i32 {

@@ -9,51 +9,6 @@ use serde_json::Value;
 
 use crate::error::{io_err, Result};
 
-/// Capability names by number (linux/capability.h).
-pub const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// The number of a capability name (`CAP_` prefix optional, any case).
 pub fn cap_number(name: &str) -> Option<u32> {
     let upper = name.to_ascii_uppercase();
@@ -62,10 +17,9 @@ pub fn cap_number(name: &str) -> Option<u32> {
     } else {
         format!("CAP_{upper}")
     };
-    CAPABILITIES
-        .iter()
-        .position(|c| *c == full)
-        .map(|n| n as u32)
+    full.parse::<caps::Capability>()
+        .ok()
+        .map(|c| u32::from(c.index()))
 }
 
 /// The capability bounding set from `/proc/<pid>/status` text (`CapBnd:`).

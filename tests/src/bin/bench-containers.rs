@@ -2,7 +2,7 @@
 //! handler, p50/p95, interleaved in one run, and the RSS of the shim serving a pod
 //! with one running container.
 //!
-//! `CRIO_BINARY=/usr/local/bin/crio bench-containers [ROUNDS] [HANDLER...]`
+//! `CRIO_BINARY=/usr/local/bin/crio [BENCH_DROPIN=FILE] bench-containers [ROUNDS] [HANDLER...]`
 //! Handlers: `youki` (our libcontainer shim), `runc` (our runc shim) and `go`
 //! (Debian's containerd-shim-runc-v2 as a drop-in); the default is all three, 100
 //! rounds. One host-network pod per handler; each round creates, starts and removes
@@ -45,14 +45,19 @@ async fn main() {
         handlers = vec!["youki".into(), "runc".into(), "go".into()];
     }
     let registry = Registry::with_test_images();
-    let daemon = Daemon::builder()
+    let mut daemon = Daemon::builder()
         .no_network()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .registries_conf(&format!(
             "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
             registry.addr
-        ))
-        .start();
+        ));
+    // More handlers to compare, from a config drop-in file.
+    if let Ok(path) = std::env::var("BENCH_DROPIN") {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        daemon = daemon.dropin("20-bench.conf", &text);
+    }
+    let daemon = daemon.start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     cri.pull(&image, None).await.expect("pull busybox");
