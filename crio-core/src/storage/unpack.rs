@@ -389,24 +389,7 @@ fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, Unpa
     if pending_hole {
         file.set_len(total).map_err(io_err(name, "extend"))?;
     }
-    if total >= EARLY_WRITEBACK {
-        start_writeback(&file);
-    }
     Ok(total)
-}
-
-/// Files at least this big start their writeback when written.
-const EARLY_WRITEBACK: u64 = 1 << 20;
-
-/// Starts writing a file's dirty pages to disk without waiting, so the disk works
-/// while the rest of the layer unpacks and the layer's final sync has less left to
-/// wait for. Only a hint: an error changes nothing, the sync still covers it.
-fn start_writeback(file: &fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range(2) on an open descriptor; it only starts I/O.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
 }
 
 /// Splits `data` into runs of whole zero blocks (`true`) and of anything else.

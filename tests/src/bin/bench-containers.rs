@@ -19,15 +19,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[derive(Default, Clone)]
 struct Phases {
     create: Vec<Duration>,
@@ -119,7 +110,12 @@ async fn main() {
     for (_, pod_id) in &pods {
         let bundle = daemon.dirs.runroot.join("bundles").join(pod_id);
         let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
-        rss.push(pids.iter().copied().map(rss_kib).sum::<u64>());
+        rss.push(
+            pids.iter()
+                .copied()
+                .map(crio_tests::process::rss_kib)
+                .sum::<u64>(),
+        );
     }
     println!(
         "container create + start + delete (busybox sleep, RemoveContainer kills it), {rounds} rounds, interleaved:"

@@ -25,15 +25,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// RssAnon / RssFile / Threads of a process, and its Pss (shared pages divided among
 /// the processes mapping them), from /proc.
 fn memory_detail(pid: i32) -> String {
@@ -192,7 +183,7 @@ async fn main() {
             _ => daemon.dirs.runroot.join("bundles").join(pod_id),
         };
         let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
-        rss[h] = pids.iter().copied().map(rss_kib).sum();
+        rss[h] = pids.iter().copied().map(crio_tests::process::rss_kib).sum();
         detail[h] = pids
             .iter()
             .map(|p| memory_detail(*p))

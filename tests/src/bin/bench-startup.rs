@@ -14,18 +14,6 @@ struct Sample {
     rss_kib: u64,
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn measure(mut cmd: Command, socket: &Path) -> Sample {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -47,7 +35,7 @@ fn measure(mut cmd: Command, socket: &Path) -> Sample {
     let ready = start.elapsed();
     // Idle: let start-up work settle before reading the resident set.
     std::thread::sleep(Duration::from_secs(2));
-    let rss_kib = rss_kib(child.id());
+    let rss_kib = crio_tests::process::rss_kib(child.id() as i32);
     process::terminate(&mut child, Duration::from_secs(15));
     Sample { ready, rss_kib }
 }

@@ -124,6 +124,21 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("container {id} not found"))
 }
 
+/// For a terminal process: takes the pty master the runtime sent on `socket` and
+/// starts copying between it and the process's stdio. The master is kept for resizes.
+fn take_console(socket: Option<&ConsoleSocket>, io: &ProcessIo) -> Result<Option<File>, Error> {
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    let master = socket.receive()?;
+    io.attach_console(
+        master
+            .try_clone()
+            .map_err(|e| Error::io("dup console", e))?,
+    )?;
+    Ok(Some(master))
+}
+
 fn read_pid(path: &Path) -> Result<u32, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
@@ -420,15 +435,7 @@ impl Service {
                 child,
             )
             .await?;
-        if let Some(socket) = &socket {
-            let master = socket.receive()?;
-            io.attach_console(
-                master
-                    .try_clone()
-                    .map_err(|e| Error::io("dup console", e))?,
-            )?;
-            init.console = Some(master);
-        }
+        init.console = take_console(socket.as_ref(), &io)?;
         init.pid = read_pid(&pid_file)?;
         init.io = Some(Arc::new(io));
         Ok((init, shared_pid_ns))
@@ -527,15 +534,7 @@ impl Service {
             p.status = Status::STOPPED;
             return Err(e);
         }
-        if let Some(socket) = &socket {
-            let master = socket.receive()?;
-            io.attach_console(
-                master
-                    .try_clone()
-                    .map_err(|e| Error::io("dup console", e))?,
-            )?;
-            p.console = Some(master);
-        }
+        p.console = take_console(socket.as_ref(), &io)?;
         p.pid = read_pid(&pid_file)?;
         let _ = std::fs::remove_file(&pid_file);
         p.io = Some(Arc::new(io));
