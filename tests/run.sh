@@ -10,6 +10,17 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 
+# A fresh debug build of the workspace plus the tests' temporary roots take about
+# 12 GiB: say so up front rather than fail mid-build with ENOSPC.
+NEED_GIB=12
+free_gib=$(df -P --block-size=1G . | awk 'NR == 2 { print $4 }')
+if (( free_gib < NEED_GIB )); then
+    echo "tests/run.sh: ${free_gib} GiB free on $(df -P . | awk 'NR == 2 { print $6 }'), the build and tests need about ${NEED_GIB} GiB" >&2
+    exit 1
+fi
+# A one-off build gains nothing from incremental data, which is most of target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 PACKAGES=(
     runc crun containerd containernetworking-plugins iptables iproute2  # runtime parts
     docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd

@@ -67,3 +67,73 @@ pub fn rss_kib(pid: i32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Linux reports CPU times in USER_HZ ticks, fixed at 100 per second in the ABI.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) of a process's own threads, and of its children it has
+/// waited for, from `/proc/PID/stat`; zero once it is gone.
+pub fn cpu_time(pid: u32) -> CpuTime {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    parse_cpu_time(&stat)
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CpuTime {
+    /// The process's own threads, in user space and in the kernel.
+    pub user: Duration,
+    pub system: Duration,
+    /// Children it has waited for, likewise.
+    pub children_user: Duration,
+    pub children_system: Duration,
+}
+
+impl CpuTime {
+    pub fn own(&self) -> Duration {
+        self.user + self.system
+    }
+
+    pub fn children(&self) -> Duration {
+        self.children_user + self.children_system
+    }
+}
+
+fn parse_cpu_time(stat: &str) -> CpuTime {
+    // The command name (field 2) may hold spaces: count fields after its ')'.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // Fields 14-17 (utime, stime, cutime, cstime); `fields[0]` is field 3.
+    let ticks = |i: usize| fields.get(i - 3).copied().unwrap_or(0);
+    let time = |t: u64| Duration::from_millis(t * 1000 / USER_HZ);
+    CpuTime {
+        user: time(ticks(14)),
+        system: time(ticks(15)),
+        children_user: time(ticks(16)),
+        children_system: time(ticks(17)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_counts_fields_after_the_command_name() {
+        let stat = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 150 25 7 3 20 0 9 0";
+        assert_eq!(
+            parse_cpu_time(stat),
+            CpuTime {
+                user: Duration::from_millis(1500),
+                system: Duration::from_millis(250),
+                children_user: Duration::from_millis(70),
+                children_system: Duration::from_millis(30),
+            }
+        );
+        assert_eq!(parse_cpu_time(""), CpuTime::default());
+    }
+}

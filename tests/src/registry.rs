@@ -158,6 +158,11 @@ impl Registry {
         panic!("registry on {} not ready: {}", self.addr, self.log());
     }
 
+    /// The registry server's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How many times the registry served `GET` of `path` (from its access log).
     pub fn get_count(&self, path: &str) -> usize {
         let needle = format!("\"GET {path} ");

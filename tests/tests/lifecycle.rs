@@ -12,7 +12,7 @@ use protocols::cri::{
     ContainerFilter, ContainerState, ContainerStateValue, ExecSyncRequest, ListContainersRequest,
     ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    ReopenContainerLogRequest, StopContainerRequest, StopPodSandboxRequest,
+    ReopenContainerLogRequest, Signal, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -765,6 +765,69 @@ async fn vfs_driver_runs_containers() {
         .await
         .expect("RemoveContainer");
     assert!(!storage.exists(), "the copy is removed");
+}
+
+/// KEP-4960 stop signals: the container's `stop_signal` is what StopContainer sends
+/// and what ContainerStatus reports; without one it is SIGTERM (busybox's image sets
+/// none); a value outside the CRI enum is refused and creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_signal_from_the_container_config() {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = pod_config("stopsig", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+
+    let plain = cri
+        .create_container(&pod_id, &container_config("plain", &image, "true"), &pod)
+        .await
+        .expect("create plain");
+    let status = cri.container_status(&plain).await.expect("status");
+    assert_eq!(status.stop_signal, Signal::Sigterm as i32);
+
+    // PID 1 ignores signals it has no handler for: only SIGUSR1 ends this one
+    // before the grace period (SIGTERM would leave it to SIGKILL, exit 137).
+    let mut config = container_config(
+        "usr1",
+        &image,
+        "trap 'echo got USR1; exit 0' USR1; while true; do sleep 1; done",
+    );
+    config.stop_signal = Signal::Sigusr1 as i32;
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create usr1");
+    cri.start_container(&id).await.expect("start");
+    let status = cri.container_status(&id).await.expect("status");
+    assert_eq!(status.stop_signal, Signal::Sigusr1 as i32);
+    let started = std::time::Instant::now();
+    cri.runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 20,
+        })
+        .await
+        .expect("StopContainer");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "not the grace period"
+    );
+    let stopped = cri.container_status(&id).await.expect("status");
+    assert_eq!(stopped.exit_code, 0, "{stopped:?}");
+    let log = std::path::PathBuf::from(&stopped.log_path);
+    wait_for_file_text(&log, "stdout F got USR1", Duration::from_secs(5)).await;
+
+    config.metadata.as_mut().expect("metadata").name = "bad".into();
+    config.stop_signal = 99;
+    let err = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect_err("stop_signal 99");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("stop_signal 99"), "{err:?}");
+    assert_eq!(cri.containers().await.len(), 2, "nothing created");
 }
 
 /// `pause_image`: the infra container comes from a registry image, pulled on demand.

@@ -10,6 +10,7 @@ pub use exec_stream::ExecStream;
 pub mod metrics;
 pub mod process;
 pub mod security;
+mod signal;
 mod spec_input;
 pub mod stats;
 mod update;
@@ -28,6 +29,7 @@ use crate::server::CriError;
 use crate::spec;
 use crate::storage::{overlay, rootfs};
 use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
+use signal::parse_signal;
 
 pub const STATE_CREATED: &str = "created";
 pub const STATE_RUNNING: &str = "running";
@@ -42,25 +44,6 @@ pub fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
         "k8s_{}_{}_{}_{}_{}",
         meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
     )
-}
-
-/// A signal name or number (`SIGTERM`, `TERM`, `15`).
-pub fn parse_signal(name: &str) -> Option<u32> {
-    if name.is_empty() {
-        return Some(15);
-    }
-    if let Ok(n) = name.parse::<u32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<nix::sys::signal::Signal>()
-        .ok()
-        .and_then(|s| u32::try_from(s as i32).ok())
 }
 
 fn container_state(record: &ContainerRecord) -> cri::ContainerState {
@@ -133,7 +116,10 @@ impl PodRuntime {
                     meta.name
                 ))
             })?;
-        let stop_signal = image_config.config.stop_signal.clone();
+        // The container's own stop signal wins over the image's (KEP-4960).
+        let asked = signal::from_cri(config.stop_signal)
+            .map_err(|e| CriError::InvalidArgument(format!("container {:?}: {e}", meta.name)))?;
+        let stop_signal = asked.unwrap_or_else(|| image_config.config.stop_signal.clone());
         if parse_signal(&stop_signal).is_none() {
             return Err(CriError::InvalidArgument(format!(
                 "image {}: unknown StopSignal {stop_signal:?}",
@@ -603,7 +589,7 @@ impl PodRuntime {
                 linux: Some(cri_resources(&record.resources)),
                 windows: None,
             }),
-            ..Default::default()
+            stop_signal: signal::to_cri(parse_signal(&record.stop_signal).unwrap_or(15)) as i32,
         }
     }
 
@@ -653,16 +639,6 @@ impl PodRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal(""), Some(15));
-        assert_eq!(parse_signal("SIGKILL"), Some(9));
-        assert_eq!(parse_signal("quit"), Some(3));
-        assert_eq!(parse_signal("10"), Some(10));
-        assert_eq!(parse_signal("SIGNOPE"), None);
-        assert_eq!(parse_signal("99"), None);
-    }
 
     #[test]
     fn container_names_look_like_crio_s() {

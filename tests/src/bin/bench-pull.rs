@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crio_tests::images::{Entry, ImageSpec, OciLayout};
+use crio_tests::process::cpu_time;
 use crio_tests::test_images::noise;
 use crio_tests::{Daemon, Registry};
 use protocols::cri::{ImageSpec as CriImageSpec, PullImageRequest};
@@ -14,6 +15,26 @@ use protocols::cri::{ImageSpec as CriImageSpec, PullImageRequest};
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// CPU time used per run by the puller and by the registry serving it.
+#[derive(Default)]
+struct Cpu {
+    puller: Vec<Duration>,
+    /// The part of `puller` spent in the kernel.
+    system: Vec<Duration>,
+    registry: Vec<Duration>,
+}
+
+impl Cpu {
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what}: median {:?} CPU ({:?} in the kernel), registry {:?} CPU",
+            median(self.puller.clone()),
+            median(self.system.clone()),
+            median(self.registry.clone())
+        )
+    }
 }
 
 #[tokio::main]
@@ -57,6 +78,8 @@ async fn main() {
     let mut ours = Vec::new();
     let mut skopeo = Vec::new();
     let mut skopeo_umoci = Vec::new();
+    let (mut ours_cpu, mut skopeo_cpu) = (Cpu::default(), Cpu::default());
+    let registry_cpu = || cpu_time(registry.pid()).own();
     for _ in 0..runs {
         let daemon = Daemon::builder()
             .registries_conf(&format!(
@@ -66,6 +89,7 @@ async fn main() {
             .dropin("50-quiet.conf", "[crio.runtime]\nlog_level = \"warn\"\n")
             .start();
         let mut cri = daemon.client().await;
+        let (daemon_before, registry_before) = (cpu_time(daemon.pid()), registry_cpu());
         let start = Instant::now();
         cri.image
             .pull_image(PullImageRequest {
@@ -78,9 +102,19 @@ async fn main() {
             .await
             .expect("pull");
         ours.push(start.elapsed());
+        let daemon_after = cpu_time(daemon.pid());
+        ours_cpu
+            .puller
+            .push(daemon_after.own() - daemon_before.own());
+        ours_cpu
+            .system
+            .push(daemon_after.system - daemon_before.system);
+        ours_cpu.registry.push(registry_cpu() - registry_before);
         drop(daemon);
 
         let dest = tempfile::tempdir().expect("tempdir");
+        let me = std::process::id();
+        let (children_before, registry_before) = (cpu_time(me), registry_cpu());
         let start = Instant::now();
         let status = Command::new("skopeo")
             .arg("--policy")
@@ -92,6 +126,14 @@ async fn main() {
             .expect("skopeo");
         assert!(status.success());
         skopeo.push(start.elapsed());
+        let children_after = cpu_time(me);
+        skopeo_cpu
+            .puller
+            .push(children_after.children() - children_before.children());
+        skopeo_cpu
+            .system
+            .push(children_after.children_system - children_before.children_system);
+        skopeo_cpu.registry.push(registry_cpu() - registry_before);
         // What it takes to get a usable root filesystem out of that OCI dir.
         let status = Command::new("umoci")
             .args(["raw", "unpack", "--image"])
@@ -111,6 +153,10 @@ async fn main() {
     println!("skopeo copy to OCI dir (download+verify):     median {s:?}  all {skopeo:?}");
     let u = median(skopeo_umoci.clone());
     println!("skopeo copy + umoci raw unpack (usable rootfs): median {u:?}  all {skopeo_umoci:?}");
+    // On a machine with few cores the pull is bound by CPU: these say how much each
+    // side needs (crio also inflates and hashes the uncompressed stream).
+    println!("{}", ours_cpu.line("crio CPU per pull"));
+    println!("{}", skopeo_cpu.line("skopeo CPU per copy"));
     println!(
         "ratio crio/skopeo: {:.2}x, crio/(skopeo+umoci): {:.2}x (below 1 = crio faster)",
         o.as_secs_f64() / s.as_secs_f64(),
