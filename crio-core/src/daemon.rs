@@ -135,6 +135,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
                 .unwrap_or_default(),
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.runtime.image_volumes.clone(),
+            cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
             host: crate::spec::HostFacts::read(),
         },
         store.clone(),

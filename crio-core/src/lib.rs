@@ -1,6 +1,7 @@
 //! crio-core: the CRI daemon. It serves the CRI, handles images and storage, and hands
 //! every container operation to a shim v2 over ttrpc (see `shared/design.md`).
 
+pub mod cdi;
 pub mod config;
 pub mod container;
 pub mod daemon;

@@ -10,14 +10,14 @@ use crio_tests::cri::CriClient;
 use crio_tests::pods::{container_config, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
-    Capability, ContainerEventType, ContainerStatsRequest, Device, DnsConfig, GetEventsRequest,
-    Int64Value, LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
-    LinuxSandboxSecurityContext, ListContainerStatsRequest, ListMetricDescriptorsRequest,
-    ListPodSandboxMetricsRequest, Mount, MountPropagation, NamespaceMode, NamespaceOption,
-    NetworkConfig, PodSandboxConfig, PodSandboxStatsRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RuntimeConfig, SecurityProfile, StatusRequest, StopContainerRequest,
-    StopPodSandboxRequest, SupplementalGroupsPolicy, UpdateContainerResourcesRequest,
-    UpdateRuntimeConfigRequest,
+    Capability, CdiDevice, ContainerEventType, ContainerStatsRequest, Device, DnsConfig,
+    GetEventsRequest, Int64Value, LinuxContainerConfig, LinuxContainerResources,
+    LinuxContainerSecurityContext, LinuxSandboxSecurityContext, ListContainerStatsRequest,
+    ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, Mount, MountPropagation,
+    NamespaceMode, NamespaceOption, NetworkConfig, PodSandboxConfig, PodSandboxStatsRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RuntimeConfig, SecurityProfile, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest, SupplementalGroupsPolicy,
+    UpdateContainerResourcesRequest, UpdateRuntimeConfigRequest,
 };
 use tonic::Code;
 
@@ -817,6 +817,110 @@ async fn mounts_and_devices(handler: &str) {
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 }
 
+/// CDI devices: named in `CDI_devices` or a `cdi.k8s.io/` annotation, defined by a
+/// spec file in `cdi_spec_dirs` (read at each CreateContainer, so one written after
+/// the daemon started works), their edits seen from inside the container.
+async fn cdi_devices(handler: &str) {
+    let cdi = tempfile::tempdir().expect("tempdir");
+    let (specs, data) = (cdi.path().join("specs"), cdi.path().join("data"));
+    std::fs::create_dir_all(&specs).expect("specs dir");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("file"), "cdi data\n").expect("write");
+    let hook_ran = cdi.path().join("hook-ran");
+    let config = format!("[crio.runtime]\ncdi_spec_dirs = [\"/nonexistent/cdi\", {specs:?}]\n");
+    let mut f = fixture(handler, &config).await;
+    let pod = f.pod("cdi");
+    let pod_id = f.run_pod(&pod).await;
+    std::fs::write(
+        specs.join("test.yaml"),
+        format!(
+            r#"cdiVersion: "0.6.0"
+kind: crio-rs.test/dev
+devices:
+  - name: null0
+    containerEdits:
+      env: [CDI_NULL=0]
+      deviceNodes:
+        - {{path: /dev/cdi-null, hostPath: /dev/null, permissions: rw}}
+  - name: kmsg
+    containerEdits:
+      deviceNodes:
+        - {{path: /dev/cdi-kmsg, hostPath: /dev/kmsg, permissions: r}}
+containerEdits:
+  env: [CDI_VENDOR=crio-rs]
+  mounts:
+    - {{hostPath: {data:?}, containerPath: /cdi-data, options: [ro, nosuid, nodev, bind]}}
+  hooks:
+    - {{hookName: createRuntime, path: /bin/sh, args: [sh, -c, "echo ran > {}"]}}
+  additionalGids: [4242]
+"#,
+            hook_ran.display()
+        ),
+    )
+    .expect("write spec");
+
+    let id = f
+        .sleeper(
+            &pod_id,
+            &pod,
+            "devs",
+            LinuxContainerSecurityContext::default(),
+            |c| {
+                c.cdi_devices = ["crio-rs.test/dev=null0", "crio-rs.test/dev=kmsg"]
+                    .map(|name| CdiDevice { name: name.into() })
+                    .to_vec();
+            },
+        )
+        .await
+        .expect("container with CDI devices");
+    assert_eq!(f.sh(&id, "echo $CDI_NULL $CDI_VENDOR").await, "0 crio-rs\n");
+    assert!(f.ok(&id, "echo x > /dev/cdi-null").await, "rw device");
+    assert!(f.ok(&id, "test -c /dev/cdi-kmsg").await);
+    assert!(
+        !f.ok(&id, "echo crio-rs-test > /dev/cdi-kmsg").await,
+        "the device cgroup allows r only"
+    );
+    assert_eq!(f.sh(&id, "cat /cdi-data/file").await, "cdi data\n");
+    assert!(!f.ok(&id, "touch /cdi-data/x").await, "read-only mount");
+    let groups = status_field(&f.sh(&id, "cat /proc/self/status").await, "Groups:");
+    assert!(groups.split_whitespace().any(|g| g == "4242"), "{groups}");
+    assert_eq!(
+        std::fs::read_to_string(&hook_ran).expect("the createRuntime hook ran"),
+        "ran\n"
+    );
+
+    // The annotation form, as older device plugins send it.
+    let by_annotation = f
+        .sleeper(
+            &pod_id,
+            &pod,
+            "annotated",
+            LinuxContainerSecurityContext::default(),
+            |c| {
+                c.annotations
+                    .insert("cdi.k8s.io/test".into(), "crio-rs.test/dev=null0".into());
+            },
+        )
+        .await
+        .expect("container with a CDI annotation");
+    assert!(f.ok(&by_annotation, "test -c /dev/cdi-null").await);
+
+    // Unknown devices and bad names: InvalidArgument, nothing created.
+    let before = f.cri.containers().await.len();
+    for name in ["crio-rs.test/dev=nope", "null0"] {
+        let mut config = container_config("bad", &f.image, "true");
+        config.cdi_devices = vec![CdiDevice { name: name.into() }];
+        let err = f
+            .cri
+            .create_container(&pod_id, &config, &pod)
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains(name), "{err}");
+    }
+    assert_eq!(f.cri.containers().await.len(), before);
+}
+
 async fn stats_events_and_runtime_config(handler: &str) {
     let mut f = fixture(handler, "").await;
     let mut events = f
@@ -1073,5 +1177,6 @@ crio_tests::per_handler!(
     security_context,
     resources_and_updates,
     mounts_and_devices,
+    cdi_devices,
     stats_events_and_runtime_config
 );

@@ -82,6 +82,8 @@ pub struct RuntimeSection {
     /// What the image's `Volumes` become: `mkdir` (a directory in the container's
     /// writable layer), `bind` (a private directory bind-mounted there) or `ignore`.
     pub image_volumes: String,
+    /// Where CDI spec files are read from; a later directory overrides an earlier one.
+    pub cdi_spec_dirs: Vec<String>,
 }
 
 /// The accepted `[crio.runtime] image_volumes` values.
@@ -221,6 +223,7 @@ impl Default for RuntimeSection {
             container_min_memory: "12MiB".into(),
             log_size_max: -1,
             image_volumes: "mkdir".into(),
+            cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
     }
 }

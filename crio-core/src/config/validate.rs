@@ -75,6 +75,9 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             "an IPv4 or IPv6 address such as \"127.0.0.1\"",
         );
     }
+    for dir in &c.runtime.cdi_spec_dirs {
+        out.absolute("crio.runtime.cdi_spec_dirs", std::path::Path::new(dir));
+    }
     out.one_of(
         "crio.runtime.image_volumes",
         &c.runtime.image_volumes,

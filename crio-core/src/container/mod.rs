@@ -249,7 +249,7 @@ impl PodRuntime {
         let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage)
             .map_err(|e| CriError::Internal(e.to_string()))?;
 
-        let input = spec_input::container_spec_input(
+        let mut input = spec_input::container_spec_input(
             self,
             pod,
             record,
@@ -259,6 +259,12 @@ impl PodRuntime {
             &storage,
             args,
         )?;
+        crate::cdi::inject(
+            &self.config.cdi_spec_dirs,
+            &crate::cdi::requested(config),
+            &mut input,
+        )
+        .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
         record.uid = input.uid;
         record.gid = input.gid;
         record.supplemental_groups = input.additional_gids.clone();

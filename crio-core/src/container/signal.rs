@@ -120,7 +120,9 @@ mod tests {
     #[test]
     fn every_cri_signal_round_trips_through_its_number() {
         for value in 1..=65 {
-            let name = from_cri(value).expect("a CRI value").expect("not the default");
+            let name = from_cri(value)
+                .expect("a CRI value")
+                .expect("not the default");
             let number = parse_signal(&name).unwrap_or_else(|| panic!("{name} parses"));
             let back = to_cri(number);
             // Aliases come back as the signal's usual name.

@@ -461,6 +461,8 @@ pub fn container_spec_input(
             sc.and_then(|s| s.selinux_options.as_ref()),
             rc.host.selinux,
         ),
+        device_mounts: Vec::new(),
+        hooks: None,
     })
 }
 

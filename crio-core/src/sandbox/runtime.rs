@@ -54,6 +54,8 @@ pub struct PodRuntimeConfig {
     pub log_size_max: i64,
     /// `[crio.runtime] image_volumes`: `mkdir`, `bind` or `ignore`.
     pub image_volumes: String,
+    /// `[crio.runtime] cdi_spec_dirs`, lowest priority first.
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// The kernel's facts specs depend on (AppArmor, SELinux, swap accounting...).
     pub host: crate::spec::HostFacts,
 }

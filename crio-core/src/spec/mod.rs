@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory,
+    Capability, Hooks, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory,
     LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec,
     User,
 };
@@ -126,7 +126,7 @@ pub struct Resources {
 }
 
 /// What one application container needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
     pub id: String,
     pub sandbox_id: String,
@@ -175,6 +175,10 @@ pub struct ContainerSpec {
     /// Applied only where the host has AppArmor / SELinux.
     pub apparmor_profile: Option<String>,
     pub selinux_label: Option<String>,
+    /// Mounts CDI devices bring, as their specs give them; mounted last.
+    pub device_mounts: Vec<Mount>,
+    /// OCI hooks (from CDI devices).
+    pub hooks: Option<Hooks>,
 }
 
 /// A pod file or directory bind-mounted into its containers (CRI-O's options).
@@ -534,7 +538,12 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         b.set_options(Some(options));
         mounts.push(b);
     }
+    for m in &input.device_mounts {
+        mounts.retain(|d| d.destination() != m.destination());
+        mounts.push(m.clone());
+    }
     spec.set_mounts(Some(mounts));
+    spec.set_hooks(input.hooks.clone());
 
     let pause_ns = |name: &str| {
         Some(PathBuf::from(format!(

@@ -13,9 +13,10 @@ use serde_json::Value;
 use super::SpecError;
 
 /// The seccomp filter asked for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Seccomp {
     /// The built-in profile (`seccomp_default`), adjusted to the container's capabilities.
+    #[default]
     RuntimeDefault,
     Unconfined,
     /// A profile read from the node (`localhost_ref`), already parsed.

@@ -114,6 +114,8 @@ fn container_input() -> ContainerSpec {
         target_pid: None,
         apparmor_profile: None,
         selinux_label: None,
+        device_mounts: Vec::new(),
+        hooks: None,
     }
 }
 
