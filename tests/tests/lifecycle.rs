@@ -9,10 +9,11 @@ use crio_tests::pods::{
 };
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
-    ContainerFilter, ContainerState, ContainerStateValue, ExecSyncRequest, ListContainersRequest,
-    ListPodSandboxRequest, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
-    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    ReopenContainerLogRequest, Signal, StopContainerRequest, StopPodSandboxRequest,
+    ContainerFilter, ContainerState, ContainerStateValue, ExecSyncRequest, ImageSpec,
+    ListContainersRequest, ListPodSandboxRequest, Mount, PodSandboxFilter, PodSandboxState,
+    PodSandboxStateValue, PodSandboxStatusRequest, RemoveContainerRequest, RemoveImageRequest,
+    RemovePodSandboxRequest, ReopenContainerLogRequest, Signal, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -828,6 +829,131 @@ async fn stop_signal_from_the_container_config() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("stop_signal 99"), "{err:?}");
     assert_eq!(cri.containers().await.len(), 2, "nothing created");
+}
+
+/// Image volumes (KEP-4639): `Mount.image` puts a pulled image, merged as overlayfs
+/// shows it, read-only at `container_path`, or one path of it (`image_sub_path`);
+/// the image is held while the container exists, and the mounts go with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_mount_an_image_read_only() {
+    let registry = Registry::with_test_images();
+    let daemon = daemon(&registry);
+    let mut cri = daemon.client().await;
+    let busybox = registry.reference(TestImage::Busybox);
+    cri.pull(&busybox, None).await.expect("pull busybox");
+    // The kubelet mounts the image_ref PullImage returned.
+    let volume_ref = cri
+        .pull(&registry.reference(TestImage::Whiteout), None)
+        .await
+        .expect("pull whiteout");
+    let pod = pod_config("imgvol", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let image_mount = |path: &str, sub_path: &str| Mount {
+        container_path: path.into(),
+        image: Some(ImageSpec {
+            image: volume_ref.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: sub_path.into(),
+        ..Default::default()
+    };
+
+    let mut config = container_config("app", &busybox, "sleep 3600");
+    config.mounts = vec![image_mount("/vol", ""), image_mount("/keep", "data/keep")];
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer with image volumes");
+    cri.start_container(&id).await.expect("start");
+    let sh = |script: &'static str| {
+        let mut cri = cri.clone();
+        let id = id.clone();
+        async move { cri.exec(&id, &["sh", "-c", script]).await }
+    };
+    let out = sh("cat /vol/data/keep /vol/opaque/new-file /keep").await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "kept\nfrom the top layer\nkept\n",
+        "{out:?}"
+    );
+    let hidden = sh("test ! -e /vol/data/remove-me && test ! -e /vol/opaque/old-file").await;
+    assert_eq!(hidden.exit_code, 0, "whiteouts apply: {hidden:?}");
+    let write = sh("touch /vol/new").await;
+    assert_ne!(write.exit_code, 0, "read-only");
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("Read-only"),
+        "{write:?}"
+    );
+
+    // The volume's image is held like the container's own.
+    let held = cri
+        .image
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: volume_ref.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("an image mounted as a volume");
+    assert_eq!(held.code(), Code::FailedPrecondition, "{held:?}");
+    assert!(held.message().contains(&id), "{held:?}");
+
+    // Bad image volumes: nothing is created.
+    let before = cri.containers().await.len();
+    let mut missing_sub = container_config("sub", &busybox, "true");
+    missing_sub.mounts = vec![image_mount("/x", "no/such/path")];
+    let err = cri
+        .create_container(&pod_id, &missing_sub, &pod)
+        .await
+        .expect_err("missing sub path");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("no/such/path"), "{err:?}");
+    let mut not_pulled = container_config("np", &busybox, "true");
+    not_pulled.mounts = vec![Mount {
+        image: Some(ImageSpec {
+            image: format!("{}/test/none:1", registry.addr),
+            ..Default::default()
+        }),
+        ..image_mount("/x", "")
+    }];
+    let err = cri
+        .create_container(&pod_id, &not_pulled, &pod)
+        .await
+        .expect_err("image not pulled");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let mut with_host = container_config("hp", &busybox, "true");
+    with_host.mounts = vec![Mount {
+        host_path: "/tmp".into(),
+        ..image_mount("/x", "")
+    }];
+    let err = cri
+        .create_container(&pod_id, &with_host, &pod)
+        .await
+        .expect_err("image and host_path");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(cri.containers().await.len(), before);
+
+    // RemoveContainer takes the volume mounts down and frees the image.
+    let storage = daemon.dirs.root.join("containers").join(&id);
+    assert!(!crio_tests::cleanup::mounts_under(&storage).is_empty());
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("RemoveContainer");
+    assert!(crio_tests::cleanup::mounts_under(&storage).is_empty());
+    assert!(!storage.exists());
+    cri.image
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: volume_ref,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("RemoveImage once no container holds it");
 }
 
 /// `pause_image`: the infra container comes from a registry image, pulled on demand.

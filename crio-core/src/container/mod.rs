@@ -5,8 +5,11 @@
 mod attach;
 mod exec;
 mod exec_stream;
+pub mod image_volumes;
 pub use attach::{AttachIo, AttachStream, SharedStdin};
 pub use exec_stream::ExecStream;
+pub use image_volumes::ImageVolume;
+pub use spec_input::is_image_volume;
 pub mod metrics;
 pub mod process;
 pub mod security;
@@ -92,6 +95,7 @@ impl PodRuntime {
         config: &cri::ContainerConfig,
         image: &ImageRecord,
         image_config: &ImageConfig,
+        volumes: &[ImageVolume],
     ) -> Result<String, CriError> {
         let meta = config
             .metadata
@@ -142,6 +146,7 @@ impl PodRuntime {
             name: meta.name.clone(),
             attempt: meta.attempt,
             image_ref: image.id.clone(),
+            image_volumes: volumes.iter().map(|v| v.image.id.clone()).collect(),
             created_at: now_nanos(),
             state: STATE_CREATED.into(),
             labels: config.labels.clone().into_iter().collect(),
@@ -185,22 +190,33 @@ impl PodRuntime {
                     record.full_name, holder.id
                 )));
             }
-            // The image must still exist when the container that holds it is recorded.
-            self.store
-                .write(|tx| {
-                    if tx.get::<ImageRecord>(&image.id)?.is_none() {
-                        return Ok(false);
+            // The images must still exist when the container that holds them is recorded.
+            let held = std::iter::once(&image.id).chain(&record.image_volumes);
+            let removed = self.store.write(|tx| {
+                for id in held {
+                    if tx.get::<ImageRecord>(id)?.is_none() {
+                        return Ok(Some(id.clone()));
                     }
-                    tx.put(&record)?;
-                    Ok(true)
-                })?
-                .then_some(())
-                .ok_or_else(|| CriError::NotFound(format!("image {} was removed", image.id)))?;
+                }
+                tx.put(&record)?;
+                Ok(None)
+            })?;
+            if let Some(id) = removed {
+                return Err(CriError::NotFound(format!("image {id} was removed")));
+            }
         }
         let _lock = self.locks.lock(&id).await;
         let mut record = record;
         match self
-            .create_task(&pod, &mut record, config, image, image_config, args)
+            .create_task(
+                &pod,
+                &mut record,
+                config,
+                image,
+                image_config,
+                volumes,
+                args,
+            )
             .await
         {
             Ok(()) => {
@@ -226,6 +242,7 @@ impl PodRuntime {
         self.config.containers_dir.join(id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_task(
         self: &Arc<Self>,
         pod: &SandboxRecord,
@@ -233,6 +250,7 @@ impl PodRuntime {
         config: &cri::ContainerConfig,
         image: &ImageRecord,
         image_config: &ImageConfig,
+        volumes: &[ImageVolume],
         args: Vec<String>,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
@@ -265,6 +283,18 @@ impl PodRuntime {
             &mut input,
         )
         .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        let volume_mounts = image_volumes::prepare(
+            self.config.storage_driver,
+            &self.images.layers,
+            &storage,
+            volumes,
+        )?;
+        for mount in volume_mounts {
+            input
+                .mounts
+                .retain(|m| m.container_path != mount.container_path);
+            input.mounts.push(mount);
+        }
         record.uid = input.uid;
         record.gid = input.gid;
         record.supplemental_groups = input.additional_gids.clone();
@@ -528,6 +558,7 @@ impl PodRuntime {
             }
         }
         let storage = self.container_storage(&record.id);
+        image_volumes::release(self.config.storage_driver, &storage);
         // Whatever driver made it (the daemon may have restarted with another one).
         let _ = overlay::unmount_rootfs(&storage.join("rootfs"));
         if let Err(e) = rootfs::release_rootfs(self.config.storage_driver, &storage) {

@@ -228,17 +228,27 @@ fn image_volumes(
 }
 
 /// The CRI's bind mounts; a missing host path is created as a directory (CRI-O).
+/// Image volumes (`Mount.image`) are checked here and mounted by `image_volumes`.
 fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError> {
     let mut mounts = Vec::new();
     for m in &config.mounts {
-        if m.container_path.is_empty() || m.host_path.is_empty() {
-            return Err(invalid("mounts need both container_path and host_path"));
+        if is_image_volume(m) {
+            if m.container_path.is_empty() || !m.host_path.is_empty() {
+                return Err(invalid(format!(
+                    "image volume {:?}: needs a container_path and no host_path",
+                    m.container_path
+                )));
+            }
+            continue;
         }
-        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+        if !m.image_sub_path.is_empty() {
             return Err(invalid(format!(
-                "mount {}: image volumes (Mount.image) are not supported",
+                "mount {}: image_sub_path is only for image volumes (Mount.image)",
                 m.container_path
             )));
+        }
+        if m.container_path.is_empty() || m.host_path.is_empty() {
+            return Err(invalid("mounts need both container_path and host_path"));
         }
         let prop = propagation(m.propagation);
         if m.recursive_read_only && (!m.readonly || prop != "rprivate") {
@@ -265,6 +275,11 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
         });
     }
     Ok(mounts)
+}
+
+/// Whether a CRI mount is an image volume (KEP-4639).
+pub fn is_image_volume(m: &cri::Mount) -> bool {
+    m.image.as_ref().is_some_and(|i| !i.image.is_empty())
 }
 
 /// Masked and read-only paths: CRI-O's defaults, plus the kubelet's masked paths

@@ -190,7 +190,7 @@ impl ImageStore {
             .store
             .list::<ContainerRecord>()?
             .into_iter()
-            .filter(|c| c.image_ref == image.id)
+            .filter(|c| c.image_ref == image.id || c.image_volumes.contains(&image.id))
             .map(|c| c.id)
             .collect();
         if !users.is_empty() {

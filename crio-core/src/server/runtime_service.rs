@@ -31,6 +31,7 @@ use protocols::cri::{
 use tonic::{Request, Response, Status};
 
 use super::{CriError, State};
+use crate::container::{is_image_volume, ImageVolume};
 use crate::image::image_config::ImageConfig;
 use crate::runtime::Readiness;
 use crate::store::ImageRecord;
@@ -304,10 +305,37 @@ impl RuntimeService for RuntimeServiceImpl {
                 CriError::NotFound(format!("image {spec:?} not found: pull it first"))
             })?;
         let image_config = self.state.images.config(&image).map_err(CriError::from)?;
+        // Image volumes name images the kubelet pulled (by the id PullImage returned).
+        let mut volumes = Vec::new();
+        for mount in config.mounts.iter().filter(|m| is_image_volume(m)) {
+            let name = mount.image.as_ref().map_or("", |i| i.image.as_str());
+            let image = self
+                .state
+                .images
+                .resolve(name, &registries)
+                .map_err(CriError::from)?
+                .ok_or_else(|| {
+                    CriError::NotFound(format!(
+                        "image volume {}: image {name:?} not found: pull it first",
+                        mount.container_path
+                    ))
+                })?;
+            volumes.push(ImageVolume {
+                container_path: mount.container_path.clone(),
+                image,
+                sub_path: mount.image_sub_path.clone(),
+            });
+        }
         let id = self
             .state
             .pods
-            .create_container(&request.pod_sandbox_id, &config, &image, &image_config)
+            .create_container(
+                &request.pod_sandbox_id,
+                &config,
+                &image,
+                &image_config,
+                &volumes,
+            )
             .await?;
         tracing::info!(container = %id, pod = %request.pod_sandbox_id, "created container");
         Ok(Response::new(CreateContainerResponse { container_id: id }))

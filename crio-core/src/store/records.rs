@@ -102,6 +102,9 @@ pub struct ContainerRecord {
     pub attempt: u32,
     /// The image id (config digest) the container runs.
     pub image_ref: String,
+    /// Image ids mounted as image volumes (`Mount.image`): held like `image_ref`.
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
     pub created_at: i64,
     /// Lifecycle state name (`created`, `running`, `exited`, `unknown`).
     pub state: String,
@@ -145,7 +148,8 @@ pub struct ContainerRecord {
     pub stdin: bool,
     #[serde(default)]
     pub stdin_once: bool,
-    /// The image's `StopSignal` (empty = SIGTERM).
+    /// The signal StopContainer sends first: the container's `stop_signal`, else the
+    /// image's `StopSignal` (empty = SIGTERM).
     #[serde(default)]
     pub stop_signal: String,
     #[serde(default)]
