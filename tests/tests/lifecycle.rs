@@ -878,6 +878,12 @@ async fn image_volumes_mount_an_image_read_only() {
     );
     let hidden = sh("test ! -e /vol/data/remove-me && test ! -e /vol/opaque/old-file").await;
     assert_eq!(hidden.exit_code, 0, "whiteouts apply: {hidden:?}");
+    let exec = sh("/vol/bin/busybox true").await;
+    assert_ne!(exec.exit_code, 0, "noexec: {exec:?}");
+    assert!(
+        String::from_utf8_lossy(&exec.stderr).contains("Permission denied"),
+        "noexec: {exec:?}"
+    );
     let write = sh("touch /vol/new").await;
     assert_ne!(write.exit_code, 0, "read-only");
     assert!(

@@ -102,6 +102,8 @@ pub struct BindMount {
     pub propagation: &'static str,
     /// Read-only all the way down (`rro`, kernel 5.12+).
     pub recursive_readonly: bool,
+    /// Nothing on it may be executed (image volumes).
+    pub noexec: bool,
 }
 
 /// Resources of one container, as the CRI gives them (0 = unset).
@@ -530,6 +532,9 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         options.push(if m.readonly { "ro" } else { "rw" }.to_string());
         if m.recursive_readonly {
             options.push("rro".to_string());
+        }
+        if m.noexec {
+            options.push("noexec".to_string());
         }
         let mut b = Mount::default();
         b.set_destination(m.container_path.clone());
