@@ -241,6 +241,17 @@ fn default_runtime_must_exist() {
 }
 
 #[test]
+fn cdi_spec_dirs_must_be_absolute() {
+    let d = Dirs::new();
+    d.main("[crio.runtime]\ncdi_spec_dirs = [\"/etc/cdi\", \"run/cdi\"]\n");
+    let p = d.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "crio.runtime.cdi_spec_dirs");
+    assert_eq!(p[0].origin, at(&d.file, 2));
+    assert!(p[0].message.contains("run/cdi"), "{:?}", p[0]);
+}
+
+#[test]
 fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
     let d = Dirs::new();
     d.main("[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nmonitor_path = \"bin/shim\"\n");
