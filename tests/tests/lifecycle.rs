@@ -865,6 +865,18 @@ async fn image_volumes_mount_an_image_read_only() {
         .await
         .expect("CreateContainer with image volumes");
     cri.start_container(&id).await.expect("start");
+    let status = cri.container_status(&id).await.expect("status");
+    let keep = status
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/keep")
+        .expect("/keep in the status");
+    assert_eq!(
+        keep.image.as_ref().map(|i| i.image.as_str()),
+        Some(volume_ref.as_str())
+    );
+    assert_eq!(keep.image_sub_path, "data/keep");
+    assert!(keep.readonly && keep.host_path.is_empty(), "{keep:?}");
     let sh = |script: &'static str| {
         let mut cri = cri.clone();
         let id = id.clone();

@@ -171,8 +171,15 @@ impl PodRuntime {
                 .map(|m| MountRecord {
                     container_path: m.container_path.clone(),
                     host_path: m.host_path.clone(),
-                    readonly: m.readonly,
+                    // Image volumes are read-only whatever the request says.
+                    readonly: m.readonly || is_image_volume(m),
                     propagation: m.propagation,
+                    image: m
+                        .image
+                        .as_ref()
+                        .map(|i| i.image.clone())
+                        .unwrap_or_default(),
+                    image_sub_path: m.image_sub_path.clone(),
                 })
                 .collect(),
             ..Default::default()
@@ -607,6 +614,11 @@ impl PodRuntime {
                     host_path: m.host_path.clone(),
                     readonly: m.readonly,
                     propagation: m.propagation,
+                    image: (!m.image.is_empty()).then(|| cri::ImageSpec {
+                        image: m.image.clone(),
+                        ..Default::default()
+                    }),
+                    image_sub_path: m.image_sub_path.clone(),
                     ..Default::default()
                 })
                 .collect(),

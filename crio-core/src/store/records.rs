@@ -181,6 +181,11 @@ pub struct MountRecord {
     pub readonly: bool,
     /// The CRI `MountPropagation` value.
     pub propagation: i32,
+    /// An image volume's image, as the request named it, and its sub path.
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub image_sub_path: String,
 }
 
 impl Record for ContainerRecord {
