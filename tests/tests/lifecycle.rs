@@ -890,6 +890,16 @@ async fn image_volumes_mount_an_image_read_only() {
     );
     let hidden = sh("test ! -e /vol/data/remove-me && test ! -e /vol/opaque/old-file").await;
     assert_eq!(hidden.exit_code, 0, "whiteouts apply: {hidden:?}");
+    let mountinfo = sh("grep ' /vol ' /proc/self/mountinfo").await;
+    let line = String::from_utf8_lossy(&mountinfo.stdout).into_owned();
+    for option in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(
+            line.split_whitespace()
+                .nth(5)
+                .is_some_and(|o| o.split(',').any(|x| x == option)),
+            "{option}: {line}"
+        );
+    }
     let exec = sh("/vol/bin/busybox true").await;
     assert_ne!(exec.exit_code, 0, "noexec: {exec:?}");
     assert!(

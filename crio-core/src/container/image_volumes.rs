@@ -1,8 +1,9 @@
 //! Image volumes (KEP-4639, `Mount.image`): an image the kubelet pulled, mounted
 //! read-only into a container, whole or one path of it (`image_sub_path`). Each is
 //! built like a rootfs (an overlay of the image's layers, or a vfs copy) under
-//! `<container storage>/image-volumes/<n>`, bind-mounted read-only and `noexec`
-//! into the container (as the KEP says), and torn down with the container.
+//! `<container storage>/image-volumes/<n>`, bind-mounted read-only, `noexec`,
+//! `nosuid` and `nodev` into the container (as CRI-O does), and torn down with the
+//! container.
 
 use std::path::{Path, PathBuf};
 
@@ -63,8 +64,8 @@ pub fn prepare(
             readonly: true,
             propagation: "rprivate",
             recursive_readonly: false,
-            // KEP-4639: read-only and not executable.
-            noexec: true,
+            // As CRI-O mounts them (KEP-4639 itself now asks only for `ro`).
+            hardened: true,
         });
     }
     Ok(mounts)

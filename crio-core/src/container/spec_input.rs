@@ -221,7 +221,7 @@ fn image_volumes(
                 readonly: false,
                 propagation: "rprivate",
                 recursive_readonly: false,
-                noexec: false,
+                hardened: false,
             });
         }
     }
@@ -273,7 +273,7 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
             readonly: m.readonly,
             propagation: prop,
             recursive_readonly: m.recursive_read_only,
-            noexec: false,
+            hardened: false,
         });
     }
     Ok(mounts)

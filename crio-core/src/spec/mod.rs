@@ -102,8 +102,8 @@ pub struct BindMount {
     pub propagation: &'static str,
     /// Read-only all the way down (`rro`, kernel 5.12+).
     pub recursive_readonly: bool,
-    /// Nothing on it may be executed (image volumes).
-    pub noexec: bool,
+    /// `noexec`, `nosuid` and `nodev`: how CRI-O mounts image volumes.
+    pub hardened: bool,
 }
 
 /// Resources of one container, as the CRI gives them (0 = unset).
@@ -533,8 +533,8 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         if m.recursive_readonly {
             options.push("rro".to_string());
         }
-        if m.noexec {
-            options.push("noexec".to_string());
+        if m.hardened {
+            options.extend(["noexec", "nosuid", "nodev"].map(String::from));
         }
         let mut b = Mount::default();
         b.set_destination(m.container_path.clone());

@@ -91,7 +91,7 @@ fn container_input() -> ContainerSpec {
             readonly: true,
             propagation: "rprivate",
             recursive_readonly: false,
-            noexec: false,
+            hardened: false,
         }],
         privileged: false,
         readonly_rootfs: false,
