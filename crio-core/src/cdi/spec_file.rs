@@ -142,16 +142,8 @@ fn validate_edits(edits: &ContainerEdits) -> Result<(), String> {
                 node.path, node.typ
             ));
         }
-        if !node
-            .permissions
-            .chars()
-            .all(|c| matches!(c, 'r' | 'w' | 'm'))
-        {
-            return Err(format!(
-                "device node {}: permissions {:?} may only combine r, w and m",
-                node.path, node.permissions
-            ));
-        }
+        crate::spec::devices::permissions(Path::new(&node.path), &node.permissions)
+            .map_err(|e| e.to_string())?;
     }
     for m in &edits.mounts {
         if m.host_path.is_empty() || !m.container_path.starts_with('/') {
@@ -266,6 +258,8 @@ containerEdits:
         assert!(bad(hook).contains("hookName"));
         let node = "cdiVersion: 0.6.0\nkind: a.com/g\ndevices: [{name: a, containerEdits: {deviceNodes: [{path: dev/x}]}}]";
         assert!(bad(node).contains("not absolute"));
+        let perms = "cdiVersion: 0.6.0\nkind: a.com/g\ndevices: [{name: a, containerEdits: {deviceNodes: [{path: /dev/x, permissions: rwx}]}}]";
+        assert!(bad(perms).contains("rwx"));
         assert!(bad("kind: [").contains("line"));
     }
 

@@ -35,12 +35,8 @@ pub fn prepare(
 ) -> Result<Vec<BindMount>, CriError> {
     let mut mounts = Vec::new();
     for (n, volume) in volumes.iter().enumerate() {
-        let lowers: Vec<PathBuf> = volume
-            .image
-            .layers
-            .iter()
-            .map(|chain| layers.diff_path(chain))
-            .collect::<Result<_, _>>()
+        let lowers = layers
+            .diff_paths(&volume.image.layers)
             .map_err(|e| CriError::Internal(e.to_string()))?;
         if lowers.is_empty() {
             return Err(CriError::InvalidArgument(format!(

@@ -264,11 +264,10 @@ impl PodRuntime {
         let bundle = record.bundle.clone();
         std::fs::create_dir_all(&bundle)
             .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
-        let lowers: Vec<PathBuf> = image
+        let lowers = self
+            .images
             .layers
-            .iter()
-            .map(|chain| self.images.layers.diff_path(chain))
-            .collect::<Result<_, _>>()
+            .diff_paths(&image.layers)
             .map_err(|e| CriError::Internal(e.to_string()))?;
         let storage = self.container_storage(&id);
         let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage)

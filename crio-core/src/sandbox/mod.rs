@@ -226,11 +226,10 @@ impl PodRuntime {
                 true,
             ),
             Some((image, image_config)) => {
-                let layers: Vec<PathBuf> = image
+                let layers = self
+                    .images
                     .layers
-                    .iter()
-                    .map(|chain| self.images.layers.diff_path(chain))
-                    .collect::<Result<_, _>>()
+                    .diff_paths(&image.layers)
                     .map_err(|e| CriError::Internal(e.to_string()))?;
                 let rootfs = rootfs::prepare_rootfs(
                     self.config.storage_driver,

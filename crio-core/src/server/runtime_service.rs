@@ -296,33 +296,23 @@ impl RuntimeService for RuntimeServiceImpl {
             .registries
             .current()
             .map_err(|e| CriError::Internal(e.to_string()))?;
-        let image = self
-            .state
-            .images
-            .resolve(spec, &registries)
-            .map_err(CriError::from)?
-            .ok_or_else(|| {
-                CriError::NotFound(format!("image {spec:?} not found: pull it first"))
-            })?;
+        let pulled = |name: &str, what: String| {
+            self.state
+                .images
+                .resolve(name, &registries)
+                .map_err(CriError::from)?
+                .ok_or_else(|| CriError::NotFound(format!("{what} not found: pull it first")))
+        };
+        let image = pulled(spec, format!("image {spec:?}"))?;
         let image_config = self.state.images.config(&image).map_err(CriError::from)?;
         // Image volumes name images the kubelet pulled (by the id PullImage returned).
         let mut volumes = Vec::new();
         for mount in config.mounts.iter().filter(|m| is_image_volume(m)) {
             let name = mount.image.as_ref().map_or("", |i| i.image.as_str());
-            let image = self
-                .state
-                .images
-                .resolve(name, &registries)
-                .map_err(CriError::from)?
-                .ok_or_else(|| {
-                    CriError::NotFound(format!(
-                        "image volume {}: image {name:?} not found: pull it first",
-                        mount.container_path
-                    ))
-                })?;
+            let what = format!("image volume {}: image {name:?}", mount.container_path);
             volumes.push(ImageVolume {
                 container_path: mount.container_path.clone(),
-                image,
+                image: pulled(name, what)?,
                 sub_path: mount.image_sub_path.clone(),
             });
         }

@@ -85,6 +85,11 @@ impl LayerStore {
         Ok(self.layer_dir(chain_id)?.join("diff"))
     }
 
+    /// The lower dirs of an image whose layers are `chain_ids` (bottom first).
+    pub fn diff_paths(&self, chain_ids: &[String]) -> Result<Vec<PathBuf>, LayerError> {
+        chain_ids.iter().map(|c| self.diff_path(c)).collect()
+    }
+
     pub fn contains(&self, chain_id: &str) -> bool {
         self.diff_path(chain_id).is_ok_and(|p| p.is_dir())
     }

@@ -27,6 +27,12 @@ struct Cpu {
 }
 
 impl Cpu {
+    fn push(&mut self, puller: Duration, system: Duration, registry: Duration) {
+        self.puller.push(puller);
+        self.system.push(system);
+        self.registry.push(registry);
+    }
+
     fn line(&self, what: &str) -> String {
         format!(
             "{what}: median {:?} CPU ({:?} in the kernel), registry {:?} CPU",
@@ -103,13 +109,11 @@ async fn main() {
             .expect("pull");
         ours.push(start.elapsed());
         let daemon_after = cpu_time(daemon.pid());
-        ours_cpu
-            .puller
-            .push(daemon_after.own() - daemon_before.own());
-        ours_cpu
-            .system
-            .push(daemon_after.system - daemon_before.system);
-        ours_cpu.registry.push(registry_cpu() - registry_before);
+        ours_cpu.push(
+            daemon_after.own() - daemon_before.own(),
+            daemon_after.system - daemon_before.system,
+            registry_cpu() - registry_before,
+        );
         drop(daemon);
 
         let dest = tempfile::tempdir().expect("tempdir");
@@ -127,13 +131,11 @@ async fn main() {
         assert!(status.success());
         skopeo.push(start.elapsed());
         let children_after = cpu_time(me);
-        skopeo_cpu
-            .puller
-            .push(children_after.children() - children_before.children());
-        skopeo_cpu
-            .system
-            .push(children_after.children_system - children_before.children_system);
-        skopeo_cpu.registry.push(registry_cpu() - registry_before);
+        skopeo_cpu.push(
+            children_after.children() - children_before.children(),
+            children_after.children_system - children_before.children_system,
+            registry_cpu() - registry_before,
+        );
         // What it takes to get a usable root filesystem out of that OCI dir.
         let status = Command::new("umoci")
             .args(["raw", "unpack", "--image"])
