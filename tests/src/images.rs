@@ -203,23 +203,33 @@ impl OciLayout {
 
     /// Writes layers, config and manifest; returns the manifest's descriptor.
     pub fn add_image(&self, spec: &ImageSpec) -> Descriptor {
+        let tars = spec
+            .layers
+            .iter()
+            .map(|entries| layer_tar(entries))
+            .collect();
+        self.add_image_from_tars(spec, tars)
+    }
+
+    /// [`add_image`](Self::add_image) with layer tars given as bytes (`spec.layers`
+    /// only counts the history entries), for layers no tar writer would make.
+    pub fn add_image_from_tars(&self, spec: &ImageSpec, tars: Vec<Vec<u8>>) -> Descriptor {
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        for (i, entries) in spec.layers.iter().enumerate() {
-            let tar = layer_tar(entries);
-            diff_ids.push(sha256_digest(&tar));
+        for (i, tar) in tars.iter().enumerate() {
+            diff_ids.push(sha256_digest(tar));
             let blob = match spec
                 .compression
                 .get(i)
                 .copied()
                 .unwrap_or(LayerCompression::Gzip)
             {
-                LayerCompression::Gzip => self.put_blob(OCI_LAYER_GZIP, &gzip(&tar)),
+                LayerCompression::Gzip => self.put_blob(OCI_LAYER_GZIP, &gzip(tar)),
                 LayerCompression::Zstd => self.put_blob(
                     OCI_LAYER_ZSTD,
                     &zstd::encode_all(tar.as_slice(), 3).expect("zstd"),
                 ),
-                LayerCompression::None => self.put_blob(OCI_LAYER_TAR, &tar),
+                LayerCompression::None => self.put_blob(OCI_LAYER_TAR, tar),
             };
             layers.push(blob.to_json());
         }
@@ -229,7 +239,7 @@ impl OciLayout {
             "os": spec.os,
             "config": spec.config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": spec.layers.iter().map(|_| json!({"created_by": "crio-tests image builder"})).collect::<Vec<_>>(),
+            "history": tars.iter().map(|_| json!({"created_by": "crio-tests image builder"})).collect::<Vec<_>>(),
         });
         let config = self.put_blob(OCI_CONFIG, &to_bytes(&config));
         let manifest = json!({

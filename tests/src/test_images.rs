@@ -110,10 +110,14 @@ pub enum TestImage {
     Mixed,
     /// An infra image: the project's static pause as `/pause`, its Entrypoint.
     Pause,
+    /// busybox plus two layers written by Debian's `umoci insert`, whose tar streams
+    /// end right after the last file's data (no padding, no end-of-archive blocks):
+    /// `/umoci/{a,b,c}` and the 9-byte `/hello.txt` ([`UMOCI_HELLO`]).
+    Umoci,
 }
 
 impl TestImage {
-    pub const ALL: [TestImage; 9] = [
+    pub const ALL: [TestImage; 10] = [
         TestImage::Busybox,
         TestImage::BusyboxDocker,
         TestImage::Web,
@@ -123,6 +127,7 @@ impl TestImage {
         TestImage::Big,
         TestImage::Mixed,
         TestImage::Pause,
+        TestImage::Umoci,
     ];
 
     /// `repository:tag` on the test registry.
@@ -137,6 +142,7 @@ impl TestImage {
             TestImage::Big => "test/big:latest",
             TestImage::Mixed => "test/mixed:latest",
             TestImage::Pause => "test/pause:latest",
+            TestImage::Umoci => "test/umoci:latest",
         }
     }
 
@@ -151,11 +157,13 @@ impl TestImage {
             TestImage::Big => "big",
             TestImage::Mixed => "mixed",
             TestImage::Pause => "pause",
+            TestImage::Umoci => "umoci",
         }
     }
 }
 
-fn base_layer() -> Vec<Entry> {
+/// The busybox layer every test image starts from.
+pub fn base_layer() -> Vec<Entry> {
     let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| {
         panic!("{BUSYBOX}: {e} (install Debian's busybox-static: tests/setup.sh does)")
     });
@@ -191,7 +199,8 @@ fn base_layer() -> Vec<Entry> {
     entries
 }
 
-fn spec(config: serde_json::Value, layers: Vec<Vec<Entry>>) -> ImageSpec {
+/// An amd64 Linux image of `layers` with `config`.
+pub fn spec(config: serde_json::Value, layers: Vec<Vec<Entry>>) -> ImageSpec {
     ImageSpec {
         architecture: "amd64".into(),
         os: "linux".into(),
@@ -320,7 +329,97 @@ pub fn build_layout(dir: &Path) -> OciLayout {
     );
     let d = layout.add_image(&pause);
     layout.tag(&d, TestImage::Pause.layout_ref());
+    // Last: umoci rewrites index.json, which `tag` would overwrite.
+    umoci_image(dir);
     layout
+}
+
+/// The content of `/hello.txt` in [`TestImage::Umoci`].
+pub const UMOCI_HELLO: &str = "umoci 9b!";
+
+/// Builds [`TestImage::Umoci`] on the busybox image with Debian's `umoci insert`,
+/// and checks that its layers still end the way that makes the image worth having.
+fn umoci_image(layout: &Path) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("umoci");
+    std::fs::create_dir(&dir).expect("umoci dir");
+    std::fs::write(dir.join("a"), "a\n").expect("a");
+    std::fs::write(dir.join("b"), noise(1000, 7)).expect("b");
+    std::fs::write(dir.join("c"), "ccc").expect("c");
+    let hello = work.path().join("hello.txt");
+    std::fs::write(&hello, UMOCI_HELLO).expect("hello.txt");
+    let image = |tag: &str| format!("{}:{tag}", layout.display());
+    let umoci = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("umoci")
+            .args(args)
+            .output()
+            .expect("umoci must be installed (tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let os = std::ffi::OsStr::new;
+    let (from, to) = (image(TestImage::Busybox.layout_ref()), image("umoci"));
+    let to_tag = TestImage::Umoci.layout_ref();
+    umoci(&[
+        os("insert"),
+        os("--image"),
+        os(&from),
+        os("--tag"),
+        os(to_tag),
+        dir.as_os_str(),
+        os("/umoci"),
+    ]);
+    umoci(&[
+        os("insert"),
+        os("--image"),
+        os(&to),
+        hello.as_os_str(),
+        os("/hello.txt"),
+    ]);
+    for tar in top_layers(layout, to_tag, 2) {
+        assert!(
+            tar.len() % 512 != 0,
+            "umoci now pads its layers ({} bytes): TestImage::Umoci no longer tests \
+             layers that end right after the data",
+            tar.len()
+        );
+    }
+}
+
+/// The uncompressed tars of the top `n` layers of the image tagged `tag`.
+fn top_layers(layout: &Path, tag: &str, n: usize) -> Vec<Vec<u8>> {
+    use std::io::Read;
+    let read_json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&path).expect("layout file")).expect("json")
+    };
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index = read_json(layout.join("index.json"));
+    let manifest = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("{tag} in index.json"));
+    let manifest = read_json(blob(manifest["digest"].as_str().expect("digest")));
+    let layers = manifest["layers"].as_array().expect("layers");
+    layers[layers.len() - n..]
+        .iter()
+        .map(|l| {
+            let gz = std::fs::read(blob(l["digest"].as_str().expect("digest"))).expect("blob");
+            let mut tar = Vec::new();
+            flate2::read::GzDecoder::new(gz.as_slice())
+                .read_to_end(&mut tar)
+                .expect("gunzip");
+            tar
+        })
+        .collect()
 }
 
 /// Deterministic incompressible bytes (xorshift), so gzip cannot shrink them.

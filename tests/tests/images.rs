@@ -658,3 +658,100 @@ async fn short_names_resolve_through_search_registries_and_aliases() {
     .expect("alias target");
     assert_eq!(img.id, web);
 }
+
+/// Debian's `umoci insert` ends its layers right after the last file's data (no
+/// padding, no end-of-archive blocks), as Go's archive/tar accepts: such an image
+/// pulls and its files are there in a running container.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_built_by_umoci_pulls_and_runs() {
+    let registry = Registry::start();
+    registry.push_test_images(&[TestImage::Umoci]);
+    let daemon = Daemon::builder()
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Umoci);
+    pull(&mut cri, &image, None)
+        .await
+        .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+    let pod = crio_tests::pods::pod_config("umoci", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let config = crio_tests::pods::container_config(
+        "app",
+        &image,
+        "cat /hello.txt; echo; wc -c /umoci/b; cat /umoci/a /umoci/c; echo",
+    );
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let status = cri
+        .wait_exited(&id, std::time::Duration::from_secs(20))
+        .await;
+    assert_eq!(status.exit_code, 0, "{}", daemon.log());
+    let log = std::fs::read_to_string(&status.log_path).expect("log");
+    let out: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    assert_eq!(
+        out,
+        [
+            crio_tests::test_images::UMOCI_HELLO,
+            "1000 /umoci/b",
+            "a",
+            "ccc"
+        ],
+        "{log}"
+    );
+}
+
+/// A layer whose tar stream stops inside a file's data (digests that match the cut
+/// bytes, so only the unpacker can tell) is refused with the layer digest and the
+/// offset, and nothing of the image is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layer_cut_inside_a_file_is_refused_and_leaves_nothing() {
+    use crio_tests::images::{layer_tar, Entry, OciLayout};
+    use crio_tests::test_images::{base_layer, spec};
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut layout = OciLayout::create(&work.path().join("layout"));
+    let top = layer_tar(&[Entry::file("data", vec![b'x'; 2000])]);
+    let cut = top[..512 + 1000].to_vec();
+    let image = spec(
+        serde_json::json!({"Cmd": ["sh"]}),
+        vec![base_layer(), Vec::new()],
+    );
+    let manifest = layout.add_image_from_tars(&image, vec![layer_tar(&base_layer()), cut]);
+    layout.tag(&manifest, "cut");
+    let registry = Registry::start();
+    registry.push(layout.dir(), "cut", "test/cut:latest", false, None);
+
+    let daemon = Daemon::builder()
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let err = pull(
+        &mut cri,
+        &format!("{}/test/cut:latest", registry.addr),
+        None,
+    )
+    .await
+    .expect_err("a cut layer");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    let msg = err.message();
+    assert!(
+        msg.contains("layer sha256:") && msg.contains("at byte 1512") && msg.contains("inside"),
+        "names the layer and the offset: {msg}"
+    );
+    assert!(list(&mut cri).await.is_empty());
+    assert!(
+        layer_dirs(&daemon).is_empty(),
+        "layers kept after the failed pull: {:?}",
+        layer_dirs(&daemon)
+    );
+    let tmp: Vec<_> = std::fs::read_dir(daemon.dirs.root.join("images/tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "unpack leftovers: {tmp:?}");
+}

@@ -6,6 +6,7 @@ pub mod content;
 pub mod layers;
 pub mod overlay;
 pub mod rootfs;
+mod tar_stream;
 pub mod unpack;
 pub mod usage;
 

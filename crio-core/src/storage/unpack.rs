@@ -24,6 +24,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
 
+use super::tar_stream::{check_end, Position, TarStream};
+
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -44,8 +46,8 @@ pub struct UnpackStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("reading the layer archive: {0}")]
-    Archive(io::Error),
+    #[error("reading the layer archive at byte {offset}: {source}")]
+    Archive { offset: u64, source: io::Error },
     #[error("entry {0:?} climbs out of the layer with '..'")]
     Traversal(String),
     #[error("entry {entry:?} goes through symlink {through:?}: refusing to follow it")]
@@ -62,6 +64,19 @@ pub enum UnpackError {
         action: &'static str,
         source: io::Error,
     },
+}
+
+impl UnpackError {
+    /// An archive error found below the parser, given the stream's offset.
+    fn at(self, position: &Position) -> Self {
+        match self {
+            UnpackError::Archive { source, .. } => UnpackError::Archive {
+                offset: position.offset(),
+                source,
+            },
+            other => other,
+        }
+    }
 }
 
 fn io_err<'a>(entry: &'a str, action: &'static str) -> impl FnOnce(io::Error) -> UnpackError + 'a {
@@ -86,12 +101,18 @@ fn nix_err<'a>(
 /// Unpacks an uncompressed layer tar stream into `dest` (an existing, empty directory
 /// that will become one overlayfs lower dir), converting OCI whiteouts to overlayfs form.
 pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
-    let mut archive = tar::Archive::new(reader);
+    let (stream, position) = TarStream::new(reader);
+    let archive_err = |source| UnpackError::Archive {
+        offset: position.offset(),
+        source,
+    };
+    let mut archive = tar::Archive::new(stream);
     let mut stats = UnpackStats::default();
     // Directory times are set last: creating their children changes them.
     let mut dir_times: Vec<DirTime> = Vec::new();
-    for entry in archive.entries().map_err(UnpackError::Archive)? {
-        let mut entry = entry.map_err(UnpackError::Archive)?;
+    for entry in archive.entries().map_err(archive_err)? {
+        let mut entry = entry.map_err(archive_err)?;
+        position.entry_data(archive_data_len(&mut entry));
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         let Some(relative) = clean_path(&raw, &name)? else {
@@ -145,7 +166,8 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
             },
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(&target, &name)?;
-                stats.bytes += write_file(&mut entry, &target, &name)?;
+                stats.bytes +=
+                    write_file(&mut entry, &target, &name).map_err(|e| e.at(&position))?;
             }
             tar::EntryType::GNUSparse => {
                 remove_existing(&target, &name)?;
@@ -199,9 +221,9 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
             // After chown, which clears setuid/setgid.
             chmod(&target, mode, &name)?;
         }
-        if let Some(extensions) = entry.pax_extensions().map_err(UnpackError::Archive)? {
+        if let Some(extensions) = entry.pax_extensions().map_err(archive_err)? {
             for ext in extensions {
-                let ext = ext.map_err(UnpackError::Archive)?;
+                let ext = ext.map_err(archive_err)?;
                 let Ok(key) = ext.key() else { continue };
                 if let Some(attr) = key.strip_prefix(PAX_XATTR_PREFIX) {
                     if OVERLAY_XATTR_PREFIXES.iter().any(|p| attr.starts_with(p)) {
@@ -244,7 +266,27 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
             _ => {}
         }
     }
+    // Errors here point at the block after the first zero block.
+    let end_at = position.offset();
+    check_end(&position, &mut archive.into_inner()).map_err(|source| UnpackError::Archive {
+        offset: end_at,
+        source,
+    })?;
     Ok(stats)
+}
+
+/// How many bytes of data follow the entry's header in the archive: the PAX `size`
+/// if there is one, else the header's (for a GNU sparse file, the stored chunks, not
+/// the file size), as the tar crate reads it.
+fn archive_data_len<R: Read>(entry: &mut tar::Entry<'_, R>) -> u64 {
+    let pax_size = entry.pax_extensions().ok().flatten().and_then(|exts| {
+        exts.filter_map(Result::ok)
+            .find(|e| e.key() == Ok("size"))
+            .and_then(|e| e.value().ok()?.parse::<u64>().ok())
+    });
+    pax_size
+        .or_else(|| entry.header().entry_size().ok())
+        .unwrap_or(0)
 }
 
 /// A directory whose time is set after all entries, and the inode it was made as.
@@ -371,7 +413,8 @@ fn write_file(data: &mut impl Read, path: &Path, name: &str) -> Result<u64, Unpa
     let mut total: u64 = 0;
     let mut pending_hole = false;
     loop {
-        let n = read_full(data, &mut buf).map_err(UnpackError::Archive)?;
+        let n = read_full(data, &mut buf)
+            .map_err(|source| UnpackError::Archive { offset: 0, source })?;
         if n == 0 {
             break;
         }
@@ -1114,5 +1157,95 @@ mod tests {
                 bytes: 5
             }
         );
+    }
+
+    /// A one-file layer (`f`, 9 bytes) followed by `tail`, as tar writers end them.
+    fn one_file_then(tail: &[u8]) -> Vec<u8> {
+        let mut tar = header(b"f", tar::EntryType::Regular, 9).as_bytes().to_vec();
+        tar.extend_from_slice(b"123456789");
+        tar.extend_from_slice(tail);
+        tar
+    }
+
+    #[test]
+    fn layer_ends_that_go_accepts_are_accepted() {
+        let padding = [0u8; 512 - 9];
+        let zero_block = [0u8; 512];
+        let mut padded = padding.to_vec();
+        let ends: [(&str, Vec<u8>); 6] = [
+            ("right after the data (umoci)", Vec::new()),
+            ("inside the padding", padding[..100].to_vec()),
+            ("after the padding, no zero block", padded.clone()),
+            ("after one zero block", {
+                padded.extend_from_slice(&zero_block);
+                padded.clone()
+            }),
+            ("after two zero blocks", {
+                padded.extend_from_slice(&zero_block);
+                padded.clone()
+            }),
+            ("after more zeros than two blocks", {
+                padded.extend_from_slice(&zero_block);
+                padded.clone()
+            }),
+        ];
+        for (what, tail) in ends {
+            let s = Sandbox::new();
+            s.unpack(one_file_then(&tail))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(
+                fs::read(s.dest.join("f")).expect("f"),
+                b"123456789",
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn layer_ends_that_go_refuses_say_where() {
+        let padded_with = |extra: &[u8]| {
+            let mut tail = vec![0u8; 512 - 9 + 512];
+            tail.extend_from_slice(extra);
+            one_file_then(&tail)
+        };
+        let mut junk = [0u8; 512];
+        junk[0] = b'x';
+        let cut_in_data = one_file_then(&[])[..512 + 4].to_vec();
+        let cut_in_header = {
+            let mut t = one_file_then(&[0u8; 512 - 9]);
+            t.extend_from_slice(&header(b"g", tar::EntryType::Regular, 0).as_bytes()[..300]);
+            t
+        };
+        let cases: [(&str, Vec<u8>, u64, &str); 4] = [
+            (
+                "inside the data",
+                cut_in_data,
+                516,
+                "inside an entry's data",
+            ),
+            ("inside a header", cut_in_header, 1324, ""),
+            (
+                "a zero block then data",
+                padded_with(&junk),
+                1536,
+                "zero block is followed",
+            ),
+            (
+                "inside the second zero block",
+                padded_with(&[0u8; 100]),
+                1536,
+                "end-of-archive",
+            ),
+        ];
+        for (what, tar, at, says) in cases {
+            let s = Sandbox::new();
+            match s.unpack(tar) {
+                Err(UnpackError::Archive { offset, source }) => {
+                    assert_eq!(offset, at, "{what}: {source}");
+                    assert!(source.to_string().contains(says), "{what}: {source}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 }
