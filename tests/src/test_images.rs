@@ -177,7 +177,7 @@ pub fn base_layer() -> Vec<Entry> {
         ),
         Entry::file(
             "etc/group",
-            "root:x:0:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n",
+            "root:x:0:\nuser:x:1000:\nextra:x:2000:user\nmember:x:50000:nobody,user\nnogroup:x:65534:\n",
         ),
         Entry::dir("root"),
         Entry::dir("home"),

@@ -109,6 +109,22 @@ impl Fixture {
     }
 }
 
+/// The supplementary groups (`Groups:` of /proc/PID/status, sorted by the kernel)
+/// of the container's sleeping main process, checked to be those of an exec too.
+async fn groups_of(f: &mut Fixture, id: &str) -> String {
+    let out = f
+        .sh(
+            id,
+            "for s in /proc/[0-9]*/status; do grep -q '^Name:.sleep' $s && grep '^Groups:' $s; \
+             done; grep '^Groups:' /proc/self/status",
+        )
+        .await;
+    let lines: Vec<&str> = out.lines().map(|l| l["Groups:".len()..].trim()).collect();
+    assert_eq!(lines.len(), 2, "the main process and the exec: {out}");
+    assert_eq!(lines[0], lines[1], "main process and exec differ: {out}");
+    lines[0].to_string()
+}
+
 fn status_field(status: &str, key: &str) -> String {
     status
         .lines()
@@ -167,17 +183,18 @@ async fn process_and_pod_files(handler: &str) {
         .await
         .expect("container a");
 
-    // The user by name, its image groups (Merge policy) and the CRI's.
+    // The user by name; its groups: the primary one, the CRI's, then the image's
+    // memberships (Merge policy), in the process and in ContainerStatus.user.
     let id = f.sh(&a, "id").await;
     assert!(id.starts_with("uid=1000(user) gid=1000(user)"), "{id}");
-    assert!(id.contains("2000(extra)") && id.contains("3000"), "{id}");
+    assert_eq!(groups_of(&mut f, &a).await, "1000 2000 3000 50000");
     let status = f.cri.container_status(&a).await.expect("status");
     let user = status
         .user
         .and_then(|u| u.linux)
         .expect("ContainerStatus.user");
     assert_eq!((user.uid, user.gid), (1000, 1000));
-    assert!(user.supplemental_groups.contains(&2000));
+    assert_eq!(user.supplemental_groups, [1000, 3000, 2000, 50000]);
     f.sh(&a, "echo 'last words' > /dev/termination-log").await;
     assert_eq!(
         std::fs::read_to_string(&termination_log).expect("read"),
@@ -230,8 +247,43 @@ async fn process_and_pod_files(handler: &str) {
         .await
         .expect("container b");
     assert_eq!(f.sh(&b, "cat /dev/shm/note").await, "shared\n");
-    let id = f.sh(&b, "id").await;
-    assert!(id.contains("3000") && !id.contains("2000"), "Strict: {id}");
+    assert_eq!(groups_of(&mut f, &b).await, "1000 3000", "Strict");
+    let user = f
+        .cri
+        .container_status(&b)
+        .await
+        .expect("status")
+        .user
+        .and_then(|u| u.linux)
+        .expect("ContainerStatus.user");
+    assert_eq!(user.supplemental_groups, [1000, 3000], "Strict");
+
+    // A group without a user is refused, as the kubelet and containerd refuse it.
+    let group_only = LinuxContainerSecurityContext {
+        run_as_group: Some(Int64Value { value: 1000 }),
+        ..Default::default()
+    };
+    let before = f.cri.containers().await.len();
+    let err = f
+        .sleeper(&pod_id, &pod, "group-only", group_only, |_| {})
+        .await
+        .expect_err("run_as_group alone");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("run_as_group"), "{err}");
+    assert_eq!(f.cri.containers().await.len(), before, "nothing created");
+    let mut group_only_pod = f.pod("grouponly");
+    group_only_pod
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .run_as_group = Some(Int64Value { value: 1000 });
+    let err = f
+        .cri
+        .run_pod(&group_only_pod, handler)
+        .await
+        .expect_err("pod run_as_group alone");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 
     // A host-level sysctl is refused before anything is created.
     let mut bad = f.pod("badsysctl");
@@ -271,7 +323,9 @@ async fn security_context(handler: &str) {
     });
     let pod_id = f.run_pod(&pod).await;
 
-    // Defaults: CRI-O's capabilities, RuntimeDefault seccomp, masked and read-only paths.
+    // Defaults: CRI-O's capabilities, masked and read-only paths, and no seccomp
+    // filter when none is asked for (the CRI's reading; the kubelet sends
+    // RuntimeDefault when the pod or the node asks for it).
     let plain = f
         .sleeper(&pod_id, &pod, "plain", Default::default(), |_| {})
         .await
@@ -280,12 +334,30 @@ async fn security_context(handler: &str) {
     let st = f.sh(&plain, "cat /proc/1/status").await;
     assert_eq!(status_field(&st, "CapBnd:"), DEFAULT_CAPS, "{st}");
     assert_eq!(status_field(&st, "CapEff:"), DEFAULT_CAPS, "{st}");
-    assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
+    assert_eq!(status_field(&st, "Seccomp:"), "0", "no profile: {st}");
     assert_eq!(status_field(&st, "NoNewPrivs:"), "0", "{st}");
-    // ...and an exec'd one: the same capabilities and filter.
+    // ...and an exec'd one: the same capabilities, and no filter either.
     let st = f.sh(&plain, "cat /proc/self/status").await;
     assert_eq!(status_field(&st, "CapEff:"), DEFAULT_CAPS, "{st}");
-    assert_eq!(status_field(&st, "Seccomp:"), "2", "{st}");
+    assert_eq!(status_field(&st, "Seccomp:"), "0", "no profile: {st}");
+    // RuntimeDefault asked for: the built-in filter, for the process and its execs.
+    let runtime_default = LinuxContainerSecurityContext {
+        seccomp: Some(SecurityProfile {
+            profile_type: 0,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
+    };
+    let filtered = f
+        .sleeper(&pod_id, &pod, "rtdefault", runtime_default, |_| {})
+        .await
+        .expect("RuntimeDefault");
+    for process in ["1", "self"] {
+        let st = f
+            .sh(&filtered, &format!("cat /proc/{process}/status"))
+            .await;
+        assert_eq!(status_field(&st, "Seccomp:"), "2", "RuntimeDefault: {st}");
+    }
     // Masked: /dev/null over a file (this kernel has no /proc/kcore), a tmpfs over a dir.
     assert_eq!(
         f.sh(&plain, "cat /proc/interrupts | wc -c").await.trim(),

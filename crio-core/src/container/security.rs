@@ -11,7 +11,8 @@ use crate::spec::{self, seccomp, sysctl, Seccomp};
 
 /// The seccomp profile from a security context's `seccomp` field, or its deprecated
 /// `seccomp_profile_path` (`runtime/default`, `unconfined`, `localhost/<path>`). An
-/// absent profile is `RuntimeDefault` (CRI-O's `seccomp_use_default_when_empty`).
+/// absent profile is `Unconfined`, as the CRI says and containerd and CRI-O do: the
+/// kubelet sends `RuntimeDefault` itself when the pod or the node asks for it.
 pub fn seccomp_choice(
     profile: Option<&cri::SecurityProfile>,
     legacy_path: &str,
@@ -33,8 +34,8 @@ pub fn seccomp_choice(
         };
     }
     match legacy_path {
-        "" | "runtime/default" | "docker/default" => Ok(Seccomp::RuntimeDefault),
-        "unconfined" => Ok(Seccomp::Unconfined),
+        "runtime/default" | "docker/default" => Ok(Seccomp::RuntimeDefault),
+        "" | "unconfined" => Ok(Seccomp::Unconfined),
         other => match other.strip_prefix("localhost/") {
             Some(path) => {
                 let file = seccomp::read_profile(Path::new(path)).map_err(invalid)?;
@@ -117,8 +118,13 @@ mod tests {
             profile_type: t,
             localhost_ref: r.into(),
         };
+        assert!(matches!(seccomp_choice(None, ""), Ok(Seccomp::Unconfined)));
         assert!(matches!(
-            seccomp_choice(None, ""),
+            seccomp_choice(None, "runtime/default"),
+            Ok(Seccomp::RuntimeDefault)
+        ));
+        assert!(matches!(
+            seccomp_choice(Some(&p(0, "")), ""),
             Ok(Seccomp::RuntimeDefault)
         ));
         assert!(matches!(

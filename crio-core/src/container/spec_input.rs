@@ -42,6 +42,15 @@ pub fn user_and_groups(
     rootfs: &Path,
 ) -> Result<(ResolvedUser, Vec<u32>), CriError> {
     let user_err = |e: process::UserError| invalid(e.to_string());
+    if let Some(sc) = sc {
+        if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+            // The kubelet's and containerd's rule: a group alone would pair with
+            // whatever user the image names.
+            return Err(invalid(
+                "run_as_group is set without run_as_user or run_as_username",
+            ));
+        }
+    }
     let user = match sc {
         Some(sc) if sc.run_as_user.is_some() => {
             let uid = sc.run_as_user.as_ref().map_or(0, |v| v.value);
@@ -68,11 +77,10 @@ pub fn user_and_groups(
     let strict = sc.is_some_and(|s| {
         s.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32
     });
-    let mut groups = if strict {
-        Vec::new()
-    } else {
-        process::member_groups(user.uid, user.gid, rootfs)
-    };
+    // The primary group is in the process's group list too (containerd's
+    // additionalGids, and what the kubelet reads back in ContainerStatus.user),
+    // then the CRI's groups, then (Merge) the image's memberships.
+    let mut groups = vec![user.gid];
     for g in sc
         .map(|s| s.supplemental_groups.as_slice())
         .unwrap_or_default()
@@ -81,6 +89,13 @@ pub fn user_and_groups(
             .map_err(|_| invalid(format!("supplemental group {g} is out of range")))?;
         if !groups.contains(&g) {
             groups.push(g);
+        }
+    }
+    if !strict {
+        for g in process::member_groups(user.uid, user.gid, rootfs) {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
         }
     }
     Ok((user, groups))

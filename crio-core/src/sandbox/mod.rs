@@ -65,6 +65,15 @@ fn validate(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, 
             )));
         }
     }
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    if sc.is_some_and(|s| s.run_as_group.is_some() && s.run_as_user.is_none()) {
+        return Err(CriError::InvalidArgument(
+            "the pod's run_as_group is set without run_as_user".into(),
+        ));
+    }
     Ok(meta)
 }
 
