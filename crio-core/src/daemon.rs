@@ -119,6 +119,17 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         .into_iter()
         .collect();
     let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
+    let (metric_groups, omitted) = crate::container::metrics::resolve_groups(
+        &c.stats.included_pod_metrics,
+        crate::container::metrics::MetricHost::read(),
+    );
+    for note in omitted.notes {
+        if omitted.named {
+            tracing::warn!("{note}");
+        } else {
+            tracing::info!("{note}");
+        }
+    }
     let pods = Arc::new(PodRuntime::new(
         PodRuntimeConfig {
             bundles_dir: c.runroot.join("bundles"),
@@ -137,6 +148,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             image_volumes: c.runtime.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
             host: crate::spec::HostFacts::read(),
+            metric_groups,
         },
         store.clone(),
         images.clone(),

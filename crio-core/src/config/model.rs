@@ -33,6 +33,7 @@ pub struct CrioConfig {
     pub image: ImageConfig,
     pub network: NetworkConfig,
     pub metrics: MetricsConfig,
+    pub stats: StatsConfig,
 }
 
 /// `[crio.api]`: the CRI socket and the streaming server.
@@ -142,6 +143,18 @@ pub struct NetworkConfig {
     pub plugin_dirs: Vec<PathBuf>,
 }
 
+/// `[crio.stats]`: what the CRI's pod metrics (`ListPodSandboxMetrics`) include.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsConfig {
+    /// Metric groups (CRI-O's names: `cpu`, `memory`, `oom`, `network`, `disk`,
+    /// `diskIO`, `hugetlb`, `process`, `spec`, `pressure`), or `["all"]`; empty means
+    /// only `container_last_seen`, as in CRI-O. A group the host cannot serve
+    /// (`pressure` without cgroup v2 PSI, `hugetlb` without its controller) is left
+    /// out with a warning.
+    pub included_pod_metrics: Vec<String>,
+}
+
 /// `[crio.metrics]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -163,6 +176,7 @@ impl Default for CrioConfig {
             image: ImageConfig::default(),
             network: NetworkConfig::default(),
             metrics: MetricsConfig::default(),
+            stats: StatsConfig::default(),
         }
     }
 }
@@ -252,6 +266,16 @@ impl Default for NetworkConfig {
     }
 }
 
+impl Default for StatsConfig {
+    fn default() -> Self {
+        // CRI-O's default is `[]`; the kubelet's CRI stats provider needs the
+        // cAdvisor set, so ours serves every group the host has.
+        Self {
+            included_pod_metrics: vec![METRICS_ALL.into()],
+        }
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
@@ -261,6 +285,13 @@ impl Default for MetricsConfig {
         }
     }
 }
+
+/// `included_pod_metrics` value for every group.
+pub const METRICS_ALL: &str = "all";
+/// Accepted `included_pod_metrics` groups (CRI-O's names).
+pub const METRIC_GROUPS: &[&str] = &[
+    "cpu", "memory", "oom", "network", "disk", "diskIO", "hugetlb", "process", "spec", "pressure",
+];
 
 pub const RUNTIME_TYPE_OCI: &str = "oci";
 pub const RUNTIME_TYPE_VM: &str = "vm";

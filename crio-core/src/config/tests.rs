@@ -383,3 +383,27 @@ fn certs_dir_must_be_absolute() {
     assert_eq!(p[0].key, "crio.image.certs_dir");
     assert_eq!(p[0].origin, at(&f, 2));
 }
+
+#[test]
+fn metric_groups_are_checked_by_name() {
+    let d = Dirs::new();
+    let f = d.dropin(
+        "1.conf",
+        "[crio.stats]\nincluded_pod_metrics = [\"cpu\", \"diskio\"]\n",
+    );
+    let p = d.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "crio.stats.included_pod_metrics");
+    assert_eq!(p[0].origin, at(&f, 2));
+    assert!(
+        p[0].to_string().contains("diskIO"),
+        "lists the groups: {}",
+        p[0]
+    );
+    let d = Dirs::new();
+    d.dropin(
+        "1.conf",
+        "[crio.stats]\nincluded_pod_metrics = [\"all\", \"cpu\"]\n",
+    );
+    assert_eq!(d.problems().len(), 1, "all must be alone");
+}

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::error::Problem;
 use super::model::{
-    Config, CGROUP_MANAGERS, IMAGE_VOLUMES, LOG_LEVELS, RUNTIME_TYPES, RUNTIME_TYPE_VM,
-    STORAGE_DRIVERS,
+    Config, CGROUP_MANAGERS, IMAGE_VOLUMES, LOG_LEVELS, METRICS_ALL, METRIC_GROUPS, RUNTIME_TYPES,
+    RUNTIME_TYPE_VM, STORAGE_DRIVERS,
 };
 use super::origin::Origins;
 
@@ -103,6 +103,24 @@ pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
         CGROUP_MANAGERS,
     );
     out.one_of("crio.runtime.log_level", &c.runtime.log_level, LOG_LEVELS);
+    let groups = &c.stats.included_pod_metrics;
+    for group in groups {
+        if group == METRICS_ALL {
+            if groups.len() > 1 {
+                out.problem(
+                    "crio.stats.included_pod_metrics",
+                    "\"all\" must be the only element".to_string(),
+                    "[\"all\"], or a list of groups",
+                );
+            }
+        } else if !METRIC_GROUPS.contains(&group.as_str()) {
+            out.problem(
+                "crio.stats.included_pod_metrics",
+                format!("{group:?} is not a metric group"),
+                &format!("\"all\" alone, or any of {}", METRIC_GROUPS.join(", ")),
+            );
+        }
+    }
 
     let names: Vec<&str> = c.runtime.runtimes.keys().map(String::as_str).collect();
     if !c.runtime.runtimes.contains_key(&c.runtime.default_runtime) {

@@ -3,6 +3,7 @@
 //! grace period, removed; `ExecSync` through the shim's `Exec`.
 
 mod attach;
+mod cgroup_metrics;
 mod exec;
 mod exec_stream;
 pub mod image_volumes;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use protocols::cri;
-use protocols::shim::protobuf::well_known_types::any::Any;
-use protocols::shim::protobuf::Message;
-use protocols::shim::{api, cgroups, cgroups_v2};
+use protocols::shim::api;
+
+use super::cgroup_metrics::{parse_metrics, CgroupMetrics};
 
 use crate::sandbox::{now_nanos, PodRuntime, STATE_READY};
 use crate::server::CriError;
@@ -55,42 +55,18 @@ impl TaskMetrics {
     }
 }
 
-/// Decodes a shim's `Stats` payload. The type URL has no `/` (containerd's typeurl
-/// for unregistered types), so it is matched by hand.
-pub fn parse_metrics(any: &Any) -> Result<TaskMetrics, String> {
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    match name {
-        "io.containerd.cgroups.v1.Metrics" => {
-            let m = cgroups::metrics::Metrics::parse_from_bytes(&any.value)
-                .map_err(|e| format!("{name}: {e}"))?;
-            let mem = m.memory();
-            Ok(TaskMetrics {
-                cpu_ns: m.cpu().usage().total(),
-                memory_usage: mem.usage().usage(),
-                memory_limit: mem.usage().limit(),
-                inactive_file: mem.total_inactive_file(),
-                rss: mem.total_rss(),
-                page_faults: mem.total_pg_fault(),
-                major_page_faults: mem.total_pg_maj_fault(),
-                pids: m.pids().current(),
-            })
+impl From<&CgroupMetrics> for TaskMetrics {
+    fn from(m: &CgroupMetrics) -> Self {
+        TaskMetrics {
+            cpu_ns: m.cpu.total_ns,
+            memory_usage: m.memory.usage,
+            memory_limit: m.memory.limit,
+            inactive_file: m.memory.inactive_file,
+            rss: m.memory.rss,
+            page_faults: m.memory.page_faults,
+            major_page_faults: m.memory.major_page_faults,
+            pids: m.pids,
         }
-        "io.containerd.cgroups.v2.Metrics" => {
-            let m = cgroups_v2::metrics::Metrics::parse_from_bytes(&any.value)
-                .map_err(|e| format!("{name}: {e}"))?;
-            let mem = m.memory();
-            Ok(TaskMetrics {
-                cpu_ns: m.cpu().usage_usec() * 1000,
-                memory_usage: mem.usage(),
-                memory_limit: mem.usage_limit(),
-                inactive_file: mem.inactive_file(),
-                rss: mem.anon(),
-                page_faults: mem.pgfault(),
-                major_page_faults: mem.pgmajfault(),
-                pids: m.pids().current(),
-            })
-        }
-        other => Err(format!("unknown metrics type {other:?}")),
     }
 }
 
@@ -145,7 +121,22 @@ fn memory(m: &TaskMetrics, now: i64) -> cri::MemoryUsage {
 }
 
 /// `/proc/<pid>/net/dev` -> interface counters, `lo` left out.
-pub fn net_dev(text: &str) -> Vec<cri::NetworkInterfaceUsage> {
+/// One interface's counters from `/proc/<pid>/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetDev {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The interfaces of a `/proc/<pid>/net/dev`, loopback left out (as cAdvisor does).
+pub fn net_dev(text: &str) -> Vec<NetDev> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -155,20 +146,39 @@ pub fn net_dev(text: &str) -> Vec<cri::NetworkInterfaceUsage> {
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())
                 .collect();
-            (name != "lo" && f.len() >= 16).then(|| cri::NetworkInterfaceUsage {
+            (name != "lo" && f.len() >= 16).then(|| NetDev {
                 name: name.to_string(),
-                rx_bytes: value(f[0]),
-                rx_errors: value(f[2]),
-                tx_bytes: value(f[8]),
-                tx_errors: value(f[10]),
+                rx_bytes: f[0],
+                rx_packets: f[1],
+                rx_errors: f[2],
+                rx_dropped: f[3],
+                tx_bytes: f[8],
+                tx_packets: f[9],
+                tx_errors: f[10],
+                tx_dropped: f[11],
             })
         })
         .collect()
 }
 
+fn interface_usage(n: &NetDev) -> cri::NetworkInterfaceUsage {
+    cri::NetworkInterfaceUsage {
+        name: n.name.clone(),
+        rx_bytes: value(n.rx_bytes),
+        rx_errors: value(n.rx_errors),
+        tx_bytes: value(n.tx_bytes),
+        tx_errors: value(n.tx_errors),
+    }
+}
+
 impl PodRuntime {
     /// The shim's metrics for one task; `None` when it has none (not running).
-    async fn task_metrics(&self, pod_id: &str, task_id: &str) -> Option<TaskMetrics> {
+    /// The cgroup metrics of a task, from its shim.
+    pub(super) async fn cgroup_metrics(
+        &self,
+        pod_id: &str,
+        task_id: &str,
+    ) -> Option<CgroupMetrics> {
         let shim = self.shims.get(pod_id)?;
         let resp = shim
             .client
@@ -222,7 +232,9 @@ impl PodRuntime {
     ) -> (cri::ContainerStats, Option<TaskMetrics>) {
         let now = now_nanos();
         let metrics = if c.state == super::STATE_RUNNING {
-            self.task_metrics(&c.sandbox_id, &c.id).await
+            self.cgroup_metrics(&c.sandbox_id, &c.id)
+                .await
+                .map(|m| TaskMetrics::from(&m))
         } else {
             None
         };
@@ -287,8 +299,9 @@ impl PodRuntime {
     async fn pod_stats(&self, pod: &SandboxRecord) -> Result<cri::PodSandboxStats, CriError> {
         let now = now_nanos();
         let mut total = self
-            .task_metrics(&pod.id, &pod.id)
+            .cgroup_metrics(&pod.id, &pod.id)
             .await
+            .map(|m| TaskMetrics::from(&m))
             .unwrap_or_default();
         let mut containers = Vec::new();
         for c in self.containers_of(&pod.id)? {
@@ -306,7 +319,7 @@ impl PodRuntime {
             .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", pod.pid)).ok())
             .flatten()
             .map(|text| {
-                let interfaces = net_dev(&text);
+                let interfaces: Vec<_> = net_dev(&text).iter().map(interface_usage).collect();
                 let default = interfaces
                     .iter()
                     .find(|i| i.name == crate::network::POD_IFNAME)
@@ -378,35 +391,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v1_metrics_map_like_containerd() {
-        let mut m = cgroups::metrics::Metrics::new();
-        m.cpu
-            .mut_or_insert_default()
-            .usage
-            .mut_or_insert_default()
-            .total = 5_000;
-        let mem = m.memory.mut_or_insert_default();
-        mem.usage.mut_or_insert_default().usage = 100 << 20;
-        mem.usage.mut_or_insert_default().limit = 256 << 20;
-        mem.total_inactive_file = 30 << 20;
-        mem.total_rss = 60 << 20;
-        m.pids.mut_or_insert_default().current = 3;
-        let any = Any {
-            type_url: "io.containerd.cgroups.v1.Metrics".into(),
-            value: m.write_to_bytes().expect("encode"),
+    fn available_memory_is_the_limit_less_the_working_set() {
+        let t = TaskMetrics {
+            memory_usage: 100 << 20,
+            memory_limit: 256 << 20,
+            inactive_file: 30 << 20,
             ..Default::default()
         };
-        let t = parse_metrics(&any).expect("metrics");
-        assert_eq!(t.cpu_ns, 5_000);
         assert_eq!(t.working_set(), 70 << 20);
         assert_eq!(t.available(), 186 << 20);
-        assert_eq!(t.pids, 3);
         let unlimited = TaskMetrics {
             memory_limit: u64::MAX - 4095,
             ..t
         };
         assert_eq!(unlimited.available(), 0);
-        assert!(parse_metrics(&Any::default()).is_err());
     }
 
     #[test]
@@ -423,7 +421,7 @@ mod tests {
         let n = net_dev(text);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].name, "eth0");
-        assert_eq!(n[0].rx_bytes, value(1500));
-        assert_eq!(n[0].tx_errors, value(2));
+        assert_eq!((n[0].rx_bytes, n[0].rx_packets), (1500, 12));
+        assert_eq!((n[0].tx_errors, n[0].tx_packets), (2, 8));
     }
 }

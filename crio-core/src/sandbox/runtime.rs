@@ -58,6 +58,9 @@ pub struct PodRuntimeConfig {
     pub cdi_spec_dirs: Vec<PathBuf>,
     /// The kernel's facts specs depend on (AppArmor, SELinux, swap accounting...).
     pub host: crate::spec::HostFacts,
+    /// The CRI pod metric groups served (`[crio.stats] included_pod_metrics`, less
+    /// what the host cannot serve), fixed for the daemon's life.
+    pub metric_groups: Vec<crate::container::metrics::MetricGroup>,
 }
 
 /// Serializes operations on one pod or container.

@@ -585,7 +585,7 @@ impl RuntimeService for RuntimeServiceImpl {
         _request: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
         Ok(Response::new(ListMetricDescriptorsResponse {
-            descriptors: crate::container::metrics::descriptors(),
+            descriptors: self.state.pods.metric_descriptors(),
         }))
     }
 
@@ -594,7 +594,7 @@ impl RuntimeService for RuntimeServiceImpl {
         _request: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
         Ok(Response::new(ListPodSandboxMetricsResponse {
-            pod_metrics: self.state.pods.pod_sandbox_metrics()?,
+            pod_metrics: self.state.pods.pod_sandbox_metrics().await?,
         }))
     }
 

@@ -652,7 +652,8 @@ impl Service {
         tokio::task::spawn_blocking(move || -> Result<Any, Error> {
             let cgroup = containerd_shim::cgroup::get_cgroup(pid)?;
             if cgroup.v2() {
-                let m = containerd_shim::cgroup::collect_metrics_v2(&cgroup)?;
+                let mut m = containerd_shim::cgroup::collect_metrics_v2(&cgroup)?;
+                crate::cgroup_stats::fill_v2(pid, &mut m);
                 Ok(Any {
                     type_url: "io.containerd.cgroups.v2.Metrics".into(),
                     value: m.write_to_bytes()?,
