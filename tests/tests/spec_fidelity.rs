@@ -1199,6 +1199,135 @@ async fn stats_events_and_runtime_config(handler: &str) {
     assert_eq!(info["podCIDRs"], r#"["10.244.1.0/24"]"#);
 }
 
+/// Mount propagation from the host: after the container started, a tmpfs mounted on
+/// the host under each source reaches the `Bidirectional` and `HostToContainer`
+/// mounts and not the `Private` one; a source whose host mount cannot carry the
+/// propagation asked for is refused, naming it, and nothing is created.
+async fn mount_propagation(handler: &str) {
+    let mut f = fixture(handler, "").await;
+    // Bidirectional is for privileged containers (the API server's rule), which can
+    // mount inside it.
+    let mut pod = f.pod("propagation");
+    pod.linux
+        .get_or_insert_with(Default::default)
+        .security_context = Some(LinuxSandboxSecurityContext {
+        privileged: true,
+        ..Default::default()
+    });
+    let pod_id = f.run_pod(&pod).await;
+    let host = tempfile::tempdir().expect("tempdir");
+    let shared = SharedMount::new(host.path());
+    let privileged = LinuxContainerSecurityContext {
+        privileged: true,
+        ..Default::default()
+    };
+    let modes = [
+        ("/bidir", MountPropagation::PropagationBidirectional),
+        ("/slave", MountPropagation::PropagationHostToContainer),
+        ("/private", MountPropagation::PropagationPrivate),
+    ];
+    let mounts: Vec<Mount> = modes
+        .iter()
+        .map(|(path, mode)| {
+            let source = host.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(&source).expect("mkdir");
+            Mount {
+                container_path: path.to_string(),
+                host_path: source.display().to_string(),
+                propagation: *mode as i32,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let id = f
+        .sleeper(&pod_id, &pod, "prop", privileged, |c| {
+            c.mounts = mounts.clone()
+        })
+        .await
+        .expect("create and start");
+    for (path, _) in &modes {
+        let sub = format!("{}/late", path.trim_start_matches('/'));
+        shared.mount_tmpfs(&sub);
+        std::fs::write(host.path().join(&sub).join("marker"), "late\n").expect("marker");
+    }
+    assert_eq!(
+        f.sh(&id, "cat /bidir/late/marker").await,
+        "late\n",
+        "Bidirectional"
+    );
+    assert_eq!(
+        f.sh(&id, "cat /slave/late/marker").await,
+        "late\n",
+        "HostToContainer"
+    );
+    assert!(
+        !f.ok(&id, "test -e /private/late/marker").await,
+        "Private sees no later mount"
+    );
+    // And back: only a Bidirectional mount shows the host what the container mounts.
+    for (path, _) in &modes {
+        f.sh(
+            &id,
+            &format!("mkdir -p {path}/inner && mount -t tmpfs tmpfs {path}/inner && echo in > {path}/inner/x"),
+        )
+        .await;
+    }
+    let on_host = |p: &str| host.path().join(p).join("inner/x").exists();
+    assert!(
+        on_host("bidir"),
+        "Bidirectional shares the container's mount"
+    );
+    assert!(!on_host("slave"), "HostToContainer keeps it in");
+    assert!(!on_host("private"), "Private keeps it in");
+    let status = f.cri.container_status(&id).await.expect("status");
+    let reported: Vec<(String, i32)> = status
+        .mounts
+        .iter()
+        .map(|m| (m.container_path.clone(), m.propagation))
+        .collect();
+    for (path, mode) in &modes {
+        assert!(
+            reported.contains(&(path.to_string(), *mode as i32)),
+            "{path}: {reported:?}"
+        );
+    }
+
+    // A plain directory on a private host mount cannot carry either.
+    let private = tempfile::tempdir().expect("tempdir");
+    let plain = SharedMount::private(private.path());
+    let before = f.cri.containers().await.len();
+    for (mode, says) in [
+        (
+            MountPropagation::PropagationBidirectional,
+            "not a shared mount",
+        ),
+        (
+            MountPropagation::PropagationHostToContainer,
+            "not a shared or slave mount",
+        ),
+    ] {
+        let refused = Mount {
+            container_path: "/refused".into(),
+            host_path: plain.dir.display().to_string(),
+            propagation: mode as i32,
+            ..Default::default()
+        };
+        let err = f
+            .sleeper(&pod_id, &pod, "refused", Default::default(), |c| {
+                c.mounts = vec![refused]
+            })
+            .await
+            .expect_err("a private source");
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert!(
+            err.message().contains(says)
+                && err.message().contains(&plain.dir.display().to_string()),
+            "{err}"
+        );
+    }
+    assert_eq!(f.cri.containers().await.len(), before, "nothing created");
+}
+
 /// A directory bind-mounted onto itself and made shared; unmounted (with what was
 /// mounted under it) on drop, even when the test fails.
 struct SharedMount {
@@ -1220,6 +1349,25 @@ impl SharedMount {
             None::<&str>,
         )
         .expect("make shared");
+        m
+    }
+
+    /// A bind of `dir` onto itself made private: a mount no propagation can use,
+    /// whatever the host's `/` is.
+    fn private(dir: &std::path::Path) -> Self {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        let m = SharedMount {
+            dir: dir.to_path_buf(),
+        };
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make private");
         m
     }
 
@@ -1249,6 +1397,7 @@ crio_tests::per_handler!(
     security_context,
     resources_and_updates,
     mounts_and_devices,
+    mount_propagation,
     cdi_devices,
     stats_events_and_runtime_config
 );

@@ -282,6 +282,11 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
                 ))
             })?;
         }
+        // The host's mount must be able to carry what is asked; containerd and
+        // CRI-O refuse, rather than silently not propagate.
+        spec::propagation::check_source(&host, prop).map_err(|e| {
+            CriError::FailedPrecondition(format!("mount {}: {e}", m.container_path))
+        })?;
         mounts.push(BindMount {
             host_path: host,
             container_path: PathBuf::from(&m.container_path),

@@ -7,6 +7,7 @@
 mod defaults;
 pub mod devices;
 mod host;
+pub mod propagation;
 pub mod seccomp;
 mod seccomp_default;
 pub mod sysctl;
@@ -548,6 +549,8 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         mounts.push(m.clone());
     }
     spec.set_mounts(Some(mounts));
+    let root_propagation =
+        propagation::rootfs_propagation(input.mounts.iter().map(|m| m.propagation));
     spec.set_hooks(input.hooks.clone());
 
     let pause_ns = |name: &str| {
@@ -609,6 +612,7 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
         }
     };
     linux.set_seccomp(seccomp);
+    linux.set_rootfs_propagation(root_propagation.map(String::from));
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)

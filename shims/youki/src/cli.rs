@@ -232,7 +232,10 @@ fn builder(inv: &Invocation, id: &str, pid_file: &str) -> Result<ContainerBuilde
 ///   `false` (`process/init/process.rs:356`), and the load then fails. `false` is the
 ///   OCI default, so the key is dropped;
 /// - with `cgroup_v1`, the `cgroup` mount is taken out: [`crate::mounts::finish`]
-///   mounts it.
+///   mounts it;
+/// - `linux.rootfsPropagation` is read without runc's recursive spellings
+///   (`rshared` is refused as unknown, `rootfs/rootfs.rs`); it always applies
+///   `MS_REC`, so `rshared`, `rslave` and `rprivate` lose their `r`.
 pub fn normalize_spec(
     config: &Path,
     cgroup_v1: bool,
@@ -244,6 +247,17 @@ pub fn normalize_spec(
     if let Some(p) = written.get_mut("process").and_then(|p| p.as_object_mut()) {
         if p.get("noNewPrivileges") == Some(&serde_json::Value::Bool(false)) {
             p.remove("noNewPrivileges");
+        }
+    }
+    if let Some(linux) = written.get_mut("linux").and_then(|l| l.as_object_mut()) {
+        let plain = linux
+            .get("rootfsPropagation")
+            .and_then(|p| p.as_str())
+            .and_then(|p| p.strip_prefix('r'))
+            .filter(|p| ["shared", "slave", "private"].contains(p))
+            .map(str::to_string);
+        if let Some(plain) = plain {
+            linux.insert("rootfsPropagation".into(), plain.into());
         }
     }
     if cgroup_v1 {
@@ -517,6 +531,28 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");
         assert_eq!(v["process"]["noNewPrivileges"], true);
+    }
+
+    #[test]
+    fn rootfs_propagation_loses_its_r() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"ociVersion":"1.0.2","linux":{"rootfsPropagation":"rshared"}}"#,
+        )
+        .expect("write");
+        let spec = normalize_spec(&config, false).expect("normalize");
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.rootfs_propagation().clone()),
+            Some("rshared".into()),
+            "the spec as asked for"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("json");
+        assert_eq!(v["linux"]["rootfsPropagation"], "shared");
     }
 
     #[test]
