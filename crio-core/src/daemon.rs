@@ -149,6 +149,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
             host: crate::spec::HostFacts::read(),
             metric_groups,
+            handler_features: features.clone(),
         },
         store.clone(),
         images.clone(),

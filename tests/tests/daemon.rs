@@ -374,7 +374,11 @@ async fn status_reports_each_handlers_features() {
     };
     let runc = features("runc");
     assert!(runc.recursive_read_only_mounts, "runc features lists rro");
-    assert!(!runc.user_namespaces);
+    // runc joins user namespaces; the daemon ID-maps the rootfs and volumes itself.
+    assert!(
+        runc.user_namespaces,
+        "runc features lists the user namespace"
+    );
     assert_eq!(features(""), runc, "the default handler is runc");
     let go = features("go");
     assert!(!go.recursive_read_only_mounts && !go.user_namespaces);

@@ -62,6 +62,7 @@ pub fn prepare(
             recursive_readonly: false,
             // As CRI-O mounts them (KEP-4639 itself now asks only for `ro`).
             hardened: true,
+            idmapped: false,
         });
     }
     Ok(mounts)

@@ -271,8 +271,29 @@ impl PodRuntime {
             .diff_paths(&image.layers)
             .map_err(|e| CriError::Internal(e.to_string()))?;
         let storage = self.container_storage(&id);
-        let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+        // A pod with its own user namespace sees its layers and volumes ID-mapped.
+        let userns = match (&pod.userns, pod.userns_path.as_str()) {
+            (Some(m), path) if !path.is_empty() => Some((
+                std::fs::File::open(path).map_err(|e| {
+                    CriError::Internal(format!("pod {} user namespace {path}: {e}", pod.id))
+                })?,
+                m,
+            )),
+            _ => None,
+        };
+        let rootfs = match &userns {
+            None => rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage),
+            Some((file, m)) => rootfs::prepare_rootfs_idmapped(
+                self.config.storage_driver,
+                &lowers,
+                &storage,
+                &rootfs::RootIdmap {
+                    userns: file,
+                    root: (m.uids.host_id, m.gids.host_id),
+                },
+            ),
+        }
+        .map_err(|e| CriError::Internal(e.to_string()))?;
 
         let mut input = spec_input::container_spec_input(
             self,
@@ -301,6 +322,15 @@ impl PodRuntime {
                 .mounts
                 .retain(|m| m.container_path != mount.container_path);
             input.mounts.push(mount);
+        }
+        if let Some((file, _)) = &userns {
+            for (i, mount) in input.mounts.iter_mut().enumerate() {
+                if mount.idmapped {
+                    mount.host_path =
+                        rootfs::stage_idmapped_volume(&storage, i, &mount.host_path, file)
+                            .map_err(|e| CriError::Internal(e.to_string()))?;
+                }
+            }
         }
         record.uid = input.uid;
         record.gid = input.gid;

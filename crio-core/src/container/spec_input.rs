@@ -11,6 +11,7 @@ use protocols::cri;
 use super::process::{self, ResolvedUser};
 use super::security;
 use crate::image::image_config::ImageConfig;
+use crate::network::userns::UsernsMappings;
 use crate::sandbox::PodRuntime;
 use crate::server::CriError;
 use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resources};
@@ -237,6 +238,7 @@ fn image_volumes(
                 propagation: "rprivate",
                 recursive_readonly: false,
                 hardened: false,
+                idmapped: false,
             });
         }
     }
@@ -245,7 +247,11 @@ fn image_volumes(
 
 /// The CRI's bind mounts; a missing host path is created as a directory (CRI-O).
 /// Image volumes (`Mount.image`) are checked here and mounted by `image_volumes`.
-fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError> {
+/// A mount with ID mappings needs them to be its pod's (`pod_userns`).
+fn cri_mounts(
+    config: &cri::ContainerConfig,
+    pod_userns: Option<&UsernsMappings>,
+) -> Result<Vec<BindMount>, CriError> {
     let mut mounts = Vec::new();
     for m in &config.mounts {
         if is_image_volume(m) {
@@ -266,6 +272,17 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
         if m.container_path.is_empty() || m.host_path.is_empty() {
             return Err(invalid("mounts need both container_path and host_path"));
         }
+        let idmapped = match crate::sandbox::userns::mount_mappings(m)? {
+            None => false,
+            Some(asked) if Some(&asked) == pod_userns => true,
+            Some(_) => {
+                return Err(invalid(format!(
+                    "mount {}: uid_mappings/gid_mappings must be the pod's user namespace \
+                     mappings (and the pod must have its own user namespace)",
+                    m.container_path
+                )))
+            }
+        };
         let prop = propagation(m.propagation);
         if m.recursive_read_only && (!m.readonly || prop != "rprivate") {
             return Err(invalid(format!(
@@ -294,6 +311,7 @@ fn cri_mounts(config: &cri::ContainerConfig) -> Result<Vec<BindMount>, CriError>
             propagation: prop,
             recursive_readonly: m.recursive_read_only,
             hardened: false,
+            idmapped,
         });
     }
     Ok(mounts)
@@ -372,7 +390,8 @@ pub fn container_spec_input(
     // CRI-O creates a missing working directory (root-owned, 0755).
     std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
         .map_err(|e| CriError::Internal(format!("working directory {cwd}: {e}")))?;
-    let mut mounts = cri_mounts(config)?;
+    crate::sandbox::userns::check_container(config, pod.userns.as_ref())?;
+    let mut mounts = cri_mounts(config, pod.userns.as_ref())?;
     let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;
     mounts.extend(volumes);
 
@@ -467,6 +486,7 @@ pub fn container_spec_input(
         netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
         utsns_path: (!pod.utsns_path.is_empty()).then(|| PathBuf::from(&pod.utsns_path)),
         ipcns_path: (!pod.ipcns_path.is_empty()).then(|| PathBuf::from(&pod.ipcns_path)),
+        userns: crate::sandbox::pod_user_namespace(pod),
         namespaces,
         mounts,
         privileged,

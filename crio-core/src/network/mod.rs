@@ -7,6 +7,7 @@ pub mod pinned_ns;
 mod plugin_exec;
 pub mod pod_ips;
 pub mod pod_request;
+pub mod userns;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// A namespace a pod owns and pins.
+/// A namespace a pod owns and pins (a pod's user namespace is pinned too, by
+/// [`super::userns`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodNamespace {
     Net,
@@ -25,7 +26,8 @@ impl PodNamespace {
         }
     }
 
-    fn proc_name(self) -> &'static str {
+    /// Its name under `/proc/<pid>/ns/`.
+    pub(super) fn proc_name(self) -> &'static str {
         match self {
             PodNamespace::Net => "net",
             PodNamespace::Uts => "uts",
@@ -33,7 +35,7 @@ impl PodNamespace {
         }
     }
 
-    fn clone_flag(self) -> nix::sched::CloneFlags {
+    pub(super) fn clone_flag(self) -> nix::sched::CloneFlags {
         match self {
             PodNamespace::Net => nix::sched::CloneFlags::CLONE_NEWNET,
             PodNamespace::Uts => nix::sched::CloneFlags::CLONE_NEWUTS,
@@ -74,14 +76,7 @@ pub fn create_pinned(kind: PodNamespace, path: &Path, hostname: &str) -> Result<
     let hostname = hostname.to_string();
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
         nix::sched::unshare(kind.clone_flag()).map_err(|e| err(&target, "unshare")(e.into()))?;
-        if kind == PodNamespace::Net {
-            // As CRI-O and containerd do for every pod, whatever the CNI list holds.
-            set_loopback_up().map_err(err(&target, "bring up lo"))?;
-        }
-        if kind == PodNamespace::Uts && !hostname.is_empty() {
-            nix::unistd::sethostname(&hostname)
-                .map_err(|e| err(&target, "set hostname")(e.into()))?;
-        }
+        configure(kind, &target, &hostname)?;
         let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
         nix::mount::mount(
             Some(source.as_str()),
@@ -104,6 +99,43 @@ pub fn create_pinned(kind: PodNamespace, path: &Path, hostname: &str) -> Result<
         let _ = std::fs::remove_file(path);
     }
     pinned
+}
+
+/// Sets up the calling thread's new namespace of `kind` (pinned at `path`): `lo` up
+/// in a network namespace, as CRI-O and containerd do for every pod whatever the CNI
+/// list holds; `hostname` in a UTS namespace.
+fn configure(kind: PodNamespace, path: &Path, hostname: &str) -> Result<(), NetnsError> {
+    if kind == PodNamespace::Net {
+        set_loopback_up().map_err(err(path, "bring up lo"))?;
+    }
+    if kind == PodNamespace::Uts && !hostname.is_empty() {
+        nix::unistd::sethostname(hostname).map_err(|e| err(path, "set hostname")(e.into()))?;
+    }
+    Ok(())
+}
+
+/// Sets up a namespace pinned at `path` by someone else (see [`configure`]), from a
+/// short-lived thread that joins it.
+pub(super) fn set_up_pinned(
+    kind: PodNamespace,
+    path: &Path,
+    hostname: &str,
+) -> Result<(), NetnsError> {
+    let ns = std::fs::File::open(path).map_err(err(path, "open"))?;
+    let target = path.to_path_buf();
+    let hostname = hostname.to_string();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, kind.clone_flag()).map_err(|e| err(&target, "setns")(e.into()))?;
+        configure(kind, &target, &hostname)
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetnsError::Io {
+            path: path.to_path_buf(),
+            action: "set up",
+            source: std::io::Error::other("set-up thread panicked"),
+        })
+    })
 }
 
 /// Sets `lo` up in the calling thread's network namespace.

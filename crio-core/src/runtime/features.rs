@@ -35,6 +35,8 @@ struct OciFeatures {
 #[serde(rename_all = "camelCase")]
 struct LinuxFeatures {
     #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
     mount_extensions: Option<MountExtensions>,
 }
 
@@ -51,22 +53,27 @@ struct Enabled {
 }
 
 /// The features an OCI runtime's `features` document implies on a kernel of
-/// `kernel_release`, as containerd derives them: recursive read-only mounts need the
-/// `rro` option and `mount_setattr` (Linux 5.12); user namespaces need idmapped mounts.
+/// `kernel_release`: recursive read-only mounts need the `rro` option and
+/// `mount_setattr` (Linux 5.12), as containerd derives them. User namespaces
+/// (`hostUsers: false`) need a runtime that joins one and ID-mapped mounts: the
+/// daemon ID-maps the rootfs layers and volumes itself, which needs ID-mapped
+/// overlayfs layers (Linux 5.19), so the runtime's own idmap support is not needed,
+/// only the `user` namespace (or idmap support, which implies it).
 pub fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFeatures {
     let Ok(f) = serde_json::from_slice::<OciFeatures>(json) else {
         return HandlerFeatures::default();
     };
-    let idmap = f
-        .linux
-        .and_then(|l| l.mount_extensions)
+    let linux = f.linux.unwrap_or_default();
+    let idmap = linux
+        .mount_extensions
         .and_then(|m| m.idmap)
         .and_then(|i| i.enabled)
         .unwrap_or(false);
+    let joins_user_namespaces = idmap || linux.namespaces.iter().any(|n| n == "user");
     HandlerFeatures {
         recursive_read_only_mounts: f.mount_options.iter().any(|o| o == "rro")
             && kernel_at_least(kernel_release, 5, 12),
-        user_namespaces: idmap,
+        user_namespaces: joins_user_namespaces && kernel_at_least(kernel_release, 5, 19),
     }
 }
 
@@ -131,20 +138,23 @@ mod tests {
 
     #[test]
     fn rro_needs_the_option_and_a_new_kernel() {
-        let json = br#"{"mountOptions":["bind","rro"],"linux":{"namespaces":["user"]}}"#;
+        let json = br#"{"mountOptions":["bind","rro"],"linux":{"namespaces":["pid"]}}"#;
         let f = from_oci_features(json, "6.18.0-cloud");
         assert!(f.recursive_read_only_mounts);
-        assert!(
-            !f.user_namespaces,
-            "a user namespace without idmap mounts is not enough"
-        );
+        assert!(!f.user_namespaces, "no user namespace to join");
         assert!(!from_oci_features(json, "5.10.0").recursive_read_only_mounts);
     }
 
     #[test]
-    fn user_namespaces_need_idmapped_mounts() {
+    fn user_namespaces_need_a_runtime_that_joins_them_and_idmapped_layers() {
         let json = br#"{"linux":{"mountExtensions":{"idmap":{"enabled":true}}}}"#;
         assert!(from_oci_features(json, "6.1.0").user_namespaces);
+        let joins = br#"{"linux":{"namespaces":["mount","user"]}}"#;
+        assert!(from_oci_features(joins, "6.18.0").user_namespaces);
+        assert!(
+            !from_oci_features(joins, "5.15.0").user_namespaces,
+            "overlayfs takes ID-mapped layers from 5.19"
+        );
         assert_eq!(
             from_oci_features(b"not json", "6.1"),
             HandlerFeatures::default()

@@ -9,6 +9,7 @@ mod network;
 pub mod pause;
 pub mod pod_files;
 mod runtime;
+pub mod userns;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
 
 use crate::image::image_config::ImageConfig;
 use crate::network::pinned_ns::{self, PodNamespace};
+use crate::network::userns::UsernsMappings;
 use crate::server::CriError;
 use crate::spec::{self, PodNamespaces, SandboxSpec};
 use crate::storage::rootfs;
@@ -39,6 +41,28 @@ fn pin_slot(record: &mut SandboxRecord, kind: PodNamespace) -> &mut String {
         PodNamespace::Uts => &mut record.utsns_path,
         PodNamespace::Ipc => &mut record.ipcns_path,
     }
+}
+
+/// Where pods' user namespaces are pinned, under the run root.
+pub const USERNS_DIR: &str = "userns";
+
+/// The pod's user namespace as its specs join it (`None` = the host's).
+pub fn pod_user_namespace(record: &SandboxRecord) -> Option<spec::UserNamespace> {
+    let m = record.userns?;
+    let oci = |r: crate::network::userns::IdMapping| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(r.container_id)
+            .host_id(r.host_id)
+            .size(r.length)
+            .build()
+            .map(|m| vec![m])
+            .unwrap_or_default()
+    };
+    Some(spec::UserNamespace {
+        path: PathBuf::from(&record.userns_path),
+        uid_mappings: oci(m.uids),
+        gid_mappings: oci(m.gids),
+    })
 }
 
 /// CRI-O's unique name of a pod sandbox.
@@ -80,6 +104,8 @@ fn validate(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, 
 /// What a pod asks for beyond its namespaces, checked before anything is created.
 #[derive(Debug)]
 struct PodSetup {
+    /// The pod's own user namespace (`None` = the host's).
+    userns: Option<UsernsMappings>,
     sysctls: BTreeMap<String, String>,
     seccomp: spec::Seccomp,
     dns: Option<cri::DnsConfig>,
@@ -108,6 +134,7 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
     )
     .map_err(CriError::InvalidArgument)?;
     Ok(PodSetup {
+        userns: userns::pod_mappings(config, ns)?,
         sysctls,
         seccomp,
         dns: config.dns_config.clone(),
@@ -131,6 +158,29 @@ fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
 }
 
 impl PodRuntime {
+    /// A pod with its own user namespace needs a handler whose runtime can join one
+    /// (the daemon ID-maps the rootfs and volumes itself) and overlay storage.
+    fn check_userns_support(&self, handler: &crate::runtime::Handler) -> Result<(), CriError> {
+        let supported = self
+            .config
+            .handler_features
+            .get(&handler.name)
+            .is_some_and(|f| f.user_namespaces);
+        if !supported {
+            return Err(CriError::FailedPrecondition(format!(
+                "runtime handler {:?} does not support user namespaces (hostUsers: false): its \
+                 runtime reports none it can join, or the kernel cannot ID-map mounts",
+                handler.name
+            )));
+        }
+        if self.config.storage_driver != crate::storage::rootfs::StorageDriver::Overlay {
+            return Err(CriError::FailedPrecondition(
+                "user namespaces (hostUsers: false) need the overlay storage driver".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// RunPodSandbox.
     /// `infra` is the `pause_image` (resolved by the caller), `None` for the built-in pause.
     pub async fn run_sandbox(
@@ -144,6 +194,9 @@ impl PodRuntime {
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
         let setup = pod_setup(config, ns)?;
+        if setup.userns.is_some() {
+            self.check_userns_support(&handler)?;
+        }
         let id = new_id();
         let cgroup_parent = config
             .linux
@@ -182,6 +235,7 @@ impl PodRuntime {
             bundle: self.bundle_dir(&id),
             shim_binary: shim_binary.clone(),
             infra_image: infra.map(|(i, _)| i.id.clone()).unwrap_or_default(),
+            userns: setup.userns,
             ..Default::default()
         };
         {
@@ -274,11 +328,39 @@ impl PodRuntime {
             let path = self.config.run_root.join(kind.dir_name()).join(&id);
             *pin_slot(record, *kind) = path.display().to_string();
         }
+        if record.userns.is_some() {
+            record.userns_path = self
+                .config
+                .run_root
+                .join(USERNS_DIR)
+                .join(&id)
+                .display()
+                .to_string();
+        }
         self.store.put(&*record)?;
-        for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
-            let hostname = record.hostname.clone();
-            pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)), &hostname)
+        let hostname = record.hostname.clone();
+        match record.userns {
+            // Made inside the pod's user namespace, so it owns them.
+            Some(mappings) => {
+                let owned: Vec<(PodNamespace, PathBuf)> = wanted
+                    .iter()
+                    .filter(|(_, want)| *want)
+                    .map(|(kind, _)| (*kind, PathBuf::from(pin_slot(record, *kind).as_str())))
+                    .collect();
+                crate::network::userns::create_pinned_userns(
+                    Path::new(&record.userns_path),
+                    &owned,
+                    &mappings,
+                    &hostname,
+                )
                 .map_err(|e| CriError::Internal(e.to_string()))?;
+            }
+            None => {
+                for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
+                    pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)), &hostname)
+                        .map_err(|e| CriError::Internal(e.to_string()))?;
+                }
+            }
         }
         let pod_mounts = self.write_pod_files(record, &setup)?;
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
@@ -312,6 +394,7 @@ impl PodRuntime {
                 pod_mounts,
                 seccomp: setup.seccomp,
                 kernel_release: self.config.host.kernel_release.clone(),
+                userns: pod_user_namespace(record),
             },
             &self.config.held_capabilities,
         )?;
@@ -483,7 +566,12 @@ impl PodRuntime {
         if let Err(e) = self.detach_network(&mut record.clone()).await {
             tracing::warn!(pod = %record.id, "{e}");
         }
-        for path in [&record.netns_path, &record.utsns_path, &record.ipcns_path] {
+        for path in [
+            &record.netns_path,
+            &record.utsns_path,
+            &record.ipcns_path,
+            &record.userns_path,
+        ] {
             if !path.is_empty() {
                 if let Err(e) = pinned_ns::remove_pinned(Path::new(path)) {
                     tracing::warn!(pod = %record.id, "{e}");

@@ -61,6 +61,8 @@ pub struct PodRuntimeConfig {
     /// The CRI pod metric groups served (`[crio.stats] included_pod_metrics`, less
     /// what the host cannot serve), fixed for the daemon's life.
     pub metric_groups: Vec<crate::container::metrics::MetricGroup>,
+    /// What each handler can do (probed at start), by name.
+    pub handler_features: HashMap<String, crate::runtime::HandlerFeatures>,
 }
 
 /// Serializes operations on one pod or container.
@@ -382,12 +384,16 @@ impl PodRuntime {
             .store
             .list::<SandboxRecord>()?
             .into_iter()
-            .flat_map(|s| [s.netns_path, s.utsns_path, s.ipcns_path])
+            .flat_map(|s| [s.netns_path, s.utsns_path, s.ipcns_path, s.userns_path])
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
             .collect();
-        for kind in PodNamespace::ALL {
-            let Ok(entries) = std::fs::read_dir(self.config.run_root.join(kind.dir_name())) else {
+        let dirs = PodNamespace::ALL
+            .iter()
+            .map(|k| k.dir_name())
+            .chain([super::USERNS_DIR]);
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(self.config.run_root.join(dir)) else {
                 continue;
             };
             for entry in entries.flatten() {

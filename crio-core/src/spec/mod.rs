@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, Hooks, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory,
-    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec,
-    User,
+    Capability, Hooks, Linux, LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit,
+    LinuxIdMapping, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+    Mount, Process, Root, Spec, User,
 };
 
 pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
@@ -91,6 +91,29 @@ pub struct SandboxSpec {
     pub pod_mounts: Vec<Mount>,
     pub seccomp: Seccomp,
     pub kernel_release: String,
+    /// The pod's own user namespace (`hostUsers: false`), `None` = the host's.
+    pub userns: Option<UserNamespace>,
+}
+
+/// A pod's pinned user namespace and its mappings, which runtimes want written out
+/// even when they join it by path (runc 1.1 requires them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserNamespace {
+    pub path: PathBuf,
+    pub uid_mappings: Vec<LinuxIdMapping>,
+    pub gid_mappings: Vec<LinuxIdMapping>,
+}
+
+/// Adds the user namespace to a spec's namespaces, and its mappings.
+fn set_user_namespace(userns: Option<&UserNamespace>, linux: &mut Linux) {
+    let Some(u) = userns else {
+        return;
+    };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.push(namespace(LinuxNamespaceType::User, Some(u.path.clone())));
+    linux.set_namespaces(Some(namespaces));
+    linux.set_uid_mappings(Some(u.uid_mappings.clone()));
+    linux.set_gid_mappings(Some(u.gid_mappings.clone()));
 }
 
 /// A bind mount asked for by the CRI.
@@ -105,6 +128,9 @@ pub struct BindMount {
     pub recursive_readonly: bool,
     /// `noexec`, `nosuid` and `nodev`: how CRI-O mounts image volumes.
     pub hardened: bool,
+    /// The source is to be seen through the pod's user namespace (the CRI's mount
+    /// `uid_mappings`): the daemon replaces it with an ID-mapped clone.
+    pub idmapped: bool,
 }
 
 /// Resources of one container, as the CRI gives them (0 = unset).
@@ -150,6 +176,8 @@ pub struct ContainerSpec {
     /// created before these were pinned).
     pub utsns_path: Option<PathBuf>,
     pub ipcns_path: Option<PathBuf>,
+    /// The pod's own user namespace, joined by path (`None` = the host's).
+    pub userns: Option<UserNamespace>,
     pub namespaces: PodNamespaces,
     pub mounts: Vec<BindMount>,
     pub privileged: bool,
@@ -425,6 +453,7 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
         Seccomp::RuntimeDefault => Some(seccomp_default::runtime_default(&caps)),
         Seccomp::Profile(file) => Some(seccomp::to_oci(file, &caps, &input.kernel_release)?),
     });
+    set_user_namespace(input.userns.as_ref(), &mut linux);
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)
@@ -613,6 +642,7 @@ pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Sp
     };
     linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(root_propagation.map(String::from));
+    set_user_namespace(input.userns.as_ref(), &mut linux);
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)

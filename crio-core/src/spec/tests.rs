@@ -84,6 +84,7 @@ fn container_input() -> ContainerSpec {
         netns_path: None,
         utsns_path: None,
         ipcns_path: None,
+        userns: None,
         namespaces: PodNamespaces::default(),
         mounts: vec![BindMount {
             host_path: "/h".into(),
@@ -92,6 +93,7 @@ fn container_input() -> ContainerSpec {
             propagation: "rprivate",
             recursive_readonly: false,
             hardened: false,
+            idmapped: false,
         }],
         privileged: false,
         readonly_rootfs: false,

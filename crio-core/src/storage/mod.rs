@@ -3,6 +3,7 @@
 //! vfs copies where overlayfs is unavailable).
 
 pub mod content;
+pub mod idmap;
 pub mod layers;
 pub mod overlay;
 pub mod rootfs;

@@ -78,6 +78,54 @@ pub fn mount_rootfs(
     })
 }
 
+/// The deepest directory holding every path of `paths`.
+fn common_parent(paths: &[PathBuf]) -> Option<PathBuf> {
+    let first = paths.first()?.parent()?.to_path_buf();
+    let mut common = first;
+    for p in &paths[1..] {
+        while !p.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
+}
+
+/// [`mount_rootfs`] for a pod with its own user namespace: the layers are seen
+/// through one read-only ID-mapped clone of their common parent, attached at
+/// `stage` only while overlayfs is mounted (it keeps private clones of its layers),
+/// and `upper`'s root belongs to the pod's root (`root`, host IDs), so the
+/// container's root owns its files and can write its root directory.
+pub fn mount_rootfs_idmapped(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    stage: &Path,
+    userns: &std::fs::File,
+    root: (u32, u32),
+) -> Result<(), OverlayError> {
+    let parent = common_parent(lowers).ok_or(OverlayError::NoLayers)?;
+    let dir_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OverlayError::Dir { path, source }
+    };
+    std::fs::create_dir_all(upper).map_err(dir_err(upper))?;
+    std::os::unix::fs::chown(upper, Some(root.0), Some(root.1)).map_err(dir_err(upper))?;
+    super::idmap::unmount(stage).map_err(dir_err(stage))?;
+    // Not recursive: nothing mounted below the layer store belongs in a rootfs.
+    super::idmap::mount_idmapped(&parent, stage, userns, false, true).map_err(dir_err(stage))?;
+    let through_stage: Vec<PathBuf> = lowers
+        .iter()
+        .map(|l| stage.join(l.strip_prefix(&parent).unwrap_or(l)))
+        .collect();
+    let mounted = mount_rootfs(&through_stage, upper, work, target);
+    let detached = super::idmap::unmount(stage).map_err(dir_err(stage));
+    mounted?;
+    detached?;
+    let _ = std::fs::remove_dir(stage);
+    Ok(())
+}
+
 /// Unmounts a rootfs (idempotent: not mounted is fine).
 pub fn unmount_rootfs(target: &Path) -> Result<(), OverlayError> {
     match nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
@@ -92,6 +140,19 @@ pub fn unmount_rootfs(target: &Path) -> Result<(), OverlayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_share_their_store_as_parent() {
+        let lowers: Vec<PathBuf> = ["/s/layers/a/diff", "/s/layers/b/diff"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(common_parent(&lowers), Some(PathBuf::from("/s/layers")));
+        assert_eq!(
+            common_parent(&lowers[..1]),
+            Some(PathBuf::from("/s/layers/a"))
+        );
+    }
 
     #[test]
     fn top_layer_comes_first() {

@@ -43,6 +43,10 @@ pub const UPPER_DIR: &str = "upper";
 pub const WORK_DIR: &str = "work";
 /// Where a vfs copy is built before it is renamed to [`ROOTFS_DIR`].
 pub const PARTIAL_DIR: &str = "rootfs.partial";
+/// Where ID-mapped layers are attached while an overlay is mounted over them.
+pub const STAGE_DIR: &str = "lowers";
+/// ID-mapped clones of a container's volume sources, one per mount.
+pub const IDMAPPED_DIR: &str = "idmapped";
 
 /// The overlayfs xattr marking an opaque directory (set by the layer unpacker).
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -104,6 +108,8 @@ pub enum RootfsError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("a pod with its own user namespace needs the overlay storage driver (its layers are ID-mapped; a vfs copy is not)")]
+    IdmapNeedsOverlay,
     #[error("removing the rootfs of {dir}: {mount} is still mounted")]
     Busy { dir: PathBuf, mount: PathBuf },
 }
@@ -135,6 +141,37 @@ pub fn prepare_rootfs(
     layers: &[PathBuf],
     container_dir: &Path,
 ) -> Result<PathBuf, RootfsError> {
+    prepare(driver, layers, container_dir, None)
+}
+
+/// The user namespace a rootfs is seen from (a pod with `hostUsers: false`): its
+/// file, and the host IDs of its root.
+#[derive(Debug)]
+pub struct RootIdmap<'a> {
+    pub userns: &'a fs::File,
+    pub root: (u32, u32),
+}
+
+/// [`prepare_rootfs`] for a pod with its own user namespace: the layers are
+/// ID-mapped through it (overlay only: a vfs copy would have to be chowned).
+pub fn prepare_rootfs_idmapped(
+    driver: StorageDriver,
+    layers: &[PathBuf],
+    container_dir: &Path,
+    idmap: &RootIdmap<'_>,
+) -> Result<PathBuf, RootfsError> {
+    prepare(driver, layers, container_dir, Some(idmap))
+}
+
+fn prepare(
+    driver: StorageDriver,
+    layers: &[PathBuf],
+    container_dir: &Path,
+    idmap: Option<&RootIdmap<'_>>,
+) -> Result<PathBuf, RootfsError> {
+    if idmap.is_some() && driver != StorageDriver::Overlay {
+        return Err(RootfsError::IdmapNeedsOverlay);
+    }
     if layers.is_empty() {
         return Err(RootfsError::NoLayers);
     }
@@ -145,12 +182,19 @@ pub fn prepare_rootfs(
             if is_mounted(&target) {
                 return Ok(target);
             }
-            overlay::mount_rootfs(
-                layers,
-                &container_dir.join(UPPER_DIR),
-                &container_dir.join(WORK_DIR),
-                &target,
-            )?;
+            let (upper, work) = (container_dir.join(UPPER_DIR), container_dir.join(WORK_DIR));
+            match idmap {
+                None => overlay::mount_rootfs(layers, &upper, &work, &target)?,
+                Some(m) => overlay::mount_rootfs_idmapped(
+                    layers,
+                    &upper,
+                    &work,
+                    &target,
+                    &container_dir.join(STAGE_DIR),
+                    m.userns,
+                    m.root,
+                )?,
+            }
         }
         StorageDriver::Vfs => {
             if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
@@ -178,6 +222,41 @@ pub fn prepare_rootfs(
     Ok(target)
 }
 
+/// Mounts an ID-mapped clone of a volume `source` (seen through `userns`) as the
+/// `index`th of the container's, and returns where: a bind of it keeps the mapping.
+pub fn stage_idmapped_volume(
+    container_dir: &Path,
+    index: usize,
+    source: &Path,
+    userns: &fs::File,
+) -> Result<PathBuf, RootfsError> {
+    let target = container_dir.join(IDMAPPED_DIR).join(index.to_string());
+    super::idmap::unmount(&target).map_err(io_err("unmount", &target))?;
+    super::idmap::mount_idmapped(source, &target, userns, true, false)
+        .map_err(io_err("ID-map a clone of the volume at", &target))?;
+    Ok(target)
+}
+
+/// Unmounts and removes the ID-mapped volume clones of a container (idempotent).
+fn release_idmapped_volumes(container_dir: &Path) -> Result<(), RootfsError> {
+    let dir = container_dir.join(IDMAPPED_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        super::idmap::unmount(&path).map_err(io_err("unmount", &path))?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(_) => Ok(()),
+        }
+        .map_err(io_err("remove", &path))?;
+    }
+    let _ = fs::remove_dir(&dir);
+    Ok(())
+}
+
 /// Stops using a container's rootfs but keeps its data (a stopped container):
 /// `overlay` unmounts it, `vfs` has nothing to do. Idempotent.
 pub fn unmount_rootfs(driver: StorageDriver, container_dir: &Path) -> Result<(), RootfsError> {
@@ -198,7 +277,9 @@ pub fn release_rootfs(driver: StorageDriver, container_dir: &Path) -> Result<(),
         overlay::unmount_rootfs(&target)?;
     }
     // Either driver: a daemon restarted with the other driver still cleans up.
-    for dir in [ROOTFS_DIR, PARTIAL_DIR, UPPER_DIR, WORK_DIR] {
+    let _ = super::idmap::unmount(&container_dir.join(STAGE_DIR));
+    release_idmapped_volumes(container_dir)?;
+    for dir in [ROOTFS_DIR, PARTIAL_DIR, UPPER_DIR, WORK_DIR, STAGE_DIR] {
         let path = container_dir.join(dir);
         if let Some(mount) = mounts_at_or_below(&path).into_iter().next() {
             return Err(RootfsError::Busy {
@@ -207,7 +288,7 @@ pub fn release_rootfs(driver: StorageDriver, container_dir: &Path) -> Result<(),
             });
         }
     }
-    for dir in [ROOTFS_DIR, PARTIAL_DIR, UPPER_DIR, WORK_DIR] {
+    for dir in [ROOTFS_DIR, PARTIAL_DIR, UPPER_DIR, WORK_DIR, STAGE_DIR] {
         remove_tree(&container_dir.join(dir))?;
     }
     Ok(())
@@ -763,6 +844,67 @@ mod tests {
             vfs_links,
             [vec![PathBuf::from("bin/busybox"), PathBuf::from("bin/ls")]]
         );
+    }
+
+    #[test]
+    fn idmapped_layers_and_volumes_read_as_on_disk_from_the_pod() {
+        use crate::network::userns::{create_pinned_userns, IdMapping, UsernsMappings};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lowers = layers(tmp.path());
+        let range = IdMapping {
+            container_id: 0,
+            host_id: 3 << 20,
+            length: 65536,
+        };
+        let pin = tmp.path().join("userns");
+        create_pinned_userns(
+            &pin,
+            &[],
+            &UsernsMappings {
+                uids: range,
+                gids: range,
+            },
+            "",
+        )
+        .expect("user namespace");
+        let userns = fs::File::open(&pin).expect("open userns");
+        let container = tmp.path().join("ctr");
+        let idmap = RootIdmap {
+            userns: &userns,
+            root: (range.host_id, range.host_id),
+        };
+        let result = std::panic::catch_unwind(|| {
+            assert!(matches!(
+                prepare_rootfs_idmapped(StorageDriver::Vfs, &lowers, &container, &idmap),
+                Err(RootfsError::IdmapNeedsOverlay)
+            ));
+            let rootfs =
+                prepare_rootfs_idmapped(StorageDriver::Overlay, &lowers, &container, &idmap)
+                    .expect("idmapped overlay");
+            // On-disk 0 reads as the pod's root (host 3 << 20) through the mount.
+            let busybox = fs::symlink_metadata(rootfs.join("bin/busybox")).expect("busybox");
+            assert_eq!(busybox.uid(), range.host_id);
+            let upper = fs::metadata(container.join(UPPER_DIR)).expect("upper");
+            assert_eq!(
+                upper.uid(),
+                range.host_id,
+                "the pod's root owns its upper dir"
+            );
+            assert!(!container.join(STAGE_DIR).exists(), "the stage is detached");
+            let volume = tmp.path().join("volume");
+            fs::create_dir(&volume).expect("volume");
+            fs::write(volume.join("f"), "x").expect("file");
+            let staged = stage_idmapped_volume(&container, 0, &volume, &userns).expect("stage");
+            let f = fs::metadata(staged.join("f")).expect("staged file");
+            assert_eq!(f.uid(), range.host_id);
+        });
+        release_rootfs(StorageDriver::Overlay, &container).expect("release");
+        crate::network::pinned_ns::remove_pinned(&pin).expect("unpin");
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+        assert!(!container.join(IDMAPPED_DIR).exists());
+        assert!(!container.join(ROOTFS_DIR).exists());
     }
 
     #[test]

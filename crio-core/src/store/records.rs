@@ -84,6 +84,12 @@ pub struct SandboxRecord {
     /// The pod's IPs, primary first (the host's for a host-network pod).
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The pod's own pinned user namespace (`hostUsers: false`; empty = the host's)
+    /// and its mappings.
+    #[serde(default)]
+    pub userns_path: String,
+    #[serde(default)]
+    pub userns: Option<crate::network::userns::UsernsMappings>,
 }
 
 impl Record for SandboxRecord {

@@ -7,6 +7,7 @@ static RUNC: Flavor = Flavor {
     runtime_name: "io.containerd.runc-rs.v2",
     default_binary: || "runc".to_string(),
     default_root: "/run/containerd/runc",
+    features: None,
 };
 
 fn main() {

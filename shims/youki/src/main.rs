@@ -19,7 +19,16 @@ static YOUKI: Flavor = Flavor {
     runtime_name: "io.containerd.youki.v2",
     default_binary: own_binary,
     default_root: "/run/containerd/youki",
+    features: Some(FEATURES),
 };
+
+/// What libcontainer runs, as an OCI `features` document: only what is used and
+/// tested here. No `user` namespace: libcontainer 0.7 enters a container's other
+/// namespaces for an exec but not its user namespace
+/// (`container/tenant_builder.rs`, `NAMESPACE_TYPES`), so an exec'd process of a
+/// `hostUsers: false` pod would run as the host's root. Pods that ask for their own
+/// user namespace are refused on this handler.
+const FEATURES: &str = r#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.2.0","linux":{"namespaces":["cgroup","ipc","mount","network","pid","uts"]}}"#;
 
 /// This binary, as the runtime the task service runs.
 fn own_binary() -> String {

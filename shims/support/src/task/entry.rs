@@ -38,6 +38,14 @@ fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
                 version: env!("CARGO_PKG_VERSION").into(),
                 ..Default::default()
             }),
+            features: MessageField::from_option(flavor.features.map(|json| {
+                containerd_shim_protos::protobuf::well_known_types::any::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+                        .into(),
+                    value: json.as_bytes().to_vec(),
+                    ..Default::default()
+                }
+            })),
             ..Default::default()
         };
         std::io::stdout().write_all(&info.write_to_bytes()?)?;

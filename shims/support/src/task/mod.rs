@@ -17,4 +17,7 @@ pub struct Flavor {
     /// Where runtime state lives when the options name no root (a namespace
     /// directory below it).
     pub default_root: &'static str,
+    /// The OCI runtime `features` document `-info` reports (`None`: the manager asks
+    /// the runtime binary itself, as for runc).
+    pub features: Option<&'static str>,
 }

@@ -304,6 +304,7 @@ mod tests {
         runtime_name: "io.containerd.runc-rs.v2",
         default_binary: || "runc".to_string(),
         default_root: DEFAULT_ROOT,
+        features: None,
     };
 
     #[test]
