@@ -486,8 +486,8 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
 async fn a_blob_failing_its_digest_fails_the_pull_and_keeps_nothing() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Mixed]);
-    // The uncompressed layer: its tar ends in zero blocks, so a flipped last byte
-    // unpacks fine and only the digest check can catch it.
+    // The uncompressed layer: a flipped byte of a file's content unpacks fine, so
+    // only the digest check can catch it.
     let blobs = registry.blob_files();
     let layer = blobs
         .iter()
@@ -497,7 +497,12 @@ async fn a_blob_failing_its_digest_fails_the_pull_and_keeps_nothing() {
         })
         .unwrap_or_else(|| panic!("the mixed image's uncompressed layer among {blobs:?}"));
     let mut bytes = std::fs::read(layer).expect("read blob");
-    *bytes.last_mut().expect("not empty") ^= 0xff;
+    let content = b"from an uncompressed layer";
+    let at = bytes
+        .windows(content.len())
+        .position(|w| w == content)
+        .expect("the file's content in the layer");
+    bytes[at] ^= 0x20;
     std::fs::write(layer, bytes).expect("tamper with the blob");
 
     let daemon = Daemon::builder()
