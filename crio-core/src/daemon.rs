@@ -58,6 +58,45 @@ fn create_dir(path: &Path) -> Result<(), DaemonError> {
     })
 }
 
+/// Where state lives: others may pass through (a pod in its own user namespace
+/// reaches its rootfs and files by path) but not list or read; what is below is
+/// private per pod and container. An existing directory gets the mode too.
+fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    create_dir(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711)).map_err(|source| {
+        DaemonError::Dir {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Tightens what an older daemon left readable: container and bundle dirs to 0700
+/// (0710 stays for user-namespaced pods), specs to 0600. Log files get 0600 when
+/// their containers' output is reopened.
+fn secure_existing_state(dirs: &[PathBuf]) {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() && meta.permissions().mode() & 0o7777 != 0o710 {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+            }
+            let spec = path.join("config.json");
+            if spec.is_file() {
+                let _ = std::fs::set_permissions(&spec, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+}
+
 /// Runs the daemon to completion.
 pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     // Registry TLS uses rustls with ring; an error only means one is installed already.
@@ -67,15 +106,27 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     }
     let config = loaded.config;
     let c = &config.crio;
-    create_dir(&c.root)?;
-    create_dir(&c.runroot)?;
+    create_state_dir(&c.root)?;
+    create_state_dir(&c.runroot)?;
     if c.metrics.enable_metrics {
         tracing::warn!("[crio.metrics] enable_metrics is set, but the metrics endpoint is not implemented yet: nothing listens on {}:{}", c.metrics.metrics_host, c.metrics.metrics_port);
     }
     let store = Arc::new(Store::open(&c.root.join(STORE_FILE))?);
+    // Records name pods, labels and annotations: root's to read.
+    let _ = std::fs::set_permissions(
+        c.root.join(STORE_FILE),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    );
     let image_root = c.root.join("images");
+    // Private images' layers: root's (overlayfs reads them with the mounter's rights).
+    crate::storage::private_dir(&image_root, None).map_err(|source| DaemonError::Dir {
+        path: image_root.clone(),
+        source,
+    })?;
     let container_root = c.root.join("containers");
-    create_dir(&container_root)?;
+    create_state_dir(&container_root)?;
+    create_state_dir(&c.runroot.join("bundles"))?;
+    secure_existing_state(&[container_root.clone(), c.runroot.join("bundles")]);
     let images = Arc::new(ImageStore::open(store.clone(), &image_root)?);
     // Interrupted pulls leave temp data and unrecorded layers: remove them first.
     images.recover(&image_root.join("tmp"))?;

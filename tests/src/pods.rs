@@ -25,9 +25,29 @@ pub fn pod_config(name: &str, log_dir: &Path) -> PodSandboxConfig {
         hostname: name.to_string(),
         log_directory: log_dir.join(name).display().to_string(),
         labels: HashMap::from([("app".to_string(), name.to_string())]),
-        linux: Some(LinuxPodSandboxConfig::default()),
+        // As the kubelet sends every pod: each container in a PID namespace of its
+        // own unless the pod shares one.
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
+}
+
+/// The pod's namespace options, as the kubelet repeats them for each container.
+fn kubelet_namespaces(pod: &PodSandboxConfig) -> NamespaceOption {
+    pod.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
 }
 
 /// The same pod on the host's network.
@@ -36,6 +56,7 @@ pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {
             namespace_options: Some(NamespaceOption {
                 network: NamespaceMode::Node as i32,
+                pid: NamespaceMode::Container as i32,
                 ..Default::default()
             }),
             ..Default::default()
@@ -92,7 +113,29 @@ impl CriClient {
             .map(|r| r.into_inner().pod_sandbox_id)
     }
 
+    /// CreateContainer as the kubelet sends it: a config that names no namespace
+    /// options gets the pod's (the kubelet always sends them; a request without them
+    /// means POD for the PID namespace, see `create_container_raw`).
     pub async fn create_container(
+        &mut self,
+        pod_id: &str,
+        config: &ContainerConfig,
+        pod: &PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let mut config = config.clone();
+        let sc = config
+            .linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default);
+        if sc.namespace_options.is_none() {
+            sc.namespace_options = Some(kubelet_namespaces(pod));
+        }
+        self.create_container_raw(pod_id, &config, pod).await
+    }
+
+    /// CreateContainer with `config` exactly as given.
+    pub async fn create_container_raw(
         &mut self,
         pod_id: &str,
         config: &ContainerConfig,

@@ -93,7 +93,16 @@ impl PodRuntime {
                     exec_id: exec_id.clone(),
                     ..Default::default()
                 })
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    // The runtime could not start the command (not found, not
+                    // executable): containerd's and CRI-O's answer.
+                    crate::runtime::TaskError::Other { .. } => CriError::Unknown(format!(
+                        "failed to start exec in container {}: {e}",
+                        record.id
+                    )),
+                    other => other.into(),
+                })?;
             fifos.release();
             let stdout = fifos
                 .stdout

@@ -18,6 +18,7 @@ mod signal;
 mod spec_input;
 pub mod stats;
 mod update;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,6 +106,11 @@ impl PodRuntime {
             .ok_or_else(|| {
                 CriError::InvalidArgument("ContainerConfig.metadata.name is required".into())
             })?;
+        validate::environment(&config.envs)?;
+        validate::paths(config)?;
+        if let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+            validate::resources(r)?;
+        }
         let pod = self
             .sandbox(sandbox_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
@@ -133,14 +139,9 @@ impl PodRuntime {
         }
         let id = new_id();
         let bundle = self.bundle_dir(&id);
-        let log_path = if pod.log_directory.is_empty() || config.log_path.is_empty() {
-            String::new()
-        } else {
-            Path::new(&pod.log_directory)
-                .join(&config.log_path)
-                .display()
-                .to_string()
-        };
+        let log_path = validate::log_file(&pod.log_directory, &config.log_path)?
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let record = ContainerRecord {
             id: id.clone(),
             sandbox_id: pod.id.clone(),
@@ -263,7 +264,8 @@ impl PodRuntime {
     ) -> Result<(), CriError> {
         let id = record.id.clone();
         let bundle = record.bundle.clone();
-        std::fs::create_dir_all(&bundle)
+        let group = pod.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(&bundle, group)
             .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
         let lowers = self
             .images
@@ -271,6 +273,8 @@ impl PodRuntime {
             .diff_paths(&image.layers)
             .map_err(|e| CriError::Internal(e.to_string()))?;
         let storage = self.container_storage(&id);
+        crate::storage::private_dir(&storage, group)
+            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
         // A pod with its own user namespace sees its layers and volumes ID-mapped.
         let userns = match (&pod.userns, pod.userns_path.as_str()) {
             (Some(m), path) if !path.is_empty() => Some((

@@ -116,6 +116,7 @@ pub fn resources(
     let Some(r) = r else {
         return Ok(out);
     };
+    super::validate::resources(r)?;
     if r.memory_limit_in_bytes > 0 && (r.memory_limit_in_bytes as u64) < min_memory {
         return Err(invalid(format!(
             "memory limit {} is too low; it must be at least {min_memory} bytes \
@@ -431,7 +432,9 @@ pub fn container_spec_input(
     annotations.insert(spec::CRI_SANDBOX_NAME.into(), pod.name.clone());
     annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), pod.namespace.clone());
     let ns_opts = sc.and_then(|s| s.namespace_options.as_ref());
-    let pid_mode = ns_opts.map(|n| n.pid);
+    // No options is the proto's default, POD, as containerd and CRI-O read it
+    // (the kubelet always sends them).
+    let pid_mode = Some(ns_opts.map_or(cri::NamespaceMode::Pod as i32, |n| n.pid));
     let target_pid = if pid_mode == Some(cri::NamespaceMode::Target as i32) {
         let target_id = ns_opts.map(|n| n.target_id.as_str()).unwrap_or_default();
         let target = rt
@@ -457,7 +460,7 @@ pub fn container_spec_input(
         host_network: pod.host_network,
         host_ipc: pod.host_ipc,
         host_pid: pod.host_pid || pid_mode == Some(cri::NamespaceMode::Node as i32),
-        pod_pid: pod.pod_pid || pid_mode == Some(cri::NamespaceMode::Pod as i32),
+        pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32),
     };
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
     let (masked_paths, readonly_paths) = proc_paths(sc, &record.annotations);

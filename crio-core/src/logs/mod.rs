@@ -6,6 +6,7 @@ mod stdio;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -49,15 +50,25 @@ fn open_append(path: &Path) -> Result<File, LogError> {
             source,
         })?;
     }
-    OpenOptions::new()
+    let err = |source| LogError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Root only (the kubelet reads it as root): a container's output may hold secrets.
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(LOG_MODE)
         .open(path)
-        .map_err(|source| LogError::Open {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(err)?;
+    // A file made by an older daemon, or by someone else, gets the same mode.
+    file.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))
+        .map_err(err)?;
+    Ok(file)
 }
+
+/// Container log files: read and written by root only.
+pub const LOG_MODE: u32 = 0o600;
 
 impl ContainerLog {
     /// Opens (creating) the log file; an empty path logs nowhere, as the CRI allows.

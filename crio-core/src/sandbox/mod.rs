@@ -10,6 +10,7 @@ pub mod pause;
 pub mod pod_files;
 mod runtime;
 pub mod userns;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,34 +74,6 @@ pub fn full_name(meta: &cri::PodSandboxMetadata) -> String {
     )
 }
 
-fn validate(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, CriError> {
-    let meta = config
-        .metadata
-        .as_ref()
-        .ok_or_else(|| CriError::InvalidArgument("PodSandboxConfig.metadata is required".into()))?;
-    for (field, value) in [
-        ("name", &meta.name),
-        ("namespace", &meta.namespace),
-        ("uid", &meta.uid),
-    ] {
-        if value.is_empty() {
-            return Err(CriError::InvalidArgument(format!(
-                "PodSandboxConfig.metadata.{field} is required"
-            )));
-        }
-    }
-    let sc = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref());
-    if sc.is_some_and(|s| s.run_as_group.is_some() && s.run_as_user.is_none()) {
-        return Err(CriError::InvalidArgument(
-            "the pod's run_as_group is set without run_as_user".into(),
-        ));
-    }
-    Ok(meta)
-}
-
 /// What a pod asks for beyond its namespaces, checked before anything is created.
 #[derive(Debug)]
 struct PodSetup {
@@ -153,7 +126,8 @@ fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
         host_network: opts.is_some_and(|o| o.network == node),
         host_pid: opts.is_some_and(|o| o.pid == node),
         host_ipc: opts.is_some_and(|o| o.ipc == node),
-        pod_pid: opts.is_some_and(|o| o.pid == cri::NamespaceMode::Pod as i32),
+        // The proto's default: no options, or no PID mode, is POD.
+        pod_pid: opts.is_none_or(|o| o.pid == cri::NamespaceMode::Pod as i32),
     }
 }
 
@@ -189,7 +163,7 @@ impl PodRuntime {
         handler_name: &str,
         infra: Option<(&ImageRecord, &ImageConfig)>,
     ) -> Result<String, CriError> {
-        let meta = validate(config)?;
+        let meta = validate::pod_request(config)?;
         let handler = self.handler(handler_name)?;
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
@@ -294,12 +268,12 @@ impl PodRuntime {
                     .layers
                     .diff_paths(&image.layers)
                     .map_err(|e| CriError::Internal(e.to_string()))?;
-                let rootfs = rootfs::prepare_rootfs(
-                    self.config.storage_driver,
-                    &layers,
-                    &self.config.containers_dir.join(&id),
-                )
-                .map_err(|e| CriError::Internal(e.to_string()))?;
+                let storage = self.config.containers_dir.join(&id);
+                crate::storage::private_dir(&storage, None).map_err(|e| {
+                    CriError::Internal(format!("create {}: {e}", storage.display()))
+                })?;
+                let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &layers, &storage)
+                    .map_err(|e| CriError::Internal(e.to_string()))?;
                 let command = if self.config.pause_command.is_empty() {
                     crate::container::process::command_line(&[], &[], &image_config.config)
                         .ok_or_else(|| {
@@ -314,7 +288,8 @@ impl PodRuntime {
                 (rootfs, command, false)
             }
         };
-        std::fs::create_dir_all(&record.bundle).map_err(|e| {
+        let group = record.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(&record.bundle, group).map_err(|e| {
             CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
         })?;
         // The pod's namespaces outlive its pause process: pin them first, recorded
@@ -828,15 +803,29 @@ pub fn runtime_options(
     Some(any)
 }
 
+/// Writes `<bundle>/config.json`, readable by root only (it holds the container's
+/// environment: secrets), whole or not at all.
 pub fn write_spec(
     bundle: &std::path::Path,
     spec: &oci_spec::runtime::Spec,
 ) -> Result<(), CriError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path: PathBuf = bundle.join("config.json");
+    let tmp: PathBuf = bundle.join(".config.json.tmp");
     let bytes = serde_json::to_vec(spec)
         .map_err(|e| CriError::Internal(format!("encode OCI spec: {e}")))?;
-    std::fs::write(&path, bytes)
-        .map_err(|e| CriError::Internal(format!("write {}: {e}", path.display())))
+    let err = |e: std::io::Error| CriError::Internal(format!("write {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(&bytes).map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(err)
 }
 
 /// A 64-hex-digit id, as CRI-O and containerd use.
@@ -882,7 +871,7 @@ mod tests {
     fn metadata_fields_are_required() {
         let mut config = cri::PodSandboxConfig::default();
         assert!(matches!(
-            validate(&config),
+            validate::pod_request(&config),
             Err(CriError::InvalidArgument(_))
         ));
         config.metadata = Some(cri::PodSandboxMetadata {
@@ -891,7 +880,7 @@ mod tests {
             namespace: "n".into(),
             attempt: 0,
         });
-        match validate(&config) {
+        match validate::pod_request(&config) {
             Err(CriError::InvalidArgument(m)) => assert!(m.contains("uid"), "{m}"),
             other => panic!("{other:?}"),
         }

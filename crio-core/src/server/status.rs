@@ -32,6 +32,10 @@ pub enum CriError {
     Unavailable(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// What the runtime refused in a way no other code names (an exec'd binary
+    /// that is not there): `Unknown`, as containerd and CRI-O answer it.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 impl From<crate::network::CniError> for CriError {
@@ -130,9 +134,48 @@ impl From<CriError> for Status {
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CriError::Unavailable(_) => Code::Unavailable,
             CriError::ResourceExhausted(_) => Code::ResourceExhausted,
+            CriError::Unknown(_) => Code::Unknown,
         };
-        Status::new(code, err.to_string())
+        Status::new(code, capped(&err.to_string()))
     }
+}
+
+/// Longest run of non-blank text kept in a message: ids, names and paths are echoed
+/// from requests, and a megabyte id would come back as a message clients refuse.
+const MAX_WORD: usize = 256;
+/// Longest message sent.
+const MAX_MESSAGE: usize = 4096;
+
+/// `message` with every word over [`MAX_WORD`] bytes cut (saying how long it was),
+/// and the whole cut at [`MAX_MESSAGE`].
+fn capped(message: &str) -> String {
+    let cut = |s: &str, max: usize| {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…({} bytes)", &s[..end], s.len())
+    };
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE + 32));
+    let mut rest = message;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        if word.len() > MAX_WORD {
+            out.push_str(&cut(word, MAX_WORD));
+        } else {
+            out.push_str(word);
+        }
+        let blank_end = after
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(after.len());
+        out.push_str(&after[..blank_end]);
+        rest = &after[blank_end..];
+        if out.len() > MAX_MESSAGE {
+            return cut(&out, MAX_MESSAGE);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -148,5 +191,20 @@ mod tests {
         assert_eq!(s.code(), Code::InvalidArgument);
         let s: Status = CriError::AlreadyExists("dup".into()).into();
         assert_eq!(s.code(), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn echoed_input_is_cut() {
+        let huge = "x".repeat(1 << 20);
+        let s: Status = CriError::NotFound(format!("container {huge} not found")).into();
+        assert!(s.message().len() < 400, "{}", s.message().len());
+        assert!(s.message().starts_with("container xxx"));
+        assert!(s
+            .message()
+            .ends_with(&format!("…({} bytes) not found", 1 << 20)));
+        let words = vec!["word"; 2000].join(" ");
+        let s: Status = CriError::Internal(words).into();
+        assert!(s.message().len() <= MAX_MESSAGE + 32);
+        assert_eq!(capped("a  b\n c"), "a  b\n c");
     }
 }

@@ -11,6 +11,23 @@ mod tar_stream;
 pub mod unpack;
 pub mod usage;
 
+/// Creates `dir` (and its parents) readable by root only: mode 0700, or, when a
+/// pod in its own user namespace must reach through it (its root is `group` on the
+/// host), 0710 with that group, as containerd keeps bundles. An existing directory
+/// gets the same mode.
+pub fn private_dir(dir: &std::path::Path, group: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, None, Some(gid))?;
+            0o710
+        }
+        None => 0o700,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
 /// fsync a directory so a rename in it is durable.
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

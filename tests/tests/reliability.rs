@@ -1,0 +1,413 @@
+//! What a probe of the running daemon found, each as a test: hostile requests get
+//! the right gRPC status and change nothing, secrets are root's, logs stay whole on
+//! a full disk and never flood the daemon's log, a killed shim or daemon leaves
+//! nothing behind, and the pod/PID namespace defaults read as the CRI says.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crio_tests::pods::{container_config, pod_config};
+use crio_tests::{Daemon, Registry, TestImage};
+use protocols::cri::{
+    ContainerStatusRequest, DnsConfig, ExecSyncRequest, KeyValue, LinuxContainerConfig,
+    LinuxContainerResources, LinuxPodSandboxConfig, Mount, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PortMapping,
+};
+use tonic::Code;
+
+fn insecure(registry: &Registry) -> String {
+    format!(
+        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+        registry.addr
+    )
+}
+
+/// A daemon with busybox pulled.
+async fn setup() -> (Registry, Daemon, crio_tests::cri::CriClient, String) {
+    let registry = Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .registries_conf(&insecure(&registry))
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    (registry, daemon, cri, image)
+}
+
+/// Whether uid 65534 (nobody) can read `path`.
+fn nobody_can_read(path: &Path) -> bool {
+    let out = std::process::Command::new("/bin/cat")
+        .arg(path)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run cat as nobody");
+    out.status.success()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Secrets in a container's spec, its log and its writable layer are root's; the
+/// state dirs can be passed through but not listed; a restart tightens what an
+/// older daemon left readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_not_readable_by_other_users() {
+    let (_registry, mut daemon, mut cri, image) = setup().await;
+    let pod = pod_config("secrets", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let mut config = container_config(
+        "db",
+        &image,
+        "echo password=hunter2; echo hunter2 > /secret; sleep 3600",
+    );
+    config.envs = vec![KeyValue {
+        key: "DB_PASSWORD".into(),
+        value: b"hunter2".to_vec(),
+    }];
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("start");
+    let status = cri.container_status(&id).await.expect("status");
+    let log = std::path::PathBuf::from(&status.log_path);
+    crio_tests::pods::wait_for_file_text(&log, "password", Duration::from_secs(10)).await;
+
+    let spec = daemon
+        .dirs
+        .runroot
+        .join("bundles")
+        .join(&id)
+        .join("config.json");
+    let secret = daemon
+        .dirs
+        .root
+        .join("containers")
+        .join(&id)
+        .join("upper/secret");
+    assert!(std::fs::read_to_string(&spec)
+        .expect("root reads it")
+        .contains("hunter2"));
+    assert!(secret.exists(), "the file is in the writable layer");
+    for path in [&spec, &log, &secret] {
+        assert!(
+            !nobody_can_read(path),
+            "{} is readable by nobody",
+            path.display()
+        );
+    }
+    assert_eq!(mode(&spec), 0o600);
+    assert_eq!(mode(&log), 0o600);
+    for dir in [&daemon.dirs.root, &daemon.dirs.runroot] {
+        assert_eq!(mode(dir), 0o711, "{}", dir.display());
+    }
+
+    // An older daemon's modes are tightened at start.
+    std::fs::set_permissions(&daemon.dirs.root, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::fs::set_permissions(&spec, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let container_dir = daemon.dirs.root.join("containers").join(&id);
+    std::fs::set_permissions(&container_dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    drop(cri);
+    daemon.stop();
+    daemon.restart();
+    let _cri = daemon.client().await;
+    assert_eq!(mode(&daemon.dirs.root), 0o711);
+    assert_eq!(mode(&spec), 0o600);
+    assert_eq!(mode(&container_dir), 0o700);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mode(&log) != 0o600 {
+        assert!(std::time::Instant::now() < deadline, "log mode not fixed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Log paths stay inside the pod's log directory; a relative log directory is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_paths_cannot_escape_the_log_directory() {
+    let (_registry, daemon, mut cri, image) = setup().await;
+    let mut relative = pod_config("rel-logs", &daemon.dirs.log_dir);
+    relative.log_directory = "relative/logs".into();
+    let err = cri.run_pod(&relative, "runc").await.expect_err("relative");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    let pod = pod_config("logs", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let target = outside.path().join("x.log");
+    let climbing = format!("../../../../../../../..{}", target.display());
+    for log_path in [target.display().to_string(), climbing] {
+        let mut config = container_config("esc", &image, "echo escaped");
+        config.log_path = log_path.clone();
+        let err = cri
+            .create_container(&pod_id, &config, &pod)
+            .await
+            .expect_err("escaping log path");
+        assert_eq!(err.code(), Code::InvalidArgument, "{log_path}: {err}");
+        assert!(!target.exists(), "{log_path} wrote outside");
+    }
+    assert!(cri.containers().await.is_empty(), "nothing created");
+}
+
+/// Values written into /etc/hosts and resolv.conf cannot add lines there.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostname_and_dns_cannot_inject_lines() {
+    let (_registry, daemon, mut cri, _image) = setup().await;
+    let mut evil_host = pod_config("evil-host", &daemon.dirs.log_dir);
+    evil_host.hostname = "h\n6.6.6.6 evil".into();
+    let mut evil_server = pod_config("evil-dns", &daemon.dirs.log_dir);
+    evil_server.dns_config = Some(DnsConfig {
+        servers: vec!["10.0.0.1\nnameserver 6.6.6.6".into()],
+        ..Default::default()
+    });
+    let mut evil_option = pod_config("evil-opt", &daemon.dirs.log_dir);
+    evil_option.dns_config = Some(DnsConfig {
+        options: vec!["ndots:5\nnameserver 6.6.6.6".into()],
+        ..Default::default()
+    });
+    for pod in [evil_host, evil_server, evil_option] {
+        let err = cri.run_pod(&pod, "runc").await.expect_err("injection");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    }
+    assert!(cri.pods().await.is_empty(), "nothing created");
+}
+
+/// Requests the runtime or the kernel would fail on deep inside are
+/// InvalidArgument naming the field, and create nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_invalid_arguments_naming_the_field() {
+    let (_registry, daemon, mut cri, image) = setup().await;
+    let port = |host_port| PortMapping {
+        container_port: 80,
+        host_port,
+        ..Default::default()
+    };
+    for (field, mapping) in [("host_port", port(99999)), ("host_port", port(-5))] {
+        let mut pod = pod_config("ports", &daemon.dirs.log_dir);
+        pod.port_mappings = vec![mapping];
+        let err = cri.run_pod(&pod, "runc").await.expect_err("bad port");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains(field), "{err}");
+    }
+
+    let pod = pod_config("bad-requests", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let resources = |edit: fn(&mut LinuxContainerResources)| {
+        let mut r = LinuxContainerResources::default();
+        edit(&mut r);
+        r
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut protocols::cri::ContainerConfig)>)> = vec![
+        (
+            "cpu_shares",
+            Box::new(move |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(resources(|r| r.cpu_shares = i64::MAX)),
+                    security_context: None,
+                })
+            }),
+        ),
+        (
+            "cpu_period",
+            Box::new(move |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(resources(|r| r.cpu_period = i64::MAX)),
+                    security_context: None,
+                })
+            }),
+        ),
+        (
+            "oom_score_adj",
+            Box::new(move |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(resources(|r| r.oom_score_adj = 5000)),
+                    security_context: None,
+                })
+            }),
+        ),
+        (
+            "cpuset_cpus",
+            Box::new(move |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(resources(|r| r.cpuset_cpus = "zzz".into())),
+                    security_context: None,
+                })
+            }),
+        ),
+        (
+            "environment variable",
+            Box::new(|c| {
+                c.envs = vec![KeyValue {
+                    key: "=".into(),
+                    value: b"x".to_vec(),
+                }]
+            }),
+        ),
+        (
+            "environment variable",
+            Box::new(|c| {
+                c.envs = vec![KeyValue {
+                    key: String::new(),
+                    value: b"x".to_vec(),
+                }]
+            }),
+        ),
+        (
+            "environment variable",
+            Box::new(|c| {
+                c.envs = vec![KeyValue {
+                    key: "A\0B".into(),
+                    value: b"x".to_vec(),
+                }]
+            }),
+        ),
+        (
+            "working_dir",
+            Box::new(|c| c.working_dir = "relative".into()),
+        ),
+        (
+            "host_path",
+            Box::new(|c| {
+                c.mounts = vec![Mount {
+                    container_path: "/data".into(),
+                    host_path: "../..".into(),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        (
+            "container_path",
+            Box::new(|c| {
+                c.mounts = vec![Mount {
+                    container_path: "data".into(),
+                    host_path: "/tmp".into(),
+                    ..Default::default()
+                }]
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        let mut config = container_config("bad", &image, "true");
+        edit(&mut config);
+        let err = cri
+            .create_container(&pod_id, &config, &pod)
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err}");
+        assert!(err.message().contains(field), "{field}: {err}");
+    }
+    assert!(cri.containers().await.is_empty(), "nothing created");
+
+    // ExecSync of a binary that is not there: the error runc's peers give (a gRPC
+    // error with runc's message), not an internal error.
+    let config = container_config("ok", &image, "sleep 3600");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let err = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["/no/such/binary".into()],
+            timeout: 10,
+        })
+        .await
+        .expect_err("missing binary");
+    assert_eq!(err.code(), Code::Unknown, "{err}");
+    assert!(err.message().contains("/no/such/binary"), "{err}");
+}
+
+/// An id of a megabyte is not echoed back whole: the reply stays small enough for
+/// any client to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_ids_are_not_echoed_back() {
+    let daemon = Daemon::builder().start();
+    let mut cri = daemon.client().await;
+    let huge = "a".repeat(1 << 20);
+    let err = cri
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: huge,
+            verbose: false,
+        })
+        .await
+        .expect_err("no such container");
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message().len());
+    assert!(err.message().len() < 1024, "{} bytes", err.message().len());
+}
+
+/// The PID namespace mode read as the CRI says: an absent mode is POD (share the
+/// pod's, pause is PID 1) whether the options or the whole `linux` part are missing;
+/// CONTAINER gives a container its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_pid_mode_means_the_pods_namespace() {
+    let (_registry, daemon, mut cri, image) = setup().await;
+    let pid1 = |cri: &mut crio_tests::cri::CriClient, id: String| {
+        let mut cri = cri.clone();
+        async move {
+            let out = cri.exec(&id, &["cat", "/proc/1/comm"]).await;
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    let bare = |name: &str, linux: Option<LinuxPodSandboxConfig>| PodSandboxConfig {
+        linux,
+        ..pod_config(name, &daemon.dirs.log_dir)
+    };
+    let unset = Some(LinuxPodSandboxConfig {
+        security_context: Some(protocols::cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption::default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for (name, pod) in [
+        (
+            "linux-empty",
+            bare("linux-empty", Some(LinuxPodSandboxConfig::default())),
+        ),
+        ("no-linux", bare("no-linux", None)),
+        ("pid-unset", bare("pid-unset", unset)),
+    ] {
+        let pod_id = cri.run_pod(&pod, "runc").await.expect(name);
+        let mut config = container_config("c", &image, "sleep 3600");
+        config.linux = None;
+        let id = cri
+            .create_container_raw(&pod_id, &config, &pod)
+            .await
+            .expect(name);
+        cri.start_container(&id).await.expect(name);
+        assert_eq!(
+            pid1(&mut cri, id).await,
+            "pause",
+            "{name}: shares the pod's"
+        );
+    }
+    let pod = pod_config("own-pid", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("pod");
+    let mut config = container_config("c", &image, "sleep 3600");
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(protocols::cri::LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Container as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        resources: None,
+    });
+    let id = cri
+        .create_container_raw(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    assert_eq!(pid1(&mut cri, id).await, "sleep", "CONTAINER: its own");
+}
