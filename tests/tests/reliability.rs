@@ -24,6 +24,9 @@ fn insecure(registry: &Registry) -> String {
     )
 }
 
+/// A change to a container config.
+type Edit = Box<dyn Fn(&mut protocols::cri::ContainerConfig)>;
+
 /// A daemon with busybox pulled.
 async fn setup() -> (Registry, Daemon, crio_tests::cri::CriClient, String) {
     let registry = Registry::with_test_images();
@@ -204,7 +207,7 @@ async fn bad_requests_are_invalid_arguments_naming_the_field() {
         edit(&mut r);
         r
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut protocols::cri::ContainerConfig)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "cpu_shares",
             Box::new(move |c| {
