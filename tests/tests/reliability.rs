@@ -414,3 +414,169 @@ async fn an_absent_pid_mode_means_the_pods_namespace() {
     cri.start_container(&id).await.expect("start");
     assert_eq!(pid1(&mut cri, id).await, "sleep", "CONTAINER: its own");
 }
+
+/// A tmpfs the test mounts under its own dir; unmounted on drop, even on failure.
+struct SmallFs {
+    dir: std::path::PathBuf,
+}
+
+impl SmallFs {
+    fn mount(dir: &Path, bytes: u64) -> Self {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={bytes}").as_str()),
+        )
+        .expect("mount tmpfs");
+        SmallFs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.dir).expect("statvfs");
+        s.blocks_available() * s.fragment_size()
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.dir).expect("statvfs");
+        s.blocks() * s.fragment_size()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Whether `line` is one whole CRI log record (`<RFC 3339 time> <stream> <P|F> <text>`).
+fn whole_record(line: &str) -> bool {
+    let mut f = line.splitn(4, ' ');
+    let (Some(time), Some(stream), Some(tag)) = (f.next(), f.next(), f.next()) else {
+        return false;
+    };
+    time.len() >= 20
+        && time.as_bytes()[4] == b'-'
+        && time.contains('T')
+        && (stream == "stdout" || stream == "stderr")
+        && (tag == "F" || tag == "P")
+}
+
+/// A container that fills its log's filesystem: the daemon reports it a few times
+/// (with the container and the bytes dropped), not once per write; the file keeps
+/// whole records only, before and after space comes back; the drop count shows in
+/// the verbose status; and once the container's output has ended the file is
+/// closed, so deleting it gives its space back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_log_disk_is_reported_sparingly_and_leaves_whole_records() {
+    let (_registry, daemon, mut cri, image) = setup().await;
+    let logs = SmallFs::mount(&daemon.dirs.base.join("small-logs"), 2 << 20);
+    let filler = logs.dir.join("filler");
+    std::fs::write(&filler, vec![b'f'; 512 << 10]).expect("filler");
+    let mut pod = pod_config("fulldisk", &daemon.dirs.log_dir);
+    pod.log_directory = logs.dir.join("pod").display().to_string();
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let config = container_config(
+        "flood",
+        &image,
+        "i=0; while true; do echo \"line $i of the flood, padded to a fair length\"; \
+         i=$((i+1)); done",
+    );
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while logs.free_bytes() > 64 << 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never filled the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Space comes back while the container still writes.
+    std::fs::remove_file(&filler).expect("free space");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains("is written again") {
+        assert!(std::time::Instant::now() < deadline, "recovery is reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = cri.container_status(&id).await.expect("status");
+    let log_path = std::path::PathBuf::from(&status.log_path);
+    cri.runtime
+        .stop_container(protocols::cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("stop");
+    cri.wait_exited(&id, Duration::from_secs(10)).await;
+
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(text.ends_with('\n'), "the file ends with a whole record");
+    let torn: Vec<&str> = text.lines().filter(|l| !whole_record(l)).collect();
+    assert!(
+        torn.is_empty(),
+        "{} torn lines, e.g. {:?}",
+        torn.len(),
+        &torn[..torn.len().min(3)]
+    );
+    assert!(
+        text.lines().all(|l| l.ends_with("padded to a fair length")),
+        "every record is a whole line of output"
+    );
+
+    let reports: Vec<String> = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("cannot write container log"))
+        .map(String::from)
+        .collect();
+    assert!(!reports.is_empty(), "the full disk is reported");
+    assert!(
+        reports.len() <= 4,
+        "{} reports: {reports:#?}",
+        reports.len()
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.contains(&id) && r.contains("dropped_bytes")),
+        "{reports:#?}"
+    );
+    assert!(
+        daemon.log().contains("is written again"),
+        "recovery is reported"
+    );
+    let verbose = cri
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("verbose status")
+        .into_inner();
+    let info: serde_json::Value =
+        serde_json::from_str(&verbose.info["info"]).expect("info is JSON");
+    assert!(info["logDroppedBytes"].as_u64() > Some(0), "{info}");
+
+    // Output ended: deleting the log gives its space back before RemoveContainer.
+    std::fs::remove_file(&log_path).expect("delete the log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logs.free_bytes() < logs.size_bytes() - (256 << 10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted log is still held open: {} of {} bytes free",
+            logs.free_bytes(),
+            logs.size_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -344,7 +344,7 @@ impl PodRuntime {
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
         write_spec(&bundle, &oci)?;
 
-        let log = ContainerLog::open(Path::new(&record.log_path), self.log_size_max())?;
+        let log = ContainerLog::open(&id, Path::new(&record.log_path), self.log_size_max())?;
         let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
         if config.stdin {
             fifos = fifos.with_stdin(&bundle, "io")?;
@@ -380,6 +380,11 @@ impl PodRuntime {
 
     fn spawn_log_drains(&self, id: &str, mut fifos: StdioFifos, log: ContainerLog) {
         let (tee, _) = tokio::sync::broadcast::channel(256);
+        // Both streams are counted before either drain runs: the file closes after
+        // the last one ends.
+        for _ in fifos.stdout.iter().chain(fifos.stderr.iter()) {
+            log.stream_opened();
+        }
         if let Some(out) = fifos.stdout.take() {
             tokio::spawn(drain_to_log(
                 out,
@@ -420,13 +425,22 @@ impl PodRuntime {
         let opened = StdioFifos::reopen(&paths).and_then(|f| {
             Ok((
                 f,
-                ContainerLog::open(Path::new(&record.log_path), self.log_size_max())?,
+                ContainerLog::open(&record.id, Path::new(&record.log_path), self.log_size_max())?,
             ))
         });
         match opened {
             Ok((fifos, log)) => self.spawn_log_drains(&record.id, fifos, log),
             Err(e) => tracing::warn!(container = %record.id, "cannot reopen output: {e}"),
         }
+    }
+
+    /// Bytes of a container's output dropped because its log could not be written.
+    pub fn log_dropped_bytes(&self, id: &str) -> u64 {
+        self.logs
+            .lock()
+            .ok()
+            .and_then(|l| l.get(id).map(ContainerLog::dropped_bytes))
+            .unwrap_or(0)
     }
 
     /// ReopenContainerLog.

@@ -150,7 +150,9 @@ impl StdioFifos {
 pub type OutputTee = tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>;
 
 /// Drains one FIFO into the log until end-of-file, also handing each chunk to
-/// `tee` (attached clients; nobody listening costs nothing).
+/// `tee` (attached clients; nobody listening costs nothing). The caller counted the
+/// stream in with [`ContainerLog::stream_opened`] before spawning this; it is
+/// counted out at the end.
 pub async fn drain_to_log(
     mut reader: pipe::Receiver,
     stream: Stream,
@@ -177,6 +179,7 @@ pub async fn drain_to_log(
     }
     splitter.finish(SystemTime::now(), &mut records);
     log.write(&records);
+    log.stream_closed();
 }
 
 /// Reads one FIFO to end-of-file, keeping at most `limit` bytes (the rest is read

@@ -374,12 +374,23 @@ impl RuntimeService for RuntimeServiceImpl {
         &self,
         request: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        let id = request.into_inner().container_id;
+        let request = request.into_inner();
         let pods = &self.state.pods;
-        let record = pods.container(&id)?;
+        let record = pods.container(&request.container_id)?;
+        let mut info = std::collections::HashMap::new();
+        if request.verbose {
+            // What `crictl inspect` shows beyond the status (CRI-O's "info" key).
+            let verbose = serde_json::json!({
+                "sandboxID": record.sandbox_id,
+                "pid": record.pid,
+                "logPath": record.log_path,
+                "logDroppedBytes": pods.log_dropped_bytes(&record.id),
+            });
+            info.insert("info".to_string(), verbose.to_string());
+        }
         Ok(Response::new(ContainerStatusResponse {
             status: Some(pods.container_status(&record)),
-            ..Default::default()
+            info,
         }))
     }
 
