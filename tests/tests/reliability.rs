@@ -580,3 +580,90 @@ async fn a_full_log_disk_is_reported_sparingly_and_leaves_whole_records() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+fn shim_sockets() -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir("/run/containerd/s")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Host PIDs of the processes in the cgroup of task `id` (`crio-<id>`).
+fn task_processes(id: &str) -> Vec<i32> {
+    let cgroup = format!("crio-{id}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.lines().any(|l| l.ends_with(&cgroup)))
+        })
+        .collect()
+}
+
+/// kill -9 of a pod's shim: its containers are reported exited only once their
+/// processes (and pause) are gone, and the shim's socket is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_shim_leaves_no_process_and_no_socket() {
+    let (_registry, daemon, mut cri, image) = setup().await;
+    let before = shim_sockets();
+    let pod = pod_config("shimkill", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let config = container_config("app", &image, "sleep 3600");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("create");
+    cri.start_container(&id).await.expect("start");
+    let ours: Vec<_> = shim_sockets().difference(&before).cloned().collect();
+    assert_eq!(ours.len(), 1, "one shim socket for the pod: {ours:?}");
+    assert!(!task_processes(&id).is_empty() && !task_processes(&pod_id).is_empty());
+    let shims = crio_tests::cleanup::processes_with_cwd_under(
+        &daemon.dirs.runroot.join("bundles").join(&pod_id),
+    );
+    assert_eq!(shims.len(), 1, "the pod's shim: {shims:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 the shim");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cri.container_status(&id).await.expect("status");
+        if status.state == protocols::cri::ContainerState::ContainerExited as i32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported exited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        task_processes(&id),
+        Vec::<i32>::new(),
+        "the container's processes"
+    );
+    let pause_deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !task_processes(&pod_id).is_empty() {
+        assert!(
+            std::time::Instant::now() < pause_deadline,
+            "pause outlived its shim"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = cri.pod_status(&pod_id).await;
+    assert_eq!(
+        status.state,
+        protocols::cri::PodSandboxState::SandboxNotready as i32
+    );
+    let left: Vec<_> = shim_sockets()
+        .intersection(&ours.iter().cloned().collect())
+        .cloned()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the dead shim's socket is removed: {left:?}"
+    );
+}

@@ -309,6 +309,13 @@ impl PodRuntime {
             s.state = STATE_NOTREADY.into();
             let _ = self.store.put(&s);
         }
+        let cgroup_parent = self
+            .store
+            .get::<SandboxRecord>(sandbox_id)
+            .ok()
+            .flatten()
+            .map(|s| s.cgroup_parent)
+            .unwrap_or_default();
         let containers = self.containers_of(sandbox_id).unwrap_or_default();
         for c in containers {
             if c.state == crate::container::STATE_EXITED {
@@ -320,6 +327,7 @@ impl PodRuntime {
                 .await
                 .map(|d| d.exit_status)
                 .unwrap_or(255);
+            self.kill_leftovers(&cgroup_parent, &c.id).await;
             if let Ok(Some(mut rec)) = self.store.get::<ContainerRecord>(&c.id) {
                 rec.message = "the container's shim died".into();
                 let _ = self.store.put(&rec);
@@ -330,7 +338,23 @@ impl PodRuntime {
             .shims
             .cleanup(&shim.binary, sandbox_id, &shim.bundle)
             .await;
+        self.kill_leftovers(&cgroup_parent, sandbox_id).await;
         self.record_exit(sandbox_id, 255, now_nanos());
+        remove_dead_socket(&shim.address().address);
+    }
+
+    /// Kills what a dead shim's cleanup left of task `id`: the task is reported
+    /// exited only once its processes are gone.
+    async fn kill_leftovers(&self, cgroup_parent: &str, id: &str) {
+        let path = crate::spec::cgroups_path(cgroup_parent, id, self.config.systemd_cgroup);
+        let emptied = tokio::task::spawn_blocking(move || {
+            crate::runtime::cgroup_kill::kill_all(&path, std::time::Duration::from_secs(10))
+        })
+        .await
+        .unwrap_or(false);
+        if !emptied {
+            tracing::warn!(task = %id, "processes of a dead shim's task outlived SIGKILL");
+        }
     }
 
     /// Applies shim events. Exits also arrive through `Wait`; whichever is first wins.
@@ -507,5 +531,18 @@ impl PodRuntime {
             Err(e) if e.is_not_found() => self.record_exit(id, 255, now_nanos()),
             Err(e) => tracing::warn!(task = %id, "state after restart: {e}"),
         }
+    }
+}
+
+/// Removes the socket of a shim that died (nothing listens on it any more).
+fn remove_dead_socket(address: &str) {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    if path.is_empty() || std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::debug!(socket = %path, "removed a dead shim's socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(socket = %path, "cannot remove a dead shim's socket: {e}"),
     }
 }
