@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod duration;
+pub mod failpoint;
 pub mod image;
 pub mod logs;
 pub mod network;

@@ -295,6 +295,12 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.dirs.socket.display()))
     }
 
+    /// Drops an environment variable the daemon was started with, for the next
+    /// [`Daemon::restart`].
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// SIGTERM and wait (the daemon's own grace period plus a margin).
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");

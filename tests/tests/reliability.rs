@@ -667,3 +667,279 @@ async fn a_killed_shim_leaves_no_process_and_no_socket() {
         "the dead shim's socket is removed: {left:?}"
     );
 }
+
+/// runc's containers whose bundle is under `dir` (any namespace of runc's root).
+fn runc_containers_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for root in ["/run/runc/k8s.io", "/run/runc"] {
+        let Ok(o) = std::process::Command::new("runc")
+            .args(["--root", root, "list", "--format", "json"])
+            .output()
+        else {
+            continue;
+        };
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        for c in list {
+            if c["bundle"]
+                .as_str()
+                .is_some_and(|b| Path::new(b).starts_with(dir))
+            {
+                out.push(format!("{} ({})", c["id"], c["status"]));
+            }
+        }
+    }
+    out
+}
+
+/// What a crash may leave: processes working in the daemon's dirs (shims, `runc
+/// init`), runc containers of its bundles, mounts under its dirs, bundles and
+/// container storage, pinned namespaces.
+fn leftovers(daemon: &Daemon) -> Vec<String> {
+    let mut found = Vec::new();
+    for pid in crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.runroot) {
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .replace('\0', " ");
+        found.push(format!("process {pid}: {cmd}"));
+    }
+    found.extend(
+        runc_containers_under(&daemon.dirs.runroot)
+            .into_iter()
+            .map(|c| format!("runc container {c}")),
+    );
+    for m in crio_tests::cleanup::mounts_under(&daemon.dirs.base) {
+        // The pause rootfs is the daemon's own, not a pod's.
+        found.push(format!("mount {}", m.display()));
+    }
+    for dir in [
+        daemon.dirs.runroot.join("bundles"),
+        daemon.dirs.root.join("containers"),
+        daemon.dirs.runroot.join("netns"),
+        daemon.dirs.runroot.join("utsns"),
+        daemon.dirs.runroot.join("ipcns"),
+    ] {
+        for e in std::fs::read_dir(&dir)
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            found.push(format!("left in {}: {:?}", dir.display(), e.file_name()));
+        }
+    }
+    found
+}
+
+/// The daemon is killed at each step of RunPodSandbox and CreateContainer in turn
+/// (failpoints, and mid-Create for the requests in flight). Restarted, then the
+/// kubelet's cleanup (stop and remove every pod): nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_at_any_step_of_a_pod_start_leaves_nothing_after_restart() {
+    let registry = Registry::with_test_images();
+    let image = registry.reference(TestImage::Busybox);
+    for point in crio_core::failpoint::POINTS {
+        let mut daemon = Daemon::builder()
+            .registries_conf(&insecure(&registry))
+            .env(crio_core::failpoint::ENV, point)
+            .start();
+        let mut cri = daemon.client().await;
+        cri.pull(&image, None).await.expect("pull");
+        let pod = pod_config("crash", &daemon.dirs.log_dir);
+        let in_create = point.starts_with("create_container");
+        let ran = cri.run_pod(&pod, "runc").await;
+        if in_create {
+            let pod_id = ran.unwrap_or_else(|e| panic!("{point}: RunPodSandbox: {e}"));
+            let config = container_config("app", &image, "sleep 3600");
+            cri.create_container(&pod_id, &config, &pod)
+                .await
+                .expect_err("the daemon dies creating the container");
+        } else {
+            ran.expect_err("the daemon dies starting the pod");
+        }
+        assert!(
+            daemon.wait_exit(Duration::from_secs(10)).is_some(),
+            "{point}: the daemon died at the failpoint"
+        );
+        drop(cri);
+        daemon.remove_env(crio_core::failpoint::ENV);
+        daemon.restart();
+        let mut cri = daemon.client().await;
+        // The kubelet's view after the restart: stop and remove every pod.
+        for p in cri.pods().await {
+            cri.runtime
+                .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{point}: StopPodSandbox: {e}"));
+            cri.runtime
+                .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{point}: RemovePodSandbox: {e}"));
+        }
+        // A shim stopped by RemovePodSandbox finishes its replies first: give it a
+        // moment to exit.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut left = leftovers(&daemon);
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = leftovers(&daemon);
+        }
+        assert!(
+            left.is_empty(),
+            "{point}: left behind:\n{}\n{}",
+            left.join("\n"),
+            daemon.log()
+        );
+        // And a pod still runs.
+        let pod = pod_config("after", &daemon.dirs.log_dir);
+        let pod_id = cri
+            .run_pod(&pod, "runc")
+            .await
+            .expect("a pod after the crash");
+        let config = container_config("app", &image, "true");
+        cri.create_container(&pod_id, &config, &pod)
+            .await
+            .unwrap_or_else(|e| panic!("{point}: {e}"));
+    }
+}
+
+/// cgroups the daemon's tasks left (`crio-<id>` under the default parent).
+fn task_cgroups() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/sys/fs/cgroup/pids/crio")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("crio-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pods started `n` at a time on a real bridge, each with a container, then
+/// stopped and removed: every cycle ends with no shim, mount, pinned namespace, IP
+/// or cgroup left.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pod_cycles_leak_nothing() {
+    let net = crio_tests::network::TestNetwork::new(false);
+    let (_registry, daemon, cri, image) = setup().await;
+    net.install(
+        &daemon.dirs.network_dir,
+        &net.conflist("1.0.0", vec![net.bridge_plugin()]),
+    );
+    let cgroups_before = task_cgroups();
+    for cycle in 0..2 {
+        let mut started = Vec::new();
+        for i in 0..20 {
+            let mut cri = cri.clone();
+            let image = image.clone();
+            let log_dir = daemon.dirs.log_dir.clone();
+            started.push(tokio::spawn(async move {
+                let pod = pod_config(&format!("load-{cycle}-{i}"), &log_dir);
+                let pod_id = cri.run_pod(&pod, "runc").await?;
+                let config = container_config("app", &image, "sleep 3600");
+                let id = cri.create_container(&pod_id, &config, &pod).await?;
+                cri.start_container(&id).await?;
+                Ok::<String, tonic::Status>(pod_id)
+            }));
+        }
+        let mut pods = Vec::new();
+        for s in started {
+            pods.push(s.await.expect("task").expect("a pod of the load"));
+        }
+        assert_eq!(net.allocated_ips().len(), 20, "cycle {cycle}");
+        let mut removed = Vec::new();
+        for pod_id in pods {
+            let mut cri = cri.clone();
+            removed.push(tokio::spawn(async move {
+                cri.runtime
+                    .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
+                        pod_sandbox_id: pod_id.clone(),
+                    })
+                    .await?;
+                cri.runtime
+                    .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: pod_id,
+                    })
+                    .await
+            }));
+        }
+        for r in removed {
+            r.await.expect("task").expect("remove");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut left = leftovers(&daemon);
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = leftovers(&daemon);
+        }
+        assert!(left.is_empty(), "cycle {cycle}: {left:#?}");
+        assert!(net.allocated_ips().is_empty(), "cycle {cycle}: IPs kept");
+        let extra: Vec<_> = task_cgroups()
+            .difference(&cgroups_before)
+            .cloned()
+            .collect();
+        assert!(extra.is_empty(), "cycle {cycle}: cgroups left {extra:?}");
+    }
+}
+
+/// The probe's crash: ten pods started at once on a real bridge, the daemon killed
+/// 55 ms in, restarted, its NotReady pods stopped and removed: nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_among_concurrent_pod_starts_leaks_nothing() {
+    let net = crio_tests::network::TestNetwork::new(false);
+    let registry = Registry::with_test_images();
+    let mut daemon = Daemon::builder()
+        .registries_conf(&insecure(&registry))
+        .start();
+    net.install(
+        &daemon.dirs.network_dir,
+        &net.conflist("1.0.0", vec![net.bridge_plugin()]),
+    );
+    for trial in 0..3 {
+        let cri = daemon.client().await;
+        let mut started = Vec::new();
+        for i in 0..10 {
+            let mut cri = cri.clone();
+            let log_dir = daemon.dirs.log_dir.clone();
+            started.push(tokio::spawn(async move {
+                let pod = pod_config(&format!("crashload-{trial}-{i}"), &log_dir);
+                let _ = cri.run_pod(&pod, "runc").await;
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(55)).await;
+        daemon.kill9();
+        for s in started {
+            let _ = s.await;
+        }
+        drop(cri);
+        daemon.restart();
+        let mut cri = daemon.client().await;
+        for p in cri.pods().await {
+            cri.runtime
+                .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: stop: {e}"));
+            cri.runtime
+                .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: remove: {e}"));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut left = leftovers(&daemon);
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = leftovers(&daemon);
+        }
+        assert!(
+            left.is_empty(),
+            "trial {trial}: {left:#?}\n{}",
+            daemon.log()
+        );
+        assert!(net.allocated_ips().is_empty(), "trial {trial}: IPs kept");
+    }
+}

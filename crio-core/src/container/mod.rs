@@ -214,6 +214,7 @@ impl PodRuntime {
                 return Err(CriError::NotFound(format!("image {id} was removed")));
             }
         }
+        crate::failpoint::hit("create_container.recorded");
         let _lock = self.locks.lock(&id).await;
         let mut record = record;
         match self
@@ -298,6 +299,7 @@ impl PodRuntime {
             ),
         }
         .map_err(|e| CriError::Internal(e.to_string()))?;
+        crate::failpoint::hit("create_container.rootfs_mounted");
 
         let mut input = spec_input::container_spec_input(
             self,
@@ -369,7 +371,9 @@ impl PodRuntime {
             options: runtime_options(&handler, self.config.systemd_cgroup).into(),
             ..Default::default()
         };
+        crate::failpoint::while_awaiting("create_container.creating");
         let created = shim.client.create(&create).await?;
+        crate::failpoint::hit("create_container.created");
         record.pid = created.pid;
         self.store.put(&*record)?;
         fifos.release();
@@ -601,16 +605,23 @@ impl PodRuntime {
     }
 
     async fn destroy_container(&self, record: &ContainerRecord) {
+        let mut deleted = false;
         if let Some(shim) = self.shims.get(&record.sandbox_id) {
             let del = api::DeleteRequest {
                 id: record.id.clone(),
                 ..Default::default()
             };
             match shim.client.delete(&del).await {
-                Ok(_) => {}
+                Ok(_) => deleted = true,
                 Err(e) if e.is_not_found() || e.is_disconnected() => {}
                 Err(e) => tracing::warn!(container = %record.id, "delete task: {e}"),
             }
+        }
+        if !deleted {
+            // No shim confirmed the task gone (a Create cut short, a dead shim): its
+            // runtime may still hold it.
+            self.reap_task(&record.sandbox_id, &record.id, &record.bundle)
+                .await;
         }
         let storage = self.container_storage(&record.id);
         image_volumes::release(self.config.storage_driver, &storage);

@@ -46,6 +46,11 @@ pub enum LaunchError {
     },
     #[error("shim {binary} delete: bad reply: {message}")]
     DeleteReply { binary: PathBuf, message: String },
+    #[error("bundle {path}: {source}")]
+    Bundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("shim log FIFO {path}: {source}")]
     LogFifo {
         path: PathBuf,

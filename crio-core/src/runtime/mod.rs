@@ -8,6 +8,7 @@ pub mod events;
 pub mod features;
 mod handlers;
 pub mod launcher;
+pub mod orphans;
 pub mod shims;
 pub mod task;
 

@@ -103,6 +103,14 @@ impl ShimHost {
         bundle: &Path,
     ) -> Result<Arc<PodShim>, ShimError> {
         let first = id == sandbox_id;
+        // Named before the shim exists, so a crash from here on leaves a bundle
+        // whose shim can still be asked to clean up.
+        super::orphans::record_shim_binary(bundle, binary).map_err(|source| {
+            LaunchError::Bundle {
+                path: bundle.to_path_buf(),
+                source,
+            }
+        })?;
         // The server of a pod logs into the FIFO of the bundle it was started in.
         let log_drain = if first {
             Some(drain_shim_log(bundle, sandbox_id)?)
@@ -152,6 +160,27 @@ impl ShimHost {
             client,
             log_drain,
         }))
+    }
+
+    /// Undoes whatever may be left of task `id` in `bundle` without a shim to ask:
+    /// the shim binary's `delete` action (force-deletes the task in its runtime by
+    /// id), then every process still working in the bundle (a shim server no record
+    /// names, a `runc init`) is killed.
+    pub async fn reap(&self, binary: &Path, id: &str, bundle: &Path) {
+        if let Err(e) = self.cleanup(binary, id, bundle).await {
+            tracing::debug!(task = id, "shim delete: {e}");
+        }
+        let dir = bundle.to_path_buf();
+        let killed = tokio::task::spawn_blocking(move || super::orphans::kill_processes_in(&dir))
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            tracing::info!(
+                task = id,
+                killed,
+                "killed processes left in the task's bundle"
+            );
+        }
     }
 
     /// Stops the pod's shim (its tasks must be deleted first) and forgets it.

@@ -228,6 +228,7 @@ impl PodRuntime {
             }
             self.store.put(&record)?;
         }
+        crate::failpoint::hit("run_sandbox.recorded");
         let _lock = self.locks.lock(&id).await;
         match self
             .start_sandbox(&mut record, &handler, ns, infra, network, setup)
@@ -337,6 +338,7 @@ impl PodRuntime {
                 }
             }
         }
+        crate::failpoint::hit("run_sandbox.namespaces_pinned");
         let pod_mounts = self.write_pod_files(record, &setup)?;
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
@@ -374,6 +376,7 @@ impl PodRuntime {
             &self.config.held_capabilities,
         )?;
         write_spec(&record.bundle, &oci)?;
+        crate::failpoint::hit("run_sandbox.spec_written");
 
         // CNI ADD runs while the shim starts the pause task: both only need the
         // pinned namespace, and neither waits for the other.
@@ -489,6 +492,7 @@ impl PodRuntime {
         handler: &crate::runtime::Handler,
     ) -> Result<(Arc<crate::runtime::PodShim>, u32), CriError> {
         let shim = self.shims.start(shim_binary, id, id, bundle).await?;
+        crate::failpoint::hit("run_sandbox.shim_started");
         // Persisted at once, so a crash from here on leaves a shim to find.
         if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
             record.shim_address = shim.address().address.clone();
@@ -501,17 +505,21 @@ impl PodRuntime {
             options: runtime_options(handler, self.config.systemd_cgroup).into(),
             ..Default::default()
         };
+        crate::failpoint::while_awaiting("run_sandbox.creating_pause");
         shim.client.create(&create).await?;
+        crate::failpoint::hit("run_sandbox.pause_created");
         let start = api::StartRequest {
             id: id.to_string(),
             ..Default::default()
         };
         let started = shim.client.start(&start).await?;
+        crate::failpoint::hit("run_sandbox.pause_started");
         Ok((shim, started.pid))
     }
 
     /// Best-effort removal of everything a sandbox may have: task, shim, bundle, record.
-    async fn destroy_sandbox(&self, record: &SandboxRecord) {
+    pub(crate) async fn destroy_sandbox(&self, record: &SandboxRecord) {
+        let known_shim = self.shims.get(&record.id).is_some();
         if let Some(shim) = self.shims.get(&record.id) {
             let kill = api::KillRequest {
                 id: record.id.clone(),
@@ -529,6 +537,11 @@ impl PodRuntime {
                 })
                 .await;
             self.shims.shutdown(&record.id).await;
+        }
+        if !known_shim {
+            // A pod whose shim no record names (its start was cut short): the shim
+            // may still serve it, its pause may be half-created.
+            self.reap_task(&record.id, &record.id, &record.bundle).await;
         }
         self.forget(&record.id);
         if !record.infra_image.is_empty() {

@@ -2,7 +2,7 @@
 //! the reconciliation a restarted core runs.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -343,6 +343,24 @@ impl PodRuntime {
         remove_dead_socket(&shim.address().address);
     }
 
+    /// Undoes whatever may be left of task `id` of pod `sandbox_id` when no shim
+    /// answers for it: the shim binary's `delete`, processes in its bundle, then its
+    /// cgroup.
+    pub(crate) async fn reap_task(&self, sandbox_id: &str, id: &str, bundle: &Path) {
+        if bundle.as_os_str().is_empty() || !bundle.exists() {
+            return;
+        }
+        let pod = self.store.get::<SandboxRecord>(sandbox_id).ok().flatten();
+        let binary = crate::runtime::orphans::shim_binary_of(bundle)
+            .or_else(|| pod.as_ref().map(|p| p.shim_binary.clone()))
+            .filter(|b| !b.as_os_str().is_empty());
+        if let Some(binary) = binary {
+            self.shims.reap(&binary, id, bundle).await;
+        }
+        let cgroup_parent = pod.map(|p| p.cgroup_parent).unwrap_or_default();
+        self.kill_leftovers(&cgroup_parent, id).await;
+    }
+
     /// Kills what a dead shim's cleanup left of task `id`: the task is reported
     /// exited only once its processes are gone.
     async fn kill_leftovers(&self, cgroup_parent: &str, id: &str) {
@@ -397,7 +415,72 @@ impl PodRuntime {
             }
         }
         self.unpin_leaked_namespaces()?;
+        self.reap_orphan_bundles().await?;
         self.spawn_network_recovery();
+        Ok(())
+    }
+
+    /// Bundles and container storage no record names (a crash between making them
+    /// and recording them, or between removing a record and them): their shim is
+    /// asked to clean up, what still works in them is killed, mounts in them are
+    /// undone, and they go.
+    async fn reap_orphan_bundles(&self) -> Result<(), CriError> {
+        let mut known: HashSet<String> = self
+            .store
+            .list::<SandboxRecord>()?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        known.extend(
+            self.store
+                .list::<ContainerRecord>()?
+                .into_iter()
+                .map(|c| c.id),
+        );
+        let orphans = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            e.file_name()
+                                .to_str()
+                                .is_some_and(|n| !known.contains(n) && !n.starts_with('.'))
+                        })
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for bundle in orphans(&self.config.bundles_dir) {
+            let id = bundle
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::info!(task = %id, "removing a bundle no record names");
+            if let Some(binary) = crate::runtime::orphans::shim_binary_of(&bundle) {
+                self.shims.reap(&binary, &id, &bundle).await;
+            } else {
+                crate::runtime::orphans::kill_processes_in(&bundle);
+            }
+            self.kill_leftovers("", &id).await;
+            let shm = super::pod_files::PodFiles::new(&bundle).shm();
+            if let Err(e) = super::pod_files::unmount_shm(&shm) {
+                tracing::warn!(task = %id, "unmount shm: {e}");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&bundle) {
+                tracing::warn!(task = %id, "remove {}: {e}", bundle.display());
+            }
+        }
+        for storage in orphans(&self.config.containers_dir) {
+            tracing::info!(dir = %storage.display(), "removing container storage no record names");
+            crate::container::image_volumes::release(self.config.storage_driver, &storage);
+            match crate::storage::rootfs::release_rootfs(self.config.storage_driver, &storage) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(&storage);
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
         Ok(())
     }
 
@@ -435,20 +518,10 @@ impl PodRuntime {
 
     async fn recover_sandbox(self: &Arc<Self>, sandbox: &SandboxRecord) -> Result<(), CriError> {
         if sandbox.shim_address.is_empty() {
-            // The core died while starting this pod: undo what may exist.
+            // The core died while starting this pod: undo all of it (its shim may
+            // serve it unrecorded, its pause may be half-created).
             tracing::info!(pod = %sandbox.id, "removing a pod whose start was interrupted");
-            if !sandbox.shim_binary.as_os_str().is_empty() && sandbox.bundle.exists() {
-                let _ = self
-                    .shims
-                    .cleanup(&sandbox.shim_binary, &sandbox.id, &sandbox.bundle)
-                    .await;
-            }
-            let _ = std::fs::remove_dir_all(&sandbox.bundle);
-            // Its IP goes back; its namespace is unpinned as a leaked one below.
-            if let Err(e) = self.detach_network(&mut sandbox.clone()).await {
-                tracing::warn!(pod = %sandbox.id, "{e}");
-            }
-            self.store.delete::<SandboxRecord>(&sandbox.id)?;
+            self.destroy_sandbox(sandbox).await;
             return Ok(());
         }
         let address = ShimAddress {
@@ -528,7 +601,27 @@ impl PodRuntime {
                 }
                 self.watch_exit(shim.clone(), sandbox_id.to_string(), id.to_string());
             }
-            Err(e) if e.is_not_found() => self.record_exit(id, 255, now_nanos()),
+            Err(e) if e.is_not_found() => {
+                // The shim does not know it: a Create the core's death cut short. Its
+                // runtime may hold it still (`runc init` waiting in "created").
+                let bundle = if id == sandbox_id {
+                    self.store
+                        .get::<SandboxRecord>(id)
+                        .ok()
+                        .flatten()
+                        .map(|s| s.bundle)
+                } else {
+                    self.store
+                        .get::<ContainerRecord>(id)
+                        .ok()
+                        .flatten()
+                        .map(|c| c.bundle)
+                };
+                if let Some(bundle) = bundle {
+                    self.reap_task(sandbox_id, id, &bundle).await;
+                }
+                self.record_exit(id, 255, now_nanos());
+            }
             Err(e) => tracing::warn!(task = %id, "state after restart: {e}"),
         }
     }
