@@ -943,3 +943,118 @@ async fn a_crash_among_concurrent_pod_starts_leaks_nothing() {
         assert!(net.allocated_ips().is_empty(), "trial {trial}: IPs kept");
     }
 }
+
+/// One raw HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK literal without indexing (short names and values only).
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    assert!(name.len() < 127 && value.len() < 127);
+    out.push(0);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// A gRPC `Version` call on the CRI socket, written byte by byte as a client does
+/// that names the socket in `:authority`; what the stream ended with: the reply's
+/// bytes, or the RST_STREAM error code.
+async fn version_call_with_authority(socket: &Path, authority: &str) -> Result<Vec<u8>, u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
+    let mut block = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/runtime.v1.RuntimeService/Version"),
+        (":authority", authority),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        hpack_literal(&mut block, n, v);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out.extend(h2_frame(0x1, 0x4, 1, &block));
+    out.extend(h2_frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]));
+    conn.write_all(&out).await.expect("write");
+    let mut data = Vec::new();
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..9 + len).collect();
+            let (kind, flags) = (frame[3], frame[4]);
+            let stream = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]);
+            match (kind, stream) {
+                (0x4, 0) if flags & 1 == 0 => {
+                    conn.write_all(&h2_frame(0x4, 1, 0, &[]))
+                        .await
+                        .expect("ack");
+                }
+                (0x3, 1) => {
+                    return Err(u32::from_be_bytes([
+                        frame[9], frame[10], frame[11], frame[12],
+                    ]))
+                }
+                (0x0, 1) => data.extend_from_slice(&frame[9..]),
+                (0x1, 1) if flags & 1 != 0 => return Ok(data),
+                _ => {}
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut chunk))
+            .await
+            .expect("a reply in time")
+            .expect("read");
+        assert!(n > 0, "the daemon closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// gRPC clients that name the socket in `:authority` (grpc-core since 1.57, which
+/// Python's grpcio is, sends it percent-encoded; grpc-java sends the path) are
+/// served, as containerd and CRI-O serve them.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_authority_is_accepted_on_the_socket() {
+    let daemon = Daemon::builder().start();
+    let socket = daemon.dirs.socket.clone();
+    let encoded = socket
+        .display()
+        .to_string()
+        .trim_start_matches('/')
+        .replace('/', "%2F");
+    for authority in ["localhost", &encoded, &socket.display().to_string()] {
+        let reply = version_call_with_authority(&socket, authority)
+            .await
+            .unwrap_or_else(|code| panic!("{authority:?}: RST_STREAM {code}"));
+        assert!(
+            reply.windows(7).any(|w| w == b"crio-rs"),
+            "{authority:?}: a Version reply: {reply:?}"
+        );
+    }
+    // The inspect endpoints (HTTP/1.1) on the same socket still answer.
+    let out = daemon
+        .command()
+        .args(["status", "info"])
+        .output()
+        .expect("crio status info");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,6 +1,7 @@
 //! The CRI gRPC server: RuntimeService, ImageService, health and CRI-O's inspect
 //! endpoints on one unix socket, with graceful shutdown.
 
+mod authority;
 mod image_service;
 pub mod inspect;
 mod runtime_service;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use protocols::cri::image_service_server::ImageServiceServer;
 use protocols::cri::runtime_service_server::RuntimeServiceServer;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tonic::service::Routes;
 
 pub use image_service::ImageServiceImpl;
@@ -92,11 +94,14 @@ pub async fn serve(
         // HTTP/1.1 only for the inspect endpoints; gRPC stays HTTP/2.
         .accept_http1(true)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight calls");
-            let _ = stop_tx.send(true);
-        });
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|s| s.map(authority::AuthorityFix::new)),
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight calls");
+                let _ = stop_tx.send(true);
+            },
+        );
     tokio::select! {
         result = server => result?,
         () = async move {
