@@ -748,10 +748,13 @@ async fn a_crash_at_any_step_of_a_pod_start_leaves_nothing_after_restart() {
         if in_create {
             let pod_id = ran.unwrap_or_else(|e| panic!("{point}: RunPodSandbox: {e}"));
             let config = container_config("app", &image, "sleep 3600");
-            cri.create_container(&pod_id, &config, &pod)
-                .await
-                .expect_err("the daemon dies creating the container");
-        } else {
+            let created = cri.create_container(&pod_id, &config, &pod).await;
+            // Killed while the shim's Create is in flight, the daemon may still
+            // answer first on a fast run: it dies either way.
+            if !point.ends_with(".creating") {
+                created.expect_err("the daemon dies creating the container");
+            }
+        } else if !point.ends_with(".creating_pause") {
             ran.expect_err("the daemon dies starting the pod");
         }
         assert!(

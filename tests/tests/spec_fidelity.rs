@@ -317,10 +317,9 @@ async fn security_context(handler: &str) {
     let mut pod = f.pod("sec");
     pod.linux
         .get_or_insert_with(Default::default)
-        .security_context = Some(LinuxSandboxSecurityContext {
-        privileged: true,
-        ..Default::default()
-    });
+        .security_context
+        .get_or_insert_with(LinuxSandboxSecurityContext::default)
+        .privileged = true;
     let pod_id = f.run_pod(&pod).await;
 
     // Defaults: CRI-O's capabilities, masked and read-only paths, and no seccomp
@@ -1210,10 +1209,9 @@ async fn mount_propagation(handler: &str) {
     let mut pod = f.pod("propagation");
     pod.linux
         .get_or_insert_with(Default::default)
-        .security_context = Some(LinuxSandboxSecurityContext {
-        privileged: true,
-        ..Default::default()
-    });
+        .security_context
+        .get_or_insert_with(LinuxSandboxSecurityContext::default)
+        .privileged = true;
     let pod_id = f.run_pod(&pod).await;
     let host = tempfile::tempdir().expect("tempdir");
     let shared = SharedMount::new(host.path());
