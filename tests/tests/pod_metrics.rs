@@ -268,6 +268,19 @@ async fn metrics_of_a_busy_pod(handler: &str) {
 
 crio_tests::per_handler!(metrics_of_a_busy_pod);
 
+async fn descriptor_names(daemon: &Daemon) -> Vec<String> {
+    let mut cri = daemon.client().await;
+    cri.runtime
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("descriptors")
+        .into_inner()
+        .descriptors
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
 /// CRI-O's default (`included_pod_metrics = []`): only `container_last_seen`; a
 /// group the host cannot serve, asked for by name, is left out with a warning.
 #[tokio::test(flavor = "multi_thread")]
@@ -278,17 +291,7 @@ async fn included_pod_metrics_chooses_the_groups() {
             "[crio.stats]\nincluded_pod_metrics = [\"cpu\", \"pressure\"]\n",
         )
         .start();
-    let mut cri = daemon.client().await;
-    let names: Vec<String> = cri
-        .runtime
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect("descriptors")
-        .into_inner()
-        .descriptors
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names = descriptor_names(&daemon).await;
     assert_eq!(names[0], "container_last_seen");
     assert!(
         names[1..].iter().all(|n| n.starts_with("container_cpu_")),
@@ -302,22 +305,11 @@ async fn included_pod_metrics_chooses_the_groups() {
             daemon.log()
         );
     }
-    drop(cri);
     drop(daemon);
 
     let daemon = Daemon::builder()
         .dropin("20-stats.conf", "[crio.stats]\nincluded_pod_metrics = []\n")
         .start();
-    let mut cri = daemon.client().await;
-    let names: Vec<String> = cri
-        .runtime
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect("descriptors")
-        .into_inner()
-        .descriptors
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names = descriptor_names(&daemon).await;
     assert_eq!(names, ["container_last_seen"]);
 }

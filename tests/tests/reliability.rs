@@ -728,6 +728,42 @@ fn leftovers(daemon: &Daemon) -> Vec<String> {
     found
 }
 
+/// Stops and removes every pod, as the kubelet does with pods it does not expect,
+/// then checks that nothing is left (a stopped shim finishes its replies first, so
+/// it gets a moment to exit).
+async fn remove_every_pod_and_check(
+    cri: &mut crio_tests::cri::CriClient,
+    daemon: &Daemon,
+    what: &str,
+) {
+    for p in cri.pods().await {
+        cri.runtime
+            .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{what}: StopPodSandbox: {e}"));
+        cri.runtime
+            .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{what}: RemovePodSandbox: {e}"));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = leftovers(daemon);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = leftovers(daemon);
+    }
+    assert!(
+        left.is_empty(),
+        "{what}: left behind:\n{}\n{}",
+        left.join("\n"),
+        daemon.log()
+    );
+}
+
 /// The daemon is killed at each step of RunPodSandbox and CreateContainer in turn
 /// (failpoints, and mid-Create for the requests in flight). Restarted, then the
 /// kubelet's cleanup (stop and remove every pod): nothing is left.
@@ -766,34 +802,7 @@ async fn a_crash_at_any_step_of_a_pod_start_leaves_nothing_after_restart() {
         daemon.restart();
         let mut cri = daemon.client().await;
         // The kubelet's view after the restart: stop and remove every pod.
-        for p in cri.pods().await {
-            cri.runtime
-                .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{point}: StopPodSandbox: {e}"));
-            cri.runtime
-                .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{point}: RemovePodSandbox: {e}"));
-        }
-        // A shim stopped by RemovePodSandbox finishes its replies first: give it a
-        // moment to exit.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut left = leftovers(&daemon);
-        while !left.is_empty() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            left = leftovers(&daemon);
-        }
-        assert!(
-            left.is_empty(),
-            "{point}: left behind:\n{}\n{}",
-            left.join("\n"),
-            daemon.log()
-        );
+        remove_every_pod_and_check(&mut cri, &daemon, point).await;
         // And a pod still runs.
         let pod = pod_config("after", &daemon.dirs.log_dir);
         let pod_id = cri
@@ -918,31 +927,7 @@ async fn a_crash_among_concurrent_pod_starts_leaks_nothing() {
         drop(cri);
         daemon.restart();
         let mut cri = daemon.client().await;
-        for p in cri.pods().await {
-            cri.runtime
-                .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("trial {trial}: stop: {e}"));
-            cri.runtime
-                .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("trial {trial}: remove: {e}"));
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut left = leftovers(&daemon);
-        while !left.is_empty() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            left = leftovers(&daemon);
-        }
-        assert!(
-            left.is_empty(),
-            "trial {trial}: {left:#?}\n{}",
-            daemon.log()
-        );
+        remove_every_pod_and_check(&mut cri, &daemon, &format!("trial {trial}")).await;
         assert!(net.allocated_ips().is_empty(), "trial {trial}: IPs kept");
     }
 }

@@ -1334,38 +1334,23 @@ struct SharedMount {
 
 impl SharedMount {
     fn new(dir: &std::path::Path) -> Self {
-        use nix::mount::{mount, MsFlags};
-        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
-        let m = SharedMount {
-            dir: dir.to_path_buf(),
-        };
-        mount(
-            None::<&str>,
-            dir,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .expect("make shared");
-        m
+        Self::bind(dir, nix::mount::MsFlags::MS_SHARED)
     }
 
     /// A bind of `dir` onto itself made private: a mount no propagation can use,
     /// whatever the host's `/` is.
     fn private(dir: &std::path::Path) -> Self {
+        Self::bind(dir, nix::mount::MsFlags::MS_PRIVATE)
+    }
+
+    /// `dir` bound onto itself with `propagation`.
+    fn bind(dir: &std::path::Path, propagation: nix::mount::MsFlags) -> Self {
         use nix::mount::{mount, MsFlags};
         mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
         let m = SharedMount {
             dir: dir.to_path_buf(),
         };
-        mount(
-            None::<&str>,
-            dir,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("make private");
+        mount(None::<&str>, dir, None::<&str>, propagation, None::<&str>).expect("set propagation");
         m
     }
 

@@ -62,6 +62,10 @@ pub fn mappings(opts: Option<&cri::UserNamespace>) -> Result<Option<UsernsMappin
     }
 }
 
+fn userns_options(n: Option<&cri::NamespaceOption>) -> Option<&cri::UserNamespace> {
+    n?.userns_options.as_ref()
+}
+
 /// The pod's user namespace mappings; refuses host namespaces with one (the API
 /// server's rule: a pod in its own user namespace shares none of the host's).
 pub fn pod_mappings(
@@ -72,8 +76,7 @@ pub fn pod_mappings(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .and_then(|n| n.userns_options.as_ref());
+        .and_then(|s| userns_options(s.namespace_options.as_ref()));
     let found = mappings(opts)?;
     if found.is_some() && (ns.host_network || ns.host_pid || ns.host_ipc) {
         return Err(invalid(
@@ -94,8 +97,7 @@ pub fn check_container(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .and_then(|n| n.userns_options.as_ref());
+        .and_then(|s| userns_options(s.namespace_options.as_ref()));
     let asked = mappings(opts)?;
     // No options at all: the container simply joins whatever the pod has.
     if opts.is_some() && asked.as_ref() != pod {
