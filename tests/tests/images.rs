@@ -554,7 +554,7 @@ async fn an_image_used_by_a_container_is_not_removed() {
                 attempt: 0,
                 image_ref: id.clone(),
                 created_at: 0,
-                state: "created".into(),
+                state: crio_core::store::ContainerState::Created,
                 exit_code: None,
                 labels: Default::default(),
                 annotations: Default::default(),

@@ -11,11 +11,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, Mutex};
 
-use super::STATE_RUNNING;
 use crate::logs::Stream;
 use crate::runtime::PodShim;
 use crate::sandbox::PodRuntime;
 use crate::server::CriError;
+use crate::store::ContainerState;
 
 /// What a running container offers attach clients.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ impl PodRuntime {
     /// with `stdin`.
     pub fn attach_to(self: &Arc<Self>, id: &str, stdin: bool) -> Result<AttachStream, CriError> {
         let record = self.container(id)?;
-        if record.state != STATE_RUNNING || self.has_exited(&record.id) {
+        if record.state != ContainerState::Running || self.has_exited(&record.id) {
             return Err(CriError::FailedPrecondition(format!(
                 "container {} is not running",
                 record.id

@@ -6,10 +6,10 @@ use std::time::Duration;
 use protocols::shim::api;
 use protocols::shim::protobuf::well_known_types::any::Any;
 
-use super::STATE_RUNNING;
 use crate::logs::{read_all, StdioFifos};
 use crate::sandbox::{new_id, PodRuntime};
 use crate::server::CriError;
+use crate::store::ContainerState;
 
 /// Output kept per stream, as CRI-O caps it (the rest is read and dropped).
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
@@ -49,7 +49,7 @@ impl PodRuntime {
     /// The container, if it is running (`FailedPrecondition` otherwise).
     pub fn running_container(&self, id: &str) -> Result<crate::store::ContainerRecord, CriError> {
         let record = self.container(id)?;
-        if record.state != STATE_RUNNING || self.has_exited(&record.id) {
+        if record.state != ContainerState::Running || self.has_exited(&record.id) {
             return Err(CriError::FailedPrecondition(format!(
                 "container {} is not running",
                 record.id

@@ -29,16 +29,13 @@ use protocols::shim::api;
 
 use crate::image::image_config::ImageConfig;
 use crate::logs::{drain_to_log, ContainerLog, StdioFifos, StdioPaths, Stream};
-use crate::sandbox::{new_id, now_nanos, runtime_options, write_spec, PodRuntime, STATE_READY};
+use crate::sandbox::{new_id, now_nanos, runtime_options, write_spec, PodRuntime};
 use crate::server::CriError;
 use crate::spec;
 use crate::storage::{overlay, rootfs};
 use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
+use crate::store::{ContainerState, SandboxState};
 use signal::parse_signal;
-
-pub const STATE_CREATED: &str = "created";
-pub const STATE_RUNNING: &str = "running";
-pub const STATE_EXITED: &str = "exited";
 
 /// How long SIGKILL gets before StopContainer gives up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,11 +49,10 @@ pub fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
 }
 
 fn container_state(record: &ContainerRecord) -> cri::ContainerState {
-    match record.state.as_str() {
-        STATE_CREATED => cri::ContainerState::ContainerCreated,
-        STATE_RUNNING => cri::ContainerState::ContainerRunning,
-        STATE_EXITED => cri::ContainerState::ContainerExited,
-        _ => cri::ContainerState::ContainerUnknown,
+    match record.state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
     }
 }
 
@@ -114,7 +110,7 @@ impl PodRuntime {
         let pod = self
             .sandbox(sandbox_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
-        if pod.state != STATE_READY {
+        if pod.state != SandboxState::Ready {
             return Err(CriError::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",
                 pod.id
@@ -150,7 +146,7 @@ impl PodRuntime {
             image_ref: image.id.clone(),
             image_volumes: volumes.iter().map(|v| v.image.id.clone()).collect(),
             created_at: now_nanos(),
-            state: STATE_CREATED.into(),
+            state: ContainerState::Created,
             labels: config.labels.clone().into_iter().collect(),
             annotations: config.annotations.clone().into_iter().collect(),
             full_name: full_name(meta, &pod),
@@ -450,7 +446,7 @@ impl PodRuntime {
     /// ReopenContainerLog.
     pub fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
         let record = self.container(id)?;
-        if record.state != STATE_RUNNING {
+        if record.state != ContainerState::Running {
             return Err(CriError::FailedPrecondition(format!(
                 "container {} is not running",
                 record.id
@@ -503,7 +499,7 @@ impl PodRuntime {
         let record = self.container(id)?;
         let _lock = self.locks.lock(&record.id).await;
         let record = self.container(&record.id)?;
-        if record.state != STATE_CREATED {
+        if record.state != ContainerState::Created {
             return Err(CriError::FailedPrecondition(format!(
                 "container {} is {}, not created",
                 record.id, record.state
@@ -528,9 +524,7 @@ impl PodRuntime {
             };
             current.pid = started.pid;
             current.started_at = started_at;
-            if current.state != STATE_EXITED {
-                current.state = STATE_RUNNING.into();
-            }
+            current.mark_running();
             tx.put(&current)
         })?;
         self.emit(
@@ -548,7 +542,7 @@ impl PodRuntime {
         };
         let _lock = self.locks.lock(&record.id).await;
         let record = self.container(&record.id)?;
-        if record.state == STATE_EXITED || self.has_exited(&record.id) {
+        if record.state == ContainerState::Exited || self.has_exited(&record.id) {
             return Ok(());
         }
         let Some(shim) = self.shims.get(&record.sandbox_id) else {
@@ -565,7 +559,7 @@ impl PodRuntime {
             Err(e) if e.is_not_found() || e.is_disconnected() => Ok(()),
             Err(e) => Err(CriError::from(e)),
         };
-        if timeout > 0 && record.state == STATE_RUNNING {
+        if timeout > 0 && record.state == ContainerState::Running {
             let signal = parse_signal(&record.stop_signal).unwrap_or(15);
             ignore_gone(shim.client.kill(&kill(signal, false)).await)?;
             let grace = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));

@@ -15,6 +15,7 @@ use crate::network::userns::UsernsMappings;
 use crate::sandbox::PodRuntime;
 use crate::server::CriError;
 use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resources};
+use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord};
 
 /// Our annotation listing paths to unmask (`/proc/acpi:/proc/kcore`, or `ALL`). The
@@ -446,7 +447,7 @@ pub fn container_spec_input(
                     pod.id
                 ))
             })?;
-        if target.pid == 0 || target.state != super::STATE_RUNNING {
+        if target.pid == 0 || target.state != ContainerState::Running {
             return Err(CriError::FailedPrecondition(format!(
                 "target container {} is not running",
                 target.id

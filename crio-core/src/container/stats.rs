@@ -10,9 +10,10 @@ use protocols::shim::api;
 
 use super::cgroup_metrics::{parse_metrics, CgroupMetrics};
 
-use crate::sandbox::{now_nanos, PodRuntime, STATE_READY};
+use crate::sandbox::{now_nanos, PodRuntime};
 use crate::server::CriError;
 use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::{ContainerState, SandboxState};
 
 /// The kernel reports "no limit" as about 2^63 rounded to a page.
 const UNLIMITED: u64 = 1 << 62;
@@ -231,7 +232,7 @@ impl PodRuntime {
         with_rate: bool,
     ) -> (cri::ContainerStats, Option<TaskMetrics>) {
         let now = now_nanos();
-        let metrics = if c.state == super::STATE_RUNNING {
+        let metrics = if c.state == ContainerState::Running {
             self.cgroup_metrics(&c.sandbox_id, &c.id)
                 .await
                 .map(|m| TaskMetrics::from(&m))
@@ -264,7 +265,7 @@ impl PodRuntime {
     ) -> Result<Vec<cri::ContainerStats>, CriError> {
         let mut out = Vec::new();
         for c in self.store.list::<ContainerRecord>()? {
-            if c.state != super::STATE_RUNNING {
+            if c.state != ContainerState::Running {
                 continue;
             }
             if let Some(f) = filter {
@@ -305,7 +306,7 @@ impl PodRuntime {
             .unwrap_or_default();
         let mut containers = Vec::new();
         for c in self.containers_of(&pod.id)? {
-            if c.state != super::STATE_RUNNING {
+            if c.state != ContainerState::Running {
                 continue;
             }
             let (stats, metrics) = self.stats_of(&c, true).await;
@@ -365,7 +366,7 @@ impl PodRuntime {
     ) -> Result<Vec<cri::PodSandboxStats>, CriError> {
         let mut out = Vec::new();
         for pod in self.store.list::<SandboxRecord>()? {
-            if pod.state != STATE_READY {
+            if pod.state != SandboxState::Ready {
                 continue;
             }
             if let Some(f) = filter {

@@ -7,11 +7,12 @@ use protocols::cri;
 use protocols::shim::api;
 use protocols::shim::protobuf::well_known_types::any::Any;
 
-use super::{spec_input, STATE_CREATED, STATE_RUNNING};
+use super::spec_input;
 use crate::sandbox::PodRuntime;
 use crate::server::CriError;
 use crate::spec::{self, Resources};
 use crate::store::ContainerRecord;
+use crate::store::ContainerState;
 
 /// containerd's type URL for runtime-spec resources (its shims ignore it and read JSON).
 pub const LINUX_RESOURCES_TYPE: &str =
@@ -70,7 +71,7 @@ impl PodRuntime {
             spec_input::resources(Some(linux), 0, self.config.container_min_memory)?;
         spec_input::fit_swap(&mut requested, self.config.host.swap_accounting, true);
         let merged = merge(&record.resources, &requested);
-        if record.state == STATE_RUNNING || record.state == STATE_CREATED {
+        if record.state == ContainerState::Running || record.state == ContainerState::Created {
             let shim = self.shims.get(&record.sandbox_id).ok_or_else(|| {
                 CriError::FailedPrecondition(format!(
                     "the shim of container {} is not running",

@@ -27,10 +27,8 @@ use crate::network::userns::UsernsMappings;
 use crate::server::CriError;
 use crate::spec::{self, PodNamespaces, SandboxSpec};
 use crate::storage::rootfs;
+use crate::store::SandboxState;
 use crate::store::{ContainerRecord, ImageRecord, SandboxRecord};
-
-pub const STATE_READY: &str = "ready";
-pub const STATE_NOTREADY: &str = "notready";
 
 /// How long the pause process gets to exit on StopPodSandbox.
 const PAUSE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -190,7 +188,7 @@ impl PodRuntime {
             attempt: meta.attempt,
             runtime_handler: handler.name.clone(),
             created_at: now_nanos(),
-            state: STATE_NOTREADY.into(),
+            state: SandboxState::NotReady,
             labels: config.labels.clone().into_iter().collect(),
             annotations: config.annotations.clone().into_iter().collect(),
             full_name: full_name(meta),
@@ -422,7 +420,7 @@ impl PodRuntime {
         if let Some(added) = added {
             added.result?;
         }
-        record.state = STATE_READY.into();
+        record.state = SandboxState::Ready;
         self.store.put(&*record)?;
         // What the pod's start spent where (the two ran side by side).
         tracing::info!(
@@ -667,8 +665,7 @@ impl PodRuntime {
         }
         let attached = !record.network_config.is_empty();
         let detached = self.detach_network(&mut record).await;
-        if record.state != STATE_NOTREADY || attached {
-            record.state = STATE_NOTREADY.into();
+        if record.mark_not_ready() || attached {
             self.store.put(&record)?;
         }
         detached
@@ -780,7 +777,7 @@ fn sandbox_metadata(record: &SandboxRecord) -> cri::PodSandboxMetadata {
 }
 
 fn sandbox_state(record: &SandboxRecord) -> cri::PodSandboxState {
-    if record.state == STATE_READY {
+    if record.state == SandboxState::Ready {
         cri::PodSandboxState::SandboxReady
     } else {
         cri::PodSandboxState::SandboxNotready

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use protocols::cri;
 use serde_json::Value;
 
-use super::{PodRuntime, STATE_READY};
+use super::PodRuntime;
 use crate::network::{pinned_ns, pod_ips, pod_request, Attachment, CniNetwork, POD_IFNAME};
 use crate::server::CriError;
 use crate::store::SandboxRecord;
+use crate::store::SandboxState;
 
 /// What RunPodSandbox attaches a pod with, checked before anything is created.
 #[derive(Debug)]
@@ -151,7 +152,7 @@ impl PodRuntime {
         let record = self
             .sandbox(pod_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {pod_id:?} not found")))?;
-        if record.state != STATE_READY {
+        if record.state != SandboxState::Ready {
             return Err(CriError::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",
                 record.id
@@ -184,7 +185,7 @@ impl PodRuntime {
             };
             for record in records
                 .iter()
-                .filter(|r| r.state == STATE_READY && !r.network_result.is_empty())
+                .filter(|r| r.state == SandboxState::Ready && !r.network_result.is_empty())
             {
                 let checked = match pods.attachment_of(record) {
                     Ok((net, att, Some(added))) => pods

@@ -10,12 +10,13 @@ use oci_spec::runtime::Capability;
 use protocols::shim::api;
 use tokio::sync::{mpsc, watch};
 
-use super::{now_nanos, STATE_NOTREADY};
+use super::now_nanos;
 use crate::image::images::ImageStore;
 use crate::logs::ContainerLog;
 use crate::network::pinned_ns::{self, PodNamespace};
 use crate::runtime::{Handler, HandlerRegistry, PodShim, RuntimeEvent, ShimAddress, ShimHost};
 use crate::server::CriError;
+use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord, Store};
 
 /// A process's end, as the shim reported it.
@@ -258,26 +259,14 @@ impl PodRuntime {
         // Read and write in one transaction: StartContainer may update the same record.
         let stopped_in: Option<String> = self.store.write(|tx| {
             if let Some(mut c) = tx.get::<ContainerRecord>(id)? {
-                if c.state == crate::container::STATE_EXITED {
+                if !c.mark_exited(status, at) {
                     return Ok(None);
                 }
-                c.state = crate::container::STATE_EXITED.into();
-                c.exit_code = Some(i32::try_from(status).unwrap_or(255));
-                c.finished_at = at;
-                c.reason = if c.oom_killed {
-                    "OOMKilled"
-                } else if status == 0 {
-                    "Completed"
-                } else {
-                    "Error"
-                }
-                .into();
                 tracing::info!(container = %id, status, "container exited");
                 tx.put(&c)?;
                 Ok(Some(c.sandbox_id))
             } else if let Some(mut s) = tx.get::<SandboxRecord>(id)? {
-                if s.state != STATE_NOTREADY {
-                    s.state = STATE_NOTREADY.into();
+                if s.mark_not_ready() {
                     tx.put(&s)?;
                     return Ok(Some(s.id));
                 }
@@ -306,8 +295,9 @@ impl PodRuntime {
         self.shims.forget(sandbox_id);
         // The pod is broken from now on, whatever its tasks' cleanup takes.
         if let Ok(Some(mut s)) = self.store.get::<SandboxRecord>(sandbox_id) {
-            s.state = STATE_NOTREADY.into();
-            let _ = self.store.put(&s);
+            if s.mark_not_ready() {
+                let _ = self.store.put(&s);
+            }
         }
         let cgroup_parent = self
             .store
@@ -318,7 +308,7 @@ impl PodRuntime {
             .unwrap_or_default();
         let containers = self.containers_of(sandbox_id).unwrap_or_default();
         for c in containers {
-            if c.state == crate::container::STATE_EXITED {
+            if c.state == ContainerState::Exited {
                 continue;
             }
             let exit = self
@@ -395,7 +385,7 @@ impl PodRuntime {
                         tracing::info!(container = %container_id, "OOM kill reported");
                         if let Ok(Some(mut c)) = this.store.get::<ContainerRecord>(&container_id) {
                             c.oom_killed = true;
-                            if c.state == crate::container::STATE_EXITED {
+                            if c.state == ContainerState::Exited {
                                 c.reason = "OOMKilled".into();
                             }
                             let _ = this.store.put(&c);
@@ -538,7 +528,7 @@ impl PodRuntime {
                 tracing::warn!(pod = %sandbox.id, "shim unreachable ({e}): reporting its tasks exited");
                 let shim_binary = sandbox.shim_binary.clone();
                 for c in self.containers_of(&sandbox.id)? {
-                    if c.state != crate::container::STATE_EXITED {
+                    if c.state != ContainerState::Exited {
                         let exit = self
                             .shims
                             .cleanup(&shim_binary, &c.id, &c.bundle)
@@ -558,12 +548,10 @@ impl PodRuntime {
         };
         self.recover_task(&shim, &sandbox.id, &sandbox.id).await;
         for c in self.containers_of(&sandbox.id)? {
-            if c.state == crate::container::STATE_EXITED {
+            if c.state == ContainerState::Exited {
                 continue;
             }
-            if c.state == crate::container::STATE_RUNNING
-                || c.state == crate::container::STATE_CREATED
-            {
+            if c.state == ContainerState::Running || c.state == ContainerState::Created {
                 self.reopen_logs(&c);
             }
             self.recover_task(&shim, &sandbox.id, &c.id).await;
@@ -593,8 +581,7 @@ impl PodRuntime {
                 if s.status.enum_value_or_default() == protocols::shim::types::task::Status::RUNNING
                 {
                     if let Ok(Some(mut c)) = self.store.get::<ContainerRecord>(id) {
-                        if c.state == crate::container::STATE_CREATED {
-                            c.state = crate::container::STATE_RUNNING.into();
+                        if c.mark_running() {
                             let _ = self.store.put(&c);
                         }
                     }

@@ -21,7 +21,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use records::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
+pub use records::{
+    ContainerRecord, ContainerState, ImageRecord, MountRecord, SandboxRecord, SandboxState,
+};
 
 /// The schema this build writes. Bump it with a migration in [`Store::migrate`].
 pub const SCHEMA_VERSION: u64 = 1;

@@ -9,6 +9,83 @@ use serde::{Deserialize, Serialize};
 
 use super::Record;
 
+/// Where a pod is in its life (stored by name: `ready`, `notready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SandboxState {
+    /// Its pause runs and its network is attached.
+    #[serde(rename = "ready")]
+    Ready,
+    /// Being started, stopped, or broken.
+    #[default]
+    #[serde(rename = "notready")]
+    NotReady,
+}
+
+/// Where a container is in its life (stored by name: `created`, `running`,
+/// `exited`). It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ContainerState {
+    #[default]
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "running")]
+    Running,
+    #[serde(rename = "exited")]
+    Exited,
+}
+
+impl ContainerRecord {
+    /// Its process started: created becomes running; an exit recorded meanwhile (a
+    /// process that ends at once) stays. Returns whether the state changed.
+    pub fn mark_running(&mut self) -> bool {
+        let changed = self.state == ContainerState::Created;
+        if changed {
+            self.state = ContainerState::Running;
+        }
+        changed
+    }
+
+    /// Its process exited with `status` at `at` (Unix nanoseconds): the first exit
+    /// reported wins. Returns whether the state changed.
+    pub fn mark_exited(&mut self, status: u32, at: i64) -> bool {
+        if self.state == ContainerState::Exited {
+            return false;
+        }
+        self.state = ContainerState::Exited;
+        self.exit_code = Some(i32::try_from(status).unwrap_or(255));
+        self.finished_at = at;
+        self.reason = if self.oom_killed {
+            "OOMKilled"
+        } else if status == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+        .into();
+        true
+    }
+}
+
+impl SandboxRecord {
+    /// The pod can no longer run containers (stopped, its pause or shim gone).
+    /// Returns whether the state changed.
+    pub fn mark_not_ready(&mut self) -> bool {
+        let changed = self.state != SandboxState::NotReady;
+        self.state = SandboxState::NotReady;
+        changed
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Exited => "exited",
+        })
+    }
+}
+
 /// A pod sandbox as persisted before RunPodSandbox is acknowledged.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SandboxRecord {
@@ -20,8 +97,7 @@ pub struct SandboxRecord {
     pub runtime_handler: String,
     /// Unix nanoseconds.
     pub created_at: i64,
-    /// Lifecycle state name (`ready`, `notready`).
-    pub state: String,
+    pub state: SandboxState,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -112,8 +188,7 @@ pub struct ContainerRecord {
     #[serde(default)]
     pub image_volumes: Vec<String>,
     pub created_at: i64,
-    /// Lifecycle state name (`created`, `running`, `exited`, `unknown`).
-    pub state: String,
+    pub state: ContainerState,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]

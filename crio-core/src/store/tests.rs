@@ -9,7 +9,7 @@ fn sandbox(id: &str) -> SandboxRecord {
         attempt: 0,
         runtime_handler: "runc".into(),
         created_at: 1,
-        state: "ready".into(),
+        state: SandboxState::Ready,
         labels: Default::default(),
         annotations: Default::default(),
         ..Default::default()
@@ -24,7 +24,7 @@ fn container(id: &str, sandbox_id: &str) -> ContainerRecord {
         attempt: 0,
         image_ref: "sha256:00".into(),
         created_at: 2,
-        state: "created".into(),
+        state: ContainerState::Created,
         exit_code: None,
         labels: Default::default(),
         annotations: Default::default(),
@@ -121,4 +121,28 @@ fn corrupt_record_is_reported_with_its_id() {
     }
     let err = store.get::<SandboxRecord>("bad").expect_err("corrupt");
     assert!(err.to_string().contains("sandboxes record bad"), "{err}");
+}
+
+/// Typed states keep the names records were written with: no migration.
+#[test]
+fn states_are_stored_by_their_old_names() {
+    let json = serde_json::to_value(sandbox("s")).expect("encode");
+    assert_eq!(json["state"], "ready");
+    let mut c = container("c", "s");
+    assert_eq!(
+        serde_json::to_value(&c).expect("encode")["state"],
+        "created"
+    );
+    assert!(c.mark_running());
+    assert!(!c.mark_running(), "once");
+    assert!(c.mark_exited(0, 5));
+    assert!(!c.mark_exited(1, 6), "the first exit wins");
+    assert_eq!((c.exit_code, c.reason.as_str()), (Some(0), "Completed"));
+    assert!(!c.mark_running(), "an exited container stays exited");
+    let json = serde_json::to_value(&c).expect("encode");
+    assert_eq!(json["state"], "exited");
+    let old: SandboxRecord =
+        serde_json::from_str(r#"{"id":"x","name":"n","namespace":"d","uid":"u","attempt":0,"runtime_handler":"runc","created_at":1,"state":"notready"}"#)
+            .expect("a record written before the enums");
+    assert_eq!(old.state, SandboxState::NotReady);
 }

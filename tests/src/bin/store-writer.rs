@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
             attempt: 0,
             runtime_handler: "runc".into(),
             created_at: n as i64,
-            state: "ready".into(),
+            state: crio_core::store::SandboxState::Ready,
             labels: Default::default(),
             annotations: Default::default(),
             ..Default::default()
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
             attempt: 0,
             image_ref: payload.clone(),
             created_at: n as i64,
-            state: "created".into(),
+            state: crio_core::store::ContainerState::Created,
             exit_code: None,
             labels: Default::default(),
             annotations: Default::default(),

@@ -21,9 +21,10 @@ use protocols::cri;
 
 use super::cgroup_metrics::CgroupMetrics;
 use super::stats::NetDev;
-use crate::sandbox::{PodRuntime, STATE_READY};
+use crate::sandbox::PodRuntime;
 use crate::server::CriError;
 use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::{ContainerState, SandboxState};
 use table::{Group, BASE_LABELS, METRICS};
 
 pub use table::Group as MetricGroup;
@@ -392,7 +393,7 @@ impl PodRuntime {
         let now = crate::sandbox::now_nanos();
         let mut out = Vec::new();
         for pod in self.store.list::<SandboxRecord>()? {
-            if pod.state != STATE_READY {
+            if pod.state != SandboxState::Ready {
                 continue;
             }
             let mut pod_samples = Samples {
@@ -416,7 +417,7 @@ impl PodRuntime {
             }
             let mut container_metrics = Vec::new();
             for c in self.containers_of(&pod.id)? {
-                if c.state != super::STATE_RUNNING {
+                if c.state != ContainerState::Running {
                     continue;
                 }
                 let cgroup = if wants_cgroup {
