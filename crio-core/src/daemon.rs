@@ -10,9 +10,11 @@ use crate::image::images::{ImageError, ImageStore};
 use crate::image::manifest::Platform;
 use crate::image::pull::{PullOptions, Puller};
 use crate::image::registries::{RegistriesConf, RegistriesWatcher};
+use crate::pods::sandbox::pause;
+use crate::pods::{PodRuntime, PodRuntimeConfig};
 use crate::runtime::{EventServer, HandlerRegistry, ShimHost};
-use crate::sandbox::{pause, PodRuntime, PodRuntimeConfig};
-use crate::server::{self, socket, State};
+use crate::server::{self, State};
+use crate::socket;
 use crate::store::{Store, StoreError};
 
 /// File name of the metadata store under `[crio] root`.
@@ -170,9 +172,9 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         .into_iter()
         .collect();
     let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
-    let (metric_groups, omitted) = crate::container::metrics::resolve_groups(
+    let (metric_groups, omitted) = crate::pods::container::metrics::resolve_groups(
         &c.stats.included_pod_metrics,
-        crate::container::metrics::MetricHost::read(),
+        crate::pods::container::metrics::MetricHost::read(),
     );
     for note in omitted.notes {
         if omitted.named {

@@ -3,17 +3,18 @@
 
 pub mod cdi;
 pub mod config;
-pub mod container;
 pub mod daemon;
 pub mod duration;
+pub mod error;
 pub mod failpoint;
 pub mod image;
 pub mod logs;
 pub mod network;
+pub mod pods;
 pub mod runtime;
-pub mod sandbox;
 pub mod server;
 pub mod size;
+pub mod socket;
 pub mod spec;
 pub mod storage;
 pub mod store;

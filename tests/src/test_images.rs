@@ -324,7 +324,7 @@ pub fn build_layout(dir: &Path) -> OciLayout {
         json!({"Entrypoint": ["/pause"]}),
         vec![vec![Entry::executable(
             "pause",
-            crio_core::sandbox::pause::PAUSE_BINARY.to_vec(),
+            crio_core::pods::sandbox::pause::PAUSE_BINARY.to_vec(),
         )]],
     );
     let d = layout.add_image(&pause);

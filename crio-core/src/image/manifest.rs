@@ -13,13 +13,7 @@ const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifes
 /// What we ask registries for, in preference order.
 pub const ACCEPTED_MEDIA_TYPES: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+pub use crate::storage::{valid_digest, Compression};
 
 /// A content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,16 +134,6 @@ struct RawManifest {
     layers: Option<Vec<RawDescriptor>>,
     #[serde(default)]
     manifests: Option<Vec<RawDescriptor>>,
-}
-
-/// `sha256:` and 64 lower-case hex digits.
-pub fn valid_digest(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn descriptor(raw: &RawDescriptor) -> Result<Descriptor, ManifestError> {

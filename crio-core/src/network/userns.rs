@@ -15,33 +15,11 @@ use std::path::{Path, PathBuf};
 
 use super::pinned_ns::{NetnsError, PodNamespace};
 
-/// One ID range: `length` IDs from `container_id` in the pod are `host_id`... on
-/// the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IdMapping {
-    pub container_id: u32,
-    pub host_id: u32,
-    pub length: u32,
-}
+pub use crate::store::{IdMapping, UsernsMappings};
 
-impl IdMapping {
-    /// The line of `/proc/<pid>/uid_map` (and the OCI mapping) it is.
-    fn map_line(&self) -> String {
-        format!("{} {} {}\n", self.container_id, self.host_id, self.length)
-    }
-
-    /// The host ID of `id` in the pod, if the range holds it.
-    pub fn to_host(&self, id: u32) -> Option<u32> {
-        let offset = id.checked_sub(self.container_id)?;
-        (offset < self.length).then(|| self.host_id + offset)
-    }
-}
-
-/// A pod's user and group mappings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UsernsMappings {
-    pub uids: IdMapping,
-    pub gids: IdMapping,
+/// The line of `/proc/<pid>/uid_map` a range is.
+fn map_line(m: &IdMapping) -> String {
+    format!("{} {} {}\n", m.container_id, m.host_id, m.length)
 }
 
 fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> NetnsError + 'a {
@@ -151,7 +129,7 @@ fn make_and_pin(
         }
         for (file, m) in [("uid_map", mappings.uids), ("gid_map", mappings.gids)] {
             let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-            std::fs::write(&path, m.map_line()).map_err(err(&path, "write ID map"))?;
+            std::fs::write(&path, map_line(&m)).map_err(err(&path, "write ID map"))?;
         }
         go.write_all(&[1]).map_err(sys("signal helper"))?;
         if !wait_for(&ready_r) {
@@ -197,7 +175,7 @@ mod tests {
         assert_eq!(m.to_host(0), Some(65536));
         assert_eq!(m.to_host(1000), Some(66536));
         assert_eq!(m.to_host(65536), None);
-        assert_eq!(m.map_line(), "0 65536 65536\n");
+        assert_eq!(map_line(&m), "0 65536 65536\n");
     }
 
     #[test]

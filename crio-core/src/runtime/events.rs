@@ -122,7 +122,7 @@ impl EventServer {
         let (tx, rx) = mpsc::unbounded_channel();
         let service = create_events(Arc::new(Sink { tx }));
         // Same rules as the CRI socket: 0660, a stale socket replaced, a live one refused.
-        let listener = crate::server::socket::bind(path).map_err(|e| listen_err(e.to_string()))?;
+        let listener = crate::socket::bind(path).map_err(|e| listen_err(e.to_string()))?;
         let listener = listener
             .into_std()
             .and_then(ttrpc::r#async::transport::Listener::try_from)

@@ -91,7 +91,8 @@ fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 pub async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeatures {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     if let Some(shim) = shim {
-        let options = crate::sandbox::runtime_options(handler, false)
+        let options = handler
+            .shim_options(false)
             .and_then(|any| any.write_to_bytes().ok())
             .unwrap_or_default();
         if let Some(out) = run(shim, &["-info"], &options).await {

@@ -22,6 +22,26 @@ pub enum Readiness {
 }
 
 impl Handler {
+    /// containerd's runc `Options` for handlers our runc shim (or containerd's)
+    /// serves, as the shim's Create and `-info` take them.
+    pub fn shim_options(
+        &self,
+        systemd_cgroup: bool,
+    ) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
+        use protocols::shim::protobuf::Message;
+        let binary = self.oci_runtime_binary()?;
+        let options = protocols::shim::shim::oci::Options {
+            binary_name: binary,
+            root: self.config.runtime_root.clone(),
+            systemd_cgroup,
+            ..Default::default()
+        };
+        let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = options.write_to_bytes().ok()?;
+        Some(any)
+    }
+
     /// The shim v2 binary this handler is served by, as configured (maybe a bare name).
     pub fn shim_binary(&self) -> String {
         if self.config.runtime_type == RUNTIME_TYPE_VM {

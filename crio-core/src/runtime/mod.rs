@@ -3,6 +3,7 @@
 //! server shims report exits and OOMs to.
 
 pub mod bootstrap;
+pub mod bundle;
 pub mod cgroup_kill;
 pub mod events;
 pub mod features;

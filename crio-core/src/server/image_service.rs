@@ -12,8 +12,8 @@ use protocols::cri::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status::CriError;
 use super::State;
+use crate::error::CriError;
 use crate::image::auth;
 use crate::image::image_config::ImageUser;
 use crate::image::tls::CertsDirs;

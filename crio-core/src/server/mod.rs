@@ -5,8 +5,6 @@ mod authority;
 mod image_service;
 pub mod inspect;
 mod runtime_service;
-pub mod socket;
-mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,14 +18,13 @@ use tonic::service::Routes;
 
 pub use image_service::ImageServiceImpl;
 pub use runtime_service::RuntimeServiceImpl;
-pub use status::CriError;
 
 use crate::config::Config;
 use crate::image::images::ImageStore;
 use crate::image::pull::Puller;
 use crate::image::registries::RegistriesWatcher;
+use crate::pods::PodRuntime;
 use crate::runtime::HandlerRegistry;
-use crate::sandbox::PodRuntime;
 use crate::store::Store;
 
 /// How long in-flight calls get to finish after a shutdown signal.

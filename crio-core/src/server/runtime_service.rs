@@ -30,9 +30,10 @@ use protocols::cri::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{CriError, State};
-use crate::container::{is_image_volume, ImageVolume};
+use super::State;
+use crate::error::CriError;
 use crate::image::image_config::ImageConfig;
+use crate::pods::container::{is_image_volume, ImageVolume};
 use crate::runtime::Readiness;
 use crate::store::ImageRecord;
 use crate::streaming::remotecommand::Streams;

@@ -133,26 +133,7 @@ pub struct BindMount {
     pub idmapped: bool,
 }
 
-/// Resources of one container, as the CRI gives them (0 = unset).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Resources {
-    pub cpu_shares: i64,
-    pub cpu_quota: i64,
-    pub cpu_period: i64,
-    pub memory_limit: i64,
-    pub cpuset_cpus: String,
-    pub cpuset_mems: String,
-    pub pids_limit: i64,
-    /// Memory plus swap (-1 = unlimited swap); 0 = unset.
-    pub memory_swap: i64,
-    /// `(page size, bytes)`, e.g. `("2MB", 0)`.
-    pub hugepages: Vec<(String, u64)>,
-    /// cgroup v2 files (`memory.high`...).
-    pub unified: BTreeMap<String, String>,
-    /// Kept for `ContainerStatus.resources`; applied through `process.oomScoreAdj`.
-    pub oom_score_adj: i64,
-}
+pub use crate::store::Resources;
 
 /// What one application container needs.
 #[derive(Debug, Clone, Default)]

@@ -59,7 +59,7 @@ impl ContentStore {
     pub fn path(&self, digest: &str) -> Result<PathBuf, ContentError> {
         let hex = digest
             .strip_prefix("sha256:")
-            .filter(|_| crate::image::manifest::valid_digest(digest))
+            .filter(|_| super::valid_digest(digest))
             .ok_or_else(|| ContentError::BadDigest(digest.to_string()))?;
         Ok(self.dir.join("sha256").join(hex))
     }

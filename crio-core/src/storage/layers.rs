@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::sync_dir;
 use super::unpack::{unpack_layer, UnpackError};
-use crate::image::manifest::Compression;
+use super::Compression;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -74,7 +74,7 @@ impl LayerStore {
     }
 
     fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, LayerError> {
-        if !crate::image::manifest::valid_digest(chain_id) {
+        if !super::valid_digest(chain_id) {
             return Err(LayerError::ChainId(chain_id.to_string()));
         }
         Ok(self.dir.join(chain_id.trim_start_matches("sha256:")))

@@ -11,6 +11,24 @@ mod tar_stream;
 pub mod unpack;
 pub mod usage;
 
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// `sha256:` and 64 lower-case hex digits: what blob and layer names must be.
+pub fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Creates `dir` (and its parents) readable by root only: mode 0700, or, when a
 /// pod in its own user namespace must reach through it (its root is `group` on the
 /// host), 0710 with that group, as containerd keeps bundles. An existing directory

@@ -21,8 +21,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod ids;
+pub use ids::{new_id, now_nanos};
 pub use records::{
-    ContainerRecord, ContainerState, ImageRecord, MountRecord, SandboxRecord, SandboxState,
+    ContainerRecord, ContainerState, IdMapping, ImageRecord, MountRecord, Resources, SandboxRecord,
+    SandboxState, UsernsMappings,
 };
 
 /// The schema this build writes. Bump it with a migration in [`Store::migrate`].

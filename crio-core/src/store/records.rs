@@ -9,6 +9,51 @@ use serde::{Deserialize, Serialize};
 
 use super::Record;
 
+/// One ID range: `length` IDs from `container_id` in the pod are `host_id`... on
+/// the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub length: u32,
+}
+
+impl IdMapping {
+    /// The host ID of `id` in the pod, if the range holds it.
+    pub fn to_host(&self, id: u32) -> Option<u32> {
+        let offset = id.checked_sub(self.container_id)?;
+        (offset < self.length).then(|| self.host_id + offset)
+    }
+}
+
+/// A pod's user and group mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernsMappings {
+    pub uids: IdMapping,
+    pub gids: IdMapping,
+}
+
+/// Resources of one container, as the CRI gives them (0 = unset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub memory_limit: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: i64,
+    /// Memory plus swap (-1 = unlimited swap); 0 = unset.
+    pub memory_swap: i64,
+    /// `(page size, bytes)`, e.g. `("2MB", 0)`.
+    pub hugepages: Vec<(String, u64)>,
+    /// cgroup v2 files (`memory.high`...).
+    pub unified: BTreeMap<String, String>,
+    /// Kept for `ContainerStatus.resources`; applied through `process.oomScoreAdj`.
+    pub oom_score_adj: i64,
+}
+
 /// Where a pod is in its life (stored by name: `ready`, `notready`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SandboxState {
@@ -165,7 +210,7 @@ pub struct SandboxRecord {
     #[serde(default)]
     pub userns_path: String,
     #[serde(default)]
-    pub userns: Option<crate::network::userns::UsernsMappings>,
+    pub userns: Option<UsernsMappings>,
 }
 
 impl Record for SandboxRecord {
@@ -251,7 +296,7 @@ pub struct ContainerRecord {
     pub supplemental_groups: Vec<u32>,
     /// The resources last applied (created with, or updated to).
     #[serde(default)]
-    pub resources: crate::spec::Resources,
+    pub resources: Resources,
 }
 
 /// A CRI mount of a container, for `ContainerStatus`.

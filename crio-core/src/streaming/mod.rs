@@ -31,8 +31,8 @@ use tokio_tungstenite::WebSocketStream;
 
 pub use requests::{RequestCache, StreamRequest, TooManyInFlight};
 
-use crate::sandbox::PodRuntime;
-use crate::server::CriError;
+use crate::error::CriError;
+use crate::pods::PodRuntime;
 use remotecommand::Streams;
 use target::Target;
 use ws_channels::ChannelProtocol;
@@ -428,4 +428,10 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
     *response.status_mut() = status;
     response
+}
+
+impl From<TooManyInFlight> for CriError {
+    fn from(err: TooManyInFlight) -> Self {
+        CriError::ResourceExhausted(err.to_string())
+    }
 }

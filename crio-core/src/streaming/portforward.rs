@@ -10,7 +10,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::WebSocketStream;
 
 use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
-use crate::sandbox::PodRuntime;
+use crate::pods::PodRuntime;
 
 /// The ports asked for in the URL's query (`?port=80&port=8080`).
 pub fn query_ports(query: &str) -> Result<Vec<u16>, String> {

@@ -9,8 +9,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::target::{Emit, Target};
 use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
+use crate::error::CriError;
 use crate::logs::Stream;
-use crate::server::CriError;
 
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;

@@ -7,9 +7,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::container::{AttachStream, ExecStream, SharedStdin};
+use crate::error::CriError;
 use crate::logs::Stream;
-use crate::server::CriError;
+use crate::pods::container::{AttachStream, ExecStream, SharedStdin};
 
 #[derive(Debug)]
 pub enum Target {

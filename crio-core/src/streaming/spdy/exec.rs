@@ -10,8 +10,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::conn::{IncomingStream, SpdyConn, StreamEvent};
 use super::frame::header;
 use super::next_event;
+use crate::error::CriError;
 use crate::logs::Stream;
-use crate::server::CriError;
 use crate::streaming::remotecommand::{status_message, take_sizes, Step, Streams};
 use crate::streaming::target::{Emit, Target};
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::conn::{IncomingStream, SpdyConn, StreamEvent};
 use super::frame::header;
 use super::next_event;
-use crate::sandbox::PodRuntime;
+use crate::pods::PodRuntime;
 
 /// How long a pair may wait for its second stream: the kubelet's stream creation
 /// timeout.

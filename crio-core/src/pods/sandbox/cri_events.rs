@@ -40,7 +40,7 @@ impl PodRuntime {
         let _ = self.cri_events.send(cri::ContainerEventResponse {
             container_id: id.to_string(),
             container_event_type: kind as i32,
-            created_at: super::now_nanos(),
+            created_at: crate::store::now_nanos(),
             pod_sandbox_status: Some(self.sandbox_status(&pod)),
             containers_statuses: statuses,
         });

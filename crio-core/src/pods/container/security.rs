@@ -6,7 +6,7 @@ use std::path::Path;
 
 use protocols::cri;
 
-use crate::server::CriError;
+use crate::error::CriError;
 use crate::spec::{self, seccomp, sysctl, Seccomp};
 
 /// The seccomp profile from a security context's `seccomp` field, or its deprecated

@@ -21,8 +21,8 @@ use protocols::cri;
 
 use super::cgroup_metrics::CgroupMetrics;
 use super::stats::NetDev;
-use crate::sandbox::PodRuntime;
-use crate::server::CriError;
+use crate::error::CriError;
+use crate::pods::PodRuntime;
 use crate::store::{ContainerRecord, SandboxRecord};
 use crate::store::{ContainerState, SandboxState};
 use table::{Group, BASE_LABELS, METRICS};
@@ -390,7 +390,7 @@ impl PodRuntime {
             Group::Pressure,
         ];
         let wants_cgroup = cgroups.iter().any(|g| groups.contains(g));
-        let now = crate::sandbox::now_nanos();
+        let now = crate::store::now_nanos();
         let mut out = Vec::new();
         for pod in self.store.list::<SandboxRecord>()? {
             if pod.state != SandboxState::Ready {

@@ -5,8 +5,8 @@
 
 use protocols::cri;
 
+use crate::error::CriError;
 use crate::network::userns::{IdMapping, UsernsMappings};
-use crate::server::CriError;
 use crate::spec::PodNamespaces;
 
 fn invalid(msg: impl Into<String>) -> CriError {

@@ -1,4 +1,6 @@
-//! The one place where core errors become gRPC statuses.
+//! The daemon's request errors ([`CriError`]) and the one place where they become
+//! gRPC statuses. A leaf of the module tree: every layer that answers a CRI request
+//! returns these; lower layers' errors convert here.
 
 use tonic::{Code, Status};
 
@@ -43,12 +45,6 @@ impl From<crate::network::CniError> for CriError {
         // A plugin failing is the node's problem, not the request's (CRI-O
         // returns it as an unknown error; its text names the plugin).
         CriError::Internal(err.to_string())
-    }
-}
-
-impl From<crate::streaming::TooManyInFlight> for CriError {
-    fn from(err: crate::streaming::TooManyInFlight) -> Self {
-        CriError::ResourceExhausted(err.to_string())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use protocols::cri;
 
-use crate::server::CriError;
+use crate::error::CriError;
 
 fn invalid(msg: impl Into<String>) -> CriError {
     CriError::InvalidArgument(msg.into())

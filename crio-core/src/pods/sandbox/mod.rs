@@ -1,14 +1,12 @@
 //! Pod sandboxes: the infra (pause) task that owns a pod's namespaces, run through
 //! the pod's shim, and the persisted record that lets a restarted core find it.
 //!
-//! [`PodRuntime`] is the context both sandboxes and containers (`crate::container`)
-//! work in: the store, the images, the shim host and the per-object locks.
+//! An `impl` of [`PodRuntime`], the context pods and containers work in.
 
 pub mod cri_events;
 mod network;
 pub mod pause;
 pub mod pod_files;
-mod runtime;
 pub mod userns;
 mod validate;
 
@@ -19,16 +17,16 @@ use std::sync::Arc;
 use protocols::cri;
 use protocols::shim::api;
 
-pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
+use super::PodRuntime;
 
+use crate::error::CriError;
 use crate::image::image_config::ImageConfig;
 use crate::network::pinned_ns::{self, PodNamespace};
 use crate::network::userns::UsernsMappings;
-use crate::server::CriError;
 use crate::spec::{self, PodNamespaces, SandboxSpec};
 use crate::storage::rootfs;
 use crate::store::SandboxState;
-use crate::store::{ContainerRecord, ImageRecord, SandboxRecord};
+use crate::store::{new_id, now_nanos, ContainerRecord, ImageRecord, SandboxRecord};
 
 /// How long the pause process gets to exit on StopPodSandbox.
 const PAUSE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -88,11 +86,11 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let sysctls = match linux {
         Some(l) => {
-            crate::container::security::pod_sysctls(&l.sysctls, ns.host_network, ns.host_ipc)?
+            crate::pods::container::security::pod_sysctls(&l.sysctls, ns.host_network, ns.host_ipc)?
         }
         None => BTreeMap::new(),
     };
-    let seccomp = crate::container::security::seccomp_choice(
+    let seccomp = crate::pods::container::security::seccomp_choice(
         sc.and_then(|s| s.seccomp.as_ref()),
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
@@ -274,7 +272,7 @@ impl PodRuntime {
                 let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &layers, &storage)
                     .map_err(|e| CriError::Internal(e.to_string()))?;
                 let command = if self.config.pause_command.is_empty() {
-                    crate::container::process::command_line(&[], &[], &image_config.config)
+                    crate::pods::container::process::command_line(&[], &[], &image_config.config)
                         .ok_or_else(|| {
                             CriError::FailedPrecondition(format!(
                                 "pause image {} has no Entrypoint or Cmd and pause_command is empty",
@@ -373,7 +371,12 @@ impl PodRuntime {
             },
             &self.config.held_capabilities,
         )?;
-        write_spec(&record.bundle, &oci)?;
+        crate::runtime::bundle::write_spec(&record.bundle, &oci).map_err(|e| {
+            CriError::Internal(format!(
+                "write {}/config.json: {e}",
+                record.bundle.display()
+            ))
+        })?;
         crate::failpoint::hit("run_sandbox.spec_written");
 
         // CNI ADD runs while the shim starts the pause task: both only need the
@@ -500,7 +503,7 @@ impl PodRuntime {
         let create = api::CreateTaskRequest {
             id: id.to_string(),
             bundle: bundle.display().to_string(),
-            options: runtime_options(handler, self.config.systemd_cgroup).into(),
+            options: handler.shim_options(self.config.systemd_cgroup).into(),
             ..Default::default()
         };
         crate::failpoint::while_awaiting("run_sandbox.creating_pause");
@@ -792,71 +795,6 @@ pub fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, String); 
         (spec::CRIO_SANDBOX_ID.into(), sandbox_id.into()),
         (spec::CRIO_CONTAINER_TYPE.into(), kind.into()),
     ]
-}
-
-/// containerd's runc `Options` for handlers our runc shim (or containerd's) serves.
-pub fn runtime_options(
-    handler: &crate::runtime::Handler,
-    systemd_cgroup: bool,
-) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
-    use protocols::shim::protobuf::Message;
-    let binary = handler.oci_runtime_binary()?;
-    let options = protocols::shim::shim::oci::Options {
-        binary_name: binary,
-        root: handler.config.runtime_root.clone(),
-        systemd_cgroup,
-        ..Default::default()
-    };
-    let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
-    any.type_url = "containerd.runc.v1.Options".into();
-    any.value = options.write_to_bytes().ok()?;
-    Some(any)
-}
-
-/// Writes `<bundle>/config.json`, readable by root only (it holds the container's
-/// environment: secrets), whole or not at all.
-pub fn write_spec(
-    bundle: &std::path::Path,
-    spec: &oci_spec::runtime::Spec,
-) -> Result<(), CriError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path: PathBuf = bundle.join("config.json");
-    let tmp: PathBuf = bundle.join(".config.json.tmp");
-    let bytes = serde_json::to_vec(spec)
-        .map_err(|e| CriError::Internal(format!("encode OCI spec: {e}")))?;
-    let err = |e: std::io::Error| CriError::Internal(format!("write {}: {e}", path.display()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(&bytes).map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(err)
-}
-
-/// A 64-hex-digit id, as CRI-O and containerd use.
-pub fn new_id() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // Never expected on Linux; still unique enough for one host.
-        let t = now_nanos().to_le_bytes();
-        bytes[..8].copy_from_slice(&t);
-        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    hex::encode(bytes)
-}
-
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

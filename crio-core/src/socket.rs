@@ -1,4 +1,4 @@
-//! The CRI unix socket: parent dir created, a stale socket from a dead daemon replaced,
+//! The daemon's unix sockets (the CRI socket, the shims' events socket): parent dir created, a stale socket from a dead daemon replaced,
 //! a live one refused, mode 0660 (root-only, as CRI-O).
 
 use std::io;

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use protocols::cri;
 
-use crate::server::CriError;
+use crate::error::CriError;
 
 fn invalid(msg: impl Into<String>) -> CriError {
     CriError::InvalidArgument(msg.into())

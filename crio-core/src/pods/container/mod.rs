@@ -27,12 +27,14 @@ use std::time::Duration;
 use protocols::cri;
 use protocols::shim::api;
 
+use crate::error::CriError;
 use crate::image::image_config::ImageConfig;
 use crate::logs::{drain_to_log, ContainerLog, StdioFifos, StdioPaths, Stream};
-use crate::sandbox::{new_id, now_nanos, runtime_options, write_spec, PodRuntime};
-use crate::server::CriError;
+use crate::pods::PodRuntime;
+use crate::runtime::bundle::write_spec;
 use crate::spec;
 use crate::storage::{overlay, rootfs};
+use crate::store::{new_id, now_nanos};
 use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
 use crate::store::{ContainerState, SandboxState};
 use signal::parse_signal;
@@ -340,7 +342,9 @@ impl PodRuntime {
         record.resources = input.resources.clone();
         let oci = spec::container(&input, &self.config.held_capabilities)
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
-        write_spec(&bundle, &oci)?;
+        write_spec(&bundle, &oci).map_err(|e| {
+            CriError::Internal(format!("write {}/config.json: {e}", bundle.display()))
+        })?;
 
         let log = ContainerLog::open(&id, Path::new(&record.log_path), self.log_size_max())?;
         let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
@@ -364,7 +368,7 @@ impl PodRuntime {
             stdin: fifos.paths.stdin.clone(),
             stdout: fifos.paths.stdout.clone(),
             stderr: fifos.paths.stderr.clone(),
-            options: runtime_options(&handler, self.config.systemd_cgroup).into(),
+            options: handler.shim_options(self.config.systemd_cgroup).into(),
             ..Default::default()
         };
         crate::failpoint::while_awaiting("create_container.creating");
@@ -714,7 +718,7 @@ impl PodRuntime {
                         continue;
                     }
                 }
-                if !crate::sandbox::labels_match(&f.label_selector, &record.labels) {
+                if !crate::pods::sandbox::labels_match(&f.label_selector, &record.labels) {
                     continue;
                 }
             }

@@ -10,8 +10,8 @@ use protocols::cri;
 use serde_json::Value;
 
 use super::PodRuntime;
+use crate::error::CriError;
 use crate::network::{pinned_ns, pod_ips, pod_request, Attachment, CniNetwork, POD_IFNAME};
-use crate::server::CriError;
 use crate::store::SandboxRecord;
 use crate::store::SandboxState;
 
@@ -177,7 +177,7 @@ impl PodRuntime {
 
     /// After a restart: CHECK every ready pod's attachment, then GC what no pod
     /// holds. In the background; failures are logged for the operator.
-    pub(super) fn spawn_network_recovery(self: &Arc<Self>) {
+    pub(in crate::pods) fn spawn_network_recovery(self: &Arc<Self>) {
         let pods = self.clone();
         tokio::spawn(async move {
             let Ok(records) = pods.store.list::<SandboxRecord>() else {

@@ -10,10 +10,10 @@ use protocols::cri;
 
 use super::process::{self, ResolvedUser};
 use super::security;
+use crate::error::CriError;
 use crate::image::image_config::ImageConfig;
 use crate::network::userns::UsernsMappings;
-use crate::sandbox::PodRuntime;
-use crate::server::CriError;
+use crate::pods::PodRuntime;
 use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resources};
 use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord};
@@ -274,7 +274,7 @@ fn cri_mounts(
         if m.container_path.is_empty() || m.host_path.is_empty() {
             return Err(invalid("mounts need both container_path and host_path"));
         }
-        let idmapped = match crate::sandbox::userns::mount_mappings(m)? {
+        let idmapped = match crate::pods::sandbox::userns::mount_mappings(m)? {
             None => false,
             Some(asked) if Some(&asked) == pod_userns => true,
             Some(_) => {
@@ -392,7 +392,7 @@ pub fn container_spec_input(
     // CRI-O creates a missing working directory (root-owned, 0755).
     std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
         .map_err(|e| CriError::Internal(format!("working directory {cwd}: {e}")))?;
-    crate::sandbox::userns::check_container(config, pod.userns.as_ref())?;
+    crate::pods::sandbox::userns::check_container(config, pod.userns.as_ref())?;
     let mut mounts = cri_mounts(config, pod.userns.as_ref())?;
     let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;
     mounts.extend(volumes);
@@ -428,7 +428,10 @@ pub fn container_spec_input(
         .max(rc.min_oom_score_adj);
     let caps = sc.and_then(|s| s.capabilities.as_ref());
     let mut annotations = record.annotations.clone();
-    annotations.extend(crate::sandbox::grouping_annotations(&pod.id, "container"));
+    annotations.extend(crate::pods::sandbox::grouping_annotations(
+        &pod.id,
+        "container",
+    ));
     annotations.insert(spec::CRI_CONTAINER_NAME.into(), record.name.clone());
     annotations.insert(spec::CRI_SANDBOX_NAME.into(), pod.name.clone());
     annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), pod.namespace.clone());
@@ -490,7 +493,7 @@ pub fn container_spec_input(
         netns_path: (!pod.netns_path.is_empty()).then(|| PathBuf::from(&pod.netns_path)),
         utsns_path: (!pod.utsns_path.is_empty()).then(|| PathBuf::from(&pod.utsns_path)),
         ipcns_path: (!pod.ipcns_path.is_empty()).then(|| PathBuf::from(&pod.ipcns_path)),
-        userns: crate::sandbox::pod_user_namespace(pod),
+        userns: crate::pods::sandbox::pod_user_namespace(pod),
         namespaces,
         mounts,
         privileged,
@@ -510,7 +513,7 @@ pub fn container_spec_input(
         readonly_paths,
         sysctls: BTreeMap::new(),
         devices,
-        pod_mounts: crate::sandbox::pod_files::mounts(pod, readonly_rootfs),
+        pod_mounts: crate::pods::sandbox::pod_files::mounts(pod, readonly_rootfs),
         target_pid,
         apparmor_profile: security::apparmor_profile(
             sc.and_then(|s| s.apparmor.as_ref()),

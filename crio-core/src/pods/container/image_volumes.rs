@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::spec_input::secure_join;
-use crate::server::CriError;
+use crate::error::CriError;
 use crate::spec::BindMount;
 use crate::storage::layers::LayerStore;
 use crate::storage::{overlay, rootfs};

@@ -8,10 +8,11 @@ use protocols::shim::api;
 use tokio::net::unix::pipe;
 
 use super::exec::exec_process;
+use crate::error::CriError;
 use crate::logs::{StdioFifos, StdioPaths};
+use crate::pods::PodRuntime;
 use crate::runtime::PodShim;
-use crate::sandbox::{new_id, PodRuntime};
-use crate::server::CriError;
+use crate::store::new_id;
 
 /// A running exec. Its owner must call [`ExecStream::finish`] (a client that went
 /// away leaves no process behind).

@@ -10,8 +10,9 @@ use protocols::shim::api;
 
 use super::cgroup_metrics::{parse_metrics, CgroupMetrics};
 
-use crate::sandbox::{now_nanos, PodRuntime};
-use crate::server::CriError;
+use crate::error::CriError;
+use crate::pods::PodRuntime;
+use crate::store::now_nanos;
 use crate::store::{ContainerRecord, SandboxRecord};
 use crate::store::{ContainerState, SandboxState};
 

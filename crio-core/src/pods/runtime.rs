@@ -10,12 +10,12 @@ use oci_spec::runtime::Capability;
 use protocols::shim::api;
 use tokio::sync::{mpsc, watch};
 
-use super::now_nanos;
+use crate::error::CriError;
 use crate::image::images::ImageStore;
 use crate::logs::ContainerLog;
 use crate::network::pinned_ns::{self, PodNamespace};
 use crate::runtime::{Handler, HandlerRegistry, PodShim, RuntimeEvent, ShimAddress, ShimHost};
-use crate::server::CriError;
+use crate::store::now_nanos;
 use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord, Store};
 
@@ -61,7 +61,7 @@ pub struct PodRuntimeConfig {
     pub host: crate::spec::HostFacts,
     /// The CRI pod metric groups served (`[crio.stats] included_pod_metrics`, less
     /// what the host cannot serve), fixed for the daemon's life.
-    pub metric_groups: Vec<crate::container::metrics::MetricGroup>,
+    pub metric_groups: Vec<crate::pods::container::metrics::MetricGroup>,
     /// What each handler can do (probed at start), by name.
     pub handler_features: HashMap<String, crate::runtime::HandlerFeatures>,
 }
@@ -104,9 +104,9 @@ pub struct PodRuntime {
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
     pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
     /// Running containers' output tees and stdin, for attach.
-    pub(crate) attach: Mutex<HashMap<String, crate::container::AttachIo>>,
+    pub(crate) attach: Mutex<HashMap<String, crate::pods::container::AttachIo>>,
     /// Previous CPU samples for `usage_nano_cores`.
-    pub(crate) cpu_samples: crate::container::stats::CpuSamples,
+    pub(crate) cpu_samples: crate::pods::container::stats::CpuSamples,
     /// `GetContainerEvents` subscribers.
     pub(crate) cri_events: tokio::sync::broadcast::Sender<protocols::cri::ContainerEventResponse>,
 }
@@ -133,7 +133,7 @@ impl PodRuntime {
             logs: Mutex::new(HashMap::new()),
             attach: Mutex::new(HashMap::new()),
             cpu_samples: Default::default(),
-            cri_events: super::cri_events::channel(),
+            cri_events: super::sandbox::cri_events::channel(),
         }
     }
 
@@ -453,8 +453,8 @@ impl PodRuntime {
                 crate::runtime::orphans::kill_processes_in(&bundle);
             }
             self.kill_leftovers("", &id).await;
-            let shm = super::pod_files::PodFiles::new(&bundle).shm();
-            if let Err(e) = super::pod_files::unmount_shm(&shm) {
+            let shm = super::sandbox::pod_files::PodFiles::new(&bundle).shm();
+            if let Err(e) = super::sandbox::pod_files::unmount_shm(&shm) {
                 tracing::warn!(task = %id, "unmount shm: {e}");
             }
             if let Err(e) = std::fs::remove_dir_all(&bundle) {
@@ -463,7 +463,7 @@ impl PodRuntime {
         }
         for storage in orphans(&self.config.containers_dir) {
             tracing::info!(dir = %storage.display(), "removing container storage no record names");
-            crate::container::image_volumes::release(self.config.storage_driver, &storage);
+            crate::pods::container::image_volumes::release(self.config.storage_driver, &storage);
             match crate::storage::rootfs::release_rootfs(self.config.storage_driver, &storage) {
                 Ok(()) => {
                     let _ = std::fs::remove_dir_all(&storage);
@@ -488,7 +488,7 @@ impl PodRuntime {
         let dirs = PodNamespace::ALL
             .iter()
             .map(|k| k.dir_name())
-            .chain([super::USERNS_DIR]);
+            .chain([super::sandbox::USERNS_DIR]);
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(self.config.run_root.join(dir)) else {
                 continue;

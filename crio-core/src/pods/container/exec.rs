@@ -6,9 +6,10 @@ use std::time::Duration;
 use protocols::shim::api;
 use protocols::shim::protobuf::well_known_types::any::Any;
 
+use crate::error::CriError;
 use crate::logs::{read_all, StdioFifos};
-use crate::sandbox::{new_id, PodRuntime};
-use crate::server::CriError;
+use crate::pods::PodRuntime;
+use crate::store::new_id;
 use crate::store::ContainerState;
 
 /// Output kept per stream, as CRI-O caps it (the rest is read and dropped).

@@ -11,10 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, Mutex};
 
+use crate::error::CriError;
 use crate::logs::Stream;
+use crate::pods::PodRuntime;
 use crate::runtime::PodShim;
-use crate::sandbox::PodRuntime;
-use crate::server::CriError;
 use crate::store::ContainerState;
 
 /// What a running container offers attach clients.

@@ -8,8 +8,8 @@ use protocols::shim::api;
 use protocols::shim::protobuf::well_known_types::any::Any;
 
 use super::spec_input;
-use crate::sandbox::PodRuntime;
-use crate::server::CriError;
+use crate::error::CriError;
+use crate::pods::PodRuntime;
 use crate::spec::{self, Resources};
 use crate::store::ContainerRecord;
 use crate::store::ContainerState;

@@ -1,0 +1,14 @@
+//! Pods and their containers: the domain state machines of the CRI's
+//! RuntimeService and their persisted records, on one [`PodRuntime`]: the store,
+//! the images, the shim host, the pod networks and the per-object locks.
+//!
+//! `sandbox` runs a pod's infra (pause) task and owns its namespaces, network and
+//! files; `container` runs its containers. Both are `impl PodRuntime` blocks; the
+//! exits, events and recovery after a restart are [`runtime`]'s. Below this module:
+//! `runtime` (shims), `spec`, `image`, `storage`, `network`, `store`, `config`.
+
+pub mod container;
+mod runtime;
+pub mod sandbox;
+
+pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
