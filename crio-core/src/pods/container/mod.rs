@@ -374,8 +374,16 @@ impl PodRuntime {
         crate::failpoint::while_awaiting("create_container.creating");
         let created = shim.client.create(&create).await?;
         crate::failpoint::hit("create_container.created");
+        // Only the pid: an exit that came before this reply is recorded already
+        // and must not be overwritten with "created".
         record.pid = created.pid;
-        self.store.put(&*record)?;
+        self.store.write(|tx| {
+            let Some(mut current) = tx.get::<ContainerRecord>(&id)? else {
+                return Ok(());
+            };
+            current.pid = created.pid;
+            tx.put(&current)
+        })?;
         fifos.release();
         self.spawn_log_drains(&id, fifos, log);
         self.watch_exit(shim, pod.id.clone(), id);

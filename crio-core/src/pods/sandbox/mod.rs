@@ -528,8 +528,10 @@ impl PodRuntime {
                 all: true,
                 ..Default::default()
             };
-            let _ = shim.client.kill(&kill).await;
-            let _ = self.wait_exit(&record.id, PAUSE_STOP_TIMEOUT).await;
+            // No exit to wait for when the shim has no such task (its create failed).
+            if shim.client.kill(&kill).await.is_ok() {
+                let _ = self.wait_exit(&record.id, PAUSE_STOP_TIMEOUT).await;
+            }
             let _ = shim
                 .client
                 .delete(&api::DeleteRequest {
