@@ -8,6 +8,10 @@
 //! `runtime` (shims), `spec`, `image`, `storage`, `network`, `store`, `config`.
 
 pub mod container;
+#[cfg(test)]
+mod fake_shim;
+#[cfg(test)]
+mod lifecycle_tests;
 mod runtime;
 pub mod sandbox;
 

@@ -17,5 +17,5 @@ pub use bootstrap::ShimAddress;
 pub use events::{EventServer, RuntimeEvent};
 pub use features::HandlerFeatures;
 pub use handlers::{find_executable, Handler, HandlerRegistry, Readiness, RUNC_SHIM_BINARY};
-pub use shims::{PodShim, ShimError, ShimHost};
-pub use task::{TaskClient, TaskError};
+pub use shims::{PodShim, ProcessLauncher, ShimError, ShimHost, ShimLauncher};
+pub use task::{TaskApi, TaskClient, TaskError};

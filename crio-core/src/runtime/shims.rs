@@ -9,7 +9,7 @@ use protocols::shim::api;
 
 use super::bootstrap::ShimAddress;
 use super::launcher::{drain_shim_log, Launch, LaunchError};
-use super::task::{TaskClient, TaskError};
+use super::task::{TaskApi, TaskClient, TaskError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -27,7 +27,7 @@ pub struct PodShim {
     pub sandbox_id: String,
     pub binary: PathBuf,
     pub bundle: PathBuf,
-    pub client: TaskClient,
+    pub client: Arc<dyn TaskApi>,
     log_drain: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -45,26 +45,39 @@ impl Drop for PodShim {
     }
 }
 
-/// Every pod's shim, by sandbox id.
+/// How shims are started, cleaned up after and reached: the seam between the pod
+/// lifecycle and shim processes. [`ProcessLauncher`] runs shim binaries with
+/// containerd's bootstrap protocol; the lifecycle's unit tests use fakes.
+#[async_trait::async_trait]
+pub trait ShimLauncher: Send + Sync + std::fmt::Debug {
+    /// The shim binary's `start` action for task `id` in `bundle`: its address.
+    async fn start(
+        &self,
+        binary: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<ShimAddress, LaunchError>;
+    /// The shim binary's `delete` action: cleans up task `id` without its server.
+    async fn delete(
+        &self,
+        binary: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<api::DeleteResponse, LaunchError>;
+    /// A Task API client for the shim serving at `address`.
+    async fn connect(&self, address: &ShimAddress) -> Result<Arc<dyn TaskApi>, TaskError>;
+}
+
+/// Shims as processes: containerd's bootstrap protocol, ttrpc.
 #[derive(Debug)]
-pub struct ShimHost {
+pub struct ProcessLauncher {
     events_address: PathBuf,
     publish_binary: PathBuf,
     debug: bool,
-    pods: Mutex<HashMap<String, Arc<PodShim>>>,
 }
 
-impl ShimHost {
-    pub fn new(events_address: PathBuf, publish_binary: PathBuf, debug: bool) -> Self {
-        Self {
-            events_address,
-            publish_binary,
-            debug,
-            pods: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn launch(&self, binary: &Path, id: &str, bundle: &Path) -> Launch {
+impl ProcessLauncher {
+    fn launch(&self, binary: &Path, id: &str, bundle: &Path) -> Launch {
         Launch {
             binary: binary.to_path_buf(),
             id: id.to_string(),
@@ -72,6 +85,56 @@ impl ShimHost {
             events_address: self.events_address.clone(),
             publish_binary: self.publish_binary.clone(),
             debug: self.debug,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ShimLauncher for ProcessLauncher {
+    async fn start(
+        &self,
+        binary: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<ShimAddress, LaunchError> {
+        self.launch(binary, id, bundle).start().await
+    }
+
+    async fn delete(
+        &self,
+        binary: &Path,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<api::DeleteResponse, LaunchError> {
+        self.launch(binary, id, bundle).delete().await
+    }
+
+    async fn connect(&self, address: &ShimAddress) -> Result<Arc<dyn TaskApi>, TaskError> {
+        Ok(Arc::new(TaskClient::connect(address).await?))
+    }
+}
+
+/// Every pod's shim, by sandbox id.
+#[derive(Debug)]
+pub struct ShimHost {
+    launcher: Arc<dyn ShimLauncher>,
+    pods: Mutex<HashMap<String, Arc<PodShim>>>,
+}
+
+impl ShimHost {
+    pub fn new(events_address: PathBuf, publish_binary: PathBuf, debug: bool) -> Self {
+        Self::with_launcher(Arc::new(ProcessLauncher {
+            events_address,
+            publish_binary,
+            debug,
+        }))
+    }
+
+    /// Shims started and reached through `launcher`.
+    pub fn with_launcher(launcher: Arc<dyn ShimLauncher>) -> Self {
+        Self {
+            launcher,
+            pods: Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,7 +180,7 @@ impl ShimHost {
         } else {
             None
         };
-        let address = match self.launch(binary, id, bundle).start().await {
+        let address = match self.launcher.start(binary, id, bundle).await {
             Ok(address) => address,
             Err(e) => {
                 if let Some(task) = log_drain {
@@ -132,7 +195,7 @@ impl ShimHost {
             }
             tracing::warn!(pod = sandbox_id, old = %existing.address().address, new = %address.address, "shim answered a new address for a known pod");
         }
-        let client = TaskClient::connect(&address).await?;
+        let client = self.launcher.connect(&address).await?;
         tracing::debug!(pod = sandbox_id, address = %address.address, version = address.version, "connected to shim");
         Ok(self.insert(PodShim {
             sandbox_id: sandbox_id.to_string(),
@@ -152,7 +215,7 @@ impl ShimHost {
         address: &ShimAddress,
     ) -> Result<Arc<PodShim>, ShimError> {
         let log_drain = drain_shim_log(bundle, sandbox_id).ok();
-        let client = TaskClient::connect(address).await?;
+        let client = self.launcher.connect(address).await?;
         Ok(self.insert(PodShim {
             sandbox_id: sandbox_id.to_string(),
             binary: binary.to_path_buf(),
@@ -214,6 +277,6 @@ impl ShimHost {
         id: &str,
         bundle: &Path,
     ) -> Result<api::DeleteResponse, ShimError> {
-        Ok(self.launch(binary, id, bundle).delete().await?)
+        Ok(self.launcher.delete(binary, id, bundle).await?)
     }
 }

@@ -197,3 +197,86 @@ impl TaskClient {
         self.call("Wait", req, None).await
     }
 }
+
+/// The Task API calls the core makes of a pod's shim: the seam between the pod
+/// lifecycle and the shim it drives. [`TaskClient`] is the real one (ttrpc); the
+/// lifecycle's unit tests drive fakes.
+#[async_trait::async_trait]
+pub trait TaskApi: Send + Sync + std::fmt::Debug {
+    /// Where the shim serves.
+    fn address(&self) -> &ShimAddress;
+    async fn create(
+        &self,
+        req: &api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse, TaskError>;
+    async fn start(&self, req: &api::StartRequest) -> Result<api::StartResponse, TaskError>;
+    async fn state(&self, req: &api::StateRequest) -> Result<api::StateResponse, TaskError>;
+    async fn kill(&self, req: &api::KillRequest) -> Result<Empty, TaskError>;
+    async fn delete(&self, req: &api::DeleteRequest) -> Result<api::DeleteResponse, TaskError>;
+    async fn exec(&self, req: &api::ExecProcessRequest) -> Result<Empty, TaskError>;
+    async fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse, TaskError>;
+    async fn update(&self, req: &api::UpdateTaskRequest) -> Result<Empty, TaskError>;
+    async fn resize_pty(&self, req: &api::ResizePtyRequest) -> Result<Empty, TaskError>;
+    async fn close_io(&self, req: &api::CloseIORequest) -> Result<Empty, TaskError>;
+    async fn shutdown(&self, req: &api::ShutdownRequest) -> Result<Empty, TaskError>;
+    /// Returns when the process exits (or the shim goes away): no deadline.
+    async fn wait(&self, req: &api::WaitRequest) -> Result<api::WaitResponse, TaskError>;
+}
+
+#[async_trait::async_trait]
+impl TaskApi for TaskClient {
+    fn address(&self) -> &ShimAddress {
+        TaskClient::address(self)
+    }
+
+    async fn create(
+        &self,
+        req: &api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse, TaskError> {
+        TaskClient::create(self, req).await
+    }
+
+    async fn start(&self, req: &api::StartRequest) -> Result<api::StartResponse, TaskError> {
+        TaskClient::start(self, req).await
+    }
+
+    async fn state(&self, req: &api::StateRequest) -> Result<api::StateResponse, TaskError> {
+        TaskClient::state(self, req).await
+    }
+
+    async fn kill(&self, req: &api::KillRequest) -> Result<Empty, TaskError> {
+        TaskClient::kill(self, req).await
+    }
+
+    async fn delete(&self, req: &api::DeleteRequest) -> Result<api::DeleteResponse, TaskError> {
+        TaskClient::delete(self, req).await
+    }
+
+    async fn exec(&self, req: &api::ExecProcessRequest) -> Result<Empty, TaskError> {
+        TaskClient::exec(self, req).await
+    }
+
+    async fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse, TaskError> {
+        TaskClient::stats(self, req).await
+    }
+
+    async fn update(&self, req: &api::UpdateTaskRequest) -> Result<Empty, TaskError> {
+        TaskClient::update(self, req).await
+    }
+
+    async fn resize_pty(&self, req: &api::ResizePtyRequest) -> Result<Empty, TaskError> {
+        TaskClient::resize_pty(self, req).await
+    }
+
+    async fn close_io(&self, req: &api::CloseIORequest) -> Result<Empty, TaskError> {
+        TaskClient::close_io(self, req).await
+    }
+
+    async fn shutdown(&self, req: &api::ShutdownRequest) -> Result<Empty, TaskError> {
+        TaskClient::shutdown(self, req).await
+    }
+
+    async fn wait(&self, req: &api::WaitRequest) -> Result<api::WaitResponse, TaskError> {
+        TaskClient::wait(self, req).await
+    }
+}
