@@ -351,8 +351,11 @@ impl Puller {
             pinned: false,
             user: config.config.user.clone(),
         };
-        self.images
-            .commit(record)
+        // The commit waits on fsync: off the async workers.
+        let images = Arc::clone(&self.images);
+        tokio::task::spawn_blocking(move || images.commit(record))
+            .await
+            .map_err(|e| storage(format!("image commit did not run: {e}")))?
             .map_err(|e| storage(e.to_string()))
     }
 

@@ -215,7 +215,7 @@ impl PodRuntime {
                     let at = resp.exited_at.as_ref().map_or_else(now_nanos, |t| {
                         t.seconds * 1_000_000_000 + i64::from(t.nanos)
                     });
-                    this.record_exit(&id, resp.exit_status, at);
+                    this.record_exit(&id, resp.exit_status, at).await;
                 }
                 Err(e) if e.is_disconnected() => {
                     // Many watchers see the same death; the first handles it.
@@ -236,13 +236,13 @@ impl PodRuntime {
 
     /// Records that task `id` exited (first report wins). The record is written
     /// before waiters wake, so whoever waited reads the exit from the store.
-    pub(crate) fn record_exit(&self, id: &str, status: u32, at: i64) {
+    pub(crate) async fn record_exit(&self, id: &str, status: u32, at: i64) {
         let tx = self.exit_channel(id);
         if tx.borrow().is_some() {
             return;
         }
         // Idempotent: a concurrent second report finds the record exited already.
-        if let Err(e) = self.persist_exit(id, status, at) {
+        if let Err(e) = self.persist_exit(id, status, at).await {
             tracing::error!(task = %id, "cannot record exit: {e}");
         }
         tx.send_if_modified(|v| {
@@ -255,26 +255,31 @@ impl PodRuntime {
         });
     }
 
-    fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {
+    async fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {
         // Read and write in one transaction: StartContainer may update the same record.
-        let stopped_in: Option<String> = self.store.write(|tx| {
-            if let Some(mut c) = tx.get::<ContainerRecord>(id)? {
-                if !c.mark_exited(status, at) {
-                    return Ok(None);
+        let key = id.to_string();
+        let stopped_in: Option<String> = self
+            .store
+            .write_async(move |tx| {
+                let id = key.as_str();
+                if let Some(mut c) = tx.get::<ContainerRecord>(id)? {
+                    if !c.mark_exited(status, at) {
+                        return Ok(None);
+                    }
+                    tracing::info!(container = %id, status, "container exited");
+                    tx.put(&c)?;
+                    Ok(Some(c.sandbox_id))
+                } else if let Some(mut s) = tx.get::<SandboxRecord>(id)? {
+                    if s.mark_not_ready() {
+                        tx.put(&s)?;
+                        return Ok(Some(s.id));
+                    }
+                    Ok(None)
+                } else {
+                    Ok(None)
                 }
-                tracing::info!(container = %id, status, "container exited");
-                tx.put(&c)?;
-                Ok(Some(c.sandbox_id))
-            } else if let Some(mut s) = tx.get::<SandboxRecord>(id)? {
-                if s.mark_not_ready() {
-                    tx.put(&s)?;
-                    return Ok(Some(s.id));
-                }
-                Ok(None)
-            } else {
-                Ok(None)
-            }
-        })?;
+            })
+            .await?;
         if let Some(pod) = stopped_in {
             self.emit(
                 id,
@@ -296,7 +301,7 @@ impl PodRuntime {
         // The pod is broken from now on, whatever its tasks' cleanup takes.
         if let Ok(Some(mut s)) = self.store.get::<SandboxRecord>(sandbox_id) {
             if s.mark_not_ready() {
-                let _ = self.store.put(&s);
+                let _ = self.store.put_async(s).await;
             }
         }
         let cgroup_parent = self
@@ -320,16 +325,16 @@ impl PodRuntime {
             self.kill_leftovers(&cgroup_parent, &c.id).await;
             if let Ok(Some(mut rec)) = self.store.get::<ContainerRecord>(&c.id) {
                 rec.message = "the container's shim died".into();
-                let _ = self.store.put(&rec);
+                let _ = self.store.put_async(rec).await;
             }
-            self.record_exit(&c.id, exit, now_nanos());
+            self.record_exit(&c.id, exit, now_nanos()).await;
         }
         let _ = self
             .shims
             .cleanup(&shim.binary, sandbox_id, &shim.bundle)
             .await;
         self.kill_leftovers(&cgroup_parent, sandbox_id).await;
-        self.record_exit(sandbox_id, 255, now_nanos());
+        self.record_exit(sandbox_id, 255, now_nanos()).await;
         remove_dead_socket(&shim.address().address);
     }
 
@@ -378,7 +383,7 @@ impl PodRuntime {
                         exited_at,
                         ..
                     } if container_id == id => {
-                        this.record_exit(&id, exit_status, exited_at);
+                        this.record_exit(&id, exit_status, exited_at).await;
                     }
                     RuntimeEvent::Exit { .. } => {}
                     RuntimeEvent::Oom { container_id } => {
@@ -388,7 +393,7 @@ impl PodRuntime {
                             if c.state == ContainerState::Exited {
                                 c.reason = "OOMKilled".into();
                             }
-                            let _ = this.store.put(&c);
+                            let _ = this.store.put_async(c).await;
                         }
                     }
                 }
@@ -535,14 +540,14 @@ impl PodRuntime {
                             .await
                             .map(|d| d.exit_status)
                             .unwrap_or(255);
-                        self.record_exit(&c.id, exit, now_nanos());
+                        self.record_exit(&c.id, exit, now_nanos()).await;
                     }
                 }
                 let _ = self
                     .shims
                     .cleanup(&shim_binary, &sandbox.id, &sandbox.bundle)
                     .await;
-                self.record_exit(&sandbox.id, 255, now_nanos());
+                self.record_exit(&sandbox.id, 255, now_nanos()).await;
                 return Ok(());
             }
         };
@@ -575,14 +580,14 @@ impl PodRuntime {
                 let at = s.exited_at.as_ref().map_or_else(now_nanos, |t| {
                     t.seconds * 1_000_000_000 + i64::from(t.nanos)
                 });
-                self.record_exit(id, s.exit_status, at);
+                self.record_exit(id, s.exit_status, at).await;
             }
             Ok(s) => {
                 if s.status.enum_value_or_default() == protocols::shim::types::task::Status::RUNNING
                 {
                     if let Ok(Some(mut c)) = self.store.get::<ContainerRecord>(id) {
                         if c.mark_running() {
-                            let _ = self.store.put(&c);
+                            let _ = self.store.put_async(c).await;
                         }
                     }
                 }
@@ -607,7 +612,7 @@ impl PodRuntime {
                 if let Some(bundle) = bundle {
                     self.reap_task(sandbox_id, id, &bundle).await;
                 }
-                self.record_exit(id, 255, now_nanos());
+                self.record_exit(id, 255, now_nanos()).await;
             }
             Err(e) => tracing::warn!(task = %id, "state after restart: {e}"),
         }

@@ -167,9 +167,12 @@ impl ImageService for ImageServiceImpl {
             .current()
             .map_err(|e| CriError::Internal(e.to_string()))?;
         // Removing an image that is not there succeeds: the kubelet retries.
-        self.state
-            .images
-            .remove(name, &registries)
+        // The commit waits on fsync: off the async workers.
+        let images = Arc::clone(&self.state.images);
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || images.remove(&name, &registries))
+            .await
+            .map_err(|e| CriError::Internal(format!("RemoveImage did not run: {e}")))?
             .map_err(CriError::from)?;
         Ok(Response::new(RemoveImageResponse {}))
     }

@@ -16,6 +16,7 @@
 mod records;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -70,6 +71,8 @@ pub enum StoreError {
         table: &'static str,
         source: serde_json::Error,
     },
+    #[error("metadata store: the daemon is shutting down; the commit did not run")]
+    ShuttingDown,
 }
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
@@ -154,6 +157,40 @@ impl Store {
         let out = f(&mut Tx { tx: &tx })?;
         tx.commit().map_err(db_err)?;
         Ok(out)
+    }
+
+    /// [`Store::write`] on tokio's blocking pool: a commit waits on fsync, which
+    /// must not stall an async worker and every task queued on it.
+    pub async fn write_async<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || store.write(f)).await {
+            Ok(result) => result,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Err(StoreError::ShuttingDown),
+            },
+        }
+    }
+
+    /// [`Store::put`] off the async workers (see [`Store::write_async`]).
+    pub async fn put_async<R: Record + Send + 'static>(
+        self: &Arc<Self>,
+        record: R,
+    ) -> Result<(), StoreError> {
+        self.write_async(move |tx| tx.put(&record)).await
+    }
+
+    /// [`Store::delete`] off the async workers (see [`Store::write_async`]).
+    pub async fn delete_async<R: Record + 'static>(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write_async(move |tx| tx.delete::<R>(&id)).await
     }
 
     /// Inserts or replaces one record, durably.

@@ -87,8 +87,21 @@ fn container_metadata(record: &ContainerRecord) -> cri::ContainerMetadata {
     }
 }
 
+/// What a container's bundle is made from: owned, as it is made on the blocking pool.
+#[derive(Debug, Clone)]
+struct BundleInputs {
+    pod: SandboxRecord,
+    config: cri::ContainerConfig,
+    image: ImageRecord,
+    image_config: ImageConfig,
+    volumes: Vec<ImageVolume>,
+    /// The process's command line (the request's over the image's).
+    args: Vec<String>,
+}
+
 impl PodRuntime {
-    /// CreateContainer, with the image already resolved by the caller.
+    /// CreateContainer, with the image already resolved by the caller: the record
+    /// planned and reserved under its name, then its bundle and task.
     pub async fn create_container(
         self: &Arc<Self>,
         sandbox_id: &str,
@@ -97,21 +110,51 @@ impl PodRuntime {
         image_config: &ImageConfig,
         volumes: &[ImageVolume],
     ) -> Result<String, CriError> {
-        let meta = config
-            .metadata
-            .as_ref()
-            .filter(|m| !m.name.is_empty())
-            .ok_or_else(|| {
-                CriError::InvalidArgument("ContainerConfig.metadata.name is required".into())
-            })?;
-        validate::environment(&config.envs)?;
-        validate::paths(config)?;
-        if let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
-            validate::resources(r)?;
-        }
+        validate::request(config)?;
         let pod = self
             .sandbox(sandbox_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
+        let (record, args) = self.plan_container(&pod, config, image, image_config, volumes)?;
+        let id = record.id.clone();
+        self.reserve_container(&record, image).await?;
+        crate::failpoint::hit("create_container.recorded");
+        let _lock = self.locks.lock(&id).await;
+        let inputs = BundleInputs {
+            pod,
+            config: config.clone(),
+            image: image.clone(),
+            image_config: image_config.clone(),
+            volumes: volumes.to_vec(),
+            args,
+        };
+        let mut record = record;
+        match self.create_task(&mut record, inputs).await {
+            Ok(()) => {
+                self.emit(
+                    &id,
+                    &record.sandbox_id,
+                    cri::ContainerEventType::ContainerCreatedEvent,
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
+                self.destroy_container(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The request checked and its record: what is to be created, nothing made yet.
+    fn plan_container(
+        &self,
+        pod: &SandboxRecord,
+        config: &cri::ContainerConfig,
+        image: &ImageRecord,
+        image_config: &ImageConfig,
+        volumes: &[ImageVolume],
+    ) -> Result<(ContainerRecord, Vec<String>), CriError> {
+        let meta = validate::request(config)?;
         if pod.state != SandboxState::Ready {
             return Err(CriError::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",
@@ -151,7 +194,7 @@ impl PodRuntime {
             state: ContainerState::Created,
             labels: config.labels.clone().into_iter().collect(),
             annotations: config.annotations.clone().into_iter().collect(),
-            full_name: full_name(meta, &pod),
+            full_name: full_name(meta, pod),
             image: config
                 .image
                 .as_ref()
@@ -184,58 +227,48 @@ impl PodRuntime {
                 .collect(),
             ..Default::default()
         };
+        Ok((record, args))
+    }
+
+    /// Records the container under its name, if the name is free and its images
+    /// are still there (both checked and written under the names lock).
+    async fn reserve_container(
+        &self,
+        record: &ContainerRecord,
+        image: &ImageRecord,
+    ) -> Result<(), CriError> {
+        let _names = self.names.lock().await;
+        if let Some(holder) = self
+            .store
+            .list::<ContainerRecord>()?
+            .into_iter()
+            .find(|c| c.full_name == record.full_name)
         {
-            let _names = self.names.lock().await;
-            if let Some(holder) = self
-                .store
-                .list::<ContainerRecord>()?
-                .into_iter()
-                .find(|c| c.full_name == record.full_name)
-            {
-                return Err(CriError::AlreadyExists(format!(
-                    "container name {:?} is reserved by {}",
-                    record.full_name, holder.id
-                )));
-            }
-            // The images must still exist when the container that holds them is recorded.
-            let held = std::iter::once(&image.id).chain(&record.image_volumes);
-            let removed = self.store.write(|tx| {
+            return Err(CriError::AlreadyExists(format!(
+                "container name {:?} is reserved by {}",
+                record.full_name, holder.id
+            )));
+        }
+        let held: Vec<String> = std::iter::once(&image.id)
+            .chain(&record.image_volumes)
+            .cloned()
+            .collect();
+        let recorded = record.clone();
+        let removed = self
+            .store
+            .write_async(move |tx| {
                 for id in held {
-                    if tx.get::<ImageRecord>(id)?.is_none() {
-                        return Ok(Some(id.clone()));
+                    if tx.get::<ImageRecord>(&id)?.is_none() {
+                        return Ok(Some(id));
                     }
                 }
-                tx.put(&record)?;
+                tx.put(&recorded)?;
                 Ok(None)
-            })?;
-            if let Some(id) = removed {
-                return Err(CriError::NotFound(format!("image {id} was removed")));
-            }
-        }
-        crate::failpoint::hit("create_container.recorded");
-        let _lock = self.locks.lock(&id).await;
-        let mut record = record;
-        match self
-            .create_task(
-                &pod,
-                &mut record,
-                config,
-                image,
-                image_config,
-                volumes,
-                args,
-            )
-            .await
-        {
-            Ok(()) => {
-                self.emit(&id, &pod.id, cri::ContainerEventType::ContainerCreatedEvent);
-                Ok(id)
-            }
-            Err(e) => {
-                tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
-                self.destroy_container(&record).await;
-                Err(e)
-            }
+            })
+            .await?;
+        match removed {
+            Some(id) => Err(CriError::NotFound(format!("image {id} was removed"))),
+            None => Ok(()),
         }
     }
 
@@ -250,102 +283,25 @@ impl PodRuntime {
         self.config.containers_dir.join(id)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The container's bundle (on the blocking pool), its stdio and log, then its
+    /// task in the pod's shim.
     async fn create_task(
         self: &Arc<Self>,
-        pod: &SandboxRecord,
         record: &mut ContainerRecord,
-        config: &cri::ContainerConfig,
-        image: &ImageRecord,
-        image_config: &ImageConfig,
-        volumes: &[ImageVolume],
-        args: Vec<String>,
+        inputs: BundleInputs,
     ) -> Result<(), CriError> {
+        let this = Arc::clone(self);
+        let mut planned = record.clone();
+        // On failure the record stays as planned: cleanup needs only its paths.
+        let (planned, inputs) = super::off_worker(move || {
+            this.make_container_bundle(&mut planned, &inputs)?;
+            Ok((planned, inputs))
+        })
+        .await?;
+        *record = planned;
         let id = record.id.clone();
         let bundle = record.bundle.clone();
-        let group = pod.userns.map(|m| m.gids.host_id);
-        crate::storage::private_dir(&bundle, group)
-            .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
-        let lowers = self
-            .images
-            .layers
-            .diff_paths(&image.layers)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
-        let storage = self.container_storage(&id);
-        crate::storage::private_dir(&storage, group)
-            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
-        // A pod with its own user namespace sees its layers and volumes ID-mapped.
-        let userns = match (&pod.userns, pod.userns_path.as_str()) {
-            (Some(m), path) if !path.is_empty() => Some((
-                std::fs::File::open(path).map_err(|e| {
-                    CriError::Internal(format!("pod {} user namespace {path}: {e}", pod.id))
-                })?,
-                m,
-            )),
-            _ => None,
-        };
-        let rootfs = match &userns {
-            None => rootfs::prepare_rootfs(self.config.storage_driver, &lowers, &storage),
-            Some((file, m)) => rootfs::prepare_rootfs_idmapped(
-                self.config.storage_driver,
-                &lowers,
-                &storage,
-                &rootfs::RootIdmap {
-                    userns: file,
-                    root: (m.uids.host_id, m.gids.host_id),
-                },
-            ),
-        }
-        .map_err(|e| CriError::Internal(e.to_string()))?;
-        crate::failpoint::hit("create_container.rootfs_mounted");
-
-        let mut input = spec_input::container_spec_input(
-            self,
-            pod,
-            record,
-            config,
-            image_config,
-            &rootfs,
-            &storage,
-            args,
-        )?;
-        crate::cdi::inject(
-            &self.config.cdi_spec_dirs,
-            &crate::cdi::requested(config),
-            &mut input,
-        )
-        .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
-        let volume_mounts = image_volumes::prepare(
-            self.config.storage_driver,
-            &self.images.layers,
-            &storage,
-            volumes,
-        )?;
-        for mount in volume_mounts {
-            input
-                .mounts
-                .retain(|m| m.container_path != mount.container_path);
-            input.mounts.push(mount);
-        }
-        if let Some((file, _)) = &userns {
-            for (i, mount) in input.mounts.iter_mut().enumerate() {
-                if mount.idmapped {
-                    mount.host_path =
-                        rootfs::stage_idmapped_volume(&storage, i, &mount.host_path, file)
-                            .map_err(|e| CriError::Internal(e.to_string()))?;
-                }
-            }
-        }
-        record.uid = input.uid;
-        record.gid = input.gid;
-        record.supplemental_groups = input.additional_gids.clone();
-        record.resources = input.resources.clone();
-        let oci = spec::container(&input, &self.config.held_capabilities)
-            .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
-        write_spec(&bundle, &oci).map_err(|e| {
-            CriError::Internal(format!("write {}/config.json: {e}", bundle.display()))
-        })?;
-
+        let (config, pod) = (&inputs.config, &inputs.pod);
         let log = ContainerLog::open(&id, Path::new(&record.log_path), self.log_size_max())?;
         let mut fifos = StdioFifos::create(&bundle, "io", config.tty)?;
         if config.stdin {
@@ -354,7 +310,7 @@ impl PodRuntime {
         record.stdout_fifo = fifos.paths.stdout.clone();
         record.stderr_fifo = fifos.paths.stderr.clone();
         record.stdin_fifo = fifos.paths.stdin.clone();
-        self.store.put(&*record)?;
+        self.store.put_async(record.clone()).await?;
 
         let handler = self.handler(&pod.runtime_handler)?;
         let shim = self
@@ -377,17 +333,132 @@ impl PodRuntime {
         // Only the pid: an exit that came before this reply is recorded already
         // and must not be overwritten with "created".
         record.pid = created.pid;
-        self.store.write(|tx| {
-            let Some(mut current) = tx.get::<ContainerRecord>(&id)? else {
-                return Ok(());
-            };
-            current.pid = created.pid;
-            tx.put(&current)
-        })?;
+        let (key, pid) = (id.clone(), created.pid);
+        self.store
+            .write_async(move |tx| {
+                let Some(mut current) = tx.get::<ContainerRecord>(&key)? else {
+                    return Ok(());
+                };
+                current.pid = pid;
+                tx.put(&current)
+            })
+            .await?;
         fifos.release();
         self.spawn_log_drains(&id, fifos, log);
         self.watch_exit(shim, pod.id.clone(), id);
         Ok(())
+    }
+
+    /// The container's storage and its rootfs from the image's layers; in a pod
+    /// with its own user namespace, ID-mapped, with that namespace opened.
+    fn prepare_container_rootfs(
+        &self,
+        pod: &SandboxRecord,
+        image: &ImageRecord,
+        storage: &Path,
+    ) -> Result<(PathBuf, Option<std::fs::File>), CriError> {
+        let lowers = self
+            .images
+            .layers
+            .diff_paths(&image.layers)
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let group = pod.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(storage, group)
+            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
+        let (mappings, path) = match (&pod.userns, pod.userns_path.as_str()) {
+            (Some(m), path) if !path.is_empty() => (m, path),
+            _ => {
+                let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, storage)
+                    .map_err(|e| CriError::Internal(e.to_string()))?;
+                return Ok((rootfs, None));
+            }
+        };
+        let userns = std::fs::File::open(path).map_err(|e| {
+            CriError::Internal(format!("pod {} user namespace {path}: {e}", pod.id))
+        })?;
+        let rootfs = rootfs::prepare_rootfs_idmapped(
+            self.config.storage_driver,
+            &lowers,
+            storage,
+            &rootfs::RootIdmap {
+                userns: &userns,
+                root: (mappings.uids.host_id, mappings.gids.host_id),
+            },
+        )
+        .map_err(|e| CriError::Internal(e.to_string()))?;
+        Ok((rootfs, Some(userns)))
+    }
+
+    /// The container's bundle directory, storage and rootfs (ID-mapped in a pod
+    /// with its own user namespace), image volumes, and its spec, written.
+    /// Blocking (mounts, copies, writes). Fills in the record's ids and resources.
+    fn make_container_bundle(
+        &self,
+        record: &mut ContainerRecord,
+        inputs: &BundleInputs,
+    ) -> Result<(), CriError> {
+        let BundleInputs {
+            pod,
+            config,
+            image,
+            image_config,
+            volumes,
+            args,
+        } = inputs;
+        let id = record.id.clone();
+        let bundle = record.bundle.clone();
+        let group = pod.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(&bundle, group)
+            .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
+        let storage = self.container_storage(&id);
+        let (rootfs, userns) = self.prepare_container_rootfs(pod, image, &storage)?;
+        crate::failpoint::hit("create_container.rootfs_mounted");
+
+        let mut input = spec_input::container_spec_input(
+            self,
+            pod,
+            record,
+            config,
+            image_config,
+            &rootfs,
+            &storage,
+            args.clone(),
+        )?;
+        crate::cdi::inject(
+            &self.config.cdi_spec_dirs,
+            &crate::cdi::requested(config),
+            &mut input,
+        )
+        .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        let volume_mounts = image_volumes::prepare(
+            self.config.storage_driver,
+            &self.images.layers,
+            &storage,
+            volumes,
+        )?;
+        for mount in volume_mounts {
+            input
+                .mounts
+                .retain(|m| m.container_path != mount.container_path);
+            input.mounts.push(mount);
+        }
+        if let Some(file) = &userns {
+            for (i, mount) in input.mounts.iter_mut().enumerate() {
+                if mount.idmapped {
+                    mount.host_path =
+                        rootfs::stage_idmapped_volume(&storage, i, &mount.host_path, file)
+                            .map_err(|e| CriError::Internal(e.to_string()))?;
+                }
+            }
+        }
+        record.uid = input.uid;
+        record.gid = input.gid;
+        record.supplemental_groups = input.additional_gids.clone();
+        record.resources = input.resources.clone();
+        let oci = spec::container(&input, &self.config.held_capabilities)
+            .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        write_spec(&bundle, &oci)
+            .map_err(|e| CriError::Internal(format!("write {}/config.json: {e}", bundle.display())))
     }
 
     fn spawn_log_drains(&self, id: &str, mut fifos: StdioFifos, log: ContainerLog) {
@@ -530,15 +601,18 @@ impl PodRuntime {
             .await?;
         // One transaction: the exit of a process that ends at once may be recorded
         // concurrently, and must not be overwritten with "running".
-        self.store.write(|tx| {
-            let Some(mut current) = tx.get::<ContainerRecord>(&record.id)? else {
-                return Ok(());
-            };
-            current.pid = started.pid;
-            current.started_at = started_at;
-            current.mark_running();
-            tx.put(&current)
-        })?;
+        let (key, pid) = (record.id.clone(), started.pid);
+        self.store
+            .write_async(move |tx| {
+                let Some(mut current) = tx.get::<ContainerRecord>(&key)? else {
+                    return Ok(());
+                };
+                current.pid = pid;
+                current.started_at = started_at;
+                current.mark_running();
+                tx.put(&current)
+            })
+            .await?;
         self.emit(
             &record.id,
             &record.sandbox_id,
@@ -646,7 +720,7 @@ impl PodRuntime {
                 }
             }
         }
-        if let Err(e) = self.store.delete::<ContainerRecord>(&record.id) {
+        if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
             tracing::warn!(container = %record.id, "remove record: {e}");
         }
         self.forget(&record.id);

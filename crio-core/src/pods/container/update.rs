@@ -95,13 +95,16 @@ impl PodRuntime {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.write(|tx| {
-            if let Some(mut c) = tx.get::<ContainerRecord>(&record.id)? {
-                c.resources = merged.clone();
-                tx.put(&c)?;
-            }
-            Ok(())
-        })?;
+        let key = record.id.clone();
+        self.store
+            .write_async(move |tx| {
+                if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
+                    c.resources = merged;
+                    tx.put(&c)?;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(())
     }
 }

@@ -13,6 +13,24 @@ fn invalid(msg: impl Into<String>) -> CriError {
     CriError::InvalidArgument(msg.into())
 }
 
+/// What a CreateContainer request must carry and may not hold, checked before its
+/// pod is looked up: its metadata (a name), environment, paths and resources.
+pub fn request(config: &cri::ContainerConfig) -> Result<&cri::ContainerMetadata, CriError> {
+    let meta = config
+        .metadata
+        .as_ref()
+        .filter(|m| !m.name.is_empty())
+        .ok_or_else(|| {
+            CriError::InvalidArgument("ContainerConfig.metadata.name is required".into())
+        })?;
+    environment(&config.envs)?;
+    paths(config)?;
+    if let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+        resources(r)?;
+    }
+    Ok(meta)
+}
+
 /// The container's log file: `log_path` joined to the pod's `log_directory`, as the
 /// kubelet means it (`<container>/<restart>.log`). An absolute `log_path` or one
 /// that climbs out with `..` is refused; either empty means no log, as the CRI

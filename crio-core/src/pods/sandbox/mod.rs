@@ -222,7 +222,7 @@ impl PodRuntime {
                     record.full_name, holder.id
                 )));
             }
-            self.store.put(&record)?;
+            self.store.put_async(record.clone()).await?;
         }
         crate::failpoint::hit("run_sandbox.recorded");
         let _lock = self.locks.lock(&id).await;
@@ -243,6 +243,8 @@ impl PodRuntime {
         }
     }
 
+    /// The pod's start after its record: files and namespaces (blocking work, on the
+    /// blocking pool), then the pause task and the network side by side.
     async fn start_sandbox(
         self: &Arc<Self>,
         record: &mut SandboxRecord,
@@ -252,88 +254,74 @@ impl PodRuntime {
         network: Option<network::NetworkPlan>,
         setup: PodSetup,
     ) -> Result<(), CriError> {
-        let id = record.id.clone();
-        let (rootfs, command, readonly) = match infra {
-            None => (
-                self.config.pause_rootfs.clone(),
-                vec![pause::PAUSE_COMMAND.to_string()],
-                true,
-            ),
-            Some((image, image_config)) => {
-                let layers = self
-                    .images
-                    .layers
-                    .diff_paths(&image.layers)
-                    .map_err(|e| CriError::Internal(e.to_string()))?;
-                let storage = self.config.containers_dir.join(&id);
-                crate::storage::private_dir(&storage, None).map_err(|e| {
-                    CriError::Internal(format!("create {}: {e}", storage.display()))
-                })?;
-                let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &layers, &storage)
-                    .map_err(|e| CriError::Internal(e.to_string()))?;
-                let command = if self.config.pause_command.is_empty() {
-                    crate::pods::container::process::command_line(&[], &[], &image_config.config)
-                        .ok_or_else(|| {
-                            CriError::FailedPrecondition(format!(
-                                "pause image {} has no Entrypoint or Cmd and pause_command is empty",
-                                image.id
-                            ))
-                        })?
-                } else {
-                    vec![self.config.pause_command.clone()]
-                };
-                (rootfs, command, false)
-            }
-        };
-        let group = record.userns.map(|m| m.gids.host_id);
-        crate::storage::private_dir(&record.bundle, group).map_err(|e| {
-            CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
-        })?;
-        // The pod's namespaces outlive its pause process: pin them first, recorded
-        // before they exist so a crash leaves a record to unpin them by.
-        let wanted = [
+        // The pod's namespaces outlive its pause process: their paths are recorded
+        // before they exist, so a crash leaves a record to unpin them by.
+        self.plan_pinned_namespaces(record, ns);
+        self.store.put_async(record.clone()).await?;
+        let this = Arc::clone(self);
+        let planned = record.clone();
+        let infra = infra.map(|(image, config)| (image.clone(), config.clone()));
+        super::off_worker(move || this.make_pod_bundle(&planned, ns, infra, setup)).await?;
+        crate::failpoint::hit("run_sandbox.spec_written");
+        self.run_pause_and_network(record, handler, network).await
+    }
+
+    /// The namespaces the pod pins (net and UTS unless it uses the host's network,
+    /// IPC unless the host's).
+    fn pinned_namespaces(ns: PodNamespaces) -> Vec<PodNamespace> {
+        [
             (PodNamespace::Net, !ns.host_network),
             (PodNamespace::Uts, !ns.host_network),
             (PodNamespace::Ipc, !ns.host_ipc),
-        ];
-        for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
-            let path = self.config.run_root.join(kind.dir_name()).join(&id);
-            *pin_slot(record, *kind) = path.display().to_string();
+        ]
+        .into_iter()
+        .filter_map(|(kind, want)| want.then_some(kind))
+        .collect()
+    }
+
+    /// Fills in the paths of the namespaces the pod will pin.
+    fn plan_pinned_namespaces(&self, record: &mut SandboxRecord, ns: PodNamespaces) {
+        for kind in Self::pinned_namespaces(ns) {
+            let path = self.config.run_root.join(kind.dir_name()).join(&record.id);
+            *pin_slot(record, kind) = path.display().to_string();
         }
         if record.userns.is_some() {
             record.userns_path = self
                 .config
                 .run_root
                 .join(USERNS_DIR)
-                .join(&id)
+                .join(&record.id)
                 .display()
                 .to_string();
         }
-        self.store.put(&*record)?;
-        let hostname = record.hostname.clone();
-        match record.userns {
-            // Made inside the pod's user namespace, so it owns them.
-            Some(mappings) => {
-                let owned: Vec<(PodNamespace, PathBuf)> = wanted
-                    .iter()
-                    .filter(|(_, want)| *want)
-                    .map(|(kind, _)| (*kind, PathBuf::from(pin_slot(record, *kind).as_str())))
-                    .collect();
-                crate::network::userns::create_pinned_userns(
-                    Path::new(&record.userns_path),
-                    &owned,
-                    &mappings,
-                    &hostname,
-                )
-                .map_err(|e| CriError::Internal(e.to_string()))?;
+    }
+
+    /// Everything before the pause task: its rootfs, the bundle, the pinned
+    /// namespaces, the pod's files and the spec. Blocking (mounts, forks, writes).
+    fn make_pod_bundle(
+        &self,
+        record: &SandboxRecord,
+        ns: PodNamespaces,
+        infra: Option<(ImageRecord, ImageConfig)>,
+        setup: PodSetup,
+    ) -> Result<(), CriError> {
+        let id = record.id.clone();
+        let (rootfs, command, readonly) = match &infra {
+            None => (
+                self.config.pause_rootfs.clone(),
+                vec![pause::PAUSE_COMMAND.to_string()],
+                true,
+            ),
+            Some((image, image_config)) => {
+                let rootfs = self.prepare_infra_rootfs(&id, image)?;
+                (rootfs, self.infra_command(image, image_config)?, false)
             }
-            None => {
-                for (kind, _) in wanted.iter().filter(|(_, want)| *want) {
-                    pinned_ns::create_pinned(*kind, Path::new(pin_slot(record, *kind)), &hostname)
-                        .map_err(|e| CriError::Internal(e.to_string()))?;
-                }
-            }
-        }
+        };
+        let group = record.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(&record.bundle, group).map_err(|e| {
+            CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
+        })?;
+        self.pin_namespaces(record, ns)?;
         crate::failpoint::hit("run_sandbox.namespaces_pinned");
         let pod_mounts = self.write_pod_files(record, &setup)?;
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
@@ -376,13 +364,85 @@ impl PodRuntime {
                 "write {}/config.json: {e}",
                 record.bundle.display()
             ))
-        })?;
-        crate::failpoint::hit("run_sandbox.spec_written");
+        })
+    }
 
+    /// A pause image's layers, mounted as the infra container's rootfs.
+    fn prepare_infra_rootfs(&self, id: &str, image: &ImageRecord) -> Result<PathBuf, CriError> {
+        let layers = self
+            .images
+            .layers
+            .diff_paths(&image.layers)
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let storage = self.config.containers_dir.join(id);
+        crate::storage::private_dir(&storage, None)
+            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
+        rootfs::prepare_rootfs(self.config.storage_driver, &layers, &storage)
+            .map_err(|e| CriError::Internal(e.to_string()))
+    }
+
+    /// What a pause image's infra container runs: `pause_command`, or the image's own.
+    fn infra_command(
+        &self,
+        image: &ImageRecord,
+        image_config: &ImageConfig,
+    ) -> Result<Vec<String>, CriError> {
+        if !self.config.pause_command.is_empty() {
+            return Ok(vec![self.config.pause_command.clone()]);
+        }
+        crate::pods::container::process::command_line(&[], &[], &image_config.config).ok_or_else(
+            || {
+                CriError::FailedPrecondition(format!(
+                    "pause image {} has no Entrypoint or Cmd and pause_command is empty",
+                    image.id
+                ))
+            },
+        )
+    }
+
+    /// Pins the pod's namespaces at the recorded paths; in its own user namespace
+    /// when it has one, which then owns them.
+    fn pin_namespaces(&self, record: &SandboxRecord, ns: PodNamespaces) -> Result<(), CriError> {
+        let kinds = Self::pinned_namespaces(ns);
+        let path_of = |kind: PodNamespace| {
+            PathBuf::from(match kind {
+                PodNamespace::Net => &record.netns_path,
+                PodNamespace::Uts => &record.utsns_path,
+                PodNamespace::Ipc => &record.ipcns_path,
+            })
+        };
+        match &record.userns {
+            Some(mappings) => {
+                let owned: Vec<(PodNamespace, PathBuf)> =
+                    kinds.iter().map(|kind| (*kind, path_of(*kind))).collect();
+                crate::network::userns::create_pinned_userns(
+                    Path::new(&record.userns_path),
+                    &owned,
+                    mappings,
+                    &record.hostname,
+                )
+                .map_err(|e| CriError::Internal(e.to_string()))
+            }
+            None => kinds.into_iter().try_for_each(|kind| {
+                pinned_ns::create_pinned(kind, &path_of(kind), &record.hostname)
+                    .map_err(|e| CriError::Internal(e.to_string()))
+            }),
+        }
+    }
+
+    /// The pause task and the pod's network (CNI ADD), side by side; the outcome
+    /// recorded.
+    async fn run_pause_and_network(
+        self: &Arc<Self>,
+        record: &mut SandboxRecord,
+        handler: &crate::runtime::Handler,
+        network: Option<network::NetworkPlan>,
+    ) -> Result<(), CriError> {
+        let id = record.id.clone();
         // CNI ADD runs while the shim starts the pause task: both only need the
         // pinned namespace, and neither waits for the other.
         let attach = match network {
-            Some(plan) => Some(self.begin_attach(record, plan)?),
+            Some(plan) => Some(self.begin_attach(record, plan).await?),
             None => {
                 record.ips = crate::network::pod_ips::host_ips()
                     .iter()
@@ -417,14 +477,14 @@ impl PodRuntime {
             record.task_version = shim.address().version;
             record.pid = *pid;
         }
-        self.store.put(&*record)?;
+        self.store.put_async(record.clone()).await?;
         let (shim, _) = started?;
         let cni_time = added.as_ref().map(|a| a.elapsed);
         if let Some(added) = added {
             added.result?;
         }
         record.state = SandboxState::Ready;
-        self.store.put(&*record)?;
+        self.store.put_async(record.clone()).await?;
         // What the pod's start spent where (the two ran side by side).
         tracing::info!(
             pod = %id,
@@ -498,7 +558,7 @@ impl PodRuntime {
         if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
             record.shim_address = shim.address().address.clone();
             record.task_version = shim.address().version;
-            self.store.put(&record)?;
+            self.store.put_async(record.clone()).await?;
         }
         let create = api::CreateTaskRequest {
             id: id.to_string(),
@@ -580,7 +640,7 @@ impl PodRuntime {
                 }
             }
         }
-        if let Err(e) = self.store.delete::<SandboxRecord>(&record.id) {
+        if let Err(e) = self.store.delete_async::<SandboxRecord>(&record.id).await {
             tracing::warn!(pod = %record.id, "remove record: {e}");
         }
     }
@@ -671,7 +731,7 @@ impl PodRuntime {
         let attached = !record.network_config.is_empty();
         let detached = self.detach_network(&mut record).await;
         if record.mark_not_ready() || attached {
-            self.store.put(&record)?;
+            self.store.put_async(record.clone()).await?;
         }
         detached
     }

@@ -51,14 +51,14 @@ impl PodRuntime {
 
     /// Records the attachment about to be made (so a crash during ADD leaves a DEL
     /// to run), then runs ADD.
-    pub(super) fn begin_attach(
+    pub(super) async fn begin_attach(
         &self,
         record: &mut SandboxRecord,
         plan: NetworkPlan,
     ) -> Result<impl std::future::Future<Output = Added> + Send + 'static, CriError> {
         record.network_config = plan.network.list.to_json();
         record.network_runtime_config = Value::Object(plan.runtime_config.clone()).to_string();
-        self.store.put(&*record)?;
+        self.store.put_async(record.clone()).await?;
         let attachment = Attachment {
             container_id: record.id.clone(),
             netns: Some(PathBuf::from(&record.netns_path)),
