@@ -298,6 +298,8 @@ impl PodRuntime {
         };
         let _lock = self.locks.lock(sandbox_id).await;
         self.shims.forget(sandbox_id);
+        // Nothing serves on it any more; gone before the pod reads as broken.
+        remove_dead_socket(&shim.address().address);
         // The pod is broken from now on, whatever its tasks' cleanup takes.
         if let Ok(Some(mut s)) = self.store.get::<SandboxRecord>(sandbox_id) {
             if s.mark_not_ready() {
@@ -335,7 +337,6 @@ impl PodRuntime {
             .await;
         self.kill_leftovers(&cgroup_parent, sandbox_id).await;
         self.record_exit(sandbox_id, 255, now_nanos()).await;
-        remove_dead_socket(&shim.address().address);
     }
 
     /// Undoes whatever may be left of task `id` of pod `sandbox_id` when no shim
