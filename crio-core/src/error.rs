@@ -24,8 +24,18 @@ pub enum CriError {
     FailedPrecondition(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An internal failure told only as text (no lower error behind it).
     #[error("{0}")]
     Internal(String),
+    /// The node failed under the request (a mount, a file, a runtime, a plugin):
+    /// `Internal`, with the failure kept as the source, so logs keep its chain.
+    #[error("{}", with_context(context, source.as_ref()))]
+    Failed {
+        /// What was being done; empty when the source says it all.
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -40,11 +50,41 @@ pub enum CriError {
     Unknown(String),
 }
 
+/// `context: source`, or the source alone: the message the text-only errors gave.
+fn with_context(context: &str, source: &(dyn std::error::Error + Send + Sync)) -> String {
+    if context.is_empty() {
+        source.to_string()
+    } else {
+        format!("{context}: {source}")
+    }
+}
+
+impl CriError {
+    /// `Internal`, keeping `source` (its text is the message).
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        CriError::Failed {
+            context: String::new(),
+            source: source.into(),
+        }
+    }
+
+    /// `Internal` with what was being done: the message is `context: source`.
+    pub fn internal_in(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CriError::Failed {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
 impl From<crate::network::CniError> for CriError {
     fn from(err: crate::network::CniError) -> Self {
         // A plugin failing is the node's problem, not the request's (CRI-O
         // returns it as an unknown error; its text names the plugin).
-        CriError::Internal(err.to_string())
+        CriError::internal(err)
     }
 }
 
@@ -53,7 +93,7 @@ impl From<ImageError> for CriError {
         match err {
             ImageError::InUse { .. } => CriError::FailedPrecondition(err.to_string()),
             ImageError::Store(e) => CriError::Store(e),
-            other => CriError::Internal(other.to_string()),
+            other => CriError::internal(other),
         }
     }
 }
@@ -96,7 +136,7 @@ impl From<ShimError> for CriError {
         match err {
             ShimError::Task(e) => e.into(),
             ShimError::NoShim(_) => CriError::FailedPrecondition(err.to_string()),
-            ShimError::Launch(_) => CriError::Internal(err.to_string()),
+            ShimError::Launch(_) => CriError::internal(err),
         }
     }
 }
@@ -107,14 +147,14 @@ impl From<SpecError> for CriError {
             SpecError::UnknownCapability(_) | SpecError::Seccomp { .. } => {
                 CriError::InvalidArgument(err.to_string())
             }
-            SpecError::Build(_) => CriError::Internal(err.to_string()),
+            SpecError::Build(_) => CriError::internal(err),
         }
     }
 }
 
 impl From<LogError> for CriError {
     fn from(err: LogError) -> Self {
-        CriError::Internal(err.to_string())
+        CriError::internal(err)
     }
 }
 
@@ -125,13 +165,23 @@ impl From<CriError> for Status {
             CriError::NotFound(_) => Code::NotFound,
             CriError::AlreadyExists(_) => Code::AlreadyExists,
             CriError::FailedPrecondition(_) => Code::FailedPrecondition,
-            CriError::Store(_) | CriError::Internal(_) => Code::Internal,
+            CriError::Store(_) | CriError::Internal(_) | CriError::Failed { .. } => Code::Internal,
             CriError::Unauthenticated(_) => Code::Unauthenticated,
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CriError::Unavailable(_) => Code::Unavailable,
             CriError::ResourceExhausted(_) => Code::ResourceExhausted,
             CriError::Unknown(_) => Code::Unknown,
         };
+        if code == Code::Internal {
+            // The node's failures are the operator's to see, with every cause.
+            let mut causes = Vec::new();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                causes.push(cause.to_string());
+                source = cause.source();
+            }
+            tracing::warn!(error = %err, ?causes, "request failed");
+        }
         Status::new(code, capped(&err.to_string()))
     }
 }
@@ -177,6 +227,19 @@ fn capped(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_keeps_its_cause_and_reads_as_before() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let err = CriError::internal_in("create /x", io);
+        assert_eq!(err.to_string(), "create /x: denied");
+        let cause = std::error::Error::source(&err).expect("a source");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        let bare = CriError::internal(std::io::Error::other("plain"));
+        assert_eq!(bare.to_string(), "plain");
+        let s: Status = err.into();
+        assert_eq!((s.code(), s.message()), (Code::Internal, "create /x: denied"));
+    }
 
     #[test]
     fn codes_follow_the_error_kind() {

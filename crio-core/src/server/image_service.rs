@@ -55,7 +55,7 @@ impl ImageServiceImpl {
             .state
             .registries
             .current()
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         Ok(self.state.images.resolve(spec, &registries)?)
     }
 }
@@ -165,14 +165,14 @@ impl ImageService for ImageServiceImpl {
             .state
             .registries
             .current()
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         // Removing an image that is not there succeeds: the kubelet retries.
         // The commit waits on fsync: off the async workers.
         let images = Arc::clone(&self.state.images);
         let name = name.to_string();
         tokio::task::spawn_blocking(move || images.remove(&name, &registries))
             .await
-            .map_err(|e| CriError::Internal(format!("RemoveImage did not run: {e}")))?
+            .map_err(|e| CriError::internal_in("RemoveImage did not run", e))?
             .map_err(CriError::from)?;
         Ok(Response::new(RemoveImageResponse {}))
     }
@@ -187,7 +187,7 @@ impl ImageService for ImageServiceImpl {
             (disk_usage(&image_root), disk_usage(&container_root))
         })
         .await
-        .map_err(|e| CriError::Internal(e.to_string()))?;
+        .map_err(CriError::internal)?;
         let usage = |path: &std::path::Path, (bytes, inodes): (u64, u64)| FilesystemUsage {
             timestamp: now_nanos(),
             fs_id: Some(FilesystemIdentifier {

@@ -101,7 +101,7 @@ impl RuntimeServiceImpl {
             .state
             .registries
             .current()
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         let image = match self.state.images.resolve(name, &registries)? {
             Some(image) => image,
             None => {
@@ -296,7 +296,7 @@ impl RuntimeService for RuntimeServiceImpl {
             .state
             .registries
             .current()
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         let pulled = |name: &str, what: String| {
             self.state
                 .images

@@ -35,14 +35,14 @@ pub(super) fn exec_process(
 ) -> Result<Any, CriError> {
     let spec_path = record.bundle.join("config.json");
     let spec = oci_spec::runtime::Spec::load(&spec_path)
-        .map_err(|e| CriError::Internal(format!("read {}: {e}", spec_path.display())))?;
+        .map_err(|e| CriError::internal_in(format!("read {}", spec_path.display()), e))?;
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(cmd.to_vec()));
     process.set_terminal(Some(tty));
     let mut any = Any::new();
     any.type_url = PROCESS_TYPE_URL.into();
-    any.value = serde_json::to_vec(&process)
-        .map_err(|e| CriError::Internal(format!("encode process: {e}")))?;
+    any.value =
+        serde_json::to_vec(&process).map_err(|e| CriError::internal_in("encode process", e))?;
     Ok(any)
 }
 

@@ -37,7 +37,7 @@ pub fn prepare(
     for (n, volume) in volumes.iter().enumerate() {
         let lowers = layers
             .diff_paths(&volume.image.layers)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         if lowers.is_empty() {
             return Err(CriError::InvalidArgument(format!(
                 "image volume {}: image {} has no layers",
@@ -46,7 +46,7 @@ pub fn prepare(
         }
         let dir = storage.join(VOLUMES_DIR).join(n.to_string());
         let root = rootfs::prepare_rootfs(driver, &lowers, &dir).map_err(|e| {
-            CriError::Internal(format!("image volume {}: {e}", volume.container_path))
+            CriError::internal_in(format!("image volume {}", volume.container_path), e)
         })?;
         let source = source_in(&root, &volume.sub_path).ok_or_else(|| {
             CriError::InvalidArgument(format!(

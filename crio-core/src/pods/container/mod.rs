@@ -361,20 +361,20 @@ impl PodRuntime {
             .images
             .layers
             .diff_paths(&image.layers)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         let group = pod.userns.map(|m| m.gids.host_id);
         crate::storage::private_dir(storage, group)
-            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
+            .map_err(|e| CriError::internal_in(format!("create {}", storage.display()), e))?;
         let (mappings, path) = match (&pod.userns, pod.userns_path.as_str()) {
             (Some(m), path) if !path.is_empty() => (m, path),
             _ => {
                 let rootfs = rootfs::prepare_rootfs(self.config.storage_driver, &lowers, storage)
-                    .map_err(|e| CriError::Internal(e.to_string()))?;
+                    .map_err(CriError::internal)?;
                 return Ok((rootfs, None));
             }
         };
         let userns = std::fs::File::open(path).map_err(|e| {
-            CriError::Internal(format!("pod {} user namespace {path}: {e}", pod.id))
+            CriError::internal_in(format!("pod {} user namespace {path}", pod.id), e)
         })?;
         let rootfs = rootfs::prepare_rootfs_idmapped(
             self.config.storage_driver,
@@ -385,7 +385,7 @@ impl PodRuntime {
                 root: (mappings.uids.host_id, mappings.gids.host_id),
             },
         )
-        .map_err(|e| CriError::Internal(e.to_string()))?;
+        .map_err(CriError::internal)?;
         Ok((rootfs, Some(userns)))
     }
 
@@ -409,7 +409,7 @@ impl PodRuntime {
         let bundle = record.bundle.clone();
         let group = pod.userns.map(|m| m.gids.host_id);
         crate::storage::private_dir(&bundle, group)
-            .map_err(|e| CriError::Internal(format!("create bundle {}: {e}", bundle.display())))?;
+            .map_err(|e| CriError::internal_in(format!("create bundle {}", bundle.display()), e))?;
         let storage = self.container_storage(&id);
         let (rootfs, userns) = self.prepare_container_rootfs(pod, image, &storage)?;
         crate::failpoint::hit("create_container.rootfs_mounted");
@@ -447,7 +447,7 @@ impl PodRuntime {
                 if mount.idmapped {
                     mount.host_path =
                         rootfs::stage_idmapped_volume(&storage, i, &mount.host_path, file)
-                            .map_err(|e| CriError::Internal(e.to_string()))?;
+                            .map_err(CriError::internal)?;
                 }
             }
         }
@@ -457,8 +457,9 @@ impl PodRuntime {
         record.resources = input.resources.clone();
         let oci = spec::container(&input, &self.config.held_capabilities)
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
-        write_spec(&bundle, &oci)
-            .map_err(|e| CriError::Internal(format!("write {}/config.json: {e}", bundle.display())))
+        write_spec(&bundle, &oci).map_err(|e| {
+            CriError::internal_in(format!("write {}/config.json", bundle.display()), e)
+        })
     }
 
     fn spawn_log_drains(&self, id: &str, mut fifos: StdioFifos, log: ContainerLog) {

@@ -228,11 +228,11 @@ fn image_volumes(
         }
         let inside = secure_join(rootfs, Path::new(dest));
         std::fs::create_dir_all(&inside)
-            .map_err(|e| CriError::Internal(format!("image volume {dest}: {e}")))?;
+            .map_err(|e| CriError::internal_in(format!("image volume {dest}"), e))?;
         if mode == "bind" {
             let host = storage.join("volumes").join(i.to_string());
             std::fs::create_dir_all(&host)
-                .map_err(|e| CriError::Internal(format!("image volume {dest}: {e}")))?;
+                .map_err(|e| CriError::internal_in(format!("image volume {dest}"), e))?;
             out.push(BindMount {
                 host_path: host,
                 container_path: PathBuf::from(dest),
@@ -391,7 +391,7 @@ pub fn container_spec_input(
         .unwrap_or_else(|| "/".to_string());
     // CRI-O creates a missing working directory (root-owned, 0755).
     std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
-        .map_err(|e| CriError::Internal(format!("working directory {cwd}: {e}")))?;
+        .map_err(|e| CriError::internal_in(format!("working directory {cwd}"), e))?;
     crate::pods::sandbox::userns::check_container(config, pod.userns.as_ref())?;
     let mut mounts = cri_mounts(config, pod.userns.as_ref())?;
     let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;

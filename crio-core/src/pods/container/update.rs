@@ -51,7 +51,7 @@ pub fn merge(old: &Resources, new: &Resources) -> Resources {
 fn update_payload(requested: &Resources) -> Result<Vec<u8>, CriError> {
     let r = requested.clone();
     serde_json::to_vec(&spec::linux_resources(&r))
-        .map_err(|e| CriError::Internal(format!("encode resources: {e}")))
+        .map_err(|e| CriError::internal_in("encode resources", e))
 }
 
 impl PodRuntime {

@@ -319,7 +319,7 @@ impl PodRuntime {
         };
         let group = record.userns.map(|m| m.gids.host_id);
         crate::storage::private_dir(&record.bundle, group).map_err(|e| {
-            CriError::Internal(format!("create bundle {}: {e}", record.bundle.display()))
+            CriError::internal_in(format!("create bundle {}", record.bundle.display()), e)
         })?;
         self.pin_namespaces(record, ns)?;
         crate::failpoint::hit("run_sandbox.namespaces_pinned");
@@ -360,10 +360,7 @@ impl PodRuntime {
             &self.config.held_capabilities,
         )?;
         crate::runtime::bundle::write_spec(&record.bundle, &oci).map_err(|e| {
-            CriError::Internal(format!(
-                "write {}/config.json: {e}",
-                record.bundle.display()
-            ))
+            CriError::internal_in(format!("write {}/config.json", record.bundle.display()), e)
         })
     }
 
@@ -373,12 +370,12 @@ impl PodRuntime {
             .images
             .layers
             .diff_paths(&image.layers)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
+            .map_err(CriError::internal)?;
         let storage = self.config.containers_dir.join(id);
         crate::storage::private_dir(&storage, None)
-            .map_err(|e| CriError::Internal(format!("create {}: {e}", storage.display())))?;
+            .map_err(|e| CriError::internal_in(format!("create {}", storage.display()), e))?;
         rootfs::prepare_rootfs(self.config.storage_driver, &layers, &storage)
-            .map_err(|e| CriError::Internal(e.to_string()))
+            .map_err(CriError::internal)
     }
 
     /// What a pause image's infra container runs: `pause_command`, or the image's own.
@@ -421,11 +418,11 @@ impl PodRuntime {
                     mappings,
                     &record.hostname,
                 )
-                .map_err(|e| CriError::Internal(e.to_string()))
+                .map_err(CriError::internal)
             }
             None => kinds.into_iter().try_for_each(|kind| {
                 pinned_ns::create_pinned(kind, &path_of(kind), &record.hostname)
-                    .map_err(|e| CriError::Internal(e.to_string()))
+                    .map_err(CriError::internal)
             }),
         }
     }
@@ -505,7 +502,7 @@ impl PodRuntime {
     ) -> Result<Vec<oci_spec::runtime::Mount>, CriError> {
         let files = pod_files::PodFiles::new(&record.bundle);
         let io = |what: &str, e: std::io::Error| {
-            CriError::Internal(format!("pod {}: {what}: {e}", record.id))
+            CriError::internal_in(format!("pod {}: {what}", record.id), e)
         };
         let hostname = if record.host_network {
             spec::host_hostname()
@@ -541,7 +538,7 @@ impl PodRuntime {
             record.ips.iter().filter_map(|ip| ip.parse().ok()).collect();
         let files = pod_files::PodFiles::new(&record.bundle);
         pod_files::write_file(&files.hosts(), &pod_files::hosts(&record.hostname, &ips))
-            .map_err(|e| CriError::Internal(format!("pod {}: write hosts: {e}", record.id)))
+            .map_err(|e| CriError::internal_in(format!("pod {}: write hosts", record.id), e))
     }
 
     /// Starts the pod's shim and its pause task; returns the shim and the pause PID.

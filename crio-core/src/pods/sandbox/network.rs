@@ -162,7 +162,7 @@ impl PodRuntime {
         let dialed =
             tokio::task::spawn_blocking(move || pinned_ns::connect_in(netns.as_deref(), port))
                 .await
-                .map_err(|e| CriError::Internal(e.to_string()))?;
+                .map_err(CriError::internal)?;
         let stream = dialed
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .and_then(tokio::net::TcpStream::from_std)

@@ -454,7 +454,7 @@ impl PodRuntime {
                     (c.id, s.out)
                 })
                 .await
-                .map_err(|e| CriError::Internal(format!("collecting metrics: {e}")))?;
+                .map_err(|e| CriError::internal_in("collecting metrics", e))?;
                 container_metrics.push(cri::ContainerMetrics {
                     container_id: metrics.0,
                     metrics: metrics.1,
