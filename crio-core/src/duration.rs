@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses a Go duration; `None` when it is not one. Negative durations are refused.
-pub fn parse(text: &str) -> Option<Duration> {
+pub(crate) fn parse(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text == "0" {
         return Some(Duration::ZERO);

@@ -238,7 +238,10 @@ mod tests {
         let bare = CriError::internal(std::io::Error::other("plain"));
         assert_eq!(bare.to_string(), "plain");
         let s: Status = err.into();
-        assert_eq!((s.code(), s.message()), (Code::Internal, "create /x: denied"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Internal, "create /x: denied")
+        );
     }
 
     #[test]

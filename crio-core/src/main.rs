@@ -1,5 +1,9 @@
 //! `crio`: flags and subcommands; the work is in the library.
 
+// The flags' doc comments are `--help` text, written for the terminal: `[crio] root`
+// is a config table, not a rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! an optional binary unit, `k`/`m`/`g`/`t`/`p` with optional `i`/`b`, any case.
 
 /// `"12MiB"`, `"64m"`, `"1.5G"`, `"8192"` -> bytes.
-pub fn parse(text: &str) -> Option<u64> {
+pub(crate) fn parse(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

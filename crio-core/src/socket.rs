@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Permission bits of the CRI socket.
-pub const SOCKET_MODE: u32 = 0o660;
+pub(crate) const SOCKET_MODE: u32 = 0o660;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -31,7 +31,7 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 }
 
 /// Binds the socket, replacing a stale one. Must be called inside a tokio runtime.
-pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
+pub(crate) fn bind(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     }

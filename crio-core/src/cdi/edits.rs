@@ -12,7 +12,11 @@ use crate::spec::{devices, ContainerSpec, Device};
 /// OCI's default mode for a device node it creates.
 const DEFAULT_DEVICE_MODE: u32 = 0o666;
 
-pub fn apply(edits: &ContainerEdits, spec: &mut ContainerSpec, name: &str) -> Result<(), CdiError> {
+pub(super) fn apply(
+    edits: &ContainerEdits,
+    spec: &mut ContainerSpec,
+    name: &str,
+) -> Result<(), CdiError> {
     let fail = |message: String| CdiError::Edit {
         name: name.to_string(),
         message,

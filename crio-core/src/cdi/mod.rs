@@ -14,16 +14,16 @@ use std::path::PathBuf;
 
 use protocols::cri;
 
-pub use registry::Registry;
+pub(crate) use registry::Registry;
 
 use crate::spec::ContainerSpec;
 
 /// Container annotations whose values name CDI devices (comma-separated), as in the
 /// CDI library and CRI-O.
-pub const ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+pub(crate) const ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
 
 #[derive(Debug, thiserror::Error)]
-pub enum CdiError {
+pub(crate) enum CdiError {
     #[error("CDI device name {0:?} is not fully qualified (vendor.com/class=name)")]
     BadName(String),
     #[error("CDI device {name} is not defined by any spec file in {dirs}{problems}")]
@@ -50,7 +50,7 @@ pub enum CdiError {
 
 /// The devices a container asks for, in order, each once: `CDI_devices` first, then
 /// the annotations (by key).
-pub fn requested(config: &cri::ContainerConfig) -> Vec<String> {
+pub(crate) fn requested(config: &cri::ContainerConfig) -> Vec<String> {
     let mut annotated: Vec<(&String, &String)> = config
         .annotations
         .iter()
@@ -76,7 +76,7 @@ pub fn requested(config: &cri::ContainerConfig) -> Vec<String> {
 
 /// Applies the devices' edits to `spec`: every name is resolved before anything is
 /// changed; a spec file's own edits are applied once, before its devices'.
-pub fn inject(
+pub(crate) fn inject(
     dirs: &[PathBuf],
     names: &[String],
     spec: &mut ContainerSpec,

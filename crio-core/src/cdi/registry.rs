@@ -12,7 +12,7 @@ use super::CdiError;
 
 /// What a device brings: its own edits, and its spec file's (applied once per file).
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub name: String,
     pub file: PathBuf,
     pub device_edits: ContainerEdits,
@@ -26,7 +26,7 @@ enum Slot {
 }
 
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     devices: HashMap<String, Slot>,
     /// Files that could not be read or parsed, with why.
     problems: Vec<String>,
@@ -36,7 +36,7 @@ pub struct Registry {
 impl Registry {
     /// Reads every `*.json`, `*.yaml` and `*.yml` file in `dirs` (missing dirs are
     /// fine: no driver has written there yet).
-    pub fn load(dirs: &[PathBuf]) -> Self {
+    pub(crate) fn load(dirs: &[PathBuf]) -> Self {
         let mut registry = Self {
             dirs: dirs.to_vec(),
             ..Self::default()
@@ -83,7 +83,7 @@ impl Registry {
     }
 
     /// The device a fully qualified name (`vendor.com/class=name`) stands for.
-    pub fn resolve(&self, name: &str) -> Result<&Resolved, CdiError> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<&Resolved, CdiError> {
         if spec_file::split_qualified(name).is_none() {
             return Err(CdiError::BadName(name.to_string()));
         }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SpecFile {
+pub(super) struct SpecFile {
     pub cdi_version: String,
     pub kind: String,
     pub devices: Vec<DeviceEntry>,
@@ -18,7 +18,7 @@ pub struct SpecFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeviceEntry {
+pub(super) struct DeviceEntry {
     pub name: String,
     #[serde(default)]
     pub container_edits: ContainerEdits,
@@ -26,7 +26,7 @@ pub struct DeviceEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerEdits {
+pub(crate) struct ContainerEdits {
     #[serde(default)]
     pub env: Vec<String>,
     #[serde(default)]
@@ -44,7 +44,7 @@ pub struct ContainerEdits {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeviceNode {
+pub(crate) struct DeviceNode {
     pub path: String,
     #[serde(default)]
     pub host_path: String,
@@ -61,7 +61,7 @@ pub struct DeviceNode {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MountEdit {
+pub(crate) struct MountEdit {
     pub host_path: String,
     pub container_path: String,
     #[serde(default, rename = "type")]
@@ -72,7 +72,7 @@ pub struct MountEdit {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookEdit {
+pub(crate) struct HookEdit {
     pub hook_name: String,
     pub path: String,
     #[serde(default)]
@@ -83,7 +83,7 @@ pub struct HookEdit {
 }
 
 /// The OCI hook stages a CDI hook may name (`prestart` is OCI's deprecated one).
-pub const HOOK_NAMES: &[&str] = &[
+pub(super) const HOOK_NAMES: &[&str] = &[
     "prestart",
     "createRuntime",
     "createContainer",
@@ -93,7 +93,7 @@ pub const HOOK_NAMES: &[&str] = &[
 ];
 
 /// Parses a spec file's text: `.json` as JSON, anything else as YAML.
-pub fn parse(path: &Path, text: &str) -> Result<SpecFile, String> {
+pub(super) fn parse(path: &Path, text: &str) -> Result<SpecFile, String> {
     let spec: SpecFile = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(text).map_err(|e| e.to_string())?
     } else {
@@ -197,7 +197,7 @@ fn valid_device_name(s: &str) -> bool {
 
 /// Splits a fully qualified device name, `vendor.com/class=name`, into its kind
 /// (`vendor.com/class`) and its name.
-pub fn split_qualified(name: &str) -> Option<(&str, &str)> {
+pub(super) fn split_qualified(name: &str) -> Option<(&str, &str)> {
     let (kind, device) = name.split_once('=')?;
     let (vendor, class) = kind.split_once('/')?;
     (valid_vendor(vendor) && valid_class(class) && valid_device_name(device))

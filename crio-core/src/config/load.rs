@@ -134,7 +134,7 @@ fn defaults_table() -> toml::Table {
 }
 
 /// Tables merge key by key; any other value replaces what was there.
-pub fn merge(into: &mut toml::Table, from: toml::Table) {
+pub(super) fn merge(into: &mut toml::Table, from: toml::Table) {
     for (key, value) in from {
         match (into.get_mut(&key), value) {
             (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {

@@ -10,7 +10,7 @@ use super::model::{
 use super::origin::Origins;
 
 /// Every problem found, in key order; empty means valid.
-pub fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
+pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     let mut out = Checker {
         origins,
         problems: Vec::new(),

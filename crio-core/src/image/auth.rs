@@ -28,7 +28,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// A username and password for one registry.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub username: String,
     pub password: String,
 }
@@ -45,7 +45,7 @@ impl fmt::Debug for Credentials {
 
 /// What a pull request authenticates with.
 #[derive(Clone, PartialEq, Eq)]
-pub enum CriAuth {
+pub(crate) enum CriAuth {
     /// Username and password: for the registry's token server, or basic auth.
     Basic(Credentials),
     /// A bearer token for the registry (CRI `registry_token`), sent as it is.
@@ -64,7 +64,7 @@ impl fmt::Debug for CriAuth {
 
 /// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("cannot read auth file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -81,8 +81,7 @@ pub enum AuthError {
 /// A loaded auth file: credentials by key (`registry[/namespace[/repository]]`
 /// as written in the file).
 #[derive(Debug, Clone, Default)]
-pub struct AuthFile {
-    path: PathBuf,
+pub(crate) struct AuthFile {
     entries: BTreeMap<String, Credentials>,
 }
 
@@ -103,19 +102,18 @@ struct RawEntry {
 impl AuthFile {
     /// `$REGISTRY_AUTH_FILE` if set, else the daemon-wide file (CRI-O's
     /// `global_auth_file` overrides both).
-    pub fn default_path() -> PathBuf {
+    pub(crate) fn default_path() -> PathBuf {
         path_from(std::env::var_os(ENV_AUTH_FILE))
     }
 
     /// Reads `path`; a missing file means no credentials. Entries that cannot be
     /// used (bad base64, identity tokens) are skipped with a log line rather than
     /// failing every pull, as containers/image only reports them when used.
-    pub fn load(path: &Path) -> Result<Self, AuthError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, AuthError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self {
-                    path: path.to_path_buf(),
                     entries: BTreeMap::new(),
                 })
             }
@@ -141,22 +139,14 @@ impl AuthFile {
             .into_iter()
             .filter_map(|(key, entry)| usable_entry(path, key, entry))
             .collect();
-        Ok(Self {
-            path: path.to_path_buf(),
-            entries,
-        })
-    }
-
-    /// The file this was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { entries })
     }
 
     /// Credentials for `registry/repository`: the most specific key first
     /// (`registry/ns/repo`, `registry/ns`, `registry`), then any key that
     /// normalises to the registry (`https://` URLs, `/v1/` suffixes, Docker Hub's
     /// host names).
-    pub fn lookup(&self, registry: &str, repository: &str) -> Option<Credentials> {
+    pub(crate) fn lookup(&self, registry: &str, repository: &str) -> Option<Credentials> {
         if let Some(found) = lookup_keys(registry, repository)
             .iter()
             .find_map(|key| self.entries.get(key))
@@ -173,7 +163,8 @@ impl AuthFile {
 
 /// Credentials from a CRI `AuthConfig`'s `username`, `password` and `auth`; `None`
 /// when they carry no username. For the token fields see [`from_cri_with_tokens`].
-pub fn from_cri(
+#[cfg(test)]
+pub(crate) fn from_cri(
     username: &str,
     password: &str,
     auth: &str,
@@ -190,7 +181,7 @@ pub fn from_cri(
 /// and a username is what makes credentials; without one, `registry_token` is
 /// used as the registry's bearer token. `identity_token` is an error only when it
 /// would be the credential.
-pub fn from_cri_with_tokens(
+pub(crate) fn from_cri_with_tokens(
     username: &str,
     password: &str,
     auth: &str,

@@ -37,7 +37,7 @@ pub struct ImageStore {
 }
 
 /// The `name:tag` a pull of `name` records, if any (a digest-only pull records none).
-pub fn tag_of(name: &ImageName) -> Option<String> {
+pub(crate) fn tag_of(name: &ImageName) -> Option<String> {
     match (&name.tag, &name.digest) {
         (Some(tag), _) => Some(format!("{}:{tag}", name.repo())),
         (None, None) => Some(format!("{}:latest", name.repo())),
@@ -47,7 +47,7 @@ pub fn tag_of(name: &ImageName) -> Option<String> {
 
 /// The fully qualified names `spec` may mean: itself, or a short name's candidates
 /// from registries.conf (aliases, then search registries).
-pub fn candidates(
+pub(crate) fn candidates(
     spec: &str,
     registries: &RegistriesConf,
 ) -> Result<Vec<ImageName>, ReferenceError> {
@@ -68,7 +68,7 @@ fn looks_like_id(spec: &str) -> Option<String> {
 }
 
 impl ImageStore {
-    pub fn open(store: Arc<Store>, root: &Path) -> Result<Self, ImageError> {
+    pub(crate) fn open(store: Arc<Store>, root: &Path) -> Result<Self, ImageError> {
         let tmp = root.join("tmp");
         Ok(Self {
             content: ContentStore::open(&root.join("blobs"), &tmp)?,
@@ -78,13 +78,13 @@ impl ImageStore {
         })
     }
 
-    pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
+    pub(crate) fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
         Ok(self.store.list::<ImageRecord>()?)
     }
 
     /// Finds the image `spec` names: an image ID (with or without `sha256:`), a
     /// `name:tag`, a `name@digest`, or a short name resolved through registries.conf.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         spec: &str,
         registries: &RegistriesConf,
@@ -113,7 +113,7 @@ impl ImageStore {
     }
 
     /// The image's config, from the content store.
-    pub fn config(&self, image: &ImageRecord) -> Result<ImageConfig, ImageError> {
+    pub(crate) fn config(&self, image: &ImageRecord) -> Result<ImageConfig, ImageError> {
         let bytes = self.content.get(&image.id)?;
         ImageConfig::parse(&bytes, image.layers.len()).map_err(|e| ImageError::Config {
             image: image.id.clone(),
@@ -122,13 +122,13 @@ impl ImageStore {
     }
 
     /// Marks layers as in use by a pull until [`ImageStore::release`].
-    pub fn hold(&self, chain_ids: &[String]) {
+    pub(crate) fn hold(&self, chain_ids: &[String]) {
         if let Ok(mut held) = self.in_flight.lock() {
             held.extend(chain_ids.iter().cloned());
         }
     }
 
-    pub fn release(&self, chain_ids: &[String]) {
+    pub(crate) fn release(&self, chain_ids: &[String]) {
         if let Ok(mut held) = self.in_flight.lock() {
             for id in chain_ids {
                 held.remove(id);
@@ -139,7 +139,7 @@ impl ImageStore {
     /// Records a pulled image in one transaction: its tags move to it from any other
     /// image, and an image left with no tag and no digest keeps existing (kubelet GC
     /// removes it by id) — as CRI-O and containerd do.
-    pub fn commit(&self, mut record: ImageRecord) -> Result<ImageRecord, ImageError> {
+    pub(crate) fn commit(&self, mut record: ImageRecord) -> Result<ImageRecord, ImageError> {
         self.store.write(|tx| {
             for other in self.store.list::<ImageRecord>()? {
                 if other.id == record.id {
@@ -164,7 +164,11 @@ impl ImageStore {
     /// Removes what `spec` names. A tag is untagged (the image goes when its last tag
     /// does); an ID or digest removes the image. Refused while a container uses it.
     /// Returns whether anything was removed.
-    pub fn remove(&self, spec: &str, registries: &RegistriesConf) -> Result<bool, ImageError> {
+    pub(crate) fn remove(
+        &self,
+        spec: &str,
+        registries: &RegistriesConf,
+    ) -> Result<bool, ImageError> {
         let Some(image) = self.resolve(spec, registries)? else {
             return Ok(false);
         };
@@ -214,7 +218,7 @@ impl ImageStore {
 
     /// Removes layers and blobs no image record names (and no pull holds), and
     /// leftovers of interrupted work in the temp dir. Run at start-up and after removals.
-    pub fn collect_garbage(&self) -> Result<(), ImageError> {
+    pub(crate) fn collect_garbage(&self) -> Result<(), ImageError> {
         let images = self.list()?;
         let held = self.in_flight.lock().map(|h| h.clone()).unwrap_or_default();
         let used_layers: HashSet<&String> = images.iter().flat_map(|i| &i.layers).collect();
@@ -237,7 +241,7 @@ impl ImageStore {
     }
 
     /// Start-up cleanup: interrupted pulls leave temp files and unrecorded layers.
-    pub fn recover(&self, tmp: &Path) -> Result<(), ImageError> {
+    pub(crate) fn recover(&self, tmp: &Path) -> Result<(), ImageError> {
         if let Ok(entries) = std::fs::read_dir(tmp) {
             for entry in entries.flatten() {
                 let path = entry.path();

@@ -1,11 +1,11 @@
 //! Images: names, registries.conf, registry auth and TLS, manifests, pulls and image
 //! records.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod image_config;
-pub mod images;
+pub(crate) mod images;
 pub mod manifest;
-pub mod pull;
-pub mod reference;
-pub mod registries;
-pub mod tls;
+pub(crate) mod pull;
+pub(crate) mod reference;
+pub(crate) mod registries;
+pub(crate) mod tls;

@@ -54,7 +54,7 @@ pub enum PullError {
 
 impl PullError {
     /// Whether every source said the image does not exist.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         match self {
             PullError::NotFound(_) => true,
             PullError::AllFailed(errors) => errors.iter().all(PullError::is_not_found),
@@ -65,7 +65,7 @@ impl PullError {
 
 /// Settings of the puller.
 #[derive(Debug, Clone)]
-pub struct PullOptions {
+pub(crate) struct PullOptions {
     pub platform: Platform,
     /// `None` = no stall timeout.
     pub progress_timeout: Option<Duration>,
@@ -95,7 +95,7 @@ impl Drop for Hold<'_> {
 }
 
 impl Puller {
-    pub fn new(
+    pub(crate) fn new(
         images: Arc<ImageStore>,
         registries: Arc<RegistriesWatcher>,
         options: PullOptions,
@@ -111,7 +111,7 @@ impl Puller {
     /// Pulls `spec` and returns its record. `credentials` (from the CRI request) win
     /// over the auth file. Registry TLS files come from the default certs.d
     /// directories; [`Puller::pull_with`] takes the configured ones.
-    pub async fn pull(
+    pub(crate) async fn pull(
         &self,
         spec: &str,
         credentials: Option<Credentials>,
@@ -122,7 +122,7 @@ impl Puller {
 
     /// Pulls `spec` with the CRI request's auth (which wins over the auth file) and
     /// per-registry TLS files from `certs` (`[crio.image] certs_dir`).
-    pub async fn pull_with(
+    pub(crate) async fn pull_with(
         &self,
         spec: &str,
         request_auth: Option<CriAuth>,

@@ -11,7 +11,7 @@
 use std::fmt;
 
 /// Docker Hub's canonical registry name.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The legacy Docker Hub name, normalised to [`DOCKER_HUB`].
 const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 /// Namespace of Docker Hub's official images.
@@ -23,7 +23,7 @@ const TAG_MAX: usize = 128;
 
 /// A fully qualified image name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ImageName {
+pub(crate) struct ImageName {
     /// `host[:port]`, e.g. `docker.io`, `localhost:5000`.
     pub registry: String,
     /// Path inside the registry, e.g. `library/busybox`.
@@ -35,7 +35,7 @@ pub struct ImageName {
 
 /// What [`ImageName::parse`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParsedName {
+pub(crate) enum ParsedName {
     /// The name carries its registry.
     Qualified(ImageName),
     /// No registry: registries.conf (aliases, search registries) decides. The
@@ -49,7 +49,7 @@ pub enum ParsedName {
 
 /// Why a string is not an image name.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ReferenceError {
+pub(crate) enum ReferenceError {
     #[error("image name is empty")]
     Empty,
     #[error("{input:?} is an image ID (64 hex characters), not an image name")]
@@ -78,7 +78,7 @@ impl ImageName {
     /// Parses a fully qualified or short name. The only defaults applied are
     /// Docker Hub's (`index.docker.io` -> `docker.io`, `library/` for single-component
     /// repositories on `docker.io`); no `latest` tag is added.
-    pub fn parse(input: &str) -> Result<ParsedName, ReferenceError> {
+    pub(crate) fn parse(input: &str) -> Result<ParsedName, ReferenceError> {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -119,12 +119,13 @@ impl ImageName {
     }
 
     /// `registry/repository`, without tag or digest.
-    pub fn repo(&self) -> String {
+    pub(crate) fn repo(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
 
     /// What to pull by: the digest if there is one, else the tag (`latest` if none).
-    pub fn reference(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn reference(&self) -> &str {
         self.digest
             .as_deref()
             .or(self.tag.as_deref())
@@ -133,7 +134,8 @@ impl ImageName {
 
     /// The same repository, tag and digest on another registry (a mirror). Moving
     /// onto Docker Hub adds `library/` as parsing would.
-    pub fn with_registry(&self, registry: &str) -> ImageName {
+    #[cfg(test)]
+    pub(crate) fn with_registry(&self, registry: &str) -> ImageName {
         normalize(
             registry,
             &self.repository,

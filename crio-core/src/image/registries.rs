@@ -26,7 +26,7 @@ const ENV_FILE: &str = "CONTAINERS_REGISTRIES_CONF";
 /// How short names may be resolved. Recorded for callers; a daemon has no terminal
 /// to prompt on, so resolution itself does not depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShortNameMode {
+pub(crate) enum ShortNameMode {
     Enforcing,
     Permissive,
     Disabled,
@@ -34,7 +34,7 @@ pub enum ShortNameMode {
 
 /// When a mirror may be used (`pull-from-mirror`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullFromMirror {
+pub(crate) enum PullFromMirror {
     #[default]
     All,
     DigestOnly,
@@ -43,7 +43,7 @@ pub enum PullFromMirror {
 
 /// A `[[registry.mirror]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirror {
+pub(crate) struct Mirror {
     pub location: String,
     pub insecure: bool,
     pub pull_from_mirror: PullFromMirror,
@@ -51,7 +51,7 @@ pub struct Mirror {
 
 /// A `[[registry]]`, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// `host[/path]` or `*.domain`; defaults to the location.
     pub prefix: String,
     /// Empty only for a wildcard prefix: names are then pulled as they are.
@@ -73,7 +73,7 @@ struct Alias {
 
 /// The merged configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistriesConf {
+pub(crate) struct RegistriesConf {
     /// By prefix: one entry per prefix, as after containers/image's merge.
     registries: BTreeMap<String, Registry>,
     search: Vec<String>,
@@ -84,7 +84,7 @@ pub struct RegistriesConf {
 
 /// One place to pull a name from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullSource {
+pub(crate) struct PullSource {
     /// The name rewritten to the endpoint.
     pub name: ImageName,
     /// Skip TLS verification and allow plain HTTP.
@@ -95,7 +95,7 @@ pub struct PullSource {
 
 /// Why the configuration cannot be used, or a name cannot be pulled.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistriesError {
+pub(crate) enum RegistriesError {
     #[error("cannot read registries config {path}: {source}")]
     Read {
         path: PathBuf,
@@ -187,7 +187,7 @@ impl RegistriesConf {
     /// dir = none). Drop-ins merge as containers/image merges them: a `[[registry]]`
     /// replaces an earlier one with the same prefix, `unqualified-search-registries`
     /// and `short-name-mode` replace earlier values when set, aliases merge by name.
-    pub fn load(file: &Path, dir: &Path) -> Result<Self, RegistriesError> {
+    pub(crate) fn load(file: &Path, dir: &Path) -> Result<Self, RegistriesError> {
         let mut conf = RegistriesConf::default();
         for path in config_files(file, dir)? {
             if let Some(parsed) = load_file(&path)? {
@@ -200,7 +200,7 @@ impl RegistriesConf {
     /// The main file and drop-in directory: `$CONTAINERS_REGISTRIES_CONF` replaces
     /// only the main file; drop-ins are still read from the default directory, as
     /// containers/image does when `SystemRegistriesConfPath` is set.
-    pub fn default_paths() -> (PathBuf, PathBuf) {
+    pub(crate) fn default_paths() -> (PathBuf, PathBuf) {
         paths_from(std::env::var_os(ENV_FILE))
     }
 
@@ -209,7 +209,7 @@ impl RegistriesConf {
     /// with none configured `docker.io` (what CRI-O users expect of `busybox`). A
     /// name with neither tag nor digest gets `latest`, as containers/image's
     /// short-name resolution does.
-    pub fn resolve_short_name(
+    pub(crate) fn resolve_short_name(
         &self,
         repository: &str,
         tag: Option<&str>,
@@ -251,7 +251,10 @@ impl RegistriesConf {
     /// the longest matching prefix (those its pull-from-mirror settings allow for
     /// this kind of reference), then its location. No matching `[[registry]]`:
     /// the name itself, over TLS.
-    pub fn pull_sources(&self, name: &ImageName) -> Result<Vec<PullSource>, RegistriesError> {
+    pub(crate) fn pull_sources(
+        &self,
+        name: &ImageName,
+    ) -> Result<Vec<PullSource>, RegistriesError> {
         let Some((registry, matched)) = self.find_registry(name) else {
             return Ok(vec![PullSource {
                 name: name.clone(),
@@ -293,22 +296,25 @@ impl RegistriesConf {
     }
 
     /// The merged `unqualified-search-registries` (may be empty).
-    pub fn unqualified_search_registries(&self) -> &[String] {
+    #[cfg(test)]
+    pub(crate) fn unqualified_search_registries(&self) -> &[String] {
         &self.search
     }
 
     /// The configured mode; containers/image's default, permissive, when unset.
-    pub fn short_name_mode(&self) -> ShortNameMode {
+    #[cfg(test)]
+    pub(crate) fn short_name_mode(&self) -> ShortNameMode {
         self.short_name_mode.unwrap_or(ShortNameMode::Permissive)
     }
 
     /// The `[[registry]]` entries, by prefix.
-    pub fn registries(&self) -> impl Iterator<Item = &Registry> {
+    #[cfg(test)]
+    pub(crate) fn registries(&self) -> impl Iterator<Item = &Registry> {
         self.registries.values()
     }
 
     /// The files that were read, in order.
-    pub fn files(&self) -> &[PathBuf] {
+    pub(crate) fn files(&self) -> &[PathBuf] {
         &self.files
     }
 
@@ -829,7 +835,7 @@ pub struct RegistriesWatcher {
 }
 
 impl RegistriesWatcher {
-    pub fn new(file: PathBuf, dir: PathBuf) -> Self {
+    pub(crate) fn new(file: PathBuf, dir: PathBuf) -> Self {
         Self {
             file,
             dir,
@@ -840,7 +846,7 @@ impl RegistriesWatcher {
     /// The current configuration. A failed reload is returned (and logged once per
     /// change of the files) rather than hidden behind the previous configuration:
     /// pulling with stale mirrors or blocks would be worse than failing clearly.
-    pub fn current(&self) -> Result<Arc<RegistriesConf>, RegistriesError> {
+    pub(crate) fn current(&self) -> Result<Arc<RegistriesConf>, RegistriesError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let stamp = self.stamp();
         if state.stamp.as_ref() == Some(&stamp) {

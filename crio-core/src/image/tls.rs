@@ -20,10 +20,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 /// containers/image's system-wide per-host directories, in the order it tries them.
-pub const DEFAULT_CERTS_DIRS: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
+pub(crate) const DEFAULT_CERTS_DIRS: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("reading registry certificates in {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error(
@@ -36,7 +36,7 @@ pub enum TlsError {
 
 /// Where per-registry TLS directories are looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertsDirs(Vec<PathBuf>);
+pub(crate) struct CertsDirs(Vec<PathBuf>);
 
 impl Default for CertsDirs {
     fn default() -> Self {
@@ -46,7 +46,7 @@ impl Default for CertsDirs {
 
 impl CertsDirs {
     /// `[crio.image] certs_dir`: empty = [`DEFAULT_CERTS_DIRS`], else that one dir.
-    pub fn from_config(certs_dir: &str) -> Self {
+    pub(crate) fn from_config(certs_dir: &str) -> Self {
         if certs_dir.is_empty() {
             Self::default()
         } else {
@@ -56,7 +56,7 @@ impl CertsDirs {
 
     /// The TLS files for `host` (`host[:port]`, as in image names). No directory
     /// for it means no extra settings.
-    pub fn load(&self, host: &str) -> Result<RegistryTls, TlsError> {
+    pub(crate) fn load(&self, host: &str) -> Result<RegistryTls, TlsError> {
         // A host name never holds a path separator; refuse rather than escape the dir.
         if host.is_empty() || host.contains('/') || host == "." || host == ".." {
             return Ok(RegistryTls::default());
@@ -76,7 +76,7 @@ impl CertsDirs {
 
 /// What one registry's certs.d directory holds.
 #[derive(Debug, Clone, Default)]
-pub struct RegistryTls {
+pub(crate) struct RegistryTls {
     /// The directory read, if there was one.
     pub dir: Option<PathBuf>,
     /// Extra CA certificates (DER), trusted beside the system's.
@@ -160,7 +160,7 @@ impl RegistryTls {
     }
 
     /// The extra roots in oci-client's form.
-    pub fn certificates(&self) -> Vec<Certificate> {
+    pub(crate) fn certificates(&self) -> Vec<Certificate> {
         self.roots
             .iter()
             .map(|der| Certificate {
@@ -171,7 +171,7 @@ impl RegistryTls {
     }
 
     /// Says, for an error message, which TLS files were used for `host`.
-    pub fn describe(&self, host: &str, dirs: &CertsDirs) -> String {
+    pub(crate) fn describe(&self, host: &str, dirs: &CertsDirs) -> String {
         let mut out = String::new();
         match &self.dir {
             None => {

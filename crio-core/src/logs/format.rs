@@ -5,17 +5,17 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The longest content one record carries, as the kubelet and CRI-O split lines.
-pub const MAX_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 /// Which stream a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 impl Stream {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -24,7 +24,7 @@ impl Stream {
 }
 
 /// `2026-11-28T08:46:04.123456789Z`, the RFC 3339 form with nanoseconds the kubelet parses.
-pub fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
@@ -56,13 +56,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Splits a stream's bytes into CRI log records. Feed it chunks as they come;
 /// `finish` flushes a last unterminated line as a partial record.
 #[derive(Debug)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     stream: Stream,
     pending: Vec<u8>,
 }
 
 impl LineSplitter {
-    pub fn new(stream: Stream) -> Self {
+    pub(crate) fn new(stream: Stream) -> Self {
         Self {
             stream,
             pending: Vec::new(),
@@ -71,7 +71,7 @@ impl LineSplitter {
 
     /// Appends records for every complete line (and every full 16 KiB piece) of
     /// `chunk` to `out`, keeping the rest for the next chunk.
-    pub fn push(&mut self, chunk: &[u8], now: SystemTime, out: &mut Vec<u8>) {
+    pub(crate) fn push(&mut self, chunk: &[u8], now: SystemTime, out: &mut Vec<u8>) {
         self.pending.extend_from_slice(chunk);
         let mut start = 0;
         loop {
@@ -92,7 +92,7 @@ impl LineSplitter {
     }
 
     /// The stream ended: an unterminated last line becomes a partial record.
-    pub fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, now: SystemTime, out: &mut Vec<u8>) {
         if !self.pending.is_empty() {
             record(self.stream, "P", &self.pending, now, out);
             self.pending.clear();

@@ -1,7 +1,7 @@
 //! Container output: stdio FIFOs between a shim and the core, drained into the CRI
 //! log file the kubelet reads (`log_directory/log_path`), reopened on rotation.
 
-pub mod format;
+pub(crate) mod format;
 mod stdio;
 
 use std::fs::{File, OpenOptions};
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use format::{LineSplitter, Stream};
-pub use stdio::{drain_to_log, read_all, OutputTee, StdioFifos, StdioPaths};
+pub(crate) use format::Stream;
+pub(crate) use stdio::{drain_to_log, read_all, StdioFifos, StdioPaths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -37,12 +37,12 @@ pub enum LogError {
 /// daemon says so at most once per [`WARN_INTERVAL`] per container. The file is
 /// closed when the container's output ends, so deleting it frees its space.
 #[derive(Debug, Clone)]
-pub struct ContainerLog {
+pub(crate) struct ContainerLog {
     inner: Arc<Mutex<LogFile>>,
 }
 
 /// How often one container's failing log writes are reported.
-pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct LogFile {
@@ -94,12 +94,12 @@ fn open_append(path: &Path) -> Result<File, LogError> {
 }
 
 /// Container log files: read and written by root only.
-pub const LOG_MODE: u32 = 0o600;
+pub(crate) const LOG_MODE: u32 = 0o600;
 
 impl ContainerLog {
     /// Opens (creating) the log file; an empty path logs nowhere, as the CRI allows.
     /// `max` is `log_size_max` (`None` = no limit).
-    pub fn open(id: &str, path: &Path, max: Option<u64>) -> Result<Self, LogError> {
+    pub(crate) fn open(id: &str, path: &Path, max: Option<u64>) -> Result<Self, LogError> {
         let file = if path.as_os_str().is_empty() {
             None
         } else {
@@ -128,7 +128,7 @@ impl ContainerLog {
     }
 
     /// Appends whole records: a batch the file cannot take whole is cut back out.
-    pub fn write(&self, records: &[u8]) {
+    pub(crate) fn write(&self, records: &[u8]) {
         if records.is_empty() {
             return;
         }
@@ -139,19 +139,19 @@ impl ContainerLog {
     }
 
     /// Bytes of output dropped because the log could not be written.
-    pub fn dropped_bytes(&self) -> u64 {
+    pub(crate) fn dropped_bytes(&self) -> u64 {
         self.inner.lock().map_or(0, |l| l.dropped_total)
     }
 
     /// A drain starts writing to this log.
-    pub fn stream_opened(&self) {
+    pub(crate) fn stream_opened(&self) {
         if let Ok(mut log) = self.inner.lock() {
             log.open_streams += 1;
         }
     }
 
     /// A drain reached the end of its stream; after the last one the file is closed.
-    pub fn stream_closed(&self) {
+    pub(crate) fn stream_closed(&self) {
         if let Ok(mut log) = self.inner.lock() {
             log.open_streams = log.open_streams.saturating_sub(1);
             if log.open_streams == 0 {
@@ -160,14 +160,15 @@ impl ContainerLog {
         }
     }
 
-    /// Whether the file is open (for tests and status).
-    pub fn is_open(&self) -> bool {
+    /// Whether the file is open.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
         self.inner.lock().is_ok_and(|l| l.file.is_some())
     }
 
     /// `ReopenContainerLog`: the kubelet renamed the file; start a new one at the path.
     /// Records written before the call are in the old file, later ones in the new.
-    pub fn reopen(&self) -> Result<(), LogError> {
+    pub(crate) fn reopen(&self) -> Result<(), LogError> {
         let mut log = self.inner.lock().map_err(|_| LogError::Open {
             path: PathBuf::new(),
             source: std::io::Error::other("log lock poisoned"),

@@ -17,7 +17,7 @@ use super::{ContainerLog, LogError};
 
 /// Paths to hand to the shim (empty = not connected).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StdioPaths {
+pub(crate) struct StdioPaths {
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
@@ -25,7 +25,7 @@ pub struct StdioPaths {
 
 /// Open read ends (and, until released, our write ends) of a process's FIFOs.
 #[derive(Debug)]
-pub struct StdioFifos {
+pub(crate) struct StdioFifos {
     pub paths: StdioPaths,
     pub stdout: Option<pipe::Receiver>,
     pub stderr: Option<pipe::Receiver>,
@@ -58,7 +58,7 @@ fn open_reader(path: &Path) -> Result<(pipe::Receiver, pipe::Sender), LogError> 
 impl StdioFifos {
     /// Creates `<dir>/<prefix>-stdout` and `-stderr` (stderr omitted with a tty, whose
     /// output all arrives on stdout) and opens them.
-    pub fn create(dir: &Path, prefix: &str, tty: bool) -> Result<Self, LogError> {
+    pub(crate) fn create(dir: &Path, prefix: &str, tty: bool) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir).map_err(|source| LogError::Fifo {
             path: dir.to_path_buf(),
             source,
@@ -89,7 +89,7 @@ impl StdioFifos {
 
     /// Adds `<dir>/<prefix>-stdin`, its write end held open read-write (so it opens
     /// before the shim's reader does).
-    pub fn with_stdin(mut self, dir: &Path, prefix: &str) -> Result<Self, LogError> {
+    pub(crate) fn with_stdin(mut self, dir: &Path, prefix: &str) -> Result<Self, LogError> {
         let path = dir.join(format!("{prefix}-stdin"));
         mkfifo(&path)?;
         let sender = pipe::OpenOptions::new()
@@ -106,7 +106,7 @@ impl StdioFifos {
 
     /// Re-opens the read ends of existing FIFOs after a core restart (the shim still
     /// holds the write ends, so no holder is needed).
-    pub fn reopen(paths: &StdioPaths) -> Result<Self, LogError> {
+    pub(crate) fn reopen(paths: &StdioPaths) -> Result<Self, LogError> {
         let open = |p: &str| -> Result<Option<pipe::Receiver>, LogError> {
             if p.is_empty() {
                 return Ok(None);
@@ -141,19 +141,19 @@ impl StdioFifos {
     }
 
     /// The shim has opened its write ends: drop ours, so end-of-file can come.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.holders.clear();
     }
 }
 
 /// Output chunks of a container, for attach sessions.
-pub type OutputTee = tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>;
+pub(crate) type OutputTee = tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>;
 
 /// Drains one FIFO into the log until end-of-file, also handing each chunk to
 /// `tee` (attached clients; nobody listening costs nothing). The caller counted the
 /// stream in with [`ContainerLog::stream_opened`] before spawning this; it is
 /// counted out at the end.
-pub async fn drain_to_log(
+pub(crate) async fn drain_to_log(
     mut reader: pipe::Receiver,
     stream: Stream,
     log: ContainerLog,
@@ -184,7 +184,7 @@ pub async fn drain_to_log(
 
 /// Reads one FIFO to end-of-file, keeping at most `limit` bytes (the rest is read
 /// and dropped so the writer never blocks).
-pub async fn read_all(mut reader: pipe::Receiver, limit: usize) -> Vec<u8> {
+pub(crate) async fn read_all(mut reader: pipe::Receiver, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {

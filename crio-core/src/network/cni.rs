@@ -11,7 +11,7 @@ use super::plugin_exec::{PluginExec, PluginRunError};
 
 /// One attachment of a pod to a network.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Attachment {
+pub(crate) struct Attachment {
     pub container_id: String,
     /// The pinned namespace; `None` when it is already gone (a DEL then only
     /// releases what the plugins hold outside it).
@@ -44,7 +44,7 @@ pub enum CniError {
 }
 
 /// `a >= b` for CNI versions (`major.minor.patch`); an unparsable version is old.
-pub fn version_at_least(a: &str, b: &str) -> bool {
+pub(crate) fn version_at_least(a: &str, b: &str) -> bool {
     let parse = |v: &str| -> Option<(u32, u32, u32)> {
         let mut it = v.split('.').map(|p| p.parse::<u32>());
         Some((
@@ -61,7 +61,7 @@ pub fn version_at_least(a: &str, b: &str) -> bool {
 
 /// Runs a list's plugins. Holds the exec effect and `CNI_PATH`.
 #[derive(Debug)]
-pub struct Cni<'a> {
+pub(crate) struct Cni<'a> {
     pub exec: &'a dyn PluginExec,
     pub plugin_dirs: &'a [PathBuf],
 }
@@ -69,7 +69,7 @@ pub struct Cni<'a> {
 impl Cni<'_> {
     /// ADD: each plugin in order, each getting the previous one's result; the last
     /// result is the attachment's.
-    pub async fn add(&self, net: &CniNetwork, att: &Attachment) -> Result<Value, CniError> {
+    pub(crate) async fn add(&self, net: &CniNetwork, att: &Attachment) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
         for i in 0..net.binaries.len() {
             let conf = plugin_config(net, i, prev.as_ref(), Some(&att.runtime_config));
@@ -87,7 +87,7 @@ impl Cni<'_> {
     /// DEL: each plugin in reverse order, with the ADD result as `prevResult`.
     /// Every plugin runs even if one fails (so one broken plugin does not keep the
     /// others' resources), and the first error is returned.
-    pub async fn del(
+    pub(crate) async fn del(
         &self,
         net: &CniNetwork,
         att: &Attachment,
@@ -107,7 +107,7 @@ impl Cni<'_> {
 
     /// CHECK (0.4.0 and later, unless the list has `disableCheck`): each plugin in
     /// order with the ADD result. `Ok(false)` = not applicable.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         net: &CniNetwork,
         att: &Attachment,
@@ -125,7 +125,7 @@ impl Cni<'_> {
 
     /// STATUS (1.1.0 lists): whether every plugin is ready for ADDs.
     /// `Ok(false)` = not applicable.
-    pub async fn status(&self, net: &CniNetwork) -> Result<bool, CniError> {
+    pub(crate) async fn status(&self, net: &CniNetwork) -> Result<bool, CniError> {
         if !version_at_least(&net.list.cni_version, "1.1.0") {
             return Ok(false);
         }
@@ -138,7 +138,11 @@ impl Cni<'_> {
 
     /// GC (1.1.0 lists, unless `disableGC`): plugins release whatever they hold for
     /// attachments not in `valid` (container id, ifname). `Ok(false)` = not applicable.
-    pub async fn gc(&self, net: &CniNetwork, valid: &[(String, String)]) -> Result<bool, CniError> {
+    pub(crate) async fn gc(
+        &self,
+        net: &CniNetwork,
+        valid: &[(String, String)],
+    ) -> Result<bool, CniError> {
         if net.list.disable_gc || !version_at_least(&net.list.cni_version, "1.1.0") {
             return Ok(false);
         }
@@ -189,7 +193,7 @@ fn plugin_type(net: &CniNetwork, index: usize) -> String {
 
 /// The configuration one plugin reads on stdin: its own object plus the list's name
 /// and version, the previous result, and the runtime config its capabilities name.
-pub fn plugin_config(
+pub(super) fn plugin_config(
     net: &CniNetwork,
     index: usize,
     prev: Option<&Value>,

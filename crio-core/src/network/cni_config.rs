@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// A network configuration list, as loaded (and as cached in a pod's record so its
 /// teardown uses the configuration its setup used, as libcni's cache does).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkList {
+pub(crate) struct NetworkList {
     pub name: String,
     pub cni_version: String,
     pub disable_check: bool,
@@ -21,7 +21,7 @@ pub struct NetworkList {
 
 /// A usable CNI network: its list and the plugin binaries it needs, all present.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CniNetwork {
+pub(crate) struct CniNetwork {
     pub list: NetworkList,
     /// Where the list was read from (empty for a cached list).
     pub file: PathBuf,
@@ -30,14 +30,14 @@ pub struct CniNetwork {
 }
 
 impl CniNetwork {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.list.name
     }
 }
 
 /// Why no network is ready.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum CniConfigError {
+pub(crate) enum CniConfigError {
     #[error("no CNI configuration file in {0}; has your network provider started?")]
     NoConfig(PathBuf),
     #[error("CNI network {name:?} not found in {dir}")]
@@ -54,7 +54,7 @@ pub enum CniConfigError {
 
 impl NetworkList {
     /// Parses a `.conflist`, or a `.conf` holding one plugin.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let Value::Object(mut top) = value else {
             return Err("not a JSON object".into());
@@ -104,14 +104,14 @@ impl NetworkList {
     }
 
     /// The plugin types, in order.
-    pub fn types(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn types(&self) -> impl Iterator<Item = &str> {
         self.plugins
             .iter()
             .map(|p| p.get("type").and_then(Value::as_str).unwrap_or(""))
     }
 
     /// The list as a `.conflist` document (what a pod's record caches).
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut top = Map::new();
         top.insert("cniVersion".into(), self.cni_version.clone().into());
         top.insert("name".into(), self.name.clone().into());
@@ -129,7 +129,7 @@ impl NetworkList {
     }
 
     /// Finds every plugin's binary in `plugin_dirs`.
-    pub fn resolve(
+    pub(crate) fn resolve(
         self,
         file: &Path,
         plugin_dirs: &[PathBuf],
@@ -165,7 +165,7 @@ impl NetworkList {
 
 /// Finds the network to use. Invalid files are skipped, as libcni skips them;
 /// `wanted` empty = the first valid file.
-pub fn find_network(
+pub(crate) fn find_network(
     dir: &Path,
     plugin_dirs: &[PathBuf],
     wanted: &str,

@@ -5,16 +5,16 @@ mod cni;
 mod cni_config;
 pub mod pinned_ns;
 mod plugin_exec;
-pub mod pod_ips;
-pub mod pod_request;
-pub mod userns;
+pub(crate) mod pod_ips;
+pub(crate) mod pod_request;
+pub(crate) mod userns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use cni::{version_at_least, Attachment, Cni, CniError};
-pub use cni_config::{find_network, CniConfigError, CniNetwork, NetworkList};
-pub use plugin_exec::{PluginExec, PluginRunError, ProcessExec};
+pub(crate) use cni::{Attachment, Cni, CniError};
+pub(crate) use cni_config::{find_network, CniConfigError, CniNetwork, NetworkList};
+pub(crate) use plugin_exec::{PluginExec, ProcessExec};
 
 use crate::config::NetworkConfig;
 
@@ -31,12 +31,12 @@ pub struct PodNetworks {
 }
 
 impl PodNetworks {
-    pub fn new(config: NetworkConfig, exec: Arc<dyn PluginExec>) -> Self {
+    pub(crate) fn new(config: NetworkConfig, exec: Arc<dyn PluginExec>) -> Self {
         Self { config, exec }
     }
 
     /// The network new pods attach to.
-    pub fn current(&self) -> Result<CniNetwork, CniConfigError> {
+    pub(crate) fn current(&self) -> Result<CniNetwork, CniConfigError> {
         find_network(
             &self.config.network_dir,
             &self.config.plugin_dirs,
@@ -45,7 +45,7 @@ impl PodNetworks {
     }
 
     /// A network from the list a pod's record cached at ADD.
-    pub fn cached(&self, list_json: &str) -> Result<CniNetwork, CniConfigError> {
+    pub(crate) fn cached(&self, list_json: &str) -> Result<CniNetwork, CniConfigError> {
         let file = PathBuf::from("(cached in the pod's record)");
         let list =
             NetworkList::parse(list_json.as_bytes()).map_err(|reason| CniConfigError::Invalid {
@@ -55,7 +55,7 @@ impl PodNetworks {
         list.resolve(&file, &self.config.plugin_dirs)
     }
 
-    pub fn cni(&self) -> Cni<'_> {
+    pub(crate) fn cni(&self) -> Cni<'_> {
         Cni {
             exec: self.exec.as_ref(),
             plugin_dirs: &self.config.plugin_dirs,
@@ -64,7 +64,7 @@ impl PodNetworks {
 
     /// `Ok` when new pods can get a network: a valid list whose plugins are all
     /// present, and (1.1.0 lists) whose plugins all report STATUS ready.
-    pub async fn readiness(&self) -> Result<(), String> {
+    pub(crate) async fn readiness(&self) -> Result<(), String> {
         let net = self.current().map_err(|e| e.to_string())?;
         self.cni()
             .status(&net)

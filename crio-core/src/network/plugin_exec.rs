@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 
 /// What a plugin run produced when it did not succeed.
 #[derive(Debug)]
-pub enum PluginRunError {
+pub(crate) enum PluginRunError {
     /// It could not be started or talked to.
     Io(std::io::Error),
     /// It exited non-zero; a CNI plugin prints its error object on stdout.
@@ -20,7 +20,7 @@ pub enum PluginRunError {
 }
 
 #[async_trait::async_trait]
-pub trait PluginExec: Send + Sync + std::fmt::Debug {
+pub(crate) trait PluginExec: Send + Sync + std::fmt::Debug {
     /// Runs `binary` with the CNI variables in `env` and `stdin` as its
     /// configuration; returns its stdout.
     async fn run(
@@ -34,7 +34,7 @@ pub trait PluginExec: Send + Sync + std::fmt::Debug {
 /// Runs plugins as processes, with the daemon's environment plus the CNI variables
 /// (plugins such as portmap need `PATH` for iptables).
 #[derive(Debug, Default)]
-pub struct ProcessExec;
+pub(crate) struct ProcessExec;
 
 #[async_trait::async_trait]
 impl PluginExec for ProcessExec {

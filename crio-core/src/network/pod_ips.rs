@@ -8,7 +8,7 @@ use serde_json::Value;
 /// The pod's addresses in the result, in the result's order: those on the pod's
 /// side (an `interface` index naming an interface with a `sandbox`, or none), not
 /// loopback, without duplicates.
-pub fn from_result(result: &Value) -> Vec<IpAddr> {
+pub(crate) fn from_result(result: &Value) -> Vec<IpAddr> {
     let interfaces = result.get("interfaces").and_then(Value::as_array);
     let in_sandbox = |index: Option<u64>| match (index, interfaces) {
         (Some(i), Some(list)) => list
@@ -49,7 +49,7 @@ pub fn from_result(result: &Value) -> Vec<IpAddr> {
 /// The host's addresses for a host-network pod: a global IPv4 and IPv6 address of
 /// an interface that is up, preferring the interfaces of the default routes,
 /// IPv4 first (the kubelet's node-IP order).
-pub fn host_ips() -> Vec<IpAddr> {
+pub(crate) fn host_ips() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };

@@ -7,24 +7,24 @@ use protocols::cri;
 use serde_json::{json, Map, Value};
 
 /// Pod annotations the kubelet sets from the pod's bandwidth annotations.
-pub const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
-pub const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+pub(crate) const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
+pub(crate) const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
 /// Requested addresses for the `ips` capability: a comma-separated list of IPs or
 /// CIDRs. Kubernetes has no field for it; this annotation is ours.
-pub const IPS_ANNOTATION: &str = "crio-rs.io/ips";
+pub(crate) const IPS_ANNOTATION: &str = "crio-rs.io/ips";
 
 /// The burst CRI-O gives a bandwidth limit: just under the plugin's 4 GiB cap.
 const BANDWIDTH_BURST: u64 = u32::MAX as u64 * 8 - 1;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("pod annotation {key}: {reason}")]
-pub struct PodRequestError {
+pub(crate) struct PodRequestError {
     pub key: &'static str,
     pub reason: String,
 }
 
 /// `CNI_ARGS` for a pod, as CRI-O and containerd send them.
-pub fn cni_args(meta: &cri::PodSandboxMetadata, pod_id: &str) -> Vec<(String, String)> {
+pub(crate) fn cni_args(meta: &cri::PodSandboxMetadata, pod_id: &str) -> Vec<(String, String)> {
     [
         ("IgnoreUnknown", "1"),
         ("K8S_POD_NAMESPACE", meta.namespace.as_str()),
@@ -39,7 +39,7 @@ pub fn cni_args(meta: &cri::PodSandboxMetadata, pod_id: &str) -> Vec<(String, St
 
 /// The runtime config by capability name. Fails on an annotation that cannot be
 /// honoured, before anything of the pod exists.
-pub fn runtime_config(
+pub(crate) fn runtime_config(
     config: &cri::PodSandboxConfig,
     cgroup_parent: &str,
 ) -> Result<Map<String, Value>, PodRequestError> {
@@ -131,7 +131,7 @@ pub fn runtime_config(
 
 /// A Kubernetes quantity (`10M`, `1Gi`, `500k`, `1e6`, `1.5M`) as a whole number:
 /// bits per second for the bandwidth annotations.
-pub fn parse_quantity(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_quantity(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))

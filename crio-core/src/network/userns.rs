@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::pinned_ns::{NetnsError, PodNamespace};
 
-pub use crate::store::{IdMapping, UsernsMappings};
+pub(crate) use crate::store::{IdMapping, UsernsMappings};
 
 /// The line of `/proc/<pid>/uid_map` a range is.
 fn map_line(m: &IdMapping) -> String {
@@ -71,7 +71,7 @@ fn child(flags: libc::c_int, ready: libc::c_int, go: libc::c_int, parents: [libc
 /// the namespaces of `owned` inside it, each pinned at its path. A network
 /// namespace gets `lo` up, a UTS namespace `hostname`. On error nothing stays
 /// pinned.
-pub fn create_pinned_userns(
+pub(crate) fn create_pinned_userns(
     user_pin: &Path,
     owned: &[(PodNamespace, PathBuf)],
     mappings: &UsernsMappings,

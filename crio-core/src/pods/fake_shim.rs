@@ -12,7 +12,9 @@ use protocols::shim::types::task::Status;
 use tokio::sync::watch;
 
 use crate::runtime::launcher::LaunchError;
-use crate::runtime::{RuntimeEvent, ShimAddress, ShimLauncher, TaskApi, TaskError};
+use crate::runtime::shims::ShimLauncher;
+use crate::runtime::task::TaskApi;
+use crate::runtime::{RuntimeEvent, ShimAddress, TaskError};
 
 /// A task's key: its id, or `id/exec_id` for an exec process.
 fn key(id: &str, exec_id: &str) -> String {
@@ -25,7 +27,7 @@ fn key(id: &str, exec_id: &str) -> String {
 
 /// What an exec process does when started.
 #[derive(Debug, Clone)]
-pub struct ExecScript {
+pub(super) struct ExecScript {
     /// Written to its stdout.
     pub stdout: Vec<u8>,
     /// Its exit status; `None` runs until killed.
@@ -43,7 +45,7 @@ struct Task {
 
 /// What the fake shim knows and did; shared by its clients and its launcher.
 #[derive(Debug, Default)]
-pub struct FakeState {
+pub(super) struct FakeState {
     tasks: HashMap<String, Task>,
     /// Every call, as `method id` (`start-action`, `delete-action` for the binary's).
     pub calls: Vec<String>,
@@ -85,7 +87,7 @@ impl FakeState {
 
 /// The fake shim's controls, as a test holds them.
 #[derive(Debug, Clone, Default)]
-pub struct FakeShim {
+pub(super) struct FakeShim {
     pub state: Arc<Mutex<FakeState>>,
 }
 
@@ -102,52 +104,52 @@ impl FakeShim {
     }
 
     /// The next call of `method` fails with `error`.
-    pub fn fail_next(&self, method: &'static str, error: TaskError) {
+    pub(super) fn fail_next(&self, method: &'static str, error: TaskError) {
         self.lock().failures.push((method, error));
     }
 
     /// The next `start` action fails (the shim binary cannot start).
-    pub fn fail_start_action(&self) {
+    pub(super) fn fail_start_action(&self) {
         self.lock().fail_start_action = true;
     }
 
     /// Every exec process from now on runs `script`.
-    pub fn on_exec(&self, script: ExecScript) {
+    pub(super) fn on_exec(&self, script: ExecScript) {
         self.lock().exec_script = Some(script);
     }
 
     /// Runs `hook(id)` inside every `create`, before it answers.
-    pub fn on_create(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+    pub(super) fn on_create(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         self.lock().on_create = Some(Hook(Arc::new(hook)));
     }
 
     /// Every call so far.
-    pub fn calls(&self) -> Vec<String> {
+    pub(super) fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
     }
 
     /// Whether the shim holds task `id`.
-    pub fn has_task(&self, id: &str) -> bool {
+    pub(super) fn has_task(&self, id: &str) -> bool {
         self.lock().tasks.contains_key(id)
     }
 
     /// The shim loses task `id` (a create the daemon's death cut short).
-    pub fn forget_task(&self, id: &str) {
+    pub(super) fn forget_task(&self, id: &str) {
         self.lock().tasks.remove(id);
     }
 
     /// Forgets the calls so far.
-    pub fn clear_calls(&self) {
+    pub(super) fn clear_calls(&self) {
         self.lock().calls.clear();
     }
 
     /// Publishes every exit to `events`, as a shim's `TaskExit` events.
-    pub fn publish_to(&self, events: tokio::sync::mpsc::UnboundedSender<RuntimeEvent>) {
+    pub(super) fn publish_to(&self, events: tokio::sync::mpsc::UnboundedSender<RuntimeEvent>) {
         self.lock().events = Some(events);
     }
 
     /// Task `id`'s process exits with `status`: `Wait` returns, an event is sent.
-    pub fn exit(&self, id: &str, status: u32) {
+    pub(super) fn exit(&self, id: &str, status: u32) {
         let mut s = self.lock();
         let pid = match s.tasks.get_mut(id) {
             Some(t) => {
@@ -174,7 +176,7 @@ impl FakeShim {
     }
 
     /// The shim process dies: connections break, waits return.
-    pub fn die(&self) {
+    pub(super) fn die(&self) {
         let mut s = self.lock();
         let dead = s.dead.get_or_insert_with(|| watch::channel(false).0);
         dead.send_replace(true);

@@ -7,7 +7,7 @@
 //! exits, events and recovery after a restart are [`runtime`]'s. Below this module:
 //! `runtime` (shims), `spec`, `image`, `storage`, `network`, `store`, `config`.
 
-pub mod container;
+pub(crate) mod container;
 #[cfg(test)]
 mod fake_shim;
 #[cfg(test)]
@@ -15,7 +15,7 @@ mod lifecycle_tests;
 mod runtime;
 pub mod sandbox;
 
-pub use runtime::{Exit, PodRuntime, PodRuntimeConfig};
+pub(crate) use runtime::{PodRuntime, PodRuntimeConfig};
 
 /// Runs blocking work (mounts, forks, file writes, store commits) on tokio's
 /// blocking pool, so it holds up no async worker and no task queued on it.

@@ -21,7 +21,7 @@ use crate::store::{ContainerRecord, SandboxRecord, Store};
 
 /// A process's end, as the shim reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
+pub(crate) struct Exit {
     pub status: u32,
     /// Unix nanoseconds.
     pub at: i64,
@@ -68,12 +68,12 @@ pub struct PodRuntimeConfig {
 
 /// Serializes operations on one pod or container.
 #[derive(Debug, Default)]
-pub struct KeyedLocks {
+pub(crate) struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl KeyedLocks {
-    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .locks
             .lock()
@@ -112,7 +112,7 @@ pub struct PodRuntime {
 }
 
 impl PodRuntime {
-    pub fn new(
+    pub(crate) fn new(
         config: PodRuntimeConfig,
         store: Arc<Store>,
         images: Arc<ImageStore>,
@@ -137,7 +137,7 @@ impl PodRuntime {
         }
     }
 
-    pub fn handler(&self, name: &str) -> Result<Handler, CriError> {
+    pub(crate) fn handler(&self, name: &str) -> Result<Handler, CriError> {
         self.handlers.resolve(name).cloned().ok_or_else(|| {
             CriError::InvalidArgument(format!(
                 "runtime handler {name:?} is not configured (configured: {})",
@@ -146,7 +146,7 @@ impl PodRuntime {
         })
     }
 
-    pub fn shim_binary(&self, handler: &Handler) -> Result<PathBuf, CriError> {
+    pub(crate) fn shim_binary(&self, handler: &Handler) -> Result<PathBuf, CriError> {
         self.handlers.locate_shim(handler).ok_or_else(|| {
             CriError::FailedPrecondition(format!(
                 "runtime handler {:?}: shim v2 binary {:?} not found or not executable",
@@ -156,7 +156,7 @@ impl PodRuntime {
         })
     }
 
-    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn bundle_dir(&self, id: &str) -> PathBuf {
         self.config.bundles_dir.join(id)
     }
 
@@ -172,12 +172,12 @@ impl PodRuntime {
     }
 
     /// Whether the task `id` is known to have exited.
-    pub fn has_exited(&self, id: &str) -> bool {
+    pub(crate) fn has_exited(&self, id: &str) -> bool {
         self.exit_channel(id).borrow().is_some()
     }
 
     /// Waits up to `timeout` for task `id` to exit.
-    pub async fn wait_exit(&self, id: &str, timeout: Duration) -> Option<Exit> {
+    pub(crate) async fn wait_exit(&self, id: &str, timeout: Duration) -> Option<Exit> {
         let mut rx = self.exit_channel(id).subscribe();
         let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
         match waited {
@@ -372,7 +372,10 @@ impl PodRuntime {
     }
 
     /// Applies shim events. Exits also arrive through `Wait`; whichever is first wins.
-    pub fn spawn_event_loop(self: &Arc<Self>, mut rx: mpsc::UnboundedReceiver<RuntimeEvent>) {
+    pub(crate) fn spawn_event_loop(
+        self: &Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<RuntimeEvent>,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -404,7 +407,7 @@ impl PodRuntime {
 
     /// After a restart: reconnect to every pod's shim, pick up exits that happened
     /// while the core was down, follow the tasks still running, reopen their logs.
-    pub async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
+    pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
         for sandbox in self.store.list::<SandboxRecord>()? {
             if let Err(e) = self.recover_sandbox(&sandbox).await {
                 tracing::warn!(pod = %sandbox.id, "recovery: {e}");

@@ -11,12 +11,12 @@ use protocols::shim::protobuf::Message;
 use serde::Deserialize;
 
 /// Task API versions the core can speak.
-pub const TASK_API_MIN: i32 = 2;
-pub const TASK_API_MAX: i32 = 3;
+pub(crate) const TASK_API_MIN: i32 = 2;
+pub(crate) const TASK_API_MAX: i32 = 3;
 
 /// Where a shim serves its task API, and which version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShimAddress {
+pub(crate) struct ShimAddress {
     /// The address as the shim gave it (`unix:///...` or a bare path).
     pub address: String,
     pub version: i32,
@@ -24,19 +24,20 @@ pub struct ShimAddress {
 
 impl ShimAddress {
     /// The ttrpc service name of the Task API at this version.
-    pub fn task_service(&self) -> &'static str {
+    pub(crate) fn task_service(&self) -> &'static str {
         task_service(self.version)
     }
 
     /// The socket path without its `unix://` scheme.
-    pub fn socket_path(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn socket_path(&self) -> &str {
         self.address
             .strip_prefix("unix://")
             .unwrap_or(&self.address)
     }
 }
 
-pub fn task_service(version: i32) -> &'static str {
+pub(crate) fn task_service(version: i32) -> &'static str {
     if version >= 3 {
         "containerd.task.v3.Task"
     } else {
@@ -65,7 +66,7 @@ struct JsonReply {
 }
 
 /// Parses what a shim printed on stdout for `start`.
-pub fn parse_start_reply(out: &[u8]) -> Result<ShimAddress, BootstrapError> {
+pub(crate) fn parse_start_reply(out: &[u8]) -> Result<ShimAddress, BootstrapError> {
     let text = String::from_utf8_lossy(out);
     let trimmed = text.trim();
     if trimmed.is_empty() {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Writes `<bundle>/config.json`, readable by root only (it holds the container's
 /// environment: secrets), whole or not at all.
-pub fn write_spec(bundle: &Path, spec: &oci_spec::runtime::Spec) -> std::io::Result<()> {
+pub(crate) fn write_spec(bundle: &Path, spec: &oci_spec::runtime::Spec) -> std::io::Result<()> {
     let path = bundle.join("config.json");
     let tmp = bundle.join(".config.json.tmp");
     let bytes = serde_json::to_vec(spec).map_err(std::io::Error::other)?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// The directories that may hold a task's `cgroup.procs`, for its OCI
 /// `cgroupsPath` (`/parent/crio-<id>` for cgroupfs, `slice:prefix:name` for
 /// systemd): the v1 `pids` and `freezer` hierarchies, then the unified one.
-pub fn cgroup_dirs(cgroups_path: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs(cgroups_path: &str) -> Vec<PathBuf> {
     let relative = match systemd_path(cgroups_path) {
         Some(p) => p,
         None => cgroups_path.trim_start_matches('/').to_string(),
@@ -46,7 +46,7 @@ fn pids_in(dir: &Path) -> Option<Vec<i32>> {
 
 /// SIGKILLs every process of the cgroup at `cgroups_path` until none is left or
 /// `timeout` passes; true when the cgroup is empty (or gone). Blocking.
-pub fn kill_all(cgroups_path: &str, timeout: Duration) -> bool {
+pub(crate) fn kill_all(cgroups_path: &str, timeout: Duration) -> bool {
     let dirs: Vec<PathBuf> = cgroup_dirs(cgroups_path)
         .into_iter()
         .filter(|d| d.join("cgroup.procs").is_file())

@@ -59,7 +59,7 @@ struct Enabled {
 /// daemon ID-maps the rootfs layers and volumes itself, which needs ID-mapped
 /// overlayfs layers (Linux 5.19), so the runtime's own idmap support is not needed,
 /// only the `user` namespace (or idmap support, which implies it).
-pub fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFeatures {
+pub(crate) fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFeatures {
     let Ok(f) = serde_json::from_slice::<OciFeatures>(json) else {
         return HandlerFeatures::default();
     };
@@ -88,7 +88,7 @@ fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 }
 
 /// Asks the handler's shim (then its OCI runtime) what it supports.
-pub async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeatures {
+pub(crate) async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeatures {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     if let Some(shim) = shim {
         let options = handler

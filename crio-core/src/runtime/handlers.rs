@@ -5,18 +5,18 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, RuntimeHandler, RUNTIME_TYPE_VM};
 
 /// The in-tree shim that drives runc/crun for `oci` handlers.
-pub const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
+pub(crate) const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
 
 /// One RuntimeClass handler as the core sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Handler {
+pub(crate) struct Handler {
     pub name: String,
     pub config: RuntimeHandler,
 }
 
 /// Whether a handler can run pods now, and if not why (CamelCase reason + message).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     Ready,
     NotReady { reason: String, message: String },
 }
@@ -24,7 +24,7 @@ pub enum Readiness {
 impl Handler {
     /// containerd's runc `Options` for handlers our runc shim (or containerd's)
     /// serves, as the shim's Create and `-info` take them.
-    pub fn shim_options(
+    pub(crate) fn shim_options(
         &self,
         systemd_cgroup: bool,
     ) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
@@ -43,7 +43,7 @@ impl Handler {
     }
 
     /// The shim v2 binary this handler is served by, as configured (maybe a bare name).
-    pub fn shim_binary(&self) -> String {
+    pub(crate) fn shim_binary(&self) -> String {
         if self.config.runtime_type == RUNTIME_TYPE_VM {
             self.config.runtime_path.clone()
         } else if !self.config.monitor_path.is_empty() {
@@ -54,7 +54,7 @@ impl Handler {
     }
 
     /// For `oci` handlers, the OCI runtime binary the runc shim drives.
-    pub fn oci_runtime_binary(&self) -> Option<String> {
+    pub(crate) fn oci_runtime_binary(&self) -> Option<String> {
         (self.config.runtime_type != RUNTIME_TYPE_VM).then(|| {
             if self.config.runtime_path.is_empty() {
                 "runc".to_string()
@@ -65,7 +65,7 @@ impl Handler {
     }
 
     /// Checks that every binary the handler needs exists and is executable.
-    pub fn readiness(&self, search: &[PathBuf]) -> Readiness {
+    pub(crate) fn readiness(&self, search: &[PathBuf]) -> Readiness {
         let shim = self.shim_binary();
         if find_executable(&shim, search).is_none() {
             return Readiness::NotReady {
@@ -101,7 +101,7 @@ pub struct HandlerRegistry {
 }
 
 impl HandlerRegistry {
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         let runtime = &config.crio.runtime;
         let handlers = runtime
             .runtimes
@@ -119,31 +119,31 @@ impl HandlerRegistry {
     }
 
     /// Resolves a pod's handler name; empty means the default. `None` = unknown handler.
-    pub fn resolve(&self, name: &str) -> Option<&Handler> {
+    pub(crate) fn resolve(&self, name: &str) -> Option<&Handler> {
         let name = if name.is_empty() { &self.default } else { name };
         self.handlers.iter().find(|h| h.name == name)
     }
 
-    pub fn handlers(&self) -> &[Handler] {
+    pub(crate) fn handlers(&self) -> &[Handler] {
         &self.handlers
     }
 
-    pub fn default_name(&self) -> &str {
+    pub(crate) fn default_name(&self) -> &str {
         &self.default
     }
 
     /// The absolute path of a handler's shim binary, if it is installed.
-    pub fn locate_shim(&self, handler: &Handler) -> Option<PathBuf> {
+    pub(crate) fn locate_shim(&self, handler: &Handler) -> Option<PathBuf> {
         find_executable(&handler.shim_binary(), &self.search)
     }
 
     /// The configured handler names, for error messages.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.handlers.iter().map(|h| h.name.clone()).collect()
     }
 
     /// Readiness of the default handler: the CRI `RuntimeReady` condition.
-    pub fn default_readiness(&self) -> Readiness {
+    pub(crate) fn default_readiness(&self) -> Readiness {
         match self.resolve("") {
             Some(handler) => handler.readiness(&self.search),
             // Config validation guarantees the default exists.
@@ -167,7 +167,7 @@ fn default_search_path() -> Vec<PathBuf> {
 }
 
 /// An absolute path is checked as is; a bare name is looked up in `search`.
-pub fn find_executable(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
+pub(crate) fn find_executable(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
     if name.is_empty() {
         return None;
     }

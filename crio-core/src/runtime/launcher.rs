@@ -14,10 +14,10 @@ use tokio::process::Command;
 use super::bootstrap::{parse_start_reply, BootstrapError, ShimAddress, TASK_API_MAX};
 
 /// How long `start` and `delete` may take.
-pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The containerd namespace the core's tasks live in (containerd's CRI uses the same).
-pub const NAMESPACE: &str = "k8s.io";
+pub(crate) const NAMESPACE: &str = "k8s.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -60,7 +60,7 @@ pub enum LaunchError {
 
 /// Everything one invocation of a shim binary needs.
 #[derive(Debug, Clone)]
-pub struct Launch {
+pub(crate) struct Launch {
     pub binary: PathBuf,
     /// Task id: the sandbox id for the pod's first task, then each container's.
     pub id: String,
@@ -75,7 +75,7 @@ pub struct Launch {
 
 impl Launch {
     /// containerd's flags, in containerd's order, then the action.
-    pub fn args(&self, action: &str) -> Vec<String> {
+    pub(crate) fn args(&self, action: &str) -> Vec<String> {
         let mut args = vec![
             "-namespace".to_string(),
             NAMESPACE.to_string(),
@@ -98,7 +98,7 @@ impl Launch {
     }
 
     /// The environment containerd sets for shims.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let events = self.events_address.display().to_string();
         vec![
             ("TTRPC_ADDRESS", events.clone()),
@@ -205,7 +205,7 @@ impl Launch {
     }
 
     /// `start`: returns where the (possibly already running) shim serves the task API.
-    pub async fn start(&self) -> Result<ShimAddress, LaunchError> {
+    pub(crate) async fn start(&self) -> Result<ShimAddress, LaunchError> {
         let out = self.run("start").await?;
         parse_start_reply(&out).map_err(|source| LaunchError::Reply {
             binary: self.binary.clone(),
@@ -215,7 +215,7 @@ impl Launch {
 
     /// `delete`: the shim's cleanup after its server died (kills what is left of the
     /// task, unmounts, removes runtime state). Returns the exit it recorded.
-    pub async fn delete(&self) -> Result<DeleteResponse, LaunchError> {
+    pub(crate) async fn delete(&self) -> Result<DeleteResponse, LaunchError> {
         let out = self.run("delete").await?;
         DeleteResponse::parse_from_bytes(&out).map_err(|e| LaunchError::DeleteReply {
             binary: self.binary.clone(),
@@ -227,7 +227,10 @@ impl Launch {
 /// Creates `<bundle>/log` (a FIFO) and drains it into the core's log until the
 /// returned task is aborted. Opened read-write so it never reports end-of-file
 /// between shim writers, and so a shim never blocks opening it.
-pub fn drain_shim_log(bundle: &Path, id: &str) -> Result<tokio::task::JoinHandle<()>, LaunchError> {
+pub(crate) fn drain_shim_log(
+    bundle: &Path,
+    id: &str,
+) -> Result<tokio::task::JoinHandle<()>, LaunchError> {
     let path = bundle.join("log");
     let fifo_err = |source| LaunchError::LogFifo {
         path: path.clone(),

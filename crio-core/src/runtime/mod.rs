@@ -2,20 +2,20 @@
 //! (containerd's bootstrap protocol), the Task API client (v2 and v3) and the events
 //! server shims report exits and OOMs to.
 
-pub mod bootstrap;
-pub mod bundle;
-pub mod cgroup_kill;
+pub(crate) mod bootstrap;
+pub(crate) mod bundle;
+pub(crate) mod cgroup_kill;
 pub mod events;
-pub mod features;
+pub(crate) mod features;
 mod handlers;
-pub mod launcher;
-pub mod orphans;
-pub mod shims;
-pub mod task;
+pub(crate) mod launcher;
+pub(crate) mod orphans;
+pub(crate) mod shims;
+pub(crate) mod task;
 
-pub use bootstrap::ShimAddress;
-pub use events::{EventServer, RuntimeEvent};
-pub use features::HandlerFeatures;
-pub use handlers::{find_executable, Handler, HandlerRegistry, Readiness, RUNC_SHIM_BINARY};
-pub use shims::{PodShim, ProcessLauncher, ShimError, ShimHost, ShimLauncher};
-pub use task::{TaskApi, TaskClient, TaskError};
+pub(crate) use bootstrap::ShimAddress;
+pub(crate) use events::{EventServer, RuntimeEvent};
+pub(crate) use features::HandlerFeatures;
+pub(crate) use handlers::{Handler, HandlerRegistry, Readiness};
+pub(crate) use shims::{PodShim, ShimError, ShimHost};
+pub(crate) use task::TaskError;

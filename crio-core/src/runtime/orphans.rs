@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 /// The file in a bundle naming the shim binary that serves it (containerd's name).
-pub const SHIM_BINARY_FILE: &str = "shim-binary-path";
+pub(crate) const SHIM_BINARY_FILE: &str = "shim-binary-path";
 
 /// Records which shim serves `bundle`, before the shim is started.
-pub fn record_shim_binary(bundle: &Path, binary: &Path) -> std::io::Result<()> {
+pub(crate) fn record_shim_binary(bundle: &Path, binary: &Path) -> std::io::Result<()> {
     std::fs::write(
         bundle.join(SHIM_BINARY_FILE),
         binary.as_os_str().as_encoded_bytes(),
@@ -20,7 +20,7 @@ pub fn record_shim_binary(bundle: &Path, binary: &Path) -> std::io::Result<()> {
 }
 
 /// The shim binary a bundle names, if it names one.
-pub fn shim_binary_of(bundle: &Path) -> Option<PathBuf> {
+pub(crate) fn shim_binary_of(bundle: &Path) -> Option<PathBuf> {
     let bytes = std::fs::read(bundle.join(SHIM_BINARY_FILE)).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     (!text.is_empty()).then(|| PathBuf::from(text))
@@ -28,7 +28,7 @@ pub fn shim_binary_of(bundle: &Path) -> Option<PathBuf> {
 
 /// Processes (not this one) whose working directory is `dir` or below: a shim
 /// runs in its pod's bundle, `runc create` and `runc init` in the task's.
-pub fn processes_in(dir: &Path) -> Vec<i32> {
+pub(crate) fn processes_in(dir: &Path) -> Vec<i32> {
     let own = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -45,7 +45,7 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
 }
 
 /// SIGKILLs every process working in `dir` (by PID); returns how many.
-pub fn kill_processes_in(dir: &Path) -> usize {
+pub(crate) fn kill_processes_in(dir: &Path) -> usize {
     let pids = processes_in(dir);
     for pid in &pids {
         let _ = nix::sys::signal::kill(

@@ -23,7 +23,7 @@ pub enum ShimError {
 
 /// The shim serving one pod.
 #[derive(Debug)]
-pub struct PodShim {
+pub(crate) struct PodShim {
     pub sandbox_id: String,
     pub binary: PathBuf,
     pub bundle: PathBuf,
@@ -32,7 +32,7 @@ pub struct PodShim {
 }
 
 impl PodShim {
-    pub fn address(&self) -> &ShimAddress {
+    pub(crate) fn address(&self) -> &ShimAddress {
         self.client.address()
     }
 }
@@ -49,7 +49,7 @@ impl Drop for PodShim {
 /// lifecycle and shim processes. [`ProcessLauncher`] runs shim binaries with
 /// containerd's bootstrap protocol; the lifecycle's unit tests use fakes.
 #[async_trait::async_trait]
-pub trait ShimLauncher: Send + Sync + std::fmt::Debug {
+pub(crate) trait ShimLauncher: Send + Sync + std::fmt::Debug {
     /// The shim binary's `start` action for task `id` in `bundle`: its address.
     async fn start(
         &self,
@@ -70,7 +70,7 @@ pub trait ShimLauncher: Send + Sync + std::fmt::Debug {
 
 /// Shims as processes: containerd's bootstrap protocol, ttrpc.
 #[derive(Debug)]
-pub struct ProcessLauncher {
+pub(crate) struct ProcessLauncher {
     events_address: PathBuf,
     publish_binary: PathBuf,
     debug: bool,
@@ -122,7 +122,7 @@ pub struct ShimHost {
 }
 
 impl ShimHost {
-    pub fn new(events_address: PathBuf, publish_binary: PathBuf, debug: bool) -> Self {
+    pub(crate) fn new(events_address: PathBuf, publish_binary: PathBuf, debug: bool) -> Self {
         Self::with_launcher(Arc::new(ProcessLauncher {
             events_address,
             publish_binary,
@@ -131,18 +131,18 @@ impl ShimHost {
     }
 
     /// Shims started and reached through `launcher`.
-    pub fn with_launcher(launcher: Arc<dyn ShimLauncher>) -> Self {
+    pub(crate) fn with_launcher(launcher: Arc<dyn ShimLauncher>) -> Self {
         Self {
             launcher,
             pods: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, sandbox_id: &str) -> Option<Arc<PodShim>> {
+    pub(crate) fn get(&self, sandbox_id: &str) -> Option<Arc<PodShim>> {
         self.pods.lock().ok()?.get(sandbox_id).cloned()
     }
 
-    pub fn require(&self, sandbox_id: &str) -> Result<Arc<PodShim>, ShimError> {
+    pub(crate) fn require(&self, sandbox_id: &str) -> Result<Arc<PodShim>, ShimError> {
         self.get(sandbox_id)
             .ok_or_else(|| ShimError::NoShim(sandbox_id.to_string()))
     }
@@ -158,7 +158,7 @@ impl ShimHost {
     /// Runs the shim's `start` for task `id` of pod `sandbox_id` in `bundle`. For the
     /// pod's first task this launches the pod's shim; for later ones the shim finds the
     /// pod's server through the grouping annotations and answers its address.
-    pub async fn start(
+    pub(crate) async fn start(
         &self,
         binary: &Path,
         sandbox_id: &str,
@@ -207,7 +207,7 @@ impl ShimHost {
     }
 
     /// After a core restart: reconnects to a pod's shim at its recorded address.
-    pub async fn reconnect(
+    pub(crate) async fn reconnect(
         &self,
         binary: &Path,
         sandbox_id: &str,
@@ -229,7 +229,7 @@ impl ShimHost {
     /// the shim binary's `delete` action (force-deletes the task in its runtime by
     /// id), then every process still working in the bundle (a shim server no record
     /// names, a `runc init`) is killed.
-    pub async fn reap(&self, binary: &Path, id: &str, bundle: &Path) {
+    pub(crate) async fn reap(&self, binary: &Path, id: &str, bundle: &Path) {
         if let Err(e) = self.cleanup(binary, id, bundle).await {
             tracing::debug!(task = id, "shim delete: {e}");
         }
@@ -247,7 +247,7 @@ impl ShimHost {
     }
 
     /// Stops the pod's shim (its tasks must be deleted first) and forgets it.
-    pub async fn shutdown(&self, sandbox_id: &str) {
+    pub(crate) async fn shutdown(&self, sandbox_id: &str) {
         let shim = self.pods.lock().ok().and_then(|mut p| p.remove(sandbox_id));
         let Some(shim) = shim else { return };
         let req = api::ShutdownRequest {
@@ -264,14 +264,14 @@ impl ShimHost {
     }
 
     /// Forgets a pod's shim without talking to it (it is gone).
-    pub fn forget(&self, sandbox_id: &str) {
+    pub(crate) fn forget(&self, sandbox_id: &str) {
         if let Ok(mut pods) = self.pods.lock() {
             pods.remove(sandbox_id);
         }
     }
 
     /// The shim's own cleanup for task `id` after its server died.
-    pub async fn cleanup(
+    pub(crate) async fn cleanup(
         &self,
         binary: &Path,
         id: &str,

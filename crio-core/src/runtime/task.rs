@@ -16,7 +16,7 @@ use protocols::shim::ttrpc::proto::{Code, Request};
 use super::bootstrap::ShimAddress;
 
 /// Deadline of ordinary task calls.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -56,11 +56,11 @@ pub enum TaskError {
 }
 
 impl TaskError {
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, TaskError::NotFound { .. })
     }
 
-    pub fn is_disconnected(&self) -> bool {
+    pub(crate) fn is_disconnected(&self) -> bool {
         matches!(self, TaskError::Disconnected { .. })
     }
 
@@ -95,7 +95,7 @@ impl TaskError {
 
 /// A connected Task API client.
 #[derive(Clone)]
-pub struct TaskClient {
+pub(crate) struct TaskClient {
     client: ttrpc::asynchronous::Client,
     service: &'static str,
     address: ShimAddress,
@@ -112,14 +112,14 @@ impl std::fmt::Debug for TaskClient {
 macro_rules! unary {
     ($(#[$doc:meta])* $name:ident, $method:literal, $req:ty => $resp:ty) => {
         $(#[$doc])*
-        pub async fn $name(&self, req: &$req) -> Result<$resp, TaskError> {
+        pub(crate) async fn $name(&self, req: &$req) -> Result<$resp, TaskError> {
             self.call($method, req, CALL_TIMEOUT).await
         }
     };
 }
 
 impl TaskClient {
-    pub async fn connect(address: &ShimAddress) -> Result<Self, TaskError> {
+    pub(crate) async fn connect(address: &ShimAddress) -> Result<Self, TaskError> {
         let target = if address.address.starts_with("unix://") {
             address.address.clone()
         } else {
@@ -138,12 +138,12 @@ impl TaskClient {
         })
     }
 
-    pub fn address(&self) -> &ShimAddress {
+    pub(crate) fn address(&self) -> &ShimAddress {
         &self.address
     }
 
     /// One unary call with a deadline (`None` = wait as long as it takes).
-    pub async fn call<Req: Message, Resp: Message>(
+    pub(crate) async fn call<Req: Message, Resp: Message>(
         &self,
         method: &'static str,
         req: &Req,
@@ -181,19 +181,18 @@ impl TaskClient {
     unary!(kill, "Kill", api::KillRequest => Empty);
     unary!(delete, "Delete", api::DeleteRequest => api::DeleteResponse);
     unary!(exec, "Exec", api::ExecProcessRequest => Empty);
-    unary!(pids, "Pids", api::PidsRequest => api::PidsResponse);
     unary!(stats, "Stats", api::StatsRequest => api::StatsResponse);
     unary!(update, "Update", api::UpdateTaskRequest => Empty);
     unary!(resize_pty, "ResizePty", api::ResizePtyRequest => Empty);
     unary!(close_io, "CloseIO", api::CloseIORequest => Empty);
-    unary!(pause, "Pause", api::PauseRequest => Empty);
-    unary!(resume, "Resume", api::ResumeRequest => Empty);
-    unary!(connect_task, "Connect", api::ConnectRequest => api::ConnectResponse);
     unary!(shutdown, "Shutdown", api::ShutdownRequest => Empty);
 
     /// Waits for a process to exit: no deadline, it returns when the process does
     /// (or the shim goes away).
-    pub async fn wait(&self, req: &api::WaitRequest) -> Result<api::WaitResponse, TaskError> {
+    pub(crate) async fn wait(
+        &self,
+        req: &api::WaitRequest,
+    ) -> Result<api::WaitResponse, TaskError> {
         self.call("Wait", req, None).await
     }
 }
@@ -202,7 +201,7 @@ impl TaskClient {
 /// lifecycle and the shim it drives. [`TaskClient`] is the real one (ttrpc); the
 /// lifecycle's unit tests drive fakes.
 #[async_trait::async_trait]
-pub trait TaskApi: Send + Sync + std::fmt::Debug {
+pub(crate) trait TaskApi: Send + Sync + std::fmt::Debug {
     /// Where the shim serves.
     fn address(&self) -> &ShimAddress;
     async fn create(

@@ -54,7 +54,7 @@ struct PendingBlock {
 
 /// A client connection whose request headers reach the server with an
 /// `:authority` it can parse.
-pub struct AuthorityFix<S> {
+pub(super) struct AuthorityFix<S> {
     inner: S,
     decoder: loona_hpack::Decoder<'static>,
     /// Bytes read from the client, not yet whole frames.
@@ -77,7 +77,7 @@ impl<S> std::fmt::Debug for AuthorityFix<S> {
 }
 
 impl<S> AuthorityFix<S> {
-    pub fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S) -> Self {
         Self {
             inner,
             decoder: loona_hpack::Decoder::new(),

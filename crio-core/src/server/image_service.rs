@@ -21,12 +21,12 @@ use crate::storage::usage::disk_usage;
 use crate::store::ImageRecord;
 
 #[derive(Debug, Clone)]
-pub struct ImageServiceImpl {
+pub(crate) struct ImageServiceImpl {
     state: Arc<State>,
 }
 
 impl ImageServiceImpl {
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 

@@ -16,8 +16,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use tonic::service::Routes;
 
-pub use image_service::ImageServiceImpl;
-pub use runtime_service::RuntimeServiceImpl;
+pub(crate) use image_service::ImageServiceImpl;
+pub(crate) use runtime_service::RuntimeServiceImpl;
 
 use crate::config::Config;
 use crate::image::images::ImageStore;
@@ -59,7 +59,7 @@ pub enum ServeError {
 
 /// Serves until `shutdown` resolves, then lets in-flight calls finish (up to
 /// [`SHUTDOWN_GRACE`]).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::UnixListener,
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,

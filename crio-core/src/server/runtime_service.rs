@@ -49,12 +49,12 @@ const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
 #[derive(Debug, Clone)]
-pub struct RuntimeServiceImpl {
+pub(crate) struct RuntimeServiceImpl {
     state: Arc<State>,
 }
 
 impl RuntimeServiceImpl {
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 

@@ -2,7 +2,7 @@
 //! `pkg/config` and `internal/config/device`), so pods behave the same under both.
 
 /// CRI-O's `default_capabilities`.
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
+pub(crate) const DEFAULT_CAPABILITIES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
     "FSETID",
@@ -15,7 +15,7 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 /// Hidden from unprivileged containers (bind-mounted over with /dev/null or tmpfs).
-pub const MASKED_PATHS: &[&str] = &[
+pub(crate) const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/kcore",
     "/proc/keys",
@@ -30,7 +30,7 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Read-only in unprivileged containers.
-pub const READONLY_PATHS: &[&str] = &[
+pub(crate) const READONLY_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/bus",
     "/proc/fs",

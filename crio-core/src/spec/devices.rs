@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 /// One device node as found on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
+pub(crate) struct Device {
     pub container_path: PathBuf,
     pub block: bool,
     pub major: i64,
@@ -23,7 +23,7 @@ pub struct Device {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
+pub(crate) enum DeviceError {
     #[error("device {path}: {source}")]
     Stat {
         path: PathBuf,
@@ -36,7 +36,7 @@ pub enum DeviceError {
 }
 
 /// Checks CRI permissions (`rwm` letters; empty = `rwm`, as CRI-O).
-pub fn permissions(path: &Path, p: &str) -> Result<String, DeviceError> {
+pub(crate) fn permissions(path: &Path, p: &str) -> Result<String, DeviceError> {
     if p.is_empty() {
         return Ok("rwm".into());
     }
@@ -74,7 +74,7 @@ fn node(host: &Path, container: PathBuf, perms: &str) -> Result<Option<Device>, 
 
 /// A CRI device mapping: a device node, or a directory whose nodes are all mapped
 /// under `container_path` (CRI-O and containerd both accept directories).
-pub fn host_devices(
+pub(crate) fn host_devices(
     host: &Path,
     container: &Path,
     perms: &str,
@@ -116,7 +116,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
 
 /// Every device node under the host's `/dev` for a privileged container, minus the
 /// ones its own mounts provide (as runc's `HostDevices`).
-pub fn all_host_devices() -> Vec<Device> {
+pub(crate) fn all_host_devices() -> Vec<Device> {
     let mut out = Vec::new();
     let skip = [
         "/dev/pts",
@@ -138,7 +138,7 @@ pub fn all_host_devices() -> Vec<Device> {
 }
 
 /// The spec's `linux.devices`.
-pub fn linux_devices(devices: &[Device]) -> Vec<LinuxDevice> {
+pub(crate) fn linux_devices(devices: &[Device]) -> Vec<LinuxDevice> {
     devices
         .iter()
         .map(|d| {
@@ -177,7 +177,7 @@ fn rule(
 
 /// The device cgroup: everything for privileged containers; otherwise deny all and
 /// allow each mapped device with its permissions.
-pub fn cgroup_rules(devices: &[Device], privileged: bool) -> Vec<LinuxDeviceCgroup> {
+pub(crate) fn cgroup_rules(devices: &[Device], privileged: bool) -> Vec<LinuxDeviceCgroup> {
     if privileged {
         return vec![rule(true, LinuxDeviceType::A, None, None, "rwm")];
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use oci_spec::runtime::Capability;
 
 /// Every capability in this process's bounding set.
-pub fn held_capabilities() -> HashSet<Capability> {
+pub(crate) fn held_capabilities() -> HashSet<Capability> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let mask = status
         .lines()
@@ -17,7 +17,7 @@ pub fn held_capabilities() -> HashSet<Capability> {
 }
 
 /// The capabilities whose bits are set in `mask` (bit N = capability number N).
-pub fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
+pub(super) fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
     caps::all()
         .into_iter()
         .filter(|c| mask & c.bitmask() != 0)
@@ -31,7 +31,7 @@ pub fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
 }
 
 /// This process's `oom_score_adj`: without CAP_SYS_RESOURCE no task may go lower.
-pub fn own_oom_score_adj() -> i32 {
+pub(crate) fn own_oom_score_adj() -> i32 {
     std::fs::read_to_string("/proc/self/oom_score_adj")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -39,7 +39,7 @@ pub fn own_oom_score_adj() -> i32 {
 }
 
 /// The host's hostname, for host-network pods.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

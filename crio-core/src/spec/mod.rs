@@ -5,12 +5,12 @@
 //! the caller writes it into the bundle.
 
 mod defaults;
-pub mod devices;
+pub(crate) mod devices;
 mod host;
-pub mod propagation;
-pub mod seccomp;
+pub(crate) mod propagation;
+pub(crate) mod seccomp;
 mod seccomp_default;
-pub mod sysctl;
+pub(crate) mod sysctl;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,20 +21,20 @@ use oci_spec::runtime::{
     Mount, Process, Root, Spec, User,
 };
 
-pub use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
-pub use devices::Device;
-pub use host::{held_capabilities, hostname as host_hostname, own_oom_score_adj, HostFacts};
-pub use seccomp::Seccomp;
+pub(crate) use defaults::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
+pub(crate) use devices::Device;
+pub(crate) use host::{held_capabilities, hostname as host_hostname, own_oom_score_adj, HostFacts};
+pub(crate) use seccomp::Seccomp;
 
 /// containerd's grouping annotations: every task of a pod carries them, so any shim
 /// groups the pod's containers into one shim process.
-pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
-pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
-pub const CRI_SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
-pub const CRI_SANDBOX_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
-pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+pub(crate) const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+pub(crate) const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+pub(crate) const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
+pub(crate) const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+pub(crate) const CRI_SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
+pub(crate) const CRI_SANDBOX_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+pub(crate) const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -52,7 +52,7 @@ fn build_err(e: impl std::fmt::Display) -> SpecError {
 
 /// How a pod's namespaces are shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PodNamespaces {
+pub(crate) struct PodNamespaces {
     pub host_network: bool,
     pub host_pid: bool,
     pub host_ipc: bool,
@@ -62,10 +62,7 @@ pub struct PodNamespaces {
 
 /// What the infra (pause) container needs.
 #[derive(Debug, Clone)]
-pub struct SandboxSpec {
-    pub id: String,
-    pub name: String,
-    pub namespace: String,
+pub(crate) struct SandboxSpec {
     pub hostname: String,
     pub rootfs: PathBuf,
     /// The built-in pause rootfs is shared by every pod: read-only.
@@ -98,7 +95,7 @@ pub struct SandboxSpec {
 /// A pod's pinned user namespace and its mappings, which runtimes want written out
 /// even when they join it by path (runc 1.1 requires them).
 #[derive(Debug, Clone, PartialEq)]
-pub struct UserNamespace {
+pub(crate) struct UserNamespace {
     pub path: PathBuf,
     pub uid_mappings: Vec<LinuxIdMapping>,
     pub gid_mappings: Vec<LinuxIdMapping>,
@@ -118,7 +115,7 @@ fn set_user_namespace(userns: Option<&UserNamespace>, linux: &mut Linux) {
 
 /// A bind mount asked for by the CRI.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BindMount {
+pub(crate) struct BindMount {
     pub host_path: PathBuf,
     pub container_path: PathBuf,
     pub readonly: bool,
@@ -133,13 +130,11 @@ pub struct BindMount {
     pub idmapped: bool,
 }
 
-pub use crate::store::Resources;
+pub(crate) use crate::store::Resources;
 
 /// What one application container needs.
 #[derive(Debug, Clone, Default)]
-pub struct ContainerSpec {
-    pub id: String,
-    pub sandbox_id: String,
+pub(crate) struct ContainerSpec {
     pub rootfs: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -194,7 +189,7 @@ pub struct ContainerSpec {
 }
 
 /// A pod file or directory bind-mounted into its containers (CRI-O's options).
-pub fn pod_mount(source: &Path, dest: &str, readonly: bool) -> Mount {
+pub(crate) fn pod_mount(source: &Path, dest: &str, readonly: bool) -> Mount {
     let mode = if readonly { "ro" } else { "rw" };
     mount(
         dest,
@@ -206,7 +201,7 @@ pub fn pod_mount(source: &Path, dest: &str, readonly: bool) -> Mount {
 
 /// The cgroups path of a task: `<parent>/crio-<id>` (cgroupfs) or
 /// `<parent slice>:crio:<id>` (systemd), as CRI-O names them.
-pub fn cgroups_path(parent: &str, id: &str, systemd: bool) -> String {
+pub(crate) fn cgroups_path(parent: &str, id: &str, systemd: bool) -> String {
     if systemd {
         let parent = if parent.is_empty() {
             "system.slice"
@@ -231,7 +226,7 @@ fn capability(name: &str) -> Result<Capability, SpecError> {
 /// CRI-O's capability rules: start from the default set (all held capabilities when
 /// privileged or when `ALL` is added), add, then drop (`ALL` drops everything not
 /// added back explicitly). Never more than the daemon holds.
-pub fn capabilities(
+pub(crate) fn capabilities(
     privileged: bool,
     add: &[String],
     drop: &[String],
@@ -382,7 +377,7 @@ fn process(
 }
 
 /// The infra container: the pause process, owning the pod's namespaces.
-pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, SpecError> {
+pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, SpecError> {
     let ns = input.namespaces;
     let hostname = (!ns.host_network).then_some(input.hostname.as_str());
     let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);
@@ -442,7 +437,7 @@ pub fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result<Spec, 
 
 /// The OCI resources of a container; also what the shim's `Update` takes for
 /// `UpdateContainerResources`.
-pub fn linux_resources(r: &Resources) -> LinuxResources {
+pub(crate) fn linux_resources(r: &Resources) -> LinuxResources {
     let mut out = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {
@@ -501,7 +496,10 @@ pub fn linux_resources(r: &Resources) -> LinuxResources {
 }
 
 /// An application container, joining its pod's namespaces.
-pub fn container(input: &ContainerSpec, held: &HashSet<Capability>) -> Result<Spec, SpecError> {
+pub(crate) fn container(
+    input: &ContainerSpec,
+    held: &HashSet<Capability>,
+) -> Result<Spec, SpecError> {
     let ns = input.namespaces;
     let hostname = (!ns.host_network).then_some(input.hostname.as_str());
     let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);

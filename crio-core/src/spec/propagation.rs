@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The mount a path lives on: its mount point and its propagation fields
 /// (`shared:N`, `master:N`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceMount {
+pub(crate) struct SourceMount {
     pub mount_point: PathBuf,
     pub optional: Vec<String>,
 }
@@ -38,7 +38,7 @@ fn unescape(field: &str) -> String {
 /// The mount holding `path` (already canonical) in a `/proc/self/mountinfo` text:
 /// the longest mount point that is a whole-component prefix of it, the topmost of
 /// mounts stacked there.
-pub fn source_mount(mountinfo: &str, path: &Path) -> Option<SourceMount> {
+pub(crate) fn source_mount(mountinfo: &str, path: &Path) -> Option<SourceMount> {
     let mut best: Option<SourceMount> = None;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -67,7 +67,7 @@ pub fn source_mount(mountinfo: &str, path: &Path) -> Option<SourceMount> {
 
 /// Why a mount's propagation cannot be had.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PropagationError {
+pub(crate) enum PropagationError {
     #[error("path {path:?} is mounted on {mount_point:?} but it is not a shared mount (Bidirectional propagation needs one: `mount --make-shared {mount_point}`)")]
     NotShared { path: String, mount_point: String },
     #[error("path {path:?} is mounted on {mount_point:?} but it is not a shared or slave mount (HostToContainer propagation needs one)")]
@@ -78,7 +78,7 @@ pub enum PropagationError {
 
 /// Checks that `host_path`'s mount can carry `propagation` (`rshared`, `rslave`;
 /// `rprivate` needs nothing), reading the daemon's mountinfo.
-pub fn check_source(host_path: &Path, propagation: &str) -> Result<(), PropagationError> {
+pub(crate) fn check_source(host_path: &Path, propagation: &str) -> Result<(), PropagationError> {
     if propagation != "rshared" && propagation != "rslave" {
         return Ok(());
     }
@@ -114,7 +114,7 @@ fn check(path: &str, source: &SourceMount, propagation: &str) -> Result<(), Prop
 /// The container root's propagation for mounts asking for `propagations`: shared if
 /// one is bidirectional (else the container's copy of the source is a slave and
 /// nothing goes back), slave if one is host-to-container, else the runtime's default.
-pub fn rootfs_propagation<'a>(
+pub(crate) fn rootfs_propagation<'a>(
     propagations: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'static str> {
     let mut out = None;

@@ -14,7 +14,7 @@ use super::SpecError;
 
 /// The seccomp filter asked for.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum Seccomp {
+pub(crate) enum Seccomp {
     /// The built-in profile (`seccomp_default`), adjusted to the container's capabilities.
     #[default]
     RuntimeDefault,
@@ -25,13 +25,13 @@ pub enum Seccomp {
 
 /// A profile file in the containers/Docker JSON format.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProfileFile {
+pub(crate) struct ProfileFile {
     pub path: PathBuf,
     pub json: Value,
 }
 
 /// The arch seccomp calls this machine's (`SCMP_ARCH_X86_64`...).
-pub fn native_arch() -> &'static str {
+pub(crate) fn native_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "SCMP_ARCH_X86_64",
         "x86" => "SCMP_ARCH_X86",
@@ -64,7 +64,7 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> SpecError {
 
 /// Reads and parses a `Localhost` profile: a missing file or bad JSON is an error
 /// naming the file.
-pub fn read_profile(path: &Path) -> Result<ProfileFile, SpecError> {
+pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile, SpecError> {
     if !path.is_absolute() {
         return Err(err(path, "the localhost profile path must be absolute"));
     }
@@ -139,7 +139,7 @@ fn applies(
 
 /// Reduces a profile to the OCI filter for a container holding `caps`, on a kernel
 /// `kernel_release` (`uname -r`).
-pub fn to_oci(
+pub(crate) fn to_oci(
     profile: &ProfileFile,
     caps: &HashSet<Capability>,
     kernel_release: &str,

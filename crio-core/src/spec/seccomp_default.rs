@@ -246,7 +246,7 @@ fn masked_eq(index: usize, mask: u64, value: u64) -> LinuxSeccompArg {
 /// The default profile for a container whose final capability set is `held_caps`.
 /// The default action (no rule matched) is SCMP_ACT_ERRNO with ENOSYS (38), as upstream;
 /// explicit refusals use EPERM (1).
-pub fn runtime_default(held_caps: &HashSet<Capability>) -> LinuxSeccomp {
+pub(super) fn runtime_default(held_caps: &HashSet<Capability>) -> LinuxSeccomp {
     // `includes.caps: [c]` is `has(c)`; `excludes.caps: [a, b]` is `none(&[a, b])`.
     let has = |c: Capability| held_caps.contains(&c);
     let none = |cs: &[Capability]| !cs.iter().any(|c| held_caps.contains(c));

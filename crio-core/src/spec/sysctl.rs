@@ -3,7 +3,7 @@
 
 /// The namespace a sysctl belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SysctlNamespace {
+pub(crate) enum SysctlNamespace {
     Ipc,
     Net,
 }
@@ -19,7 +19,7 @@ const PREFIXES: &[(&str, SysctlNamespace)] = &[
 
 /// `net/ipv4/ip_forward` and `net.ipv4.ip_forward` name the same sysctl (the
 /// kubelet accepts both); a name with both separators keeps its dots.
-pub fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     if name.contains('.') {
         name.to_string()
     } else {
@@ -28,7 +28,7 @@ pub fn normalize(name: &str) -> String {
 }
 
 /// The namespace `name` is scoped to, if any.
-pub fn namespace_of(name: &str) -> Option<SysctlNamespace> {
+pub(crate) fn namespace_of(name: &str) -> Option<SysctlNamespace> {
     EXACT
         .iter()
         .find(|(n, _)| *n == name)
@@ -37,7 +37,7 @@ pub fn namespace_of(name: &str) -> Option<SysctlNamespace> {
 }
 
 /// Checks one sysctl against the pod's namespaces; the error says why it is refused.
-pub fn validate(name: &str, host_network: bool, host_ipc: bool) -> Result<(), String> {
+pub(crate) fn validate(name: &str, host_network: bool, host_ipc: bool) -> Result<(), String> {
     match namespace_of(name) {
         None => Err(format!(
             "sysctl {name:?} is not namespaced: only kernel.shm*, kernel.msg*, kernel.sem, \

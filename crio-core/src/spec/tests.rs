@@ -69,8 +69,6 @@ fn cgroup_paths_are_named_like_crio() {
 
 fn container_input() -> ContainerSpec {
     ContainerSpec {
-        id: "c".into(),
-        sandbox_id: "s".into(),
         rootfs: "/r".into(),
         args: vec!["sh".into()],
         env: vec!["A=1".into()],

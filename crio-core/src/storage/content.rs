@@ -34,7 +34,7 @@ pub(crate) fn io_err<'a>(
 }
 
 /// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -46,7 +46,7 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    pub fn open(dir: &Path, tmp: &Path) -> Result<Self, ContentError> {
+    pub(crate) fn open(dir: &Path, tmp: &Path) -> Result<Self, ContentError> {
         let blobs = dir.join("sha256");
         fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
         fs::create_dir_all(tmp).map_err(io_err("create", tmp))?;
@@ -56,7 +56,7 @@ impl ContentStore {
         })
     }
 
-    pub fn path(&self, digest: &str) -> Result<PathBuf, ContentError> {
+    pub(crate) fn path(&self, digest: &str) -> Result<PathBuf, ContentError> {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|_| super::valid_digest(digest))
@@ -64,12 +64,13 @@ impl ContentStore {
         Ok(self.dir.join("sha256").join(hex))
     }
 
-    pub fn contains(&self, digest: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|p| p.is_file())
     }
 
     /// Verifies `bytes` against `digest` and stores them durably.
-    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), ContentError> {
+    pub(crate) fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), ContentError> {
         let target = self.path(digest)?;
         let actual = sha256(bytes);
         if actual != digest {
@@ -97,7 +98,7 @@ impl ContentStore {
     }
 
     /// Reads a blob, re-verifying its digest (a bit flip on disk is an error, not data).
-    pub fn get(&self, digest: &str) -> Result<Vec<u8>, ContentError> {
+    pub(crate) fn get(&self, digest: &str) -> Result<Vec<u8>, ContentError> {
         let path = self.path(digest)?;
         let bytes = fs::read(&path).map_err(io_err("read", &path))?;
         let actual = sha256(&bytes);
@@ -110,7 +111,7 @@ impl ContentStore {
         Ok(bytes)
     }
 
-    pub fn delete(&self, digest: &str) -> Result<(), ContentError> {
+    pub(crate) fn delete(&self, digest: &str) -> Result<(), ContentError> {
         let path = self.path(digest)?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &path)(e)),
@@ -119,7 +120,7 @@ impl ContentStore {
     }
 
     /// Every stored digest.
-    pub fn list(&self) -> Result<Vec<String>, ContentError> {
+    pub(crate) fn list(&self) -> Result<Vec<String>, ContentError> {
         let dir = self.dir.join("sha256");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {

@@ -33,7 +33,7 @@ fn c_path(path: &Path) -> io::Result<CString> {
 
 /// A detached clone of `source` (its whole tree when `recursive`), ID-mapped
 /// through `userns` (a user namespace file), read-only when asked.
-pub fn idmapped_clone(
+pub(crate) fn idmapped_clone(
     source: &Path,
     userns: &File,
     recursive: bool,
@@ -88,7 +88,7 @@ pub fn idmapped_clone(
 }
 
 /// Attaches a detached mount (from [`idmapped_clone`]) at `target`.
-pub fn attach(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+pub(crate) fn attach(tree: &OwnedFd, target: &Path) -> io::Result<()> {
     let to = c_path(target)?;
     let empty = c"";
     // SAFETY: move_mount reads the two NUL-terminated paths, alive for the call.
@@ -110,7 +110,7 @@ pub fn attach(tree: &OwnedFd, target: &Path) -> io::Result<()> {
 
 /// Mounts an ID-mapped clone of `source` at `target` (created, as a directory or an
 /// empty file like `source`).
-pub fn mount_idmapped(
+pub(crate) fn mount_idmapped(
     source: &Path,
     target: &Path,
     userns: &File,
@@ -130,7 +130,7 @@ pub fn mount_idmapped(
 }
 
 /// Detaches a mount made here (idempotent).
-pub fn unmount(target: &Path) -> io::Result<()> {
+pub(crate) fn unmount(target: &Path) -> io::Result<()> {
     match nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),

@@ -49,7 +49,7 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 
 /// What the caller expects of a layer blob.
 #[derive(Debug, Clone)]
-pub struct LayerSource<'a> {
+pub(crate) struct LayerSource<'a> {
     pub chain_id: &'a str,
     pub blob_digest: &'a str,
     pub diff_id: &'a str,
@@ -64,7 +64,7 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    pub fn open(dir: &Path, tmp: &Path) -> Result<Self, LayerError> {
+    pub(crate) fn open(dir: &Path, tmp: &Path) -> Result<Self, LayerError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         fs::create_dir_all(tmp).map_err(io_err("create", tmp))?;
         Ok(Self {
@@ -81,21 +81,21 @@ impl LayerStore {
     }
 
     /// The directory holding the layer's files (an overlayfs lower dir).
-    pub fn diff_path(&self, chain_id: &str) -> Result<PathBuf, LayerError> {
+    pub(crate) fn diff_path(&self, chain_id: &str) -> Result<PathBuf, LayerError> {
         Ok(self.layer_dir(chain_id)?.join("diff"))
     }
 
     /// The lower dirs of an image whose layers are `chain_ids` (bottom first).
-    pub fn diff_paths(&self, chain_ids: &[String]) -> Result<Vec<PathBuf>, LayerError> {
+    pub(crate) fn diff_paths(&self, chain_ids: &[String]) -> Result<Vec<PathBuf>, LayerError> {
         chain_ids.iter().map(|c| self.diff_path(c)).collect()
     }
 
-    pub fn contains(&self, chain_id: &str) -> bool {
+    pub(crate) fn contains(&self, chain_id: &str) -> bool {
         self.diff_path(chain_id).is_ok_and(|p| p.is_dir())
     }
 
     /// Unpacked size in bytes (file contents), as recorded at unpack time.
-    pub fn size(&self, chain_id: &str) -> u64 {
+    pub(crate) fn size(&self, chain_id: &str) -> u64 {
         self.layer_dir(chain_id)
             .ok()
             .and_then(|d| fs::read_to_string(d.join("size")).ok())
@@ -105,7 +105,11 @@ impl LayerStore {
 
     /// Unpacks a compressed layer stream (blocking: call from a blocking thread).
     /// Returns the unpacked size. A layer that is already there is not touched.
-    pub fn install(&self, source: &LayerSource<'_>, blob: impl Read) -> Result<u64, LayerError> {
+    pub(crate) fn install(
+        &self,
+        source: &LayerSource<'_>,
+        blob: impl Read,
+    ) -> Result<u64, LayerError> {
         let final_dir = self.layer_dir(source.chain_id)?;
         if final_dir.join("diff").is_dir() {
             return Ok(self.size(source.chain_id));
@@ -184,7 +188,7 @@ impl LayerStore {
 
     /// Removes a layer (idempotent). The dir is renamed away first, so a crash mid-way
     /// never leaves a half-deleted layer under its real name.
-    pub fn remove(&self, chain_id: &str) -> Result<(), LayerError> {
+    pub(crate) fn remove(&self, chain_id: &str) -> Result<(), LayerError> {
         let dir = self.layer_dir(chain_id)?;
         let doomed = self.tmp.join(format!(
             "removing-{}",
@@ -198,7 +202,7 @@ impl LayerStore {
     }
 
     /// Chain IDs of every complete layer.
-    pub fn list(&self) -> Result<Vec<String>, LayerError> {
+    pub(crate) fn list(&self) -> Result<Vec<String>, LayerError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))? {
             let entry = entry.map_err(io_err("list", &self.dir))?;

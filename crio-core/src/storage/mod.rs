@@ -2,14 +2,14 @@
 //! unpacked once by chain ID), and container root filesystems (overlayfs mounts, or
 //! vfs copies where overlayfs is unavailable).
 
-pub mod content;
-pub mod idmap;
-pub mod layers;
+pub(crate) mod content;
+pub(crate) mod idmap;
+pub(crate) mod layers;
 pub mod overlay;
 pub mod rootfs;
 mod tar_stream;
 pub mod unpack;
-pub mod usage;
+pub(crate) mod usage;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ const BLOCK: u64 = 512;
 /// Where the parser is, shared between the reader (owned by the tar crate) and the
 /// unpack loop that tells it where each entry's data ends.
 #[derive(Debug, Default)]
-pub struct Position {
+pub(super) struct Position {
     /// Bytes of the real stream read so far.
     offset: Cell<u64>,
     /// Where the current entry's data ends; the padding runs to the next block.
@@ -33,12 +33,12 @@ pub struct Position {
 
 impl Position {
     /// Bytes read so far: where an error happened.
-    pub fn offset(&self) -> u64 {
+    pub(super) fn offset(&self) -> u64 {
         self.offset.get()
     }
 
     /// The entry the parser just returned has `data_len` bytes of data starting here.
-    pub fn entry_data(&self, data_len: u64) {
+    pub(super) fn entry_data(&self, data_len: u64) {
         self.data_end
             .set(self.offset.get().saturating_add(data_len));
     }
@@ -50,13 +50,13 @@ impl Position {
 
 /// A layer's uncompressed stream, as the tar parser reads it.
 #[derive(Debug)]
-pub struct TarStream<R> {
+pub(super) struct TarStream<R> {
     inner: R,
     position: Rc<Position>,
 }
 
 impl<R: Read> TarStream<R> {
-    pub fn new(inner: R) -> (Self, Rc<Position>) {
+    pub(super) fn new(inner: R) -> (Self, Rc<Position>) {
         let position = Rc::new(Position::default());
         (
             Self {
@@ -70,7 +70,7 @@ impl<R: Read> TarStream<R> {
 
 /// After the parser stopped at its first zero block: what follows must be the end
 /// of the stream or a second zero block (the rest is never read as tar).
-pub fn check_end(position: &Position, reader: &mut impl Read) -> io::Result<()> {
+pub(super) fn check_end(position: &Position, reader: &mut impl Read) -> io::Result<()> {
     if position.ended.get() {
         return Ok(());
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// `(bytes, inodes)` used under `root`; unreadable parts are skipped.
-pub fn disk_usage(root: &Path) -> (u64, u64) {
+pub(crate) fn disk_usage(root: &Path) -> (u64, u64) {
     let Ok(meta) = std::fs::symlink_metadata(root) else {
         return (0, 0);
     };

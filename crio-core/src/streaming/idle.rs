@@ -28,13 +28,13 @@ impl Shared {
 
 /// An IO whose reads end (and writes fail) once it has been idle `timeout`.
 #[derive(Debug)]
-pub struct IdleIo<T> {
+pub(crate) struct IdleIo<T> {
     inner: T,
     shared: Arc<Shared>,
 }
 
 impl<T> IdleIo<T> {
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         let shared = Arc::new(Shared {
             start: Instant::now(),
             last: AtomicU64::new(0),

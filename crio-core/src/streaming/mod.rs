@@ -5,14 +5,14 @@
 //! to SPDY/3.1 (`spdy/`) or to a WebSocket speaking the Kubernetes channel
 //! protocol (`ws_channels`, `remotecommand`, `portforward`).
 
-pub mod idle;
-pub mod portforward;
-pub mod remotecommand;
-pub mod requests;
-pub mod spdy;
-pub mod target;
-pub mod tls;
-pub mod ws_channels;
+pub(crate) mod idle;
+pub(crate) mod portforward;
+pub(crate) mod remotecommand;
+pub(crate) mod requests;
+pub(crate) mod spdy;
+pub(crate) mod target;
+pub(crate) mod tls;
+pub(crate) mod ws_channels;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-pub use requests::{RequestCache, StreamRequest, TooManyInFlight};
+pub(crate) use requests::{RequestCache, StreamRequest, TooManyInFlight};
 
 use crate::error::CriError;
 use crate::pods::PodRuntime;
@@ -38,7 +38,8 @@ use target::Target;
 use ws_channels::ChannelProtocol;
 
 /// The kubelet's default `stream_idle_timeout`.
-pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(4 * 3600);
 
 const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
 const X_STREAM_PROTOCOL_VERSION: &str = "x-stream-protocol-version";

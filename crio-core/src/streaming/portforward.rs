@@ -13,7 +13,7 @@ use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
 use crate::pods::PodRuntime;
 
 /// The ports asked for in the URL's query (`?port=80&port=8080`).
-pub fn query_ports(query: &str) -> Result<Vec<u16>, String> {
+pub(crate) fn query_ports(query: &str) -> Result<Vec<u16>, String> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -28,7 +28,7 @@ pub fn query_ports(query: &str) -> Result<Vec<u16>, String> {
 }
 
 /// Forwards every port until the client goes away or every connection ended.
-pub async fn serve_port_forward<S>(
+pub(crate) async fn serve_port_forward<S>(
     ws: WebSocketStream<S>,
     protocol: ChannelProtocol,
     pods: Arc<PodRuntime>,

@@ -12,20 +12,20 @@ use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
 use crate::error::CriError;
 use crate::logs::Stream;
 
-pub const STDIN: u8 = 0;
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
-pub const ERROR: u8 = 3;
-pub const RESIZE: u8 = 4;
+pub(crate) const STDIN: u8 = 0;
+pub(crate) const STDOUT: u8 = 1;
+pub(crate) const STDERR: u8 = 2;
+pub(crate) const ERROR: u8 = 3;
+pub(crate) const RESIZE: u8 = 4;
 /// v5: `[255, channel]` half-closes a channel (stdin).
-pub const CLOSE: u8 = 255;
+pub(crate) const CLOSE: u8 = 255;
 
 /// How long output may still drain after the process exited.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which streams the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Streams {
+pub(crate) struct Streams {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
@@ -34,7 +34,7 @@ pub struct Streams {
 
 impl Streams {
     /// The kubelet's rules for an Exec or Attach request.
-    pub fn validate(&self) -> Result<(), CriError> {
+    pub(crate) fn validate(&self) -> Result<(), CriError> {
         if !(self.stdin || self.stdout || self.stderr) {
             return Err(CriError::InvalidArgument(
                 "one of stdin, stdout, or stderr must be set".into(),
@@ -51,7 +51,7 @@ impl Streams {
 
 /// Consumes the complete `TerminalSize` JSON values at the front of `buf` (a
 /// partial one stays for the next bytes); the last one, which is the size now.
-pub fn take_sizes(buf: &mut Vec<u8>) -> Option<TerminalSize> {
+pub(crate) fn take_sizes(buf: &mut Vec<u8>) -> Option<TerminalSize> {
     let mut sizes = serde_json::Deserializer::from_slice(buf).into_iter::<TerminalSize>();
     let mut last = None;
     while let Some(Ok(size)) = sizes.next() {
@@ -64,7 +64,7 @@ pub fn take_sizes(buf: &mut Vec<u8>) -> Option<TerminalSize> {
 
 /// A terminal size message (remotecommand's `TerminalSize`).
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
-pub struct TerminalSize {
+pub(crate) struct TerminalSize {
     #[serde(rename = "Width")]
     pub width: u16,
     #[serde(rename = "Height")]
@@ -72,7 +72,7 @@ pub struct TerminalSize {
 }
 
 /// What the error channel carries at the end (v4 and later): a metav1.Status.
-pub fn exit_status_json(cmd: &[String], exit_code: i32) -> String {
+pub(crate) fn exit_status_json(cmd: &[String], exit_code: i32) -> String {
     if exit_code == 0 {
         return r#"{"metadata":{},"status":"Success"}"#.to_string();
     }
@@ -96,7 +96,7 @@ pub(crate) enum Step {
 }
 
 /// Ends a session that could not start: the reason on the error channel.
-pub async fn refuse<S>(mut ws: WebSocketStream<S>, protocol: ChannelProtocol, reason: &str)
+pub(crate) async fn refuse<S>(mut ws: WebSocketStream<S>, protocol: ChannelProtocol, reason: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -114,7 +114,7 @@ where
 /// Runs one session until the process (or attached container) exits, its status
 /// going on the error channel, or the client goes away (an exec'd process is
 /// killed then).
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     ws: WebSocketStream<S>,
     protocol: ChannelProtocol,
     mut target: Target,
@@ -225,7 +225,7 @@ pub async fn serve<S>(
 
 /// What the error channel (or stream) carries at the end: v4 and later a
 /// metav1.Status JSON, earlier versions the failure's text (nothing on success).
-pub fn status_message(
+pub(crate) fn status_message(
     version: u8,
     cmd: &[String],
     result: &Result<i32, CriError>,

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a client has to connect to the URL an RPC returned.
-pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Requests waiting for their client, at most.
-pub const MAX_IN_FLIGHT: usize = 1000;
+pub(crate) const MAX_IN_FLIGHT: usize = 1000;
 
 /// What a token stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +41,13 @@ pub enum StreamRequest {
 pub struct TooManyInFlight;
 
 #[derive(Debug, Default)]
-pub struct RequestCache {
+pub(crate) struct RequestCache {
     entries: Mutex<HashMap<String, (StreamRequest, Instant)>>,
 }
 
 impl RequestCache {
     /// Stores `request`; returns its token (URL-safe, 8 random bytes).
-    pub fn insert(&self, request: StreamRequest) -> Result<String, TooManyInFlight> {
+    pub(crate) fn insert(&self, request: StreamRequest) -> Result<String, TooManyInFlight> {
         self.insert_at(request, Instant::now())
     }
 
@@ -68,7 +68,7 @@ impl RequestCache {
     }
 
     /// The request for `token`, once: a second use or an expired token finds nothing.
-    pub fn consume(&self, token: &str) -> Option<StreamRequest> {
+    pub(crate) fn consume(&self, token: &str) -> Option<StreamRequest> {
         self.consume_at(token, Instant::now())
     }
 

@@ -12,20 +12,20 @@ use crate::logs::Stream;
 use crate::pods::container::{AttachStream, ExecStream, SharedStdin};
 
 #[derive(Debug)]
-pub enum Target {
+pub(crate) enum Target {
     Exec(ExecStream),
     Attach(AttachStream),
 }
 
 /// Where the client's stdin goes.
 #[derive(Debug)]
-pub enum StdinWriter {
+pub(crate) enum StdinWriter {
     Pipe(pipe::Sender),
     Shared(SharedStdin),
 }
 
 impl StdinWriter {
-    pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             StdinWriter::Pipe(p) => p.write_all(data).await,
             StdinWriter::Shared(s) => s.write(data).await,
@@ -35,16 +35,16 @@ impl StdinWriter {
 
 /// Receives output: `Some(data)` for a chunk, `None` once that stream ended; the
 /// copy waits for the returned future (the transport's backpressure).
-pub type Emit = std::sync::Arc<
+pub(crate) type Emit = std::sync::Arc<
     dyn Fn(Stream, Option<Bytes>) -> futures::future::BoxFuture<'static, ()> + Send + Sync,
 >;
 
 impl Target {
-    pub fn is_attach(&self) -> bool {
+    pub(crate) fn is_attach(&self) -> bool {
         matches!(self, Target::Attach(_))
     }
 
-    pub fn take_stdin(&mut self) -> Option<StdinWriter> {
+    pub(crate) fn take_stdin(&mut self) -> Option<StdinWriter> {
         match self {
             Target::Exec(e) => e.stdin.take().map(StdinWriter::Pipe),
             Target::Attach(a) => a.stdin().map(StdinWriter::Shared),
@@ -52,7 +52,7 @@ impl Target {
     }
 
     /// Starts copying the output to `emit`; the tasks end at end-of-file.
-    pub fn spawn_output(&mut self, emit: Emit) -> Vec<JoinHandle<()>> {
+    pub(crate) fn spawn_output(&mut self, emit: Emit) -> Vec<JoinHandle<()>> {
         match self {
             Target::Exec(e) => [
                 (e.stdout.take(), Stream::Stdout),
@@ -93,14 +93,14 @@ impl Target {
         }
     }
 
-    pub async fn close_stdin(&mut self) {
+    pub(crate) async fn close_stdin(&mut self) {
         match self {
             Target::Exec(e) => e.close_stdin().await,
             Target::Attach(a) => a.close_stdin().await,
         }
     }
 
-    pub async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
+    pub(crate) async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
         match self {
             Target::Exec(e) => e.resize(width, height).await,
             Target::Attach(a) => a.resize(width, height).await,
@@ -108,7 +108,7 @@ impl Target {
     }
 
     /// Waits for the process (or container) to exit; its exit code.
-    pub async fn wait(&self) -> Result<i32, CriError> {
+    pub(crate) async fn wait(&self) -> Result<i32, CriError> {
         match self {
             Target::Exec(e) => e.wait().await,
             Target::Attach(a) => a.wait().await,
@@ -117,7 +117,7 @@ impl Target {
 
     /// An exec'd process is killed if still running and removed; an attached
     /// container is left as it is.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         if let Target::Exec(e) = self {
             e.finish().await;
         }

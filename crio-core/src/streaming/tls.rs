@@ -26,7 +26,11 @@ fn err<'a>(key: &'static str, path: &'a Path) -> impl Fn(String) -> TlsError + '
 
 /// The acceptor for `cert` and `key` (PEM), requiring client certificates signed
 /// by `ca` when given.
-pub fn acceptor(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
+pub(crate) fn acceptor(
+    cert: &Path,
+    key: &Path,
+    ca: Option<&Path>,
+) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| err("crio.api.stream_tls_cert", cert)(e.to_string()))?

@@ -12,14 +12,14 @@ use tokio_tungstenite::WebSocketStream;
 
 /// How channel messages are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Binary,
     Base64,
 }
 
 /// A negotiated subprotocol: its name and what it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelProtocol {
+pub(crate) struct ChannelProtocol {
     pub name: &'static str,
     /// The remotecommand version (1, 4 or 5); port-forward protocols say 4.
     pub version: u8,
@@ -27,7 +27,7 @@ pub struct ChannelProtocol {
 }
 
 /// Remotecommand (exec, attach) over WebSocket, newest first.
-pub const REMOTECOMMAND: &[ChannelProtocol] = &[
+pub(crate) const REMOTECOMMAND: &[ChannelProtocol] = &[
     ChannelProtocol {
         name: "v5.channel.k8s.io",
         version: 5,
@@ -56,7 +56,7 @@ pub const REMOTECOMMAND: &[ChannelProtocol] = &[
 ];
 
 /// Port-forward over WebSocket.
-pub const PORTFORWARD: &[ChannelProtocol] = &[
+pub(crate) const PORTFORWARD: &[ChannelProtocol] = &[
     ChannelProtocol {
         name: "v4.channel.k8s.io",
         version: 4,
@@ -81,7 +81,7 @@ pub const PORTFORWARD: &[ChannelProtocol] = &[
 
 /// The first protocol the client offers (in its order) that we support; a client
 /// that offers none gets the plain binary channel protocol, as wsstream does.
-pub fn negotiate(offered: &str, supported: &[ChannelProtocol]) -> Option<ChannelProtocol> {
+pub(crate) fn negotiate(offered: &str, supported: &[ChannelProtocol]) -> Option<ChannelProtocol> {
     let offered: Vec<&str> = offered
         .split(',')
         .map(str::trim)
@@ -101,7 +101,7 @@ pub fn negotiate(offered: &str, supported: &[ChannelProtocol]) -> Option<Channel
 /// Splits a session's WebSocket: its incoming messages, and a sender whose
 /// messages one task writes in order (the socket is closed when every sender is
 /// gone; await the task to know it is).
-pub fn split_with_writer<S>(
+pub(crate) fn split_with_writer<S>(
     ws: WebSocketStream<S>,
 ) -> (
     SplitStream<WebSocketStream<S>>,
@@ -124,7 +124,7 @@ where
     (source, tx, writer)
 }
 
-pub fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
+pub(crate) fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
     match encoding {
         Encoding::Binary => {
             let mut frame = Vec::with_capacity(data.len() + 1);
@@ -143,7 +143,7 @@ pub fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
 
 /// A data message's channel and payload; `None` for control messages and
 /// malformed ones.
-pub fn decode(encoding: Encoding, message: &Message) -> Option<(u8, Vec<u8>)> {
+pub(crate) fn decode(encoding: Encoding, message: &Message) -> Option<(u8, Vec<u8>)> {
     match (encoding, message) {
         (Encoding::Binary, Message::Binary(frame)) => {
             let (&channel, data) = frame.split_first()?;

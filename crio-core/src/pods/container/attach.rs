@@ -19,7 +19,7 @@ use crate::store::ContainerState;
 
 /// What a running container offers attach clients.
 #[derive(Debug, Clone)]
-pub struct AttachIo {
+pub(crate) struct AttachIo {
     /// Weak: when the log drains end (the container's output closed), attached
     /// clients see the end too.
     pub output: tokio::sync::broadcast::WeakSender<(Stream, bytes::Bytes)>,
@@ -29,7 +29,7 @@ pub struct AttachIo {
 
 /// One attached client.
 #[derive(Debug)]
-pub struct AttachStream {
+pub(crate) struct AttachStream {
     pub output: broadcast::Receiver<(Stream, bytes::Bytes)>,
     stdin: Option<Arc<Mutex<Option<pipe::Sender>>>>,
     stdin_once: bool,
@@ -41,7 +41,11 @@ pub struct AttachStream {
 impl PodRuntime {
     /// Attaches to running container `id`; `stdin` only for a container created
     /// with `stdin`.
-    pub fn attach_to(self: &Arc<Self>, id: &str, stdin: bool) -> Result<AttachStream, CriError> {
+    pub(crate) fn attach_to(
+        self: &Arc<Self>,
+        id: &str,
+        stdin: bool,
+    ) -> Result<AttachStream, CriError> {
         let record = self.container(id)?;
         if record.state != ContainerState::Running || self.has_exited(&record.id) {
             return Err(CriError::FailedPrecondition(format!(
@@ -79,11 +83,11 @@ impl PodRuntime {
 
 /// The container's stdin, shared by its attached clients.
 #[derive(Debug, Clone)]
-pub struct SharedStdin(Arc<Mutex<Option<pipe::Sender>>>);
+pub(crate) struct SharedStdin(Arc<Mutex<Option<pipe::Sender>>>);
 
 impl SharedStdin {
     /// Writes to the container's stdin (an error once it is closed).
-    pub async fn write(&self, data: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write(&self, data: &[u8]) -> std::io::Result<()> {
         match self.0.lock().await.as_mut() {
             Some(w) => w.write_all(data).await,
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
@@ -93,13 +97,13 @@ impl SharedStdin {
 
 impl AttachStream {
     /// A handle on the container's stdin, when this client may write to it.
-    pub fn stdin(&self) -> Option<SharedStdin> {
+    pub(crate) fn stdin(&self) -> Option<SharedStdin> {
         self.stdin.clone().map(SharedStdin)
     }
 
     /// The client closed stdin: with `stdin_once` the container's stdin closes
     /// (end-of-file for the process); otherwise it stays open for the next client.
-    pub async fn close_stdin(&mut self) {
+    pub(crate) async fn close_stdin(&mut self) {
         let Some(stdin) = self.stdin.take() else {
             return;
         };
@@ -121,7 +125,7 @@ impl AttachStream {
         }
     }
 
-    pub async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
+    pub(crate) async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
         self.shim
             .client
             .resize_pty(&api::ResizePtyRequest {
@@ -135,7 +139,7 @@ impl AttachStream {
     }
 
     /// Waits for the container to exit; its exit code.
-    pub async fn wait(&self) -> Result<i32, CriError> {
+    pub(crate) async fn wait(&self) -> Result<i32, CriError> {
         let exit = self
             .pods
             .wait_exit(

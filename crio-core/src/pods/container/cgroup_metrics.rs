@@ -8,7 +8,7 @@ use protocols::shim::{cgroups, cgroups_v2};
 
 /// CPU time in nanoseconds and CFS counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cpu {
+pub(crate) struct Cpu {
     pub total_ns: u64,
     pub user_ns: u64,
     pub system_ns: u64,
@@ -21,7 +21,7 @@ pub struct Cpu {
 
 /// Memory, in bytes and counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub usage: u64,
     pub limit: u64,
     pub max_usage: u64,
@@ -40,14 +40,14 @@ pub struct Memory {
 
 impl Memory {
     /// containerd's and cAdvisor's working set: usage less inactive file pages.
-    pub fn working_set(&self) -> u64 {
+    pub(crate) fn working_set(&self) -> u64 {
         self.usage.saturating_sub(self.inactive_file)
     }
 }
 
 /// Block I/O of one device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IoDevice {
+pub(crate) struct IoDevice {
     pub major: u64,
     pub minor: u64,
     pub read_bytes: u64,
@@ -58,7 +58,7 @@ pub struct IoDevice {
 
 /// One huge page size.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HugeTlb {
+pub(crate) struct HugeTlb {
     /// As cgroup files name it: `2MB`, `1GB`.
     pub pagesize: String,
     pub usage: u64,
@@ -67,7 +67,7 @@ pub struct HugeTlb {
 
 /// Pressure stall totals (cgroup v2 PSI), in microseconds: (some, full).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pressure {
+pub(crate) struct Pressure {
     pub cpu: (u64, u64),
     pub memory: (u64, u64),
     pub io: (u64, u64),
@@ -75,7 +75,7 @@ pub struct Pressure {
 
 /// One task's cgroup, whichever version it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupMetrics {
+pub(crate) struct CgroupMetrics {
     pub cpu: Cpu,
     pub memory: Memory,
     pub pids: u64,
@@ -229,7 +229,7 @@ fn from_v2(m: &cgroups_v2::metrics::Metrics) -> CgroupMetrics {
 
 /// Decodes a shim's `Stats` payload. The type URL has no `/` (containerd's typeurl
 /// for unregistered types), so it is matched by hand.
-pub fn parse_metrics(any: &Any) -> Result<CgroupMetrics, String> {
+pub(super) fn parse_metrics(any: &Any) -> Result<CgroupMetrics, String> {
     let name = any.type_url.rsplit('/').next().unwrap_or_default();
     match name {
         "io.containerd.cgroups.v1.Metrics" => {

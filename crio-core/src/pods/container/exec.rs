@@ -20,7 +20,7 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 
 /// What an exec produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
+pub(crate) struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
@@ -48,7 +48,10 @@ pub(super) fn exec_process(
 
 impl PodRuntime {
     /// The container, if it is running (`FailedPrecondition` otherwise).
-    pub fn running_container(&self, id: &str) -> Result<crate::store::ContainerRecord, CriError> {
+    pub(crate) fn running_container(
+        &self,
+        id: &str,
+    ) -> Result<crate::store::ContainerRecord, CriError> {
         let record = self.container(id)?;
         if record.state != ContainerState::Running || self.has_exited(&record.id) {
             return Err(CriError::FailedPrecondition(format!(
@@ -60,7 +63,7 @@ impl PodRuntime {
     }
 
     /// ExecSync: `timeout` of zero waits as long as it takes.
-    pub async fn exec_sync(
+    pub(crate) async fn exec_sync(
         &self,
         id: &str,
         cmd: &[String],

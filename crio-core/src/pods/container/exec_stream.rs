@@ -17,7 +17,7 @@ use crate::store::new_id;
 /// A running exec. Its owner must call [`ExecStream::finish`] (a client that went
 /// away leaves no process behind).
 #[derive(Debug)]
-pub struct ExecStream {
+pub(crate) struct ExecStream {
     /// Write end of the process's stdin (when asked for); drop it for end-of-file.
     pub stdin: Option<pipe::Sender>,
     pub stdout: Option<pipe::Receiver>,
@@ -31,7 +31,7 @@ pub struct ExecStream {
 
 impl PodRuntime {
     /// Starts `cmd` in container `id`.
-    pub async fn start_exec(
+    pub(crate) async fn start_exec(
         &self,
         id: &str,
         cmd: &[String],
@@ -100,7 +100,7 @@ impl PodRuntime {
 }
 
 impl ExecStream {
-    pub async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
+    pub(crate) async fn resize(&self, width: u32, height: u32) -> Result<(), CriError> {
         self.shim
             .client
             .resize_pty(&api::ResizePtyRequest {
@@ -116,7 +116,7 @@ impl ExecStream {
 
     /// End-of-file on the process's stdin: our write end goes, and the shim closes
     /// its own (`CloseIO`), as containerd does when a client closes stdin.
-    pub async fn close_stdin(&mut self) {
+    pub(crate) async fn close_stdin(&mut self) {
         self.stdin = None;
         if let Err(e) = self
             .shim
@@ -134,7 +134,7 @@ impl ExecStream {
     }
 
     /// Waits for the process to exit; its exit code.
-    pub async fn wait(&self) -> Result<i32, CriError> {
+    pub(crate) async fn wait(&self) -> Result<i32, CriError> {
         let exit = self
             .shim
             .client
@@ -149,7 +149,7 @@ impl ExecStream {
 
     /// Kills the process if it still runs, deletes it from the shim and removes
     /// its FIFOs.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self
             .shim
             .client

@@ -18,7 +18,7 @@ const VOLUMES_DIR: &str = "image-volumes";
 
 /// One `Mount.image`, with its image resolved.
 #[derive(Debug, Clone)]
-pub struct ImageVolume {
+pub(crate) struct ImageVolume {
     pub container_path: String,
     pub image: ImageRecord,
     /// A path inside the image (empty = its root).
@@ -27,7 +27,7 @@ pub struct ImageVolume {
 
 /// Mounts every volume's image under `storage` and returns the bind mounts that put
 /// them in the container. Blocking (a vfs copy reads the whole image).
-pub fn prepare(
+pub(crate) fn prepare(
     driver: rootfs::StorageDriver,
     layers: &LayerStore,
     storage: &Path,
@@ -79,7 +79,7 @@ fn source_in(root: &Path, sub_path: &str) -> Option<PathBuf> {
 }
 
 /// Unmounts and deletes every image volume of a container. Idempotent.
-pub fn release(driver: rootfs::StorageDriver, storage: &Path) {
+pub(crate) fn release(driver: rootfs::StorageDriver, storage: &Path) {
     let Ok(entries) = std::fs::read_dir(storage.join(VOLUMES_DIR)) else {
         return;
     };

@@ -6,17 +6,17 @@ mod attach;
 mod cgroup_metrics;
 mod exec;
 mod exec_stream;
-pub mod image_volumes;
-pub use attach::{AttachIo, AttachStream, SharedStdin};
-pub use exec_stream::ExecStream;
-pub use image_volumes::ImageVolume;
-pub use spec_input::is_image_volume;
-pub mod metrics;
-pub mod process;
-pub mod security;
+pub(crate) mod image_volumes;
+pub(crate) use attach::{AttachIo, AttachStream, SharedStdin};
+pub(crate) use exec_stream::ExecStream;
+pub(crate) use image_volumes::ImageVolume;
+pub(crate) use spec_input::is_image_volume;
+pub(crate) mod metrics;
+pub(crate) mod process;
+pub(crate) mod security;
 mod signal;
 mod spec_input;
-pub mod stats;
+pub(crate) mod stats;
 mod update;
 mod validate;
 
@@ -43,7 +43,7 @@ use signal::parse_signal;
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// CRI-O's unique name of a container.
-pub fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
+pub(crate) fn full_name(meta: &cri::ContainerMetadata, pod: &SandboxRecord) -> String {
     format!(
         "k8s_{}_{}_{}_{}_{}",
         meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
@@ -102,7 +102,7 @@ struct BundleInputs {
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record
     /// planned and reserved under its name, then its bundle and task.
-    pub async fn create_container(
+    pub(crate) async fn create_container(
         self: &Arc<Self>,
         sandbox_id: &str,
         config: &cri::ContainerConfig,
@@ -519,7 +519,7 @@ impl PodRuntime {
     }
 
     /// Bytes of a container's output dropped because its log could not be written.
-    pub fn log_dropped_bytes(&self, id: &str) -> u64 {
+    pub(crate) fn log_dropped_bytes(&self, id: &str) -> u64 {
         self.logs
             .lock()
             .ok()
@@ -528,7 +528,7 @@ impl PodRuntime {
     }
 
     /// ReopenContainerLog.
-    pub fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+    pub(crate) fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
         let record = self.container(id)?;
         if record.state != ContainerState::Running {
             return Err(CriError::FailedPrecondition(format!(
@@ -551,12 +551,12 @@ impl PodRuntime {
     }
 
     /// Finds a container by id or unique id prefix; NotFound otherwise.
-    pub fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
+    pub(crate) fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
         self.find_container(id)?
             .ok_or_else(|| CriError::NotFound(format!("container {id} not found")))
     }
 
-    pub fn find_container(&self, id: &str) -> Result<Option<ContainerRecord>, CriError> {
+    pub(crate) fn find_container(&self, id: &str) -> Result<Option<ContainerRecord>, CriError> {
         if id.is_empty() {
             return Err(CriError::InvalidArgument("container id is required".into()));
         }
@@ -579,7 +579,7 @@ impl PodRuntime {
     }
 
     /// StartContainer.
-    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<(), CriError> {
+    pub(crate) async fn start_container(self: &Arc<Self>, id: &str) -> Result<(), CriError> {
         let record = self.container(id)?;
         let _lock = self.locks.lock(&record.id).await;
         let record = self.container(&record.id)?;
@@ -623,7 +623,7 @@ impl PodRuntime {
     }
 
     /// StopContainer: the stop signal, `timeout` seconds, then SIGKILL. Idempotent.
-    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
+    pub(crate) async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
         let Some(record) = self.find_container(id)? else {
             return Ok(());
         };
@@ -666,7 +666,7 @@ impl PodRuntime {
 
     /// RemoveContainer: kills it if running, deletes its task, unmounts and removes
     /// its rootfs and bundle, then its record. Idempotent.
-    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<(), CriError> {
         let Some(record) = self.find_container(id)? else {
             return Ok(());
         };
@@ -727,7 +727,7 @@ impl PodRuntime {
         self.forget(&record.id);
     }
 
-    pub fn container_status(&self, record: &ContainerRecord) -> cri::ContainerStatus {
+    pub(crate) fn container_status(&self, record: &ContainerRecord) -> cri::ContainerStatus {
         cri::ContainerStatus {
             id: record.id.clone(),
             metadata: Some(container_metadata(record)),
@@ -782,7 +782,7 @@ impl PodRuntime {
         }
     }
 
-    pub fn list_containers(
+    pub(crate) fn list_containers(
         &self,
         filter: Option<&cri::ContainerFilter>,
     ) -> Result<Vec<cri::Container>, CriError> {

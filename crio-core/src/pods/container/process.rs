@@ -7,7 +7,7 @@ use crate::image::image_config::ContainerDefaults;
 
 /// Kubernetes' command rules: `command` replaces the image's Entrypoint (and drops its
 /// Cmd); `args` replaces the image's Cmd.
-pub fn command_line(
+pub(crate) fn command_line(
     command: &[String],
     args: &[String],
     image: &ContainerDefaults,
@@ -27,7 +27,7 @@ pub fn command_line(
 
 /// The image's environment, with the CRI's entries overriding by name, plus a PATH
 /// when neither sets one.
-pub fn environment(image_env: &[String], cri_env: &[(String, String)]) -> Vec<String> {
+pub(crate) fn environment(image_env: &[String], cri_env: &[(String, String)]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
     for e in image_env {
@@ -50,13 +50,13 @@ pub fn environment(image_env: &[String], cri_env: &[(String, String)]) -> Vec<St
 
 /// A user as resolved inside the rootfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResolvedUser {
+pub(crate) struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum UserError {
+pub(crate) enum UserError {
     #[error("user {0:?} not found in the image's /etc/passwd")]
     NoSuchUser(String),
     #[error("group {0:?} not found in the image's /etc/group")]
@@ -76,7 +76,7 @@ fn lookup(file: &str, name: &str) -> Option<(u32, u32)> {
 
 /// Resolves `user[:group]` (names or numbers) against the rootfs' passwd/group files.
 /// A numeric uid not in passwd runs with gid 0, as runc and CRI-O do.
-pub fn resolve_user(spec: &str, rootfs: &Path) -> Result<ResolvedUser, UserError> {
+pub(crate) fn resolve_user(spec: &str, rootfs: &Path) -> Result<ResolvedUser, UserError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -121,7 +121,7 @@ pub fn resolve_user(spec: &str, rootfs: &Path) -> Result<ResolvedUser, UserError
 /// The groups of the image's `/etc/group` that list the user (by the name `uid` has in
 /// `/etc/passwd`) as a member, other than `gid`: what CRI-O adds under the `Merge`
 /// supplemental-groups policy.
-pub fn member_groups(uid: u32, gid: u32, rootfs: &Path) -> Vec<u32> {
+pub(crate) fn member_groups(uid: u32, gid: u32, rootfs: &Path) -> Vec<u32> {
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     let Some(name) = passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();

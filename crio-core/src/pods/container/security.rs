@@ -13,7 +13,7 @@ use crate::spec::{self, seccomp, sysctl, Seccomp};
 /// `seccomp_profile_path` (`runtime/default`, `unconfined`, `localhost/<path>`). An
 /// absent profile is `Unconfined`, as the CRI says and containerd and CRI-O do: the
 /// kubelet sends `RuntimeDefault` itself when the pod or the node asks for it.
-pub fn seccomp_choice(
+pub(crate) fn seccomp_choice(
     profile: Option<&cri::SecurityProfile>,
     legacy_path: &str,
 ) -> Result<Seccomp, CriError> {
@@ -50,7 +50,7 @@ pub fn seccomp_choice(
 }
 
 /// Validated pod sysctls (names normalised to dots).
-pub fn pod_sysctls(
+pub(crate) fn pod_sysctls(
     sysctls: &std::collections::HashMap<String, String>,
     host_network: bool,
     host_ipc: bool,
@@ -68,7 +68,7 @@ pub fn pod_sysctls(
 /// names a loaded profile; `runtime/default` has no profile loaded by us, so the
 /// runtime's own default applies. On hosts without AppArmor the field is accepted
 /// and has no effect.
-pub fn apparmor_profile(
+pub(crate) fn apparmor_profile(
     profile: Option<&cri::SecurityProfile>,
     legacy: &str,
     enabled: bool,
@@ -87,7 +87,7 @@ pub fn apparmor_profile(
 }
 
 /// The SELinux process label from the CRI options, if the host has SELinux.
-pub fn selinux_label(options: Option<&cri::SeLinuxOption>, enabled: bool) -> Option<String> {
+pub(crate) fn selinux_label(options: Option<&cri::SeLinuxOption>, enabled: bool) -> Option<String> {
     let o = options?;
     if !enabled || (o.user.is_empty() && o.role.is_empty() && o.r#type.is_empty()) {
         return None;

@@ -11,7 +11,7 @@ const RTMAX: u32 = 64;
 
 /// A signal name or number (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`); empty means
 /// SIGTERM. None for anything else.
-pub fn parse_signal(name: &str) -> Option<u32> {
+pub(super) fn parse_signal(name: &str) -> Option<u32> {
     if name.is_empty() {
         return Some(SIGTERM);
     }
@@ -58,7 +58,7 @@ fn realtime(bare: &str) -> Option<u32> {
 /// The stop signal a `ContainerConfig` asks for, as the name the record keeps; None
 /// for `RUNTIME_DEFAULT` (the image's, else SIGTERM). An enum value this API does not
 /// know is an error.
-pub fn from_cri(value: i32) -> Result<Option<String>, String> {
+pub(super) fn from_cri(value: i32) -> Result<Option<String>, String> {
     let signal = cri::Signal::try_from(value)
         .map_err(|_| format!("unknown stop_signal {value}: not a CRI Signal value"))?;
     if signal == cri::Signal::RuntimeDefault {
@@ -73,7 +73,7 @@ pub fn from_cri(value: i32) -> Result<Option<String>, String> {
 }
 
 /// The CRI enum value for a signal number, as `ContainerStatus` reports it.
-pub fn to_cri(number: u32) -> cri::Signal {
+pub(super) fn to_cri(number: u32) -> cri::Signal {
     let name = match number {
         RTMIN => "SIGRTMIN".to_string(),
         RTMAX => "SIGRTMAX".to_string(),

@@ -21,7 +21,7 @@ use crate::store::{ContainerRecord, SandboxRecord};
 /// Our annotation listing paths to unmask (`/proc/acpi:/proc/kcore`, or `ALL`). The
 /// CRI cannot say "unmasked" (an empty list is the same as none on the wire), so
 /// this is how a pod asks for what Kubernetes' `procMount: Unmasked` means.
-pub const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
+pub(super) const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
 
 fn invalid(msg: impl Into<String>) -> CriError {
     CriError::InvalidArgument(msg.into())
@@ -38,7 +38,7 @@ fn propagation(p: i32) -> &'static str {
 /// The user, primary group and supplemental groups, by the CRI's rules: run_as_user
 /// (+ run_as_group), run_as_username, else the image's `User`; supplemental groups
 /// from the image's `/etc/group` too unless the policy is `Strict`.
-pub fn user_and_groups(
+pub(super) fn user_and_groups(
     sc: Option<&cri::LinuxContainerSecurityContext>,
     image_config: &ImageConfig,
     rootfs: &Path,
@@ -105,7 +105,7 @@ pub fn user_and_groups(
 
 /// CRI resources -> ours, with the node's pids limit; refuses a memory limit below
 /// `min_memory` (CRI-O's check).
-pub fn resources(
+pub(super) fn resources(
     r: Option<&cri::LinuxContainerResources>,
     pids_limit: i64,
     min_memory: u64,
@@ -158,7 +158,7 @@ pub fn resources(
 /// The swap rules of CRI-O and containerd: a swap limit is only written where the
 /// kernel accounts swap; on an update, a new memory limit without a swap limit
 /// means no swap (memory+swap may never be below memory).
-pub fn fit_swap(r: &mut Resources, accounted: bool, update: bool) {
+pub(super) fn fit_swap(r: &mut Resources, accounted: bool, update: bool) {
     if !accounted {
         r.memory_swap = 0;
     } else if update && r.memory_limit > 0 && r.memory_swap == 0 {
@@ -168,7 +168,7 @@ pub fn fit_swap(r: &mut Resources, accounted: bool, update: bool) {
 
 /// `path` inside `root`, resolving symlinks as if `root` were `/` (an image's
 /// symlinks never lead out of its rootfs).
-pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
+pub(super) fn secure_join(root: &Path, path: &Path) -> PathBuf {
     let mut resolved = PathBuf::new();
     let mut pending: Vec<PathBuf> = vec![path.to_path_buf()];
     let mut links = 0;
@@ -320,7 +320,7 @@ fn cri_mounts(
 }
 
 /// Whether a CRI mount is an image volume (KEP-4639).
-pub fn is_image_volume(m: &cri::Mount) -> bool {
+pub(crate) fn is_image_volume(m: &cri::Mount) -> bool {
     m.image.as_ref().is_some_and(|i| !i.image.is_empty())
 }
 
@@ -356,7 +356,7 @@ fn proc_paths(
 
 /// Everything `spec::container` needs for one container.
 #[allow(clippy::too_many_arguments)]
-pub fn container_spec_input(
+pub(super) fn container_spec_input(
     rt: &PodRuntime,
     pod: &SandboxRecord,
     record: &ContainerRecord,
@@ -474,8 +474,6 @@ pub fn container_spec_input(
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
     Ok(ContainerSpec {
-        id: record.id.clone(),
-        sandbox_id: pod.id.clone(),
         rootfs: rootfs.to_path_buf(),
         args,
         env,

@@ -21,7 +21,7 @@ const UNLIMITED: u64 = 1 << 62;
 
 /// One task's metrics, whichever cgroup version they came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TaskMetrics {
+pub(crate) struct TaskMetrics {
     pub cpu_ns: u64,
     pub memory_usage: u64,
     pub memory_limit: u64,
@@ -34,7 +34,7 @@ pub struct TaskMetrics {
 
 impl TaskMetrics {
     /// containerd's working set: usage less inactive file pages, never negative.
-    pub fn working_set(&self) -> u64 {
+    pub(crate) fn working_set(&self) -> u64 {
         self.memory_usage.saturating_sub(self.inactive_file)
     }
 
@@ -74,7 +74,7 @@ impl From<&CgroupMetrics> for TaskMetrics {
 
 /// Previous CPU samples, for `usage_nano_cores` (the rate since the last query).
 #[derive(Debug, Default)]
-pub struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
+pub(crate) struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
 
 impl CpuSamples {
     /// `None` on the first sample or after a counter reset.
@@ -89,7 +89,7 @@ impl CpuSamples {
         Some(((cpu_ns - old) as u128 * 1_000_000_000 / dt as u128) as u64)
     }
 
-    pub fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut map) = self.0.lock() {
             map.remove(id);
         }
@@ -125,7 +125,7 @@ fn memory(m: &TaskMetrics, now: i64) -> cri::MemoryUsage {
 /// `/proc/<pid>/net/dev` -> interface counters, `lo` left out.
 /// One interface's counters from `/proc/<pid>/net/dev`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetDev {
+pub(crate) struct NetDev {
     pub name: String,
     pub rx_bytes: u64,
     pub rx_packets: u64,
@@ -138,7 +138,7 @@ pub struct NetDev {
 }
 
 /// The interfaces of a `/proc/<pid>/net/dev`, loopback left out (as cAdvisor does).
-pub fn net_dev(text: &str) -> Vec<NetDev> {
+pub(crate) fn net_dev(text: &str) -> Vec<NetDev> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -254,13 +254,13 @@ impl PodRuntime {
     }
 
     /// ContainerStats.
-    pub async fn container_stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {
+    pub(crate) async fn container_stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {
         let c = self.container(id)?;
         Ok(self.stats_of(&c, true).await.0)
     }
 
     /// ListContainerStats: running containers that match the filter.
-    pub async fn list_container_stats(
+    pub(crate) async fn list_container_stats(
         &self,
         filter: Option<&cri::ContainerStatsFilter>,
     ) -> Result<Vec<cri::ContainerStats>, CriError> {
@@ -291,7 +291,10 @@ impl PodRuntime {
 
     /// PodSandboxStats: the pod's containers and pause summed (CPU, memory,
     /// processes), its network counters, and each container's stats.
-    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<cri::PodSandboxStats, CriError> {
+    pub(crate) async fn pod_sandbox_stats(
+        &self,
+        id: &str,
+    ) -> Result<cri::PodSandboxStats, CriError> {
         let pod = self
             .sandbox(id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {id} not found")))?;
@@ -361,7 +364,7 @@ impl PodRuntime {
     }
 
     /// ListPodSandboxStats: ready pods that match the filter.
-    pub async fn list_pod_sandbox_stats(
+    pub(crate) async fn list_pod_sandbox_stats(
         &self,
         filter: Option<&cri::PodSandboxStatsFilter>,
     ) -> Result<Vec<cri::PodSandboxStats>, CriError> {

@@ -15,11 +15,11 @@ use crate::store::ContainerRecord;
 use crate::store::ContainerState;
 
 /// containerd's type URL for runtime-spec resources (its shims ignore it and read JSON).
-pub const LINUX_RESOURCES_TYPE: &str =
+pub(super) const LINUX_RESOURCES_TYPE: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 
 /// The fields of `new` that are set, over `old`.
-pub fn merge(old: &Resources, new: &Resources) -> Resources {
+pub(super) fn merge(old: &Resources, new: &Resources) -> Resources {
     let mut out = old.clone();
     let set = |o: &mut i64, n: i64| {
         if n != 0 {
@@ -56,7 +56,7 @@ fn update_payload(requested: &Resources) -> Result<Vec<u8>, CriError> {
 
 impl PodRuntime {
     /// UpdateContainerResources.
-    pub async fn update_container_resources(
+    pub(crate) async fn update_container_resources(
         &self,
         id: &str,
         linux: Option<&cri::LinuxContainerResources>,

@@ -15,7 +15,7 @@ fn invalid(msg: impl Into<String>) -> CriError {
 
 /// What a CreateContainer request must carry and may not hold, checked before its
 /// pod is looked up: its metadata (a name), environment, paths and resources.
-pub fn request(config: &cri::ContainerConfig) -> Result<&cri::ContainerMetadata, CriError> {
+pub(super) fn request(config: &cri::ContainerConfig) -> Result<&cri::ContainerMetadata, CriError> {
     let meta = config
         .metadata
         .as_ref()
@@ -35,7 +35,7 @@ pub fn request(config: &cri::ContainerConfig) -> Result<&cri::ContainerMetadata,
 /// kubelet means it (`<container>/<restart>.log`). An absolute `log_path` or one
 /// that climbs out with `..` is refused; either empty means no log, as the CRI
 /// allows.
-pub fn log_file(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>, CriError> {
+pub(super) fn log_file(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>, CriError> {
     if log_directory.is_empty() || log_path.is_empty() {
         return Ok(None);
     }
@@ -57,7 +57,7 @@ pub fn log_file(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>, 
 
 /// Environment variables: a name that is not empty and has no `=`, no NUL anywhere
 /// (runc refuses all three when it starts the process).
-pub fn environment(envs: &[cri::KeyValue]) -> Result<(), CriError> {
+pub(super) fn environment(envs: &[cri::KeyValue]) -> Result<(), CriError> {
     for kv in envs {
         if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
             return Err(invalid(format!(
@@ -83,7 +83,7 @@ fn absolute(what: &str, path: &str) -> Result<(), CriError> {
 }
 
 /// The working directory and mount paths are absolute.
-pub fn paths(config: &cri::ContainerConfig) -> Result<(), CriError> {
+pub(super) fn paths(config: &cri::ContainerConfig) -> Result<(), CriError> {
     if !config.working_dir.is_empty() {
         absolute("working_dir", &config.working_dir)?;
     }
@@ -97,7 +97,7 @@ pub fn paths(config: &cri::ContainerConfig) -> Result<(), CriError> {
 }
 
 /// A cpuset list (`0-3,5`): what the kernel's `cpuset.cpus` and `cpuset.mems` take.
-pub fn cpuset(field: &str, value: &str) -> Result<(), CriError> {
+pub(super) fn cpuset(field: &str, value: &str) -> Result<(), CriError> {
     if value.is_empty() {
         return Ok(());
     }
@@ -117,7 +117,7 @@ pub fn cpuset(field: &str, value: &str) -> Result<(), CriError> {
 }
 
 /// The CRI's resources, in the ranges the kernel takes (0 = unset).
-pub fn resources(r: &cri::LinuxContainerResources) -> Result<(), CriError> {
+pub(super) fn resources(r: &cri::LinuxContainerResources) -> Result<(), CriError> {
     let range = |field: &str, v: i64, lo: i64, hi: i64, extra: &str| {
         if v != 0 && !(lo..=hi).contains(&v) {
             Err(invalid(format!(

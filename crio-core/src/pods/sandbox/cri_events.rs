@@ -12,12 +12,12 @@ use super::PodRuntime;
 /// Events buffered per subscriber.
 pub const EVENT_BUFFER: usize = 1000;
 
-pub fn channel() -> broadcast::Sender<cri::ContainerEventResponse> {
+pub(crate) fn channel() -> broadcast::Sender<cri::ContainerEventResponse> {
     broadcast::channel(EVENT_BUFFER).0
 }
 
 impl PodRuntime {
-    pub fn subscribe_events(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
         self.cri_events.subscribe()
     }
 

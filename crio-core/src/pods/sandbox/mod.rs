@@ -44,7 +44,7 @@ fn pin_slot(record: &mut SandboxRecord, kind: PodNamespace) -> &mut String {
 pub const USERNS_DIR: &str = "userns";
 
 /// The pod's user namespace as its specs join it (`None` = the host's).
-pub fn pod_user_namespace(record: &SandboxRecord) -> Option<spec::UserNamespace> {
+pub(crate) fn pod_user_namespace(record: &SandboxRecord) -> Option<spec::UserNamespace> {
     let m = record.userns?;
     let oci = |r: crate::network::userns::IdMapping| {
         oci_spec::runtime::LinuxIdMappingBuilder::default()
@@ -63,7 +63,7 @@ pub fn pod_user_namespace(record: &SandboxRecord) -> Option<spec::UserNamespace>
 }
 
 /// CRI-O's unique name of a pod sandbox.
-pub fn full_name(meta: &cri::PodSandboxMetadata) -> String {
+pub(crate) fn full_name(meta: &cri::PodSandboxMetadata) -> String {
     format!(
         "k8s_POD_{}_{}_{}_{}",
         meta.name, meta.namespace, meta.uid, meta.attempt
@@ -153,7 +153,7 @@ impl PodRuntime {
 
     /// RunPodSandbox.
     /// `infra` is the `pause_image` (resolved by the caller), `None` for the built-in pause.
-    pub async fn run_sandbox(
+    pub(crate) async fn run_sandbox(
         self: &Arc<Self>,
         config: &cri::PodSandboxConfig,
         handler_name: &str,
@@ -331,9 +331,6 @@ impl PodRuntime {
         annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), record.namespace.clone());
         let oci = spec::sandbox(
             &SandboxSpec {
-                id: id.clone(),
-                name: record.name.clone(),
-                namespace: record.namespace.clone(),
                 hostname: record.hostname.clone(),
                 rootfs,
                 readonly_rootfs: readonly,
@@ -643,7 +640,7 @@ impl PodRuntime {
     }
 
     /// Finds a sandbox by id or unique id prefix.
-    pub fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, CriError> {
+    pub(crate) fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, CriError> {
         if id.is_empty() {
             return Err(CriError::InvalidArgument(
                 "pod sandbox id is required".into(),
@@ -667,7 +664,7 @@ impl PodRuntime {
         }
     }
 
-    pub fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerRecord>, CriError> {
+    pub(crate) fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerRecord>, CriError> {
         Ok(self
             .store
             .list::<ContainerRecord>()?
@@ -677,7 +674,7 @@ impl PodRuntime {
     }
 
     /// StopPodSandbox: idempotent; an unknown pod is already stopped.
-    pub async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
+    pub(crate) async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
         let Some(record) = self.sandbox(id)? else {
             return Ok(());
         };
@@ -735,7 +732,7 @@ impl PodRuntime {
 
     /// RemovePodSandbox: stops it if needed, removes its containers, its task, its
     /// shim, its bundle and its record. Idempotent.
-    pub async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+    pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
         let Some(record) = self.sandbox(id)? else {
             return Ok(());
         };
@@ -757,7 +754,7 @@ impl PodRuntime {
         Ok(())
     }
 
-    pub fn sandbox_status(&self, record: &SandboxRecord) -> cri::PodSandboxStatus {
+    pub(crate) fn sandbox_status(&self, record: &SandboxRecord) -> cri::PodSandboxStatus {
         let mode = |host: bool, pod: bool| {
             if host {
                 cri::NamespaceMode::Node as i32
@@ -789,7 +786,7 @@ impl PodRuntime {
         }
     }
 
-    pub fn list_sandboxes(
+    pub(crate) fn list_sandboxes(
         &self,
         filter: Option<&cri::PodSandboxFilter>,
     ) -> Result<Vec<cri::PodSandbox>, CriError> {
@@ -822,7 +819,7 @@ impl PodRuntime {
     }
 }
 
-pub fn labels_match(
+pub(crate) fn labels_match(
     selector: &std::collections::HashMap<String, String>,
     labels: &BTreeMap<String, String>,
 ) -> bool {
@@ -847,7 +844,7 @@ fn sandbox_state(record: &SandboxRecord) -> cri::PodSandboxState {
 }
 
 /// Both runtimes' grouping annotations, so any shim puts the pod in one process.
-pub fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, String); 4] {
+pub(crate) fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, String); 4] {
     [
         (spec::CRI_SANDBOX_ID.into(), sandbox_id.into()),
         (spec::CRI_CONTAINER_TYPE.into(), kind.into()),

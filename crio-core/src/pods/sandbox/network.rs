@@ -17,13 +17,13 @@ use crate::store::SandboxState;
 
 /// What RunPodSandbox attaches a pod with, checked before anything is created.
 #[derive(Debug)]
-pub struct NetworkPlan {
+pub(super) struct NetworkPlan {
     pub network: CniNetwork,
     pub runtime_config: serde_json::Map<String, Value>,
 }
 
 /// An ADD that finished: its result and how long the plugins took.
-pub struct Added {
+pub(super) struct Added {
     pub result: Result<Value, CriError>,
     pub elapsed: Duration,
 }
@@ -144,7 +144,7 @@ impl PodRuntime {
 
     /// PortForward's dial: a TCP connection to `port` on the pod's loopback, made
     /// inside its network namespace (the host's for a host-network pod).
-    pub async fn dial_pod_port(
+    pub(crate) async fn dial_pod_port(
         &self,
         pod_id: &str,
         port: u16,
@@ -221,7 +221,7 @@ impl PodRuntime {
 }
 
 /// The IPs a pod status reports: primary, then the others.
-pub fn network_status(record: &SandboxRecord) -> cri::PodSandboxNetworkStatus {
+pub(super) fn network_status(record: &SandboxRecord) -> cri::PodSandboxNetworkStatus {
     let mut ips = record.ips.iter();
     cri::PodSandboxNetworkStatus {
         ip: ips.next().cloned().unwrap_or_default(),

@@ -15,7 +15,7 @@ const MOUNT_POINTS: &[&str] = &["proc", "dev", "sys", "etc", "tmp"];
 
 /// Writes `<dir>/rootfs` (idempotent; the binary is replaced when it changed) and
 /// returns the rootfs path.
-pub fn install(dir: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn install(dir: &Path) -> std::io::Result<PathBuf> {
     let rootfs = dir.join("rootfs");
     for d in MOUNT_POINTS {
         std::fs::create_dir_all(rootfs.join(d))?;

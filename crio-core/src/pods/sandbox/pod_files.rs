@@ -26,28 +26,28 @@ pub struct PodFiles {
 }
 
 impl PodFiles {
-    pub fn new(bundle: &Path) -> Self {
+    pub(crate) fn new(bundle: &Path) -> Self {
         PodFiles {
             dir: bundle.to_path_buf(),
         }
     }
-    pub fn hostname(&self) -> PathBuf {
+    pub(crate) fn hostname(&self) -> PathBuf {
         self.dir.join("hostname")
     }
-    pub fn hosts(&self) -> PathBuf {
+    pub(crate) fn hosts(&self) -> PathBuf {
         self.dir.join("hosts")
     }
-    pub fn resolv_conf(&self) -> PathBuf {
+    pub(crate) fn resolv_conf(&self) -> PathBuf {
         self.dir.join("resolv.conf")
     }
-    pub fn shm(&self) -> PathBuf {
+    pub(crate) fn shm(&self) -> PathBuf {
         self.dir.join("shm")
     }
 }
 
 /// `resolv.conf` from the CRI's DNS config (CRI-O's layout: search, nameservers,
 /// options); `None` when the config is empty, meaning the host's file is used.
-pub fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Option<String> {
+pub(crate) fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Option<String> {
     let dns = dns?;
     if dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty() {
         return None;
@@ -67,7 +67,7 @@ pub fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Option<String> {
 
 /// `/etc/hosts` for a pod with its own network: the standard entries and a line
 /// for each pod IP with the pod's hostname (as the kubelet's managed file has).
-pub fn hosts(hostname: &str, ips: &[IpAddr]) -> String {
+pub(crate) fn hosts(hostname: &str, ips: &[IpAddr]) -> String {
     let mut out = DEFAULT_HOSTS.to_string();
     if !hostname.is_empty() {
         for ip in ips {
@@ -79,7 +79,7 @@ pub fn hosts(hostname: &str, ips: &[IpAddr]) -> String {
 
 /// The size of a pod's `/dev/shm` in bytes: the `io.kubernetes.cri-o.ShmSize`
 /// annotation (`64Mi`, `1G`...) or the default.
-pub fn shm_size(annotation: Option<&str>) -> Result<u64, String> {
+pub(crate) fn shm_size(annotation: Option<&str>) -> Result<u64, String> {
     match annotation {
         None | Some("") => Ok(DEFAULT_SHM_SIZE),
         Some(v) => crate::network::pod_request::parse_quantity(v)
@@ -92,7 +92,10 @@ pub fn shm_size(annotation: Option<&str>) -> Result<u64, String> {
 /// The pod's shared files as its tasks mount them: `/etc/hostname`, `/etc/hosts`,
 /// `/etc/resolv.conf` (read-only with a read-only rootfs, as containerd) and
 /// `/dev/shm` (the host's with host IPC).
-pub fn mounts(pod: &crate::store::SandboxRecord, readonly: bool) -> Vec<oci_spec::runtime::Mount> {
+pub(crate) fn mounts(
+    pod: &crate::store::SandboxRecord,
+    readonly: bool,
+) -> Vec<oci_spec::runtime::Mount> {
     let files = PodFiles::new(&pod.bundle);
     let mut out = Vec::new();
     for (path, dest) in [
@@ -117,14 +120,14 @@ pub fn mounts(pod: &crate::store::SandboxRecord, readonly: bool) -> Vec<oci_spec
 }
 
 /// Writes a file the way the kubelet's readers expect: whole, mode 0644.
-pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
 
 /// Mounts the pod's `/dev/shm` tmpfs (the effect; `unmount_shm` undoes it).
-pub fn mount_shm(path: &Path, size: u64) -> std::io::Result<()> {
+pub(crate) fn mount_shm(path: &Path, size: u64) -> std::io::Result<()> {
     use nix::mount::{mount, MsFlags};
     std::fs::create_dir_all(path)?;
     let data = format!("mode=1777,size={size}");
@@ -139,7 +142,7 @@ pub fn mount_shm(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 /// Unmounts the pod's shm if mounted; a path that is not a mount is left alone.
-pub fn unmount_shm(path: &Path) -> std::io::Result<()> {
+pub(crate) fn unmount_shm(path: &Path) -> std::io::Result<()> {
     use nix::mount::{umount2, MntFlags};
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) => Ok(()),

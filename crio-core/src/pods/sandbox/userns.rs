@@ -45,7 +45,9 @@ fn one_range(what: &str, ranges: &[cri::IdMapping]) -> Result<IdMapping, CriErro
 }
 
 /// The mappings of `opts` (`None`: the host's user namespace).
-pub fn mappings(opts: Option<&cri::UserNamespace>) -> Result<Option<UsernsMappings>, CriError> {
+pub(crate) fn mappings(
+    opts: Option<&cri::UserNamespace>,
+) -> Result<Option<UsernsMappings>, CriError> {
     let Some(opts) = opts else {
         return Ok(None);
     };
@@ -68,7 +70,7 @@ fn userns_options(n: Option<&cri::NamespaceOption>) -> Option<&cri::UserNamespac
 
 /// The pod's user namespace mappings; refuses host namespaces with one (the API
 /// server's rule: a pod in its own user namespace shares none of the host's).
-pub fn pod_mappings(
+pub(crate) fn pod_mappings(
     config: &cri::PodSandboxConfig,
     ns: PodNamespaces,
 ) -> Result<Option<UsernsMappings>, CriError> {
@@ -89,7 +91,7 @@ pub fn pod_mappings(
 
 /// Checks a container's user namespace request against its pod's: a container
 /// joins its pod's (containerd refuses a different one too).
-pub fn check_container(
+pub(crate) fn check_container(
     config: &cri::ContainerConfig,
     pod: Option<&UsernsMappings>,
 ) -> Result<(), CriError> {
@@ -126,7 +128,7 @@ fn describe(m: Option<&UsernsMappings>) -> String {
 }
 
 /// A CRI mount's ID mappings, as `UsernsMappings` (`None` when it has none).
-pub fn mount_mappings(m: &cri::Mount) -> Result<Option<UsernsMappings>, CriError> {
+pub(crate) fn mount_mappings(m: &cri::Mount) -> Result<Option<UsernsMappings>, CriError> {
     if m.uid_mappings.is_empty() && m.gid_mappings.is_empty() {
         return Ok(None);
     }

@@ -13,7 +13,9 @@ fn invalid(msg: impl Into<String>) -> CriError {
 
 /// The metadata's required fields; the pod-level `run_as_group` rule; the
 /// hostname, DNS, port mappings and log directory.
-pub fn pod_request(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMetadata, CriError> {
+pub(super) fn pod_request(
+    config: &cri::PodSandboxConfig,
+) -> Result<&cri::PodSandboxMetadata, CriError> {
     let meta = config
         .metadata
         .as_ref()
@@ -56,7 +58,7 @@ pub fn pod_request(config: &cri::PodSandboxConfig) -> Result<&cri::PodSandboxMet
 
 /// An RFC 1123 host name: dot-separated labels of letters, digits and `-` (not at
 /// either end), 1 to 63 bytes each, 253 in all.
-pub fn hostname(name: &str) -> Result<(), CriError> {
+pub(super) fn hostname(name: &str) -> Result<(), CriError> {
     let bad = |why: &str| {
         invalid(format!(
             "hostname {name:?} is not an RFC 1123 host name: {why}"

@@ -12,7 +12,7 @@ use super::frame::{self, Frame, HeaderReader, HeaderWriter, Headers, CANCEL, MAX
 
 /// What arrives on a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     Data(Vec<u8>),
     /// The client half-closed the stream (FIN).
     Fin,
@@ -23,7 +23,7 @@ pub enum StreamEvent {
 /// A stream the client opened; its events arrive on `events` (closed when the
 /// connection ends).
 #[derive(Debug)]
-pub struct IncomingStream {
+pub(crate) struct IncomingStream {
     pub id: u32,
     pub headers: Headers,
     pub events: mpsc::UnboundedReceiver<StreamEvent>,
@@ -31,14 +31,14 @@ pub struct IncomingStream {
 
 /// Sends frames on the connection; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct SpdyConn {
+pub(crate) struct SpdyConn {
     /// `None` closes the connection after what is queued.
     out: mpsc::UnboundedSender<Option<Frame>>,
     closed: watch::Receiver<bool>,
 }
 
 /// Starts the reader and writer tasks on an upgraded connection.
-pub fn start<IO>(io: IO) -> (SpdyConn, mpsc::UnboundedReceiver<IncomingStream>)
+pub(crate) fn start<IO>(io: IO) -> (SpdyConn, mpsc::UnboundedReceiver<IncomingStream>)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -142,12 +142,12 @@ impl SpdyConn {
     }
 
     /// Closes the connection once what is queued has been written.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let _ = self.out.send(None);
     }
 
     /// Accepts a stream the client opened (an empty SYN_REPLY).
-    pub fn reply(&self, stream_id: u32) {
+    pub(crate) fn reply(&self, stream_id: u32) {
         self.send(Frame::SynReply {
             stream_id,
             fin: false,
@@ -155,7 +155,7 @@ impl SpdyConn {
         });
     }
 
-    pub fn data(&self, stream_id: u32, data: &[u8]) {
+    pub(crate) fn data(&self, stream_id: u32, data: &[u8]) {
         for chunk in data.chunks(MAX_DATA) {
             self.send(Frame::Data {
                 stream_id,
@@ -166,7 +166,7 @@ impl SpdyConn {
     }
 
     /// Half-closes our side of a stream.
-    pub fn fin(&self, stream_id: u32) {
+    pub(crate) fn fin(&self, stream_id: u32) {
         self.send(Frame::Data {
             stream_id,
             fin: true,
@@ -174,7 +174,7 @@ impl SpdyConn {
         });
     }
 
-    pub fn reset(&self, stream_id: u32) {
+    pub(crate) fn reset(&self, stream_id: u32) {
         self.send(Frame::RstStream {
             stream_id,
             status: CANCEL,
@@ -182,7 +182,7 @@ impl SpdyConn {
     }
 
     /// GOAWAY (then [`SpdyConn::close`]).
-    pub fn go_away(&self, last_good_stream_id: u32) {
+    pub(crate) fn go_away(&self, last_good_stream_id: u32) {
         self.send(Frame::GoAway {
             last_good_stream_id,
             status: 0,
@@ -190,7 +190,7 @@ impl SpdyConn {
     }
 
     /// Resolves when the client's side of the connection has ended.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         let mut closed = self.closed.clone();
         let _ = closed.wait_for(|c| *c).await;
     }

@@ -86,7 +86,7 @@ const TAIL: &str = concat!(
 );
 
 /// The dictionary's bytes (1423 of them).
-pub fn dictionary() -> &'static [u8] {
+pub(crate) fn dictionary() -> &'static [u8] {
     static DICTIONARY: OnceLock<Vec<u8>> = OnceLock::new();
     DICTIONARY.get_or_init(|| {
         let mut out = Vec::with_capacity(1423);

@@ -16,7 +16,7 @@ use crate::streaming::remotecommand::{status_message, take_sizes, Step, Streams}
 use crate::streaming::target::{Emit, Target};
 
 /// How long the client has to open its streams.
-pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The streams the client must open for these options.
@@ -38,7 +38,7 @@ fn expected(streams: Streams, version: u8) -> Vec<&'static str> {
 }
 
 /// Accepts the client's streams; `None` if it did not open them in time or left.
-pub async fn accept_streams(
+pub(crate) async fn accept_streams(
     conn: &SpdyConn,
     incoming: &mut UnboundedReceiver<IncomingStream>,
     wanted: &[&'static str],
@@ -73,7 +73,7 @@ pub async fn accept_streams(
 
 /// Runs an exec or attach session on an upgraded SPDY connection: the target
 /// starts once the client has opened its streams.
-pub async fn serve(
+pub(crate) async fn serve(
     conn: SpdyConn,
     mut incoming: UnboundedReceiver<IncomingStream>,
     version: u8,

@@ -8,30 +8,29 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::dictionary::dictionary;
 
-pub const FLAG_FIN: u8 = 0x01;
-pub const FLAG_UNIDIRECTIONAL: u8 = 0x02;
+pub(crate) const FLAG_FIN: u8 = 0x01;
 
-pub const SYN_STREAM: u16 = 1;
-pub const SYN_REPLY: u16 = 2;
-pub const RST_STREAM: u16 = 3;
-pub const SETTINGS: u16 = 4;
-pub const PING: u16 = 6;
-pub const GOAWAY: u16 = 7;
-pub const HEADERS: u16 = 8;
-pub const WINDOW_UPDATE: u16 = 9;
+pub(crate) const SYN_STREAM: u16 = 1;
+pub(crate) const SYN_REPLY: u16 = 2;
+pub(crate) const RST_STREAM: u16 = 3;
+pub(crate) const SETTINGS: u16 = 4;
+pub(crate) const PING: u16 = 6;
+pub(crate) const GOAWAY: u16 = 7;
+pub(crate) const HEADERS: u16 = 8;
+pub(crate) const WINDOW_UPDATE: u16 = 9;
 
 /// RST_STREAM status CANCEL (what a reset sends).
-pub const CANCEL: u32 = 5;
-pub const PROTOCOL_ERROR: u32 = 1;
+pub(crate) const CANCEL: u32 = 5;
+pub(crate) const PROTOCOL_ERROR: u32 = 1;
 
 /// A frame's length field is 24 bits.
-pub const MAX_DATA: usize = (1 << 24) - 1;
+pub(crate) const MAX_DATA: usize = (1 << 24) - 1;
 
 /// Header names (lower-case) and values, in order.
-pub type Headers = Vec<(String, String)>;
+pub(crate) type Headers = Vec<(String, String)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub(crate) enum Frame {
     Data {
         stream_id: u32,
         fin: bool,
@@ -66,7 +65,7 @@ pub enum Frame {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     #[error("SPDY connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("SPDY protocol error: {0}")]
@@ -78,7 +77,7 @@ fn protocol(msg: impl Into<String>) -> FrameError {
 }
 
 /// The outgoing header zlib stream.
-pub struct HeaderWriter {
+pub(crate) struct HeaderWriter {
     zlib: Compress,
 }
 
@@ -127,7 +126,7 @@ impl HeaderWriter {
 }
 
 /// The incoming header zlib stream.
-pub struct HeaderReader {
+pub(crate) struct HeaderReader {
     zlib: Decompress,
 }
 
@@ -206,7 +205,7 @@ fn parse_headers(block: &[u8]) -> Result<Headers, FrameError> {
 }
 
 /// The value of header `name` (case-insensitive).
-pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -225,7 +224,7 @@ fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
 
 /// The frame's bytes. Header blocks go through `headers` (the connection's
 /// outgoing zlib stream), so frames must be encoded in the order they are sent.
-pub fn encode(frame: &Frame, headers: &mut HeaderWriter) -> Vec<u8> {
+pub(crate) fn encode(frame: &Frame, headers: &mut HeaderWriter) -> Vec<u8> {
     let fin = |f: bool| if f { FLAG_FIN } else { 0 };
     match frame {
         Frame::Data {
@@ -280,7 +279,7 @@ pub fn encode(frame: &Frame, headers: &mut HeaderWriter) -> Vec<u8> {
 }
 
 /// Reads one frame; `None` at a clean end of the connection.
-pub async fn read<R: AsyncRead + Unpin>(
+pub(crate) async fn read<R: AsyncRead + Unpin>(
     reader: &mut R,
     headers: &mut HeaderReader,
 ) -> Result<Option<Frame>, FrameError> {

@@ -2,23 +2,23 @@
 //! exec and port-forward: the framing (`frame`), the connection (`conn`) and the
 //! two sessions that run over it.
 
-pub mod conn;
-pub mod dictionary;
-pub mod exec;
-pub mod frame;
-pub mod portforward;
+pub(crate) mod conn;
+pub(crate) mod dictionary;
+pub(crate) mod exec;
+pub(crate) mod frame;
+pub(crate) mod portforward;
 
 /// Remotecommand versions over SPDY, newest first (`X-Stream-Protocol-Version`).
-pub const REMOTECOMMAND: &[(&str, u8)] = &[
+pub(crate) const REMOTECOMMAND: &[(&str, u8)] = &[
     ("v4.channel.k8s.io", 4),
     ("v3.channel.k8s.io", 3),
     ("v2.channel.k8s.io", 2),
 ];
 
-pub const PORTFORWARD: &[(&str, u8)] = &[("portforward.k8s.io", 1)];
+pub(crate) const PORTFORWARD: &[(&str, u8)] = &[("portforward.k8s.io", 1)];
 
 /// The first protocol the client lists (in its order) that we support.
-pub fn negotiate(
+pub(crate) fn negotiate(
     offered: &[String],
     supported: &[(&'static str, u8)],
 ) -> Option<(&'static str, u8)> {

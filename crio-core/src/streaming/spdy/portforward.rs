@@ -126,7 +126,7 @@ impl Pairs {
 /// Serves until the client closes the connection; many pairs, on one port or
 /// several, run at once. A pair whose second stream does not come within
 /// [`PAIR_TIMEOUT`] is dropped, as the kubelet does.
-pub async fn serve_port_forward(
+pub(crate) async fn serve_port_forward(
     conn: SpdyConn,
     mut incoming: UnboundedReceiver<IncomingStream>,
     pods: Arc<PodRuntime>,

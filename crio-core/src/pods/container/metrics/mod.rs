@@ -27,11 +27,11 @@ use crate::store::{ContainerRecord, SandboxRecord};
 use crate::store::{ContainerState, SandboxState};
 use table::{Group, BASE_LABELS, METRICS};
 
-pub use table::Group as MetricGroup;
+pub(crate) use table::Group as MetricGroup;
 
 /// What the host can serve beyond cgroup v1 basics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MetricHost {
+pub(crate) struct MetricHost {
     /// cgroup v2 with pressure stall information.
     pub psi: bool,
     /// A hugetlb controller and huge page sizes.
@@ -43,7 +43,7 @@ pub struct MetricHost {
 }
 
 impl MetricHost {
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
         let controllers =
             std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
@@ -76,7 +76,7 @@ impl MetricHost {
 
 /// Which groups `included_pod_metrics` leaves out for want of host support, and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Omitted {
+pub(crate) struct Omitted {
     /// Groups asked for by name (warn about them).
     pub named: bool,
     pub notes: Vec<String>,
@@ -84,7 +84,7 @@ pub struct Omitted {
 
 /// The groups to serve for `included_pod_metrics` (validated: `["all"]`, or group
 /// names), and what the host cannot serve of them.
-pub fn resolve_groups(included: &[String], host: MetricHost) -> (Vec<MetricGroup>, Omitted) {
+pub(crate) fn resolve_groups(included: &[String], host: MetricHost) -> (Vec<MetricGroup>, Omitted) {
     let all = included.iter().any(|g| g == crate::config::METRICS_ALL);
     let mut groups = vec![Group::Always];
     let mut notes = Vec::new();
@@ -112,7 +112,7 @@ pub fn resolve_groups(included: &[String], host: MetricHost) -> (Vec<MetricGroup
 }
 
 /// The descriptors of the served groups.
-pub fn descriptors(groups: &[MetricGroup]) -> Vec<cri::MetricDescriptor> {
+pub(crate) fn descriptors(groups: &[MetricGroup]) -> Vec<cri::MetricDescriptor> {
     METRICS
         .iter()
         .filter(|d| groups.contains(&d.group))
@@ -373,12 +373,14 @@ fn pod_interfaces(pod: &SandboxRecord) -> Vec<NetDev> {
 
 impl PodRuntime {
     /// ListMetricDescriptors.
-    pub fn metric_descriptors(&self) -> Vec<cri::MetricDescriptor> {
+    pub(crate) fn metric_descriptors(&self) -> Vec<cri::MetricDescriptor> {
         descriptors(&self.config.metric_groups)
     }
 
     /// ListPodSandboxMetrics: every ready pod, its running containers.
-    pub async fn pod_sandbox_metrics(&self) -> Result<Vec<cri::PodSandboxMetrics>, CriError> {
+    pub(crate) async fn pod_sandbox_metrics(
+        &self,
+    ) -> Result<Vec<cri::PodSandboxMetrics>, CriError> {
         let groups = &self.config.metric_groups;
         let cgroups = [
             Group::Cpu,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The processes of one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProcessSample {
+pub(super) struct ProcessSample {
     pub processes: u64,
     pub file_descriptors: u64,
     pub sockets: u64,
@@ -51,7 +51,7 @@ fn soft_nofile(limits: &str) -> Option<u64> {
 }
 
 /// Samples the processes of the cgroup `init_pid` is in (`None` if it has gone).
-pub fn sample(init_pid: u32) -> Option<ProcessSample> {
+pub(super) fn sample(init_pid: u32) -> Option<ProcessSample> {
     let dir = cgroup_dir(init_pid)?;
     let procs = pids(&std::fs::read_to_string(dir.join("cgroup.procs")).ok()?);
     let mut out = ProcessSample {
@@ -79,13 +79,13 @@ pub fn sample(init_pid: u32) -> Option<ProcessSample> {
 
 /// Size and inodes of the filesystem holding `path` (`statfs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsSample {
+pub(super) struct FsSample {
     pub limit_bytes: u64,
     pub inodes_total: u64,
     pub inodes_free: u64,
 }
 
-pub fn filesystem(path: &Path) -> Option<FsSample> {
+pub(super) fn filesystem(path: &Path) -> Option<FsSample> {
     let s = nix::sys::statfs::statfs(path).ok()?;
     let block = u64::try_from(s.block_size()).unwrap_or_default();
     Some(FsSample {
@@ -96,7 +96,7 @@ pub fn filesystem(path: &Path) -> Option<FsSample> {
 }
 
 /// A block device's name as cAdvisor labels it (`/dev/vda`), else `major:minor`.
-pub fn device_name(major: u64, minor: u64) -> String {
+pub(super) fn device_name(major: u64, minor: u64) -> String {
     std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
         .ok()
         .and_then(|u| {

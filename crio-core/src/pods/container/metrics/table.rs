@@ -37,7 +37,7 @@ impl Group {
     ];
 
     /// The config name (`diskIO`, ...).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Group::Always => "",
             Group::Cpu => "cpu",
@@ -56,7 +56,7 @@ impl Group {
 
 /// One metric: name, help, type, group and the labels after the base ones.
 #[derive(Debug, Clone, Copy)]
-pub struct Def {
+pub(super) struct Def {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: MetricType,
@@ -65,7 +65,7 @@ pub struct Def {
 }
 
 /// The labels every metric starts with, in CRI-O's order.
-pub const BASE_LABELS: [&str; 5] = ["id", "image", "namespace", "pod", "container"];
+pub(super) const BASE_LABELS: [&str; 5] = ["id", "image", "namespace", "pod", "container"];
 
 const C: MetricType = MetricType::Counter;
 const G: MetricType = MetricType::Gauge;
@@ -87,7 +87,7 @@ const fn def(
 }
 
 #[rustfmt::skip]
-pub const METRICS: &[Def] = &[
+pub(super) const METRICS: &[Def] = &[
     def("container_last_seen", "Last time a container was seen by the exporter", G, Group::Always, &[]),
     // cpu
     def("container_cpu_user_seconds_total", "Cumulative user CPU time consumed in seconds.", C, Group::Cpu, &[]),
@@ -157,7 +157,7 @@ pub const METRICS: &[Def] = &[
 ];
 
 /// The definition of `name`.
-pub fn lookup(name: &str) -> Option<&'static Def> {
+pub(super) fn lookup(name: &str) -> Option<&'static Def> {
     METRICS.iter().find(|d| d.name == name)
 }
 
