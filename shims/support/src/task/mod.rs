@@ -4,8 +4,11 @@
 //! [`entry::main`].
 
 pub mod entry;
+mod exits;
 pub mod oci_cli;
+mod process;
 pub mod service;
+mod telemetry;
 
 /// What differs between the shims built on this service.
 #[derive(Debug)]

@@ -1,127 +1,51 @@
 //! The task service: every container of one pod, driven through a runc-compatible
-//! runtime CLI (runc, crun, or the youki shim's own libcontainer front end).
+//! runtime CLI (runc, crun, or the youki shim's own libcontainer front end). The
+//! process table is `task::process`'s, exit reporting `task::exits`', OOM
+//! events and stats `task::telemetry`'s; this file creates, starts, signals and
+//! deletes, and answers the Task API.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::console::{self, ConsoleSocket};
 use crate::events::{self, timestamp, topics, EventSink};
 use crate::launch::ServeContext;
-use crate::reaper::{Exit, Reaper};
+use crate::reaper::Reaper;
 use crate::stdio::{ProcessIo, StdioConfig};
 use crate::Error;
 use async_trait::async_trait;
 use containerd_shim_protos::api;
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
+use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::Result as TtrpcResult;
 use containerd_shim_protos::types::task::Status;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 
+use super::exits::UNCLAIMED_EXIT_TTL;
 use super::oci_cli::{Runtime, RuntimeOptions};
+use super::process::{not_found, Container, Process, UnclaimedExits};
 use super::Flavor;
 
-/// How long an exit may wait for its output to be delivered before it is reported.
-const EXIT_IO_WAIT: Duration = Duration::from_secs(3);
 /// How long delete waits for output still being copied.
 const DELETE_IO_WAIT: Duration = Duration::from_secs(10);
-/// How long an exit of a pid nobody knows yet is kept (a process that exits
-/// before its start returned).
-const UNCLAIMED_EXIT_TTL: Duration = Duration::from_secs(60);
-
-type ExitState = Option<(i32, SystemTime)>;
 
 #[derive(Debug)]
-struct Process {
-    exec_id: String,
-    pid: u32,
-    status: Status,
-    stdio: StdioConfig,
-    io: Option<Arc<ProcessIo>>,
-    console: Option<File>,
-    /// Set once the exit is reported; `Wait` watches it.
-    exited: watch::Sender<ExitState>,
-    /// The exec's process spec (JSON), for exec processes.
-    spec: Option<serde_json::Value>,
-}
-
-impl Process {
-    fn new(exec_id: &str, stdio: StdioConfig) -> Process {
-        Process {
-            exec_id: exec_id.to_string(),
-            pid: 0,
-            status: Status::CREATED,
-            stdio,
-            io: None,
-            console: None,
-            exited: watch::channel(None).0,
-            spec: None,
-        }
-    }
-
-    fn exit(&self) -> ExitState {
-        *self.exited.borrow()
-    }
-}
-
-#[derive(Debug)]
-struct Container {
-    id: String,
-    bundle: PathBuf,
-    runtime: Runtime,
-    init: Process,
-    execs: HashMap<String, Process>,
-    rootfs_mounted: bool,
-    /// Without its own pid namespace, the init's exit does not end the others.
-    shared_pid_ns: bool,
-}
-
-impl Container {
-    fn process(&self, exec_id: &str) -> Result<&Process, Error> {
-        if exec_id.is_empty() {
-            return Ok(&self.init);
-        }
-        self.execs
-            .get(exec_id)
-            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} of {} not found", self.id)))
-    }
-
-    fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process, Error> {
-        if exec_id.is_empty() {
-            return Ok(&mut self.init);
-        }
-        let id = self.id.clone();
-        self.execs
-            .get_mut(exec_id)
-            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} of {id} not found")))
-    }
-}
-
-#[derive(Debug)]
-struct Inner {
+pub(super) struct Inner {
     ctx: ServeContext,
     flavor: &'static Flavor,
-    containers: Mutex<HashMap<String, Container>>,
-    unclaimed: std::sync::Mutex<HashMap<i32, (Exit, Instant)>>,
+    pub(super) containers: Mutex<HashMap<String, Container>>,
+    /// Exits of pids no process has yet.
+    pub(super) unclaimed: std::sync::Mutex<UnclaimedExits>,
 }
 
 /// The task service of one pod's shim.
 #[derive(Debug, Clone)]
 pub struct Service {
-    inner: Arc<Inner>,
-}
-
-fn status_of(p: &Process) -> Status {
-    p.status
-}
-
-fn not_found(id: &str) -> Error {
-    Error::NotFound(format!("container {id} not found"))
+    pub(super) inner: Arc<Inner>,
 }
 
 /// For a terminal process: takes the pty master the runtime sent on `socket` and
@@ -156,7 +80,7 @@ impl Service {
                 ctx,
                 flavor,
                 containers: Mutex::new(HashMap::new()),
-                unclaimed: std::sync::Mutex::new(HashMap::new()),
+                unclaimed: std::sync::Mutex::new(UnclaimedExits::new(UNCLAIMED_EXIT_TTL)),
             }),
         };
         let handler = service.clone();
@@ -169,119 +93,12 @@ impl Service {
         service
     }
 
-    fn events(&self) -> &EventSink {
+    pub(super) fn events(&self) -> &EventSink {
         &self.inner.ctx.events
     }
 
     fn reaper(&self) -> &Reaper {
         &self.inner.ctx.reaper
-    }
-
-    fn take_unclaimed(&self, pid: u32) -> Option<Exit> {
-        let mut map = self.inner.unclaimed.lock().ok()?;
-        map.retain(|_, (_, at)| at.elapsed() < UNCLAIMED_EXIT_TTL);
-        map.remove(&(pid as i32)).map(|(e, _)| e)
-    }
-
-    async fn handle_exit(&self, exit: Exit) {
-        let mut containers = self.inner.containers.lock().await;
-        let found = containers.values_mut().find_map(|c| {
-            let cid = c.id.clone();
-            let shared = c.shared_pid_ns;
-            let runtime = c.runtime.clone();
-            let is_live = |p: &Process| {
-                p.pid as i32 == exit.pid && p.exit().is_none() && p.status != Status::STOPPED
-            };
-            if is_live(&c.init) {
-                c.init.status = Status::STOPPED;
-                return Some((
-                    cid,
-                    String::new(),
-                    shared,
-                    runtime,
-                    c.init.io.clone(),
-                    c.init.exited.clone(),
-                ));
-            }
-            c.execs.values_mut().find(|p| is_live(p)).map(|p| {
-                p.status = Status::STOPPED;
-                (
-                    cid,
-                    p.exec_id.clone(),
-                    false,
-                    runtime,
-                    p.io.clone(),
-                    p.exited.clone(),
-                )
-            })
-        });
-        drop(containers);
-        let Some((cid, exec_id, shared_pid_ns, runtime, io, exited)) = found else {
-            if let Ok(mut map) = self.inner.unclaimed.lock() {
-                map.insert(exit.pid, (exit, Instant::now()));
-            }
-            return;
-        };
-        tracing::info!(container = %cid, exec = %exec_id, pid = exit.pid, status = exit.status, "process exited");
-        let service = self.clone();
-        tokio::spawn(async move {
-            if exec_id.is_empty() && shared_pid_ns {
-                // Nothing else ends the other processes of the container.
-                let _ = runtime.kill(&cid, libc::SIGKILL as u32, true).await;
-            }
-            service.report_exit(cid, exec_id, exit, io, exited).await;
-        });
-    }
-
-    async fn report_exit(
-        &self,
-        cid: String,
-        exec_id: String,
-        exit: Exit,
-        io: Option<Arc<ProcessIo>>,
-        exited: watch::Sender<ExitState>,
-    ) {
-        if let Some(io) = &io {
-            if !io.wait_outputs(EXIT_IO_WAIT).await {
-                tracing::debug!(container = %cid, "output still open after exit");
-            }
-        }
-        exited.send_replace(Some((exit.status, exit.at)));
-        let id = if exec_id.is_empty() {
-            cid.clone()
-        } else {
-            exec_id
-        };
-        self.events()
-            .publish(
-                topics::TASK_EXIT_EVENT_TOPIC,
-                Box::new(events::TaskExit {
-                    container_id: cid,
-                    id,
-                    pid: exit.pid as u32,
-                    exit_status: exit.status as u32,
-                    exited_at: MessageField::some(timestamp(exit.at)),
-                    ..Default::default()
-                }),
-            )
-            .await;
-    }
-
-    /// Marks a process whose pid just became known as exited if it already did.
-    fn claim_early_exit(&self, container: &Container, exec_id: &str, pid: u32) {
-        if let Some(exit) = self.take_unclaimed(pid) {
-            let Ok(p) = container.process(exec_id) else {
-                return;
-            };
-            let service = self.clone();
-            let (cid, eid, io, exited) = (
-                container.id.clone(),
-                exec_id.to_string(),
-                p.io.clone(),
-                p.exited.clone(),
-            );
-            tokio::spawn(async move { service.report_exit(cid, eid, exit, io, exited).await });
-        }
     }
 
     async fn create_container(
@@ -441,32 +258,6 @@ impl Service {
         Ok((init, shared_pid_ns))
     }
 
-    fn watch_oom(&self, id: &str, pid: u32) {
-        let mut rx = match crate::oom::watch(pid) {
-            Ok(rx) => rx,
-            Err(e) => {
-                tracing::warn!(container = %id, "cannot watch for OOM: {e}");
-                return;
-            }
-        };
-        let events = self.events().clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                tracing::info!(container = %id, "OOM");
-                events
-                    .publish(
-                        topics::TASK_OOM_EVENT_TOPIC,
-                        Box::new(events::TaskOOM {
-                            container_id: id.clone(),
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-            }
-        });
-    }
-
     async fn start_process(&self, id: &str, exec_id: &str) -> Result<u32, Error> {
         let mut containers = self.inner.containers.lock().await;
         let c = containers.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -608,7 +399,7 @@ impl Service {
         Ok(resp)
     }
 
-    async fn with_process<T>(
+    pub(super) async fn with_process<T>(
         &self,
         id: &str,
         exec_id: &str,
@@ -645,32 +436,6 @@ impl Service {
             .map_err(|_| Error::InvalidArgument(format!("bad signal {}", req.signal)))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
             .map_err(|e| Error::io(format!("kill {pid}"), e.into()))
-    }
-
-    async fn stats(&self, id: &str) -> Result<Any, Error> {
-        let pid = self.with_process(id, "", |_, p| Ok(p.pid)).await?;
-        tokio::task::spawn_blocking(move || -> Result<Any, Error> {
-            let cgroup = containerd_shim::cgroup::get_cgroup(pid)?;
-            if cgroup.v2() {
-                let mut m = containerd_shim::cgroup::collect_metrics_v2(&cgroup)?;
-                crate::cgroup_stats::fill_v2(pid, &mut m);
-                Ok(Any {
-                    type_url: "io.containerd.cgroups.v2.Metrics".into(),
-                    value: m.write_to_bytes()?,
-                    ..Default::default()
-                })
-            } else {
-                let mut m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
-                crate::cgroup_stats::fill_v1(pid, &mut m);
-                Ok(Any {
-                    type_url: "io.containerd.cgroups.v1.Metrics".into(),
-                    value: m.write_to_bytes()?,
-                    ..Default::default()
-                })
-            }
-        })
-        .await
-        .map_err(|e| Error::Other(format!("stats task: {e}")))?
     }
 
     async fn set_paused(&self, id: &str, pause: bool) -> Result<(), Error> {
@@ -770,7 +535,7 @@ impl Task for Service {
                     status: EnumOrUnknown::new(if exit.is_some() {
                         Status::STOPPED
                     } else {
-                        status_of(p)
+                        p.status
                     }),
                     stdin: p.stdio.stdin.clone(),
                     stdout: p.stdio.stdout.clone(),
