@@ -664,7 +664,8 @@ async fn a_killed_shim_leaves_no_process_and_no_socket() {
         .collect();
     assert!(
         left.is_empty(),
-        "the dead shim's socket is removed: {left:?}"
+        "the dead shim's socket is removed: {left:?}; daemon log:\n{}",
+        daemon.log()
     );
 }
 

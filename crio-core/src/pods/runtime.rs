@@ -299,7 +299,7 @@ impl PodRuntime {
         let _lock = self.locks.lock(sandbox_id).await;
         self.shims.forget(sandbox_id);
         // Nothing serves on it any more; gone before the pod reads as broken.
-        remove_dead_socket(&shim.address().address);
+        remove_dead_socket(&shim.address().address).await;
         // The pod is broken from now on, whatever its tasks' cleanup takes.
         if let Ok(Some(mut s)) = self.store.get::<SandboxRecord>(sandbox_id) {
             if s.mark_not_ready() {
@@ -623,11 +623,24 @@ impl PodRuntime {
     }
 }
 
-/// Removes the socket of a shim that died (nothing listens on it any more).
-fn remove_dead_socket(address: &str) {
+/// How long a shim whose connection was lost may still hold its listener: the
+/// kernel closes a dying process's descriptors one by one.
+const DEAD_SHIM_LISTENER_GRACE: Duration = Duration::from_secs(2);
+
+/// Removes the socket of a shim whose connection was lost, once nothing listens
+/// on it any more; a shim still listening after the grace keeps its socket.
+async fn remove_dead_socket(address: &str) {
     let path = address.strip_prefix("unix://").unwrap_or(address);
-    if path.is_empty() || std::os::unix::net::UnixStream::connect(path).is_ok() {
+    if path.is_empty() {
         return;
+    }
+    let deadline = tokio::time::Instant::now() + DEAD_SHIM_LISTENER_GRACE;
+    while std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(socket = %path, "a shim whose connection was lost still listens: its socket is kept");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     match std::fs::remove_file(path) {
         Ok(()) => tracing::debug!(socket = %path, "removed a dead shim's socket"),
