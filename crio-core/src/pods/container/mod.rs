@@ -99,6 +99,27 @@ struct BundleInputs {
     args: Vec<String>,
 }
 
+/// Unmounts a container's image volumes and rootfs and removes its storage and
+/// bundle. Blocking (unmounts, a tree removal).
+fn remove_container_files(driver: rootfs::StorageDriver, id: &str, storage: &Path, bundle: &Path) {
+    image_volumes::release(driver, storage);
+    // Whatever driver made it (the daemon may have restarted with another one).
+    let _ = overlay::unmount_rootfs(&storage.join("rootfs"));
+    if let Err(e) = rootfs::release_rootfs(driver, storage) {
+        tracing::warn!(container = %id, "{e}");
+    }
+    for dir in [bundle, storage] {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(container = %id, "remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record
     /// planned and reserved under its name, then its bundle and task.
@@ -704,23 +725,14 @@ impl PodRuntime {
             self.reap_task(&record.sandbox_id, &record.id, &record.bundle)
                 .await;
         }
+        let driver = self.config.storage_driver;
         let storage = self.container_storage(&record.id);
-        image_volumes::release(self.config.storage_driver, &storage);
-        // Whatever driver made it (the daemon may have restarted with another one).
-        let _ = overlay::unmount_rootfs(&storage.join("rootfs"));
-        if let Err(e) = rootfs::release_rootfs(self.config.storage_driver, &storage) {
-            tracing::warn!(container = %record.id, "{e}");
-        }
-        for dir in [record.bundle.clone(), storage] {
-            if dir.as_os_str().is_empty() {
-                continue;
-            }
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(container = %record.id, "remove {}: {e}", dir.display());
-                }
-            }
-        }
+        let (id, bundle) = (record.id.clone(), record.bundle.clone());
+        let _ = super::off_worker(move || {
+            remove_container_files(driver, &id, &storage, &bundle);
+            Ok(())
+        })
+        .await;
         if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
             tracing::warn!(container = %record.id, "remove record: {e}");
         }

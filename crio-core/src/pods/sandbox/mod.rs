@@ -127,6 +127,34 @@ fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
     }
 }
 
+/// Unpins a pod's namespaces, unmounts its shm and removes its bundle. Blocking
+/// (unmounts, a tree removal).
+fn remove_pod_files(record: &SandboxRecord) {
+    for path in [
+        &record.netns_path,
+        &record.utsns_path,
+        &record.ipcns_path,
+        &record.userns_path,
+    ] {
+        if !path.is_empty() {
+            if let Err(e) = pinned_ns::remove_pinned(Path::new(path)) {
+                tracing::warn!(pod = %record.id, "{e}");
+            }
+        }
+    }
+    if !record.bundle.as_os_str().is_empty() {
+        let shm = pod_files::PodFiles::new(&record.bundle).shm();
+        if let Err(e) = pod_files::unmount_shm(&shm) {
+            tracing::warn!(pod = %record.id, "unmount shm: {e}");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&record.bundle) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(pod = %record.id, "remove bundle: {e}");
+            }
+        }
+    }
+}
+
 impl PodRuntime {
     /// A pod with its own user namespace needs a handler whose runtime can join one
     /// (the daemon ID-maps the rootfs and volumes itself) and overlay storage.
@@ -602,38 +630,28 @@ impl PodRuntime {
         }
         self.forget(&record.id);
         if !record.infra_image.is_empty() {
+            let driver = self.config.storage_driver;
             let storage = self.config.containers_dir.join(&record.id);
-            if let Err(e) = rootfs::release_rootfs(self.config.storage_driver, &storage) {
-                tracing::warn!(pod = %record.id, "{e}");
-            }
-            let _ = std::fs::remove_dir_all(&storage);
+            let id = record.id.clone();
+            let _ = super::off_worker(move || {
+                if let Err(e) = rootfs::release_rootfs(driver, &storage) {
+                    tracing::warn!(pod = %id, "{e}");
+                }
+                let _ = std::fs::remove_dir_all(&storage);
+                Ok(())
+            })
+            .await;
         }
         if let Err(e) = self.detach_network(&mut record.clone()).await {
             tracing::warn!(pod = %record.id, "{e}");
         }
-        for path in [
-            &record.netns_path,
-            &record.utsns_path,
-            &record.ipcns_path,
-            &record.userns_path,
-        ] {
-            if !path.is_empty() {
-                if let Err(e) = pinned_ns::remove_pinned(Path::new(path)) {
-                    tracing::warn!(pod = %record.id, "{e}");
-                }
-            }
-        }
-        if !record.bundle.as_os_str().is_empty() {
-            let shm = pod_files::PodFiles::new(&record.bundle).shm();
-            if let Err(e) = pod_files::unmount_shm(&shm) {
-                tracing::warn!(pod = %record.id, "unmount shm: {e}");
-            }
-            if let Err(e) = std::fs::remove_dir_all(&record.bundle) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(pod = %record.id, "remove bundle: {e}");
-                }
-            }
-        }
+        // After CNI DEL: the network namespace goes last.
+        let pod = record.clone();
+        let _ = super::off_worker(move || {
+            remove_pod_files(&pod);
+            Ok(())
+        })
+        .await;
         if let Err(e) = self.store.delete_async::<SandboxRecord>(&record.id).await {
             tracing::warn!(pod = %record.id, "remove record: {e}");
         }
