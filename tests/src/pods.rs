@@ -206,6 +206,15 @@ impl CriClient {
 
     /// ExecSync with a 10 s timeout.
     pub async fn exec(&mut self, id: &str, cmd: &[&str]) -> protocols::cri::ExecSyncResponse {
+        self.try_exec(id, cmd).await.expect("ExecSync")
+    }
+
+    /// ExecSync with a 10 s timeout, its error returned.
+    pub async fn try_exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+    ) -> Result<protocols::cri::ExecSyncResponse, tonic::Status> {
         self.runtime
             .exec_sync(protocols::cri::ExecSyncRequest {
                 container_id: id.to_string(),
@@ -213,8 +222,7 @@ impl CriClient {
                 timeout: 10,
             })
             .await
-            .expect("ExecSync")
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 
     /// Polls ContainerStatus until the container has exited.

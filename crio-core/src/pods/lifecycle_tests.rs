@@ -181,6 +181,17 @@ impl Harness {
         }
     }
 
+    /// A pod "web" with a running container "app": (pod, container).
+    async fn running_container(&self) -> (String, String) {
+        let pod = self.run_pod("web").await.expect("RunPodSandbox");
+        let id = self.create(&pod, "app").await.expect("CreateContainer");
+        self.pods
+            .start_container(&id)
+            .await
+            .expect("StartContainer");
+        (pod, id)
+    }
+
     fn container_config(&self, name: &str) -> cri::ContainerConfig {
         cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
@@ -401,9 +412,7 @@ async fn an_exit_that_beats_the_create_reply_is_kept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_shim_exits_its_tasks_and_makes_the_pod_not_ready() {
     let h = harness();
-    let pod = h.run_pod("web").await.expect("RunPodSandbox");
-    let id = h.create(&pod, "app").await.expect("CreateContainer");
-    h.pods.start_container(&id).await.expect("StartContainer");
+    let (pod, id) = h.running_container().await;
     h.shim.die();
     let c = h.exited(&id).await;
     assert_eq!(c.exit_code, Some(137), "the shim's delete action's status");
@@ -506,9 +515,7 @@ fn a_restart_with_the_shim_gone_reports_its_tasks_exited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sync_returns_the_output_and_status_and_deletes_the_process() {
     let h = harness();
-    let pod = h.run_pod("web").await.expect("RunPodSandbox");
-    let id = h.create(&pod, "app").await.expect("CreateContainer");
-    h.pods.start_container(&id).await.expect("StartContainer");
+    let (_, id) = h.running_container().await;
     h.shim.on_exec(ExecScript {
         stdout: b"hello\n".to_vec(),
         exit: Some(3),
@@ -540,9 +547,7 @@ async fn exec_sync_returns_the_output_and_status_and_deletes_the_process() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sync_past_its_timeout_kills_the_process() {
     let h = harness();
-    let pod = h.run_pod("web").await.expect("RunPodSandbox");
-    let id = h.create(&pod, "app").await.expect("CreateContainer");
-    h.pods.start_container(&id).await.expect("StartContainer");
+    let (_, id) = h.running_container().await;
     h.shim.on_exec(ExecScript {
         stdout: Vec::new(),
         exit: None,
