@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use protocols::cri::image_service_client::ImageServiceClient;
 use protocols::cri::runtime_service_client::RuntimeServiceClient;
-use protocols::cri::{AuthConfig, Image, ImageSpec, ListImagesRequest, PullImageRequest};
+use protocols::cri::{
+    AuthConfig, Image, ImageSpec, ListImagesRequest, PullImageRequest, StatusRequest,
+    StatusResponse,
+};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Both CRI services on one channel.
@@ -59,6 +62,15 @@ impl CriClient {
             })
             .await
             .map(|r| r.into_inner().image_ref)
+    }
+
+    /// The runtime's Status (with its `info` map when `verbose`).
+    pub async fn status(&mut self, verbose: bool) -> StatusResponse {
+        self.runtime
+            .status(StatusRequest { verbose })
+            .await
+            .expect("Status")
+            .into_inner()
     }
 
     /// Every image ListImages reports.

@@ -158,6 +158,12 @@ impl Registry {
         panic!("registry on {} not ready: {}", self.addr, self.log());
     }
 
+    /// A registries.conf that lets the daemon pull from this registry over plain
+    /// HTTP.
+    pub fn insecure_conf(&self) -> String {
+        insecure_registry_conf(&self.addr)
+    }
+
     /// The registry server's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -408,6 +414,11 @@ fn path_str(path: &Path) -> &str {
 }
 
 /// Runs `openssl args...`; panics with its stderr on failure.
+/// A registries.conf that lets the daemon pull from `addr` over plain HTTP.
+pub fn insecure_registry_conf(addr: &str) -> String {
+    format!("[[registry]]\nlocation = \"{addr}\"\ninsecure = true\n")
+}
+
 pub fn openssl(args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)

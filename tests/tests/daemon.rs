@@ -7,7 +7,7 @@ use std::time::Duration;
 use crio_tests::Daemon;
 use protocols::cri::{
     CgroupDriver, CheckpointContainerRequest, ContainerStatsRequest, RuntimeConfigRequest,
-    StatusRequest, VersionRequest,
+    VersionRequest,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -47,12 +47,7 @@ async fn status_tells_why_runtime_and_network_are_not_ready() {
         .no_network()
         .start();
     let mut cri = daemon.client().await;
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(false).await;
     let conditions = status.status.expect("conditions").conditions;
     let runtime = conditions
         .iter()
@@ -99,12 +94,7 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
         .no_network()
         .start();
     let mut cri = daemon.client().await;
-    let before = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let before = cri.status(false).await;
     assert!(before
         .status
         .expect("conditions")
@@ -117,12 +107,7 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
         r#"{"cniVersion":"1.0.0","name":"crio-test","plugins":[{"type":"bridge","bridge":"criotest0"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
     )
     .expect("write conflist");
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: true })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(true).await;
     for c in status.status.expect("conditions").conditions {
         assert!(
             c.status,
@@ -358,12 +343,7 @@ async fn status_reports_each_handlers_features() {
         )
         .start();
     let mut cri = daemon.client().await;
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(false).await;
     let features = |name: &str| {
         status
             .runtime_handlers

@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
+use crio_tests::registry::insecure_registry_conf;
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{ImageSpec, PullImageRequest};
 use tonic::Code;
-
-fn insecure(addr: &str) -> String {
-    format!("[[registry]]\nlocation = \"{addr}\"\ninsecure = true\n")
-}
 
 async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
     daemon.client().await.pull(image, None).await
@@ -31,7 +28,7 @@ async fn kill_9_at_random_points_of_a_pull_leaves_no_half_image() {
     registry.push_test_images(&[TestImage::Big]);
     let name = registry.reference(TestImage::Big);
     let mut daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry.addr))
+        .registries_conf(&insecure_registry_conf(&registry.addr))
         .start();
     for round in 0..6u64 {
         let name2 = name.clone();
@@ -98,7 +95,7 @@ async fn disk_full_fails_the_pull_clearly_and_keeps_the_store_consistent() {
     registry.push_test_images(&[TestImage::Big, TestImage::Busybox]);
     // 12 MiB: the metadata store and busybox fit, the 24 MiB image does not.
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry.addr))
+        .registries_conf(&insecure_registry_conf(&registry.addr))
         .root_on_tmpfs(12 << 20)
         .start();
     let err = pull(&daemon, &registry.reference(TestImage::Big))
@@ -177,7 +174,7 @@ async fn a_stalled_pull_is_cancelled_after_pull_progress_timeout() {
     registry.push_test_images(&[TestImage::Big]);
     let proxy = stalling_proxy(registry.addr.clone(), 512 * 1024).await;
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&proxy))
+        .registries_conf(&insecure_registry_conf(&proxy))
         .dropin(
             "50-timeout.conf",
             "[crio.image]\npull_progress_timeout = \"2s\"\n",

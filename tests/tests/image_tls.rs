@@ -151,10 +151,7 @@ async fn an_insecure_registry_is_tried_over_unverified_tls_then_http() {
     // A TLS registry marked insecure: HTTPS without verification, no CA needed.
     let ca = TestCa::new();
     let registry = tls_registry(&ca);
-    let conf = format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    );
+    let conf = registry.insecure_conf();
     let certs = tempfile::tempdir().expect("certs dir");
     let daemon = daemon_with_certs_dir(certs.path(), &conf);
     let mut cri = daemon.client().await;
@@ -168,10 +165,7 @@ async fn an_insecure_registry_is_tried_over_unverified_tls_then_http() {
     plain.push_test_images(&[TestImage::Busybox]);
     std::fs::write(
         daemon.dirs.base.join("registries.conf"),
-        format!(
-            "{conf}[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            plain.addr
-        ),
+        format!("{conf}{}", plain.insecure_conf()),
     )
     .expect("rewrite registries.conf");
     cri.pull(&plain.reference(TestImage::Busybox), None)

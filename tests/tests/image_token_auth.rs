@@ -11,13 +11,6 @@ use tonic::Code;
 const USER: &str = "crio";
 const PASSWORD: &str = "t0ken-s3cret";
 
-fn insecure(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    )
-}
-
 fn token_registry(tokens: &TokenServer) -> Registry {
     let registry = Registry::start_with(RegistryOptions {
         token_auth: Some(tokens),
@@ -50,7 +43,7 @@ async fn request_credentials_are_traded_for_a_token() {
     let registry = token_registry(&tokens);
     let name = registry.reference(TestImage::Busybox);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
 
@@ -117,7 +110,7 @@ async fn auth_file_credentials_are_traded_for_a_token() {
     )
     .expect("auth.json");
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .env("REGISTRY_AUTH_FILE", auth_file.to_str().expect("utf-8"))
         .start();
     let mut cri = daemon.client().await;
@@ -150,7 +143,7 @@ async fn registry_token_is_sent_as_it_is() {
     let registry = token_registry(&tokens);
     let name = registry.reference(TestImage::Busybox);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
 

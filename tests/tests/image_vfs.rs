@@ -12,13 +12,6 @@ use crio_tests::images::{OciLayout, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{ImageFsInfoRequest, ImageSpec, ImageStatusRequest};
 
-fn insecure(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    )
-}
-
 /// The image's layer dirs, bottom first, from the verbose ImageStatus.
 async fn layer_dirs(daemon: &Daemon, image: &str) -> Vec<PathBuf> {
     let mut cri = daemon.client().await;
@@ -174,7 +167,7 @@ async fn vfs_rootfs_of_the_whiteout_image_equals_the_overlay_mount() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Whiteout]);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let name = registry.reference(TestImage::Whiteout);
     daemon.client().await.pull(&name, None).await.expect("pull");
@@ -319,7 +312,7 @@ async fn vfs_keeps_hard_links_owners_modes_xattrs_and_devices() {
     registry.push(layout_dir.path(), "rich", "test/rich:latest", false, None);
 
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let name = format!("{}/test/rich:latest", registry.addr);
     daemon.client().await.pull(&name, None).await.expect("pull");
@@ -384,7 +377,7 @@ async fn vfs_copies_xattrs_of_the_layers() {
     layout.tag(&manifest, "xattr");
     registry.push(layout_dir.path(), "xattr", "test/xattr:latest", false, None);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let name = format!("{}/test/xattr:latest", registry.addr);
     daemon.client().await.pull(&name, None).await.expect("pull");

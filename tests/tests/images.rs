@@ -11,13 +11,6 @@ use protocols::cri::{
 };
 use tonic::Code;
 
-fn insecure(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    )
-}
-
 fn spec(image: &str) -> Option<ImageSpec> {
     Some(ImageSpec {
         image: image.to_string(),
@@ -61,7 +54,7 @@ async fn list(cri: &mut crio_tests::cri::CriClient) -> Vec<protocols::cri::Image
 async fn pulls_lists_inspects_and_removes_every_test_image() {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
 
@@ -241,7 +234,7 @@ async fn whiteout_image_merges_as_overlayfs_would_show_it() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Whiteout]);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let name = registry.reference(TestImage::Whiteout);
@@ -303,7 +296,7 @@ async fn basic_auth_from_the_request_or_the_auth_file() {
     let name = registry.reference(TestImage::Busybox);
 
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let err = pull(&mut cri, &name, None).await.expect_err("anonymous");
@@ -350,7 +343,7 @@ async fn basic_auth_from_the_request_or_the_auth_file() {
     )
     .expect("auth.json");
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .env("REGISTRY_AUTH_FILE", auth_file.to_str().expect("utf-8"))
         .start();
     let mut cri = daemon.client().await;
@@ -407,7 +400,7 @@ async fn registries_conf_blocks_and_tls_is_required_unless_insecure() {
     // Changing registries.conf takes effect without a restart.
     std::fs::write(
         daemon.dirs.base.join("registries.conf"),
-        insecure(&registry),
+        registry.insecure_conf(),
     )
     .expect("rewrite");
     pull(&mut cri, &name, None)
@@ -420,7 +413,7 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Busybox]);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
 
@@ -506,7 +499,7 @@ async fn a_blob_failing_its_digest_fails_the_pull_and_keeps_nothing() {
     std::fs::write(layer, bytes).expect("tamper with the blob");
 
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let err = pull(&mut cri, &registry.reference(TestImage::Mixed), None)
@@ -534,7 +527,7 @@ async fn an_image_used_by_a_container_is_not_removed() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Busybox]);
     let mut daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let name = registry.reference(TestImage::Busybox);
     let id = {
@@ -584,7 +577,7 @@ async fn pulling_a_moved_tag_repoints_it_and_keeps_the_old_image() {
     crio_tests::test_images::build_layout(layout.path());
     registry.push(layout.path(), "busybox", "test/moving:v1", false, None);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let name = format!("{}/test/moving:v1", registry.addr);
@@ -611,7 +604,7 @@ async fn concurrent_pulls_download_each_layer_once() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Big]);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let name = registry.reference(TestImage::Big);
     let mut a = daemon.client().await;
@@ -637,7 +630,7 @@ async fn short_names_resolve_through_search_registries_and_aliases() {
     registry.push_test_images(&[TestImage::Busybox, TestImage::Web]);
     let conf = format!(
         "unqualified-search-registries = [\"{addr}\"]\n[aliases]\n\"mybox\" = \"{addr}/test/web\"\n{}",
-        insecure(&registry),
+        registry.insecure_conf(),
         addr = registry.addr
     );
     let daemon = Daemon::builder().registries_conf(&conf).start();
@@ -672,7 +665,7 @@ async fn an_image_built_by_umoci_pulls_and_runs() {
     let registry = Registry::start();
     registry.push_test_images(&[TestImage::Umoci]);
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Umoci);
@@ -733,7 +726,7 @@ async fn a_layer_cut_inside_a_file_is_refused_and_leaves_nothing() {
     registry.push(layout.dir(), "cut", "test/cut:latest", false, None);
 
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let err = pull(

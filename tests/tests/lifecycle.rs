@@ -17,17 +17,10 @@ use protocols::cri::{
 };
 use tonic::Code;
 
-fn insecure(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    )
-}
-
 fn daemon(registry: &Registry) -> Daemon {
     Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&insecure(registry))
+        .registries_conf(&registry.insecure_conf())
         .start()
 }
 
@@ -730,7 +723,7 @@ async fn vfs_driver_runs_containers() {
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin("20-vfs.conf", "[crio]\nstorage_driver = \"vfs\"\n")
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
@@ -995,7 +988,7 @@ async fn pause_image_is_pulled_and_run() {
             "20-pause.conf",
             &format!("[crio.image]\npause_image = {pause:?}\npause_command = \"\"\n"),
         )
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
@@ -1034,7 +1027,7 @@ async fn oci_handler_with_crun_runs_through_our_shim() {
             "10-crun.conf",
             "[crio.runtime.runtimes.crun]\nruntime_type = \"oci\"\nruntime_path = \"/usr/bin/crun\"\n",
         )
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);

@@ -11,8 +11,7 @@ use crio_tests::network::{free_port, TestNetwork, UDP_ECHO};
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
-    Mount, PodSandboxConfig, PortMapping, Protocol, RemovePodSandboxRequest, StatusRequest,
-    StopPodSandboxRequest,
+    Mount, PodSandboxConfig, PortMapping, Protocol, RemovePodSandboxRequest, StopPodSandboxRequest,
 };
 use serde_json::{json, Value};
 use tonic::Code;
@@ -22,12 +21,7 @@ fn daemon(registry: &Registry) -> Daemon {
 }
 
 fn daemon_with(registry: &Registry, builder: crio_tests::DaemonBuilder) -> Daemon {
-    builder
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
-        .start()
+    builder.registries_conf(&registry.insecure_conf()).start()
 }
 
 /// A pod whose container serves the web image's `/www` on port 80.
@@ -589,12 +583,7 @@ impl Recorder {
 }
 
 async fn network_condition(cri: &mut crio_tests::cri::CriClient) -> (bool, String) {
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(false).await;
     let c = status
         .status
         .expect("conditions")

@@ -44,10 +44,7 @@ async fn metrics_of_a_busy_pod(handler: &str) {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
+        .registries_conf(&registry.insecure_conf())
         .start();
     net.install(
         &daemon.dirs.network_dir,

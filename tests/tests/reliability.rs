@@ -17,13 +17,6 @@ use protocols::cri::{
 };
 use tonic::Code;
 
-fn insecure(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-        registry.addr
-    )
-}
-
 /// A change to a container config.
 type Edit = Box<dyn Fn(&mut protocols::cri::ContainerConfig)>;
 
@@ -31,7 +24,7 @@ type Edit = Box<dyn Fn(&mut protocols::cri::ContainerConfig)>;
 async fn setup() -> (Registry, Daemon, crio_tests::cri::CriClient, String) {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
@@ -774,7 +767,7 @@ async fn a_crash_at_any_step_of_a_pod_start_leaves_nothing_after_restart() {
     let image = registry.reference(TestImage::Busybox);
     for point in crio_core::failpoint::POINTS {
         let mut daemon = Daemon::builder()
-            .registries_conf(&insecure(&registry))
+            .registries_conf(&registry.insecure_conf())
             .env(crio_core::failpoint::ENV, point)
             .start();
         let mut cri = daemon.client().await;
@@ -903,7 +896,7 @@ async fn a_crash_among_concurrent_pod_starts_leaks_nothing() {
     let net = crio_tests::network::TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let mut daemon = Daemon::builder()
-        .registries_conf(&insecure(&registry))
+        .registries_conf(&registry.insecure_conf())
         .start();
     net.install(
         &daemon.dirs.network_dir,

@@ -15,7 +15,7 @@ use protocols::cri::{
     LinuxContainerSecurityContext, LinuxSandboxSecurityContext, ListContainerStatsRequest,
     ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, Mount, MountPropagation,
     NamespaceMode, NamespaceOption, NetworkConfig, PodSandboxConfig, PodSandboxStatsRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RuntimeConfig, SecurityProfile, StatusRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RuntimeConfig, SecurityProfile,
     StopContainerRequest, StopPodSandboxRequest, SupplementalGroupsPolicy,
     UpdateContainerResourcesRequest, UpdateRuntimeConfigRequest,
 };
@@ -38,10 +38,7 @@ async fn fixture(handler: &str, extra_config: &str) -> Fixture {
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin("20-spec.conf", extra_config)
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
@@ -61,6 +58,17 @@ impl Fixture {
             &format!("{name}-{}", self.handler),
             &self.daemon.dirs.log_dir,
         )
+    }
+
+    /// A privileged pod (its containers may be privileged too).
+    fn privileged_pod(&self, name: &str) -> PodSandboxConfig {
+        let mut pod = self.pod(name);
+        pod.linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(LinuxSandboxSecurityContext::default)
+            .privileged = true;
+        pod
     }
 
     async fn run_pod(&mut self, pod: &PodSandboxConfig) -> String {
@@ -314,12 +322,7 @@ async fn process_and_pod_files(handler: &str) {
 
 async fn security_context(handler: &str) {
     let mut f = fixture(handler, "").await;
-    let mut pod = f.pod("sec");
-    pod.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(LinuxSandboxSecurityContext::default)
-        .privileged = true;
+    let pod = f.privileged_pod("sec");
     let pod_id = f.run_pod(&pod).await;
 
     // Defaults: CRI-O's capabilities, masked and read-only paths, and no seccomp
@@ -492,14 +495,7 @@ async fn security_context(handler: &str) {
         .await
         .expect("AppArmor and SELinux fields accepted");
     assert_eq!(f.sh(&mac, "echo ok").await, "ok\n");
-    let info = f
-        .cri
-        .runtime
-        .status(StatusRequest { verbose: true })
-        .await
-        .expect("status")
-        .into_inner()
-        .info;
+    let info = f.cri.status(true).await.info;
     let host: serde_json::Value = serde_json::from_str(&info["host"]).expect("host info");
     assert_eq!(
         host["apparmor"],
@@ -1185,14 +1181,7 @@ async fn stats_events_and_runtime_config(handler: &str) {
         })
         .await
         .expect("UpdateRuntimeConfig");
-    let info: HashMap<String, String> = f
-        .cri
-        .runtime
-        .status(StatusRequest { verbose: true })
-        .await
-        .expect("status")
-        .into_inner()
-        .info;
+    let info: HashMap<String, String> = f.cri.status(true).await.info;
     let config: serde_json::Value = serde_json::from_str(&info["config"]).expect("config is JSON");
     assert!(config["crio"]["crio"]["runtime"]["runtimes"]["go"].is_object());
     assert_eq!(info["podCIDRs"], r#"["10.244.1.0/24"]"#);
@@ -1206,12 +1195,7 @@ async fn mount_propagation(handler: &str) {
     let mut f = fixture(handler, "").await;
     // Bidirectional is for privileged containers (the API server's rule), which can
     // mount inside it.
-    let mut pod = f.pod("propagation");
-    pod.linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(LinuxSandboxSecurityContext::default)
-        .privileged = true;
+    let pod = f.privileged_pod("propagation");
     let pod_id = f.run_pod(&pod).await;
     let host = tempfile::tempdir().expect("tempdir");
     let shared = SharedMount::new(host.path());

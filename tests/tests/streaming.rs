@@ -38,12 +38,7 @@ async fn fixture_with(web: bool, dropin: Option<&str>) -> Fixture {
     if let Some(text) = dropin {
         builder = builder.dropin("50-streaming.conf", text);
     }
-    let daemon = builder
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
-        .start();
+    let daemon = builder.registries_conf(&registry.insecure_conf()).start();
     let mut cri = daemon.client().await;
     let image = registry.reference(if web {
         TestImage::Web

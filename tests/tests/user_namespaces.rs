@@ -11,8 +11,8 @@ use crio_tests::pods::{container_config, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
     IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, RemovePodSandboxRequest, StatusRequest,
-    StopPodSandboxRequest, UserNamespace,
+    NamespaceOption, PodSandboxConfig, RemovePodSandboxRequest, StopPodSandboxRequest,
+    UserNamespace,
 };
 use tonic::Code;
 
@@ -65,10 +65,7 @@ fn host_pid(id: &str, comm: &str) -> u32 {
 fn daemon(registry: &Registry) -> Daemon {
     Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
+        .registries_conf(&registry.insecure_conf())
         .start()
 }
 
@@ -76,12 +73,7 @@ async fn a_pod_in_its_own_user_namespace(handler: &str, n: u32) {
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
     let mut cri = daemon.client().await;
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(false).await;
     let features = status
         .runtime_handlers
         .iter()
@@ -248,12 +240,7 @@ async fn what_cannot_be_honoured_is_refused() {
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
     let mut cri = daemon.client().await;
-    let status = cri
-        .runtime
-        .status(StatusRequest { verbose: false })
-        .await
-        .expect("Status")
-        .into_inner();
+    let status = cri.status(false).await;
     for handler in ["go", "youki"] {
         let features = status
             .runtime_handlers

@@ -39,10 +39,7 @@ async fn main() {
     let mut daemon = Daemon::builder()
         .no_network()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ));
+        .registries_conf(&registry.insecure_conf());
     // More handlers to compare, from a config drop-in file.
     if let Ok(path) = std::env::var("BENCH_DROPIN") {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

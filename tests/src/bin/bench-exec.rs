@@ -74,10 +74,7 @@ async fn main() {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            registry.addr
-        ))
+        .registries_conf(&registry.insecure_conf())
         .start();
     let containerd = targets
         .iter()

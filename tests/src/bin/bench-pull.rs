@@ -88,10 +88,7 @@ async fn main() {
     let registry_cpu = || cpu_time(registry.pid()).own();
     for _ in 0..runs {
         let daemon = Daemon::builder()
-            .registries_conf(&format!(
-                "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-                registry.addr
-            ))
+            .registries_conf(&registry.insecure_conf())
             .dropin("50-quiet.conf", "[crio.runtime]\nlog_level = \"warn\"\n")
             .start();
         let mut cri = daemon.client().await;
