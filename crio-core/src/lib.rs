@@ -8,6 +8,7 @@
 // `cargo doc -p crio-core --document-private-items`.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub(crate) mod blocking;
 pub(crate) mod cdi;
 pub mod config;
 pub mod daemon;

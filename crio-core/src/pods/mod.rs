@@ -17,20 +17,16 @@ pub mod sandbox;
 
 pub(crate) use runtime::{PodRuntime, PodRuntimeConfig};
 
-/// Runs blocking work (mounts, forks, file writes, store commits) on tokio's
-/// blocking pool, so it holds up no async worker and no task queued on it.
+/// Runs blocking work (mounts, forks, file writes) off the async workers (see
+/// [`crate::blocking`]).
 pub(crate) async fn off_worker<T, F>(f: F) -> Result<T, crate::error::CriError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::error::CriError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(crate::error::CriError::Unavailable(
-                "the daemon is shutting down".into(),
-            )),
-        },
-    }
+    crate::blocking::run(f).await.unwrap_or_else(|| {
+        Err(crate::error::CriError::Unavailable(
+            "the daemon is shutting down".into(),
+        ))
+    })
 }

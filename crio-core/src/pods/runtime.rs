@@ -171,6 +171,33 @@ impl PodRuntime {
             .clone()
     }
 
+    /// The record named by `id` or by a unique prefix of ids, as crictl accepts
+    /// them; an empty or ambiguous `id` is `InvalidArgument` naming `what`.
+    pub(crate) fn find_by_id_or_prefix<R: crate::store::Record>(
+        &self,
+        id: &str,
+        what: &str,
+    ) -> Result<Option<R>, CriError> {
+        if id.is_empty() {
+            return Err(CriError::InvalidArgument(format!("{what} id is required")));
+        }
+        if let Some(record) = self.store.get::<R>(id)? {
+            return Ok(Some(record));
+        }
+        let mut matches = self
+            .store
+            .list::<R>()?
+            .into_iter()
+            .filter(|r| r.id().starts_with(id));
+        match (matches.next(), matches.next()) {
+            (None, _) => Ok(None),
+            (Some(only), None) => Ok(Some(only)),
+            (Some(_), Some(_)) => Err(CriError::InvalidArgument(format!(
+                "{what} id prefix {id:?} is ambiguous"
+            ))),
+        }
+    }
+
     /// Whether the task `id` is known to have exited.
     pub(crate) fn has_exited(&self, id: &str) -> bool {
         self.exit_channel(id).borrow().is_some()

@@ -167,13 +167,9 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || store.write(f)).await {
-            Ok(result) => result,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(_) => Err(StoreError::ShuttingDown),
-            },
-        }
+        crate::blocking::run(move || store.write(f))
+            .await
+            .unwrap_or(Err(StoreError::ShuttingDown))
     }
 
     /// [`Store::put`] off the async workers (see [`Store::write_async`]).

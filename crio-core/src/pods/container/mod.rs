@@ -131,11 +131,12 @@ impl PodRuntime {
         image_config: &ImageConfig,
         volumes: &[ImageVolume],
     ) -> Result<String, CriError> {
-        validate::request(config)?;
+        let meta = validate::request(config)?;
         let pod = self
             .sandbox(sandbox_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
-        let (record, args) = self.plan_container(&pod, config, image, image_config, volumes)?;
+        let (record, args) =
+            self.plan_container(&pod, meta, config, image, image_config, volumes)?;
         let id = record.id.clone();
         self.reserve_container(&record, image).await?;
         crate::failpoint::hit("create_container.recorded");
@@ -167,15 +168,16 @@ impl PodRuntime {
     }
 
     /// The request checked and its record: what is to be created, nothing made yet.
+    /// `meta` is the request's, already checked by [`validate::request`].
     fn plan_container(
         &self,
         pod: &SandboxRecord,
+        meta: &cri::ContainerMetadata,
         config: &cri::ContainerConfig,
         image: &ImageRecord,
         image_config: &ImageConfig,
         volumes: &[ImageVolume],
     ) -> Result<(ContainerRecord, Vec<String>), CriError> {
-        let meta = validate::request(config)?;
         if pod.state != SandboxState::Ready {
             return Err(CriError::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",
@@ -577,26 +579,9 @@ impl PodRuntime {
             .ok_or_else(|| CriError::NotFound(format!("container {id} not found")))
     }
 
+    /// Finds a container by id or unique id prefix.
     pub(crate) fn find_container(&self, id: &str) -> Result<Option<ContainerRecord>, CriError> {
-        if id.is_empty() {
-            return Err(CriError::InvalidArgument("container id is required".into()));
-        }
-        if let Some(record) = self.store.get::<ContainerRecord>(id)? {
-            return Ok(Some(record));
-        }
-        let matches: Vec<ContainerRecord> = self
-            .store
-            .list::<ContainerRecord>()?
-            .into_iter()
-            .filter(|c| c.id.starts_with(id))
-            .collect();
-        match matches.len() {
-            0 => Ok(None),
-            1 => Ok(matches.into_iter().next()),
-            _ => Err(CriError::InvalidArgument(format!(
-                "container id prefix {id:?} is ambiguous"
-            ))),
-        }
+        self.find_by_id_or_prefix(id, "container")
     }
 
     /// StartContainer.

@@ -659,27 +659,7 @@ impl PodRuntime {
 
     /// Finds a sandbox by id or unique id prefix.
     pub(crate) fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, CriError> {
-        if id.is_empty() {
-            return Err(CriError::InvalidArgument(
-                "pod sandbox id is required".into(),
-            ));
-        }
-        if let Some(record) = self.store.get::<SandboxRecord>(id)? {
-            return Ok(Some(record));
-        }
-        let matches: Vec<SandboxRecord> = self
-            .store
-            .list::<SandboxRecord>()?
-            .into_iter()
-            .filter(|s| s.id.starts_with(id))
-            .collect();
-        match matches.len() {
-            0 => Ok(None),
-            1 => Ok(matches.into_iter().next()),
-            _ => Err(CriError::InvalidArgument(format!(
-                "pod sandbox id prefix {id:?} is ambiguous"
-            ))),
-        }
+        self.find_by_id_or_prefix(id, "pod sandbox")
     }
 
     pub(crate) fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerRecord>, CriError> {
