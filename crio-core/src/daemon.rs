@@ -200,6 +200,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.runtime.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
+            drop_infra: c.runtime.drop_infra_ctr,
             host: crate::spec::HostFacts::read(),
             metric_groups,
             handler_features: features.clone(),

@@ -50,6 +50,13 @@ fn kubelet_namespaces(pod: &PodSandboxConfig) -> NamespaceOption {
         .unwrap_or_default()
 }
 
+/// Whether a kubelet-shaped pod (no shared PID namespace) of `handler` runs a pause
+/// process: our shims serve pods without one (`drop_infra_ctr`); containerd's Go
+/// shim, which never said it can, gets one.
+pub fn has_pause(handler: &str) -> bool {
+    handler == "go"
+}
+
 /// The same pod on the host's network.
 pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
     config.linux = Some(LinuxPodSandboxConfig {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crio_tests::pods::{
-    container_config, host_network, pod_config, shared_pid, wait_for_file_text,
+    container_config, has_pause, host_network, pod_config, shared_pid, wait_for_file_text,
 };
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
@@ -524,19 +524,33 @@ async fn pod_namespaces_are_pinned(handler: &str) {
         pod.hostname,
         "the pod's hostname is set in its pinned UTS namespace"
     );
-    // The pause process dies; the namespaces stay.
     let procs = format!("/sys/fs/cgroup/pids/crio/crio-{pod_id}/cgroup.procs");
-    let pause: i32 = std::fs::read_to_string(&procs)
-        .unwrap_or_else(|e| panic!("{procs}: {e}"))
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("pause pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pause),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill pause");
+    if has_pause(handler) {
+        // The pause process dies; the namespaces stay.
+        let pause: i32 = std::fs::read_to_string(&procs)
+            .unwrap_or_else(|e| panic!("{procs}: {e}"))
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pause pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pause),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill pause");
+    } else {
+        // No pause process at all; the container goes, the namespaces stay.
+        assert!(
+            !std::path::Path::new(&procs).exists(),
+            "{handler}: a pod sharing no PID namespace runs no pause process"
+        );
+        cri.runtime
+            .remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("RemoveContainer");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (_, pinned, inode) in &pins {
         assert_eq!(
@@ -544,6 +558,15 @@ async fn pod_namespaces_are_pinned(handler: &str) {
             *inode
         );
     }
+    assert_eq!(
+        cri.pod_status(&pod_id).await.state,
+        if has_pause(handler) {
+            PodSandboxState::SandboxNotready
+        } else {
+            PodSandboxState::SandboxReady
+        } as i32,
+        "a pod is ready until its pause process dies, or without one until it is stopped"
+    );
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: pod_id,
@@ -1041,8 +1064,9 @@ async fn oci_handler_with_crun_runs_through_our_shim() {
     cri.start_container(&id).await.expect("start");
     let status = cri.wait_exited(&id, Duration::from_secs(10)).await;
     assert_eq!(status.exit_code, 4);
-    // crun, not runc, holds the pod's state: crun writes `status`, runc `state.json`.
-    let state = std::path::Path::new("/run/containerd/runc/k8s.io").join(&pod_id);
+    // crun, not runc, holds the (exited, not yet deleted) container's state: crun
+    // writes `status`, runc `state.json`.
+    let state = std::path::Path::new("/run/containerd/runc/k8s.io").join(&id);
     let files: Vec<String> = std::fs::read_dir(&state)
         .map(|d| {
             d.flatten()
@@ -1052,7 +1076,7 @@ async fn oci_handler_with_crun_runs_through_our_shim() {
         .unwrap_or_default();
     assert!(
         files.contains(&"status".to_string()) && !files.contains(&"state.json".to_string()),
-        "the pod runs under crun: {} holds {files:?}",
+        "the container runs under crun: {} holds {files:?}",
         state.display()
     );
     cri.runtime

@@ -1072,14 +1072,14 @@ async fn stats_events_and_runtime_config(handler: &str) {
         .linux
         .expect("linux");
     assert_eq!(pod_stats.containers.len(), 1);
-    assert!(
+    assert_eq!(
         pod_stats
             .process
             .and_then(|p| p.process_count)
             .expect("process count")
-            .value
-            >= 2,
-        "pause and the shell"
+            .value,
+        1 + u64::from(crio_tests::pods::has_pause(handler)),
+        "the shell, and pause where the pod has one"
     );
     assert!(pod_stats.network.is_some(), "the pod's network namespace");
 

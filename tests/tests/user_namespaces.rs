@@ -144,11 +144,15 @@ async fn a_pod_in_its_own_user_namespace(handler: &str, n: u32) {
             .all(|u| u == m.host_id.to_string()),
         "an unprivileged uid on the host: {uid_line}"
     );
-    // The pause process too, in the same user namespace.
-    let pause = host_pid(&pod_id, "pause");
+    // The container is in the pod's pinned user namespace (the one its network
+    // namespace belongs to).
+    let pinned = daemon.dirs.runroot.join("userns").join(&pod_id);
+    let pinned_ino = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(&pinned).unwrap_or_else(|e| panic!("{}: {e}", pinned.display())),
+    );
     assert_eq!(
-        std::fs::read_link(format!("/proc/{pause}/ns/user")).expect("pause userns"),
         std::fs::read_link(format!("/proc/{pid}/ns/user")).expect("container userns"),
+        std::path::PathBuf::from(format!("user:[{pinned_ino}]")),
         "one user namespace per pod"
     );
 

@@ -85,6 +85,9 @@ pub struct RuntimeSection {
     pub image_volumes: String,
     /// Where CDI spec files are read from; a later directory overrides an earlier one.
     pub cdi_spec_dirs: Vec<String>,
+    /// Pods run no infra (pause) process where nothing needs one: the pod shares no
+    /// PID namespace and its handler's shim runs containers without a sandbox task.
+    pub drop_infra_ctr: bool,
 }
 
 /// The accepted `[crio.runtime] image_volumes` values.
@@ -237,6 +240,7 @@ impl Default for RuntimeSection {
             container_min_memory: "12MiB".into(),
             log_size_max: -1,
             image_volumes: "mkdir".into(),
+            drop_infra_ctr: true,
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
     }

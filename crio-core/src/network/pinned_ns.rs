@@ -54,6 +54,18 @@ pub enum NetnsError {
     },
 }
 
+impl NetnsError {
+    /// The kernel refused a value or name written there (EINVAL, ENOENT): the
+    /// caller's input, not the namespace, is wrong.
+    pub fn is_refused_value(&self) -> bool {
+        let NetnsError::Io { source, .. } = self;
+        matches!(
+            source.kind(),
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotFound
+        )
+    }
+}
+
 fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> NetnsError + 'a {
     move |source| NetnsError::Io {
         path: path.to_path_buf(),
@@ -136,6 +148,56 @@ pub(super) fn set_up_pinned(
             source: std::io::Error::other("set-up thread panicked"),
         })
     })
+}
+
+/// Runs `f` on a short-lived thread that joins the namespace of `kind` pinned at
+/// `path`, so the daemon's own threads never change namespace.
+fn on_thread_in<T: Send + 'static>(
+    kind: PodNamespace,
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let ns = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, kind.clone_flag()).map_err(std::io::Error::from)?;
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
+}
+
+/// `/proc/sys/` path of a sysctl: dots separate levels, a slash stands for a dot
+/// inside one (`net.ipv4.conf.eth0/1.forwarding`), as runc and the kubelet read it.
+fn sysctl_path(name: &str) -> PathBuf {
+    let relative: String = name
+        .chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect();
+    Path::new("/proc/sys").join(relative)
+}
+
+/// Writes sysctl `name` in the namespace of `kind` pinned at `path` (the namespace
+/// the sysctl belongs to, as the caller checked).
+pub fn write_sysctl(
+    kind: PodNamespace,
+    path: &Path,
+    name: &str,
+    value: &str,
+) -> Result<(), NetnsError> {
+    let file = sysctl_path(name);
+    let value = value.to_string();
+    on_thread_in(kind, path, move || std::fs::write(file, value)).map_err(err(path, "write sysctl"))
+}
+
+/// Reads `/proc/thread-self/<relative>` as a thread in the namespace of `kind`
+/// pinned at `path` sees it (`net/dev` of a pod's network namespace, say).
+pub fn read_proc_in(kind: PodNamespace, path: &Path, relative: &str) -> Result<String, NetnsError> {
+    let file = Path::new("/proc/thread-self").join(relative);
+    on_thread_in(kind, path, move || std::fs::read_to_string(file)).map_err(err(path, "read"))
 }
 
 /// Sets `lo` up in the calling thread's network namespace.
@@ -246,6 +308,52 @@ mod tests {
         })
         .join()
         .expect("thread")
+    }
+
+    #[test]
+    fn sysctls_are_written_in_the_pinned_namespace_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("netns/pod");
+        create_pinned(PodNamespace::Net, &net, "").expect("pin");
+        let key = "net.ipv4.ip_unprivileged_port_start";
+        let host = std::fs::read_to_string(sysctl_path(key)).expect("host value");
+        let wanted = if host.trim() == "80" { "81" } else { "80" };
+        write_sysctl(PodNamespace::Net, &net, key, wanted).expect("write");
+        let read = |rel: &str| read_proc_in(PodNamespace::Net, &net, rel).expect("read");
+        let inside = on_thread_in(PodNamespace::Net, &net, move || {
+            std::fs::read_to_string(sysctl_path(key))
+        })
+        .expect("read inside");
+        assert_eq!(inside.trim(), wanted);
+        assert_eq!(
+            std::fs::read_to_string(sysctl_path(key)).expect("host"),
+            host,
+            "the host's value is untouched"
+        );
+        assert!(
+            read("net/dev").contains("lo:"),
+            "net/dev of the pod's namespace"
+        );
+        assert!(!read("net/dev").contains("eth0"));
+        let bad = write_sysctl(PodNamespace::Net, &net, "net.ipv4.no_such_key", "1")
+            .expect_err("no such sysctl");
+        assert!(bad.is_refused_value(), "{bad}");
+        let bad =
+            write_sysctl(PodNamespace::Net, &net, key, "not-a-number").expect_err("bad value");
+        assert!(bad.is_refused_value(), "{bad}");
+        remove_pinned(&net).expect("unpin");
+    }
+
+    #[test]
+    fn sysctl_names_map_to_proc_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/1.forwarding"),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.1/forwarding")
+        );
+        assert_eq!(
+            sysctl_path("kernel.shm_rmid_forced"),
+            Path::new("/proc/sys/kernel/shm_rmid_forced")
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ fn config(dir: &std::path::Path) -> crate::config::Config {
     config
 }
 
-fn runtime_config(dir: &std::path::Path) -> PodRuntimeConfig {
+/// `pod_wide`: the fake shim says, as ours do, that it serves a pod without a
+/// sandbox task (pods then run no pause task).
+fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
     PodRuntimeConfig {
         bundles_dir: dir.join("run/bundles"),
         containers_dir: dir.join("root/containers"),
@@ -69,14 +71,27 @@ fn runtime_config(dir: &std::path::Path) -> PodRuntimeConfig {
         log_size_max: -1,
         image_volumes: "mkdir".into(),
         cdi_spec_dirs: Vec::new(),
+        drop_infra: true,
         host: crate::spec::HostFacts::read(),
         metric_groups: Vec::new(),
-        handler_features: Default::default(),
+        handler_features: [(
+            "fake".to_string(),
+            crate::runtime::HandlerFeatures {
+                sandbox_task_optional: pod_wide,
+                ..Default::default()
+            },
+        )]
+        .into(),
     }
 }
 
 /// A PodRuntime on `dir` (a restarted daemon when the store holds records).
-fn runtime_on(dir: &std::path::Path, store: &Arc<Store>, shim: &FakeShim) -> Harness2 {
+fn runtime_on(
+    dir: &std::path::Path,
+    store: &Arc<Store>,
+    shim: &FakeShim,
+    pod_wide: bool,
+) -> Harness2 {
     let config = config(dir);
     let images =
         Arc::new(ImageStore::open(store.clone(), &dir.join("root/images")).expect("images"));
@@ -88,7 +103,7 @@ fn runtime_on(dir: &std::path::Path, store: &Arc<Store>, shim: &FakeShim) -> Har
         Arc::new(crate::network::ProcessExec),
     );
     let pods = Arc::new(PodRuntime::new(
-        runtime_config(dir),
+        runtime_config(dir, pod_wide),
         store.clone(),
         images,
         HandlerRegistry::from_config(&config),
@@ -107,6 +122,15 @@ struct Harness2 {
 }
 
 fn harness() -> Harness {
+    harness_with(false)
+}
+
+/// Pods without a pause task (`drop_infra_ctr` with a shim that allows it).
+fn harness_without_infra() -> Harness {
+    harness_with(true)
+}
+
+fn harness_with(pod_wide: bool) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("root/metadata.redb")).expect("store"));
     // One layer with what user lookup reads.
@@ -135,7 +159,7 @@ fn harness() -> Harness {
     )
     .expect("image config");
     let shim = FakeShim::default();
-    let h = runtime_on(dir.path(), &store, &shim);
+    let h = runtime_on(dir.path(), &store, &shim, pod_wide);
     Harness {
         dir,
         store,
@@ -448,7 +472,7 @@ fn a_restart_finds_running_tasks_exits_and_tasks_the_shim_lost() {
     h.shim.clear_calls();
     let second = tokio::runtime::Runtime::new().expect("runtime");
     second.block_on(async {
-        let again = runtime_on(h.dir.path(), &h.store, &h.shim);
+        let again = runtime_on(h.dir.path(), &h.store, &h.shim, false);
         again.pods.recover().await.expect("recover");
         let get = |id: &str| {
             h.store
@@ -493,7 +517,7 @@ fn a_restart_with_the_shim_gone_reports_its_tasks_exited() {
     h.shim.die();
     let second = tokio::runtime::Runtime::new().expect("runtime");
     second.block_on(async {
-        let again = runtime_on(h.dir.path(), &h.store, &h.shim);
+        let again = runtime_on(h.dir.path(), &h.store, &h.shim, false);
         again.pods.recover().await.expect("recover");
         let c = h.container(&app).expect("record");
         assert_eq!((c.state, c.exit_code), (ContainerState::Exited, Some(137)));
@@ -601,4 +625,105 @@ async fn exec_of_a_command_the_runtime_cannot_start_is_unknown_and_a_stopped_con
         .calls()
         .iter()
         .any(|c| c.starts_with(&format!("delete {id}/"))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_without_a_pause_task_runs_its_containers_in_its_shim() {
+    let h = harness_without_infra();
+    let pod = h.run_pod("web").await.expect("RunPodSandbox");
+    let record = h.sandbox(&pod).expect("record");
+    assert!(record.infra_dropped && record.pid == 0, "{record:?}");
+    assert_eq!(record.state, SandboxState::Ready);
+    assert!(!h.shim.has_task(&pod), "no pause task");
+    assert!(
+        !record.bundle.join("config.json").exists(),
+        "no pause spec written"
+    );
+    let id = h.create(&pod, "app").await.expect("CreateContainer");
+    h.pods.start_container(&id).await.expect("StartContainer");
+    let calls = h.shim.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("start-action"))
+            .count(),
+        1,
+        "one start action (the pod's); the container uses the connected shim: {calls:?}"
+    );
+    assert!(!calls.contains(&format!("create {pod}")), "{calls:?}");
+    // The pod stays ready without a pause process until StopPodSandbox.
+    h.shim.exit(&id, 0);
+    h.exited(&id).await;
+    assert_eq!(h.sandbox(&pod).expect("record").state, SandboxState::Ready);
+    let mut events = h.pods.subscribe_events();
+    h.pods.stop_sandbox(&pod).await.expect("StopPodSandbox");
+    assert_eq!(
+        h.sandbox(&pod).expect("record").state,
+        SandboxState::NotReady
+    );
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event")
+        .expect("open");
+    assert_eq!(
+        (event.container_id.as_str(), event.container_event_type),
+        (
+            pod.as_str(),
+            cri::ContainerEventType::ContainerStoppedEvent as i32
+        ),
+        "the pod's stop is reported as its pause's exit would be"
+    );
+    h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
+    assert!(h.sandboxes().is_empty() && h.containers().is_empty());
+    assert!(h.bundles().is_empty(), "{:?}", h.bundles());
+    let calls = h.shim.calls();
+    assert!(calls.contains(&format!("shutdown {pod}")), "{calls:?}");
+    assert!(
+        !calls.contains(&format!("kill {pod}")),
+        "no pause to kill: {calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_sharing_its_pid_namespace_keeps_its_pause_task() {
+    let h = harness_without_infra();
+    let mut config = h.pod_config("shared");
+    if let Some(o) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        o.pid = cri::NamespaceMode::Pod as i32;
+    }
+    let pod = h
+        .pods
+        .run_sandbox(&config, "fake", None)
+        .await
+        .expect("RunPodSandbox");
+    let record = h.sandbox(&pod).expect("record");
+    assert!(!record.infra_dropped, "{record:?}");
+    assert!(h.shim.has_task(&pod), "pause is the PID namespace's init");
+    h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_shim_of_a_pod_without_pause_is_seen_at_the_next_create() {
+    let h = harness_without_infra();
+    let pod = h.run_pod("web").await.expect("RunPodSandbox");
+    h.shim.die();
+    h.create(&pod, "app").await.expect_err("the shim is gone");
+    for _ in 0..200 {
+        if h.sandbox(&pod).expect("record").state == SandboxState::NotReady {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        h.sandbox(&pod).expect("record").state,
+        SandboxState::NotReady,
+        "the kubelet sees the pod broken and makes a new one"
+    );
+    h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
+    assert!(h.sandboxes().is_empty() && h.containers().is_empty());
 }

@@ -57,6 +57,8 @@ pub struct PodRuntimeConfig {
     pub image_volumes: String,
     /// `[crio.runtime] cdi_spec_dirs`, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// `[crio.runtime] drop_infra_ctr`.
+    pub drop_infra: bool,
     /// The kernel's facts specs depend on (AppArmor, SELinux, swap accounting...).
     pub host: crate::spec::HostFacts,
     /// The CRI pod metric groups served (`[crio.stats] included_pod_metrics`, less
@@ -582,7 +584,9 @@ impl PodRuntime {
                 return Ok(());
             }
         };
-        self.recover_task(&shim, &sandbox.id, &sandbox.id).await;
+        if !sandbox.infra_dropped {
+            self.recover_task(&shim, &sandbox.id, &sandbox.id).await;
+        }
         for c in self.containers_of(&sandbox.id)? {
             if c.state == ContainerState::Exited {
                 continue;

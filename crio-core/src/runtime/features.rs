@@ -15,11 +15,21 @@ use super::Handler;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The CRI `RuntimeHandlerFeatures` of one handler.
+/// The annotation of a shim's `-info` (`RuntimeInfo.annotations`) saying it runs a
+/// pod's containers without a sandbox (pause) task. Our shims set it; a shim that
+/// does not is given a pause task, as containerd always gives one.
+pub(crate) const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
+
+/// The CRI `RuntimeHandlerFeatures` of one handler, and what the core needs to know
+/// of its shim.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerFeatures {
     pub recursive_read_only_mounts: bool,
     pub user_namespaces: bool,
+    /// The shim serves a pod's containers in one server whether or not the pod has
+    /// a sandbox task (`SANDBOX_TASK_ANNOTATION` = `optional`): `drop_infra_ctr` may
+    /// apply, and a pod's later tasks need no `start` action to find the server.
+    pub sandbox_task_optional: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -74,6 +84,7 @@ pub(crate) fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFea
         recursive_read_only_mounts: f.mount_options.iter().any(|o| o == "rro")
             && kernel_at_least(kernel_release, 5, 12),
         user_namespaces: joins_user_namespaces && kernel_at_least(kernel_release, 5, 19),
+        sandbox_task_optional: false,
     }
 }
 
@@ -90,27 +101,33 @@ fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 /// Asks the handler's shim (then its OCI runtime) what it supports.
 pub(crate) async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeatures {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut info = None;
     if let Some(shim) = shim {
         let options = handler
             .shim_options(false)
             .and_then(|any| any.write_to_bytes().ok())
             .unwrap_or_default();
         if let Some(out) = run(shim, &["-info"], &options).await {
-            if let Ok(info) =
-                protocols::shim::types::introspection::RuntimeInfo::parse_from_bytes(&out)
-            {
-                if let Some(features) = info.features.as_ref() {
-                    return from_oci_features(&features.value, &kernel);
-                }
-            }
+            info = protocols::shim::types::introspection::RuntimeInfo::parse_from_bytes(&out).ok();
         }
     }
-    if let Some(runtime) = handler.oci_runtime_binary() {
-        if let Some(out) = run(Path::new(&runtime), &["features"], &[]).await {
-            return from_oci_features(&out, &kernel);
-        }
+    let sandbox_task_optional = info
+        .as_ref()
+        .and_then(|i| i.annotations.get(SANDBOX_TASK_ANNOTATION))
+        .is_some_and(|v| v == "optional");
+    let oci_features = match info.as_ref().and_then(|i| i.features.as_ref()) {
+        Some(features) => Some(features.value.clone()),
+        None => match handler.oci_runtime_binary() {
+            Some(runtime) => run(Path::new(&runtime), &["features"], &[]).await,
+            None => None,
+        },
+    };
+    HandlerFeatures {
+        sandbox_task_optional,
+        ..oci_features
+            .map(|json| from_oci_features(&json, &kernel))
+            .unwrap_or_default()
     }
-    HandlerFeatures::default()
 }
 
 /// Runs a probe; its stdout when it succeeds in time.

@@ -206,6 +206,32 @@ impl ShimHost {
         }))
     }
 
+    /// The shim for task `id` of pod `sandbox_id`. A shim known to serve a whole pod
+    /// in one server (`pod_wide`: ours) and already connected is used as is, without
+    /// its `start` action, which would only answer the same address; otherwise
+    /// [`Self::start`] asks the binary.
+    pub(crate) async fn for_task(
+        &self,
+        binary: &Path,
+        sandbox_id: &str,
+        id: &str,
+        bundle: &Path,
+        pod_wide: bool,
+    ) -> Result<Arc<PodShim>, ShimError> {
+        match self.get(sandbox_id).filter(|_| pod_wide) {
+            Some(shim) => {
+                super::orphans::record_shim_binary(bundle, binary).map_err(|source| {
+                    LaunchError::Bundle {
+                        path: bundle.to_path_buf(),
+                        source,
+                    }
+                })?;
+                Ok(shim)
+            }
+            None => self.start(binary, sandbox_id, id, bundle).await,
+        }
+    }
+
     /// After a core restart: reconnects to a pod's shim at its recorded address.
     pub(crate) async fn reconnect(
         &self,

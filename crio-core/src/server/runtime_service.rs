@@ -222,7 +222,16 @@ impl RuntimeService for RuntimeServiceImpl {
         let config = request
             .config
             .ok_or_else(|| CriError::InvalidArgument("RunPodSandbox needs a config".into()))?;
-        let infra = self.infra_image().await?;
+        // A pod without a pause process needs no pause image.
+        let infra = if self
+            .state
+            .pods
+            .needs_infra(&config, &request.runtime_handler)
+        {
+            self.infra_image().await?
+        } else {
+            None
+        };
         let id = self
             .state
             .pods

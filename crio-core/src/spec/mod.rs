@@ -82,8 +82,6 @@ pub(crate) struct SandboxSpec {
     /// its read-only flag, so a privileged container gets a writable /sys only if
     /// pause did not mount it read-only first.
     pub privileged: bool,
-    /// The pod's sysctls (already validated): set in the namespaces pause owns.
-    pub sysctls: BTreeMap<String, String>,
     /// The pod's shm and files, as its containers get them.
     pub pod_mounts: Vec<Mount>,
     pub seccomp: Seccomp,
@@ -421,9 +419,6 @@ pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result
         .resources(LinuxResources::default())
         .build()
         .map_err(build_err)?;
-    if !input.sysctls.is_empty() {
-        linux.set_sysctl(Some(input.sysctls.clone().into_iter().collect()));
-    }
     linux.set_seccomp(match &input.seccomp {
         Seccomp::Unconfined => None,
         Seccomp::RuntimeDefault => Some(seccomp_default::runtime_default(&caps)),

@@ -177,9 +177,13 @@ pub struct SandboxRecord {
     pub shim_address: String,
     #[serde(default)]
     pub task_version: i32,
-    /// The pause process (host PID namespace view).
+    /// The pause process (host PID namespace view); 0 when the pod has none.
     #[serde(default)]
     pub pid: u32,
+    /// The pod runs no pause process (`drop_infra_ctr`): its shim serves only its
+    /// containers, and the pod is ready from its start to StopPodSandbox.
+    #[serde(default)]
+    pub infra_dropped: bool,
     /// The infra image's id when `pause_image` is set (empty = the built-in pause).
     #[serde(default)]
     pub infra_image: String,

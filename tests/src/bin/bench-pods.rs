@@ -209,7 +209,7 @@ async fn main() {
     if network.is_some() {
         let (cni, infra) = start_breakdown(&daemon.log());
         println!(
-            "our RunPodSandbox, {} pods: CNI ADD p50 {:.1} ms, pause task start p50 {:.1} ms (side by side)",
+            "our RunPodSandbox, {} pods: CNI ADD p50 {:.1} ms, pause task (or, without one, shim) start p50 {:.1} ms (side by side)",
             cni.len(),
             median(cni),
             median(infra)

@@ -336,9 +336,14 @@ impl PodRuntime {
         self.store.put_async(record.clone()).await?;
 
         let handler = self.handler(&pod.runtime_handler)?;
+        let pod_wide = self
+            .config
+            .handler_features
+            .get(&handler.name)
+            .is_some_and(|f| f.sandbox_task_optional);
         let shim = self
             .shims
-            .start(&pod.shim_binary, &pod.id, &id, &bundle)
+            .for_task(&pod.shim_binary, &pod.id, &id, &bundle, pod_wide)
             .await?;
         let create = api::CreateTaskRequest {
             id: id.clone(),
@@ -351,7 +356,19 @@ impl PodRuntime {
             ..Default::default()
         };
         crate::failpoint::while_awaiting("create_container.creating");
-        let created = shim.client.create(&create).await?;
+        let created = match shim.client.create(&create).await {
+            Ok(created) => created,
+            Err(e) => {
+                if e.is_disconnected() && pod.infra_dropped {
+                    // No pause task's Wait watches this shim: its death is seen here
+                    // and the pod goes NotReady, so the kubelet makes a new one.
+                    let this = Arc::clone(self);
+                    let pod_id = pod.id.clone();
+                    tokio::spawn(async move { this.on_shim_death(&pod_id).await });
+                }
+                return Err(e.into());
+            }
+        };
         crate::failpoint::hit("create_container.created");
         // Only the pid: an exit that came before this reply is recorded already
         // and must not be overwritten with "created".

@@ -301,6 +301,23 @@ impl PodRuntime {
         self.pod_stats(&pod).await
     }
 
+    /// `net/dev` of the pod's pinned network namespace (none on the host network).
+    async fn pod_net_dev(&self, pod: &SandboxRecord) -> Option<String> {
+        if pod.host_network || pod.netns_path.is_empty() {
+            return None;
+        }
+        let netns = std::path::PathBuf::from(&pod.netns_path);
+        crate::blocking::run(move || {
+            crate::network::pinned_ns::read_proc_in(
+                crate::network::pinned_ns::PodNamespace::Net,
+                &netns,
+                "net/dev",
+            )
+        })
+        .await?
+        .ok()
+    }
+
     async fn pod_stats(&self, pod: &SandboxRecord) -> Result<cri::PodSandboxStats, CriError> {
         let now = now_nanos();
         let mut total = self
@@ -320,22 +337,19 @@ impl PodRuntime {
             containers.push(stats);
         }
         let rate = self.cpu_samples.rate(&pod.id, now, total.cpu_ns);
-        let network = (!pod.host_network && pod.pid != 0)
-            .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", pod.pid)).ok())
-            .flatten()
-            .map(|text| {
-                let interfaces: Vec<_> = net_dev(&text).iter().map(interface_usage).collect();
-                let default = interfaces
-                    .iter()
-                    .find(|i| i.name == crate::network::POD_IFNAME)
-                    .or(interfaces.first())
-                    .cloned();
-                cri::NetworkUsage {
-                    timestamp: now,
-                    default_interface: default,
-                    interfaces,
-                }
-            });
+        let network = self.pod_net_dev(pod).await.map(|text| {
+            let interfaces: Vec<_> = net_dev(&text).iter().map(interface_usage).collect();
+            let default = interfaces
+                .iter()
+                .find(|i| i.name == crate::network::POD_IFNAME)
+                .or(interfaces.first())
+                .cloned();
+            cri::NetworkUsage {
+                timestamp: now,
+                default_interface: default,
+                interfaces,
+            }
+        });
         Ok(cri::PodSandboxStats {
             attributes: Some(cri::PodSandboxAttributes {
                 id: pod.id.clone(),

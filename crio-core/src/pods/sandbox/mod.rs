@@ -179,8 +179,25 @@ impl PodRuntime {
         Ok(())
     }
 
+    /// Whether a pod gets an infra (pause) process: CRI-O's `drop_infra_ctr` rule. A
+    /// pod sharing one PID namespace needs its init; a shim that has not said it
+    /// serves containers without a sandbox task gets one (containerd always gives
+    /// one). The pod's other namespaces are pinned by the core either way.
+    pub(crate) fn needs_infra(&self, config: &cri::PodSandboxConfig, handler_name: &str) -> bool {
+        let Ok(handler) = self.handler(handler_name) else {
+            return true;
+        };
+        let task_optional = self
+            .config
+            .handler_features
+            .get(&handler.name)
+            .is_some_and(|f| f.sandbox_task_optional);
+        !(self.config.drop_infra && task_optional && !namespaces(config).pod_pid)
+    }
+
     /// RunPodSandbox.
-    /// `infra` is the `pause_image` (resolved by the caller), `None` for the built-in pause.
+    /// `infra` is the `pause_image` (resolved by the caller when the pod needs an
+    /// infra process), `None` for the built-in pause.
     pub(crate) async fn run_sandbox(
         self: &Arc<Self>,
         config: &cri::PodSandboxConfig,
@@ -201,6 +218,7 @@ impl PodRuntime {
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .unwrap_or_default();
+        let infra_dropped = !self.needs_infra(config, handler_name);
         let network = if ns.host_network {
             None
         } else {
@@ -232,7 +250,11 @@ impl PodRuntime {
                 .is_some_and(|s| s.privileged),
             bundle: self.bundle_dir(&id),
             shim_binary: shim_binary.clone(),
-            infra_image: infra.map(|(i, _)| i.id.clone()).unwrap_or_default(),
+            infra_image: infra
+                .filter(|_| !infra_dropped)
+                .map(|(i, _)| i.id.clone())
+                .unwrap_or_default(),
+            infra_dropped,
             userns: setup.userns,
             ..Default::default()
         };
@@ -272,7 +294,8 @@ impl PodRuntime {
     }
 
     /// The pod's start after its record: files and namespaces (blocking work, on the
-    /// blocking pool), then the pause task and the network side by side.
+    /// blocking pool), then the pause task (or only the shim) and the network side
+    /// by side.
     async fn start_sandbox(
         self: &Arc<Self>,
         record: &mut SandboxRecord,
@@ -291,7 +314,7 @@ impl PodRuntime {
         let infra = infra.map(|(image, config)| (image.clone(), config.clone()));
         super::off_worker(move || this.make_pod_bundle(&planned, ns, infra, setup)).await?;
         crate::failpoint::hit("run_sandbox.spec_written");
-        self.run_pause_and_network(record, handler, network).await
+        self.run_infra_and_network(record, handler, network).await
     }
 
     /// The namespaces the pod pins (net and UTS unless it uses the host's network,
@@ -324,14 +347,39 @@ impl PodRuntime {
         }
     }
 
-    /// Everything before the pause task: its rootfs, the bundle, the pinned
-    /// namespaces, the pod's files and the spec. Blocking (mounts, forks, writes).
+    /// Everything before the pod's shim: the bundle, the pinned namespaces with the
+    /// pod's sysctls, the pod's files, and the pause spec when it has an infra
+    /// process. Blocking (mounts, forks, writes).
     fn make_pod_bundle(
         &self,
         record: &SandboxRecord,
         ns: PodNamespaces,
         infra: Option<(ImageRecord, ImageConfig)>,
         setup: PodSetup,
+    ) -> Result<(), CriError> {
+        let group = record.userns.map(|m| m.gids.host_id);
+        crate::storage::private_dir(&record.bundle, group).map_err(|e| {
+            CriError::internal_in(format!("create bundle {}", record.bundle.display()), e)
+        })?;
+        self.pin_namespaces(record, ns)?;
+        self.set_sysctls(record, &setup.sysctls)?;
+        crate::failpoint::hit("run_sandbox.namespaces_pinned");
+        let pod_mounts = self.write_pod_files(record, &setup)?;
+        if record.infra_dropped {
+            return Ok(());
+        }
+        self.write_pause_spec(record, ns, infra, setup, pod_mounts)
+    }
+
+    /// The pause process's rootfs (a `pause_image`'s layers, or the built-in one)
+    /// and its spec in the bundle. Blocking.
+    fn write_pause_spec(
+        &self,
+        record: &SandboxRecord,
+        ns: PodNamespaces,
+        infra: Option<(ImageRecord, ImageConfig)>,
+        setup: PodSetup,
+        pod_mounts: Vec<oci_spec::runtime::Mount>,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
         let (rootfs, command, readonly) = match &infra {
@@ -345,13 +393,6 @@ impl PodRuntime {
                 (rootfs, self.infra_command(image, image_config)?, false)
             }
         };
-        let group = record.userns.map(|m| m.gids.host_id);
-        crate::storage::private_dir(&record.bundle, group).map_err(|e| {
-            CriError::internal_in(format!("create bundle {}", record.bundle.display()), e)
-        })?;
-        self.pin_namespaces(record, ns)?;
-        crate::failpoint::hit("run_sandbox.namespaces_pinned");
-        let pod_mounts = self.write_pod_files(record, &setup)?;
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
@@ -376,7 +417,6 @@ impl PodRuntime {
                 // CRI-O gives the infra container -998; never below what we may set.
                 oom_score_adj: (-998).max(self.config.min_oom_score_adj),
                 privileged: record.privileged,
-                sysctls: setup.sysctls,
                 pod_mounts,
                 seccomp: setup.seccomp,
                 kernel_release: self.config.host.kernel_release.clone(),
@@ -387,6 +427,32 @@ impl PodRuntime {
         crate::runtime::bundle::write_spec(&record.bundle, &oci).map_err(|e| {
             CriError::internal_in(format!("write {}/config.json", record.bundle.display()), e)
         })
+    }
+
+    /// The pod's sysctls, written in the pinned namespaces they belong to (as CRI-O's
+    /// `pinns` does), so they hold whether or not a pause process runs. Validation
+    /// let through only those of namespaces the pod owns. Blocking.
+    fn set_sysctls(
+        &self,
+        record: &SandboxRecord,
+        sysctls: &BTreeMap<String, String>,
+    ) -> Result<(), CriError> {
+        use crate::spec::sysctl::{namespace_of, SysctlNamespace};
+        for (name, value) in sysctls {
+            let (kind, path) = match namespace_of(name) {
+                Some(SysctlNamespace::Net) => (PodNamespace::Net, &record.netns_path),
+                Some(SysctlNamespace::Ipc) => (PodNamespace::Ipc, &record.ipcns_path),
+                None => continue,
+            };
+            pinned_ns::write_sysctl(kind, Path::new(path), name, value).map_err(|e| {
+                if e.is_refused_value() {
+                    CriError::InvalidArgument(format!("pod sysctl {name}={value:?}: {e}"))
+                } else {
+                    CriError::internal_in(format!("pod sysctl {name}"), e)
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// A pause image's layers, mounted as the infra container's rootfs.
@@ -452,17 +518,17 @@ impl PodRuntime {
         }
     }
 
-    /// The pause task and the pod's network (CNI ADD), side by side; the outcome
-    /// recorded.
-    async fn run_pause_and_network(
+    /// The pause task (or, without one, only the pod's shim) and the pod's network
+    /// (CNI ADD), side by side; the outcome recorded.
+    async fn run_infra_and_network(
         self: &Arc<Self>,
         record: &mut SandboxRecord,
         handler: &crate::runtime::Handler,
         network: Option<network::NetworkPlan>,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
-        // CNI ADD runs while the shim starts the pause task: both only need the
-        // pinned namespace, and neither waits for the other.
+        // CNI ADD runs while the shim starts (and starts the pause task): both only
+        // need the pinned namespace, and neither waits for the other.
         let attach = match network {
             Some(plan) => Some(self.begin_attach(record, plan).await?),
             None => {
@@ -477,9 +543,14 @@ impl PodRuntime {
         let shim_binary = record.shim_binary.clone();
         let infra = async {
             let begun = std::time::Instant::now();
-            let started = self
-                .start_infra_task(&id, &shim_binary, &bundle, handler)
-                .await;
+            let started = if record.infra_dropped {
+                self.start_pod_shim(&id, &shim_binary, &bundle)
+                    .await
+                    .map(|shim| (shim, 0))
+            } else {
+                self.start_infra_task(&id, &shim_binary, &bundle, handler)
+                    .await
+            };
             (started, begun.elapsed())
         };
         let (added, (started, infra_time)) = match attach {
@@ -514,7 +585,9 @@ impl PodRuntime {
             infra_ms = infra_time.as_secs_f64() * 1000.0,
             "pod sandbox ready"
         );
-        self.watch_exit(shim, id.clone(), id);
+        if !record.infra_dropped {
+            self.watch_exit(shim, id.clone(), id);
+        }
         Ok(())
     }
 
@@ -574,14 +647,7 @@ impl PodRuntime {
         bundle: &Path,
         handler: &crate::runtime::Handler,
     ) -> Result<(Arc<crate::runtime::PodShim>, u32), CriError> {
-        let shim = self.shims.start(shim_binary, id, id, bundle).await?;
-        crate::failpoint::hit("run_sandbox.shim_started");
-        // Persisted at once, so a crash from here on leaves a shim to find.
-        if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
-            record.shim_address = shim.address().address.clone();
-            record.task_version = shim.address().version;
-            self.store.put_async(record.clone()).await?;
-        }
+        let shim = self.start_pod_shim(id, shim_binary, bundle).await?;
         let create = api::CreateTaskRequest {
             id: id.to_string(),
             bundle: bundle.display().to_string(),
@@ -600,6 +666,24 @@ impl PodRuntime {
         Ok((shim, started.pid))
     }
 
+    /// The pod's shim, its address recorded at once, so a crash from here on leaves a
+    /// shim to find.
+    async fn start_pod_shim(
+        &self,
+        id: &str,
+        shim_binary: &Path,
+        bundle: &Path,
+    ) -> Result<Arc<crate::runtime::PodShim>, CriError> {
+        let shim = self.shims.start(shim_binary, id, id, bundle).await?;
+        crate::failpoint::hit("run_sandbox.shim_started");
+        if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
+            record.shim_address = shim.address().address.clone();
+            record.task_version = shim.address().version;
+            self.store.put_async(record.clone()).await?;
+        }
+        Ok(shim)
+    }
+
     /// Best-effort removal of everything a sandbox may have: task, shim, bundle, record.
     pub(crate) async fn destroy_sandbox(&self, record: &SandboxRecord) {
         let known_shim = self.shims.get(&record.id).is_some();
@@ -610,8 +694,9 @@ impl PodRuntime {
                 all: true,
                 ..Default::default()
             };
-            // No exit to wait for when the shim has no such task (its create failed).
-            if shim.client.kill(&kill).await.is_ok() {
+            // No exit to wait for when the shim has no such task (its create failed,
+            // or the pod has no pause process).
+            if !record.infra_dropped && shim.client.kill(&kill).await.is_ok() {
                 let _ = self.wait_exit(&record.id, PAUSE_STOP_TIMEOUT).await;
             }
             let _ = shim
@@ -689,7 +774,7 @@ impl PodRuntime {
         let Some(mut record) = self.store.get::<SandboxRecord>(id)? else {
             return Ok(());
         };
-        if let Some(shim) = self.shims.get(&record.id) {
+        if let Some(shim) = self.shims.get(&record.id).filter(|_| !record.infra_dropped) {
             if !self.has_exited(&record.id) {
                 let kill = api::KillRequest {
                     id: record.id.clone(),
@@ -722,8 +807,13 @@ impl PodRuntime {
         }
         let attached = !record.network_config.is_empty();
         let detached = self.detach_network(&mut record).await;
-        if record.mark_not_ready() || attached {
+        let stopped_now = record.mark_not_ready();
+        if stopped_now || attached {
             self.store.put_async(record.clone()).await?;
+        }
+        if stopped_now && record.infra_dropped {
+            // What the pause process's exit tells otherwise.
+            self.emit(id, id, cri::ContainerEventType::ContainerStoppedEvent);
         }
         detached
     }

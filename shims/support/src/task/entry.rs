@@ -21,6 +21,10 @@ pub fn main(flavor: &'static Flavor) {
     }
 }
 
+/// The `-info` annotation saying a pod's containers run without a sandbox task
+/// (crio-core's `drop_infra_ctr`).
+pub const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
+
 fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<_> = std::env::args_os().collect();
     let flags = containerd_shim::parse(&args[1..]).map_err(|e| format!("parse flags: {e}"))?;
@@ -46,6 +50,9 @@ fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
                     ..Default::default()
                 }
             })),
+            // Every container is a task of its own here: a pod needs no sandbox task
+            // (crio-core then runs none where the pod shares no PID namespace).
+            annotations: [(SANDBOX_TASK_ANNOTATION.into(), "optional".into())].into(),
             ..Default::default()
         };
         std::io::stdout().write_all(&info.write_to_bytes()?)?;
