@@ -600,7 +600,9 @@ fn task_processes(id: &str) -> Vec<i32> {
 async fn a_killed_shim_leaves_no_process_and_no_socket() {
     let (_registry, daemon, mut cri, image) = setup().await;
     let before = shim_sockets();
-    let pod = pod_config("shimkill", &daemon.dirs.log_dir);
+    // A pod with a pause process (one sharing its PID namespace): pause too must
+    // go with its shim.
+    let pod = crio_tests::pods::shared_pid(pod_config("shimkill", &daemon.dirs.log_dir));
     let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
     let config = container_config("app", &image, "sleep 3600");
     let id = cri

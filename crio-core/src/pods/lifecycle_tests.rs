@@ -640,6 +640,19 @@ async fn a_pod_without_a_pause_task_runs_its_containers_in_its_shim() {
         "no pause spec written"
     );
     let id = h.create(&pod, "app").await.expect("CreateContainer");
+    // Its config has no namespace options (PID mode POD, crictl's default): there
+    // is no pod PID namespace to join, so it gets its own.
+    let bundle = h.container(&id).expect("record").bundle;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).expect("spec"))
+            .expect("json");
+    let pid_ns = spec["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["type"] == "pid")
+        .cloned();
+    assert_eq!(pid_ns, Some(serde_json::json!({"type": "pid"})), "{spec}");
     h.pods.start_container(&id).await.expect("StartContainer");
     let calls = h.shim.calls();
     assert_eq!(
@@ -685,7 +698,7 @@ async fn a_pod_without_a_pause_task_runs_its_containers_in_its_shim() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_pod_sharing_its_pid_namespace_keeps_its_pause_task() {
+async fn shared_pid_and_privileged_pods_keep_their_pause_task() {
     let h = harness_without_infra();
     let mut config = h.pod_config("shared");
     if let Some(o) = config
@@ -704,6 +717,22 @@ async fn a_pod_sharing_its_pid_namespace_keeps_its_pause_task() {
     let record = h.sandbox(&pod).expect("record");
     assert!(!record.infra_dropped, "{record:?}");
     assert!(h.shim.has_task(&pod), "pause is the PID namespace's init");
+    h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
+    // A privileged pod too: pause mounts the pod's sysfs read-write first.
+    let mut config = h.pod_config("privileged");
+    if let Some(s) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        s.privileged = true;
+    }
+    let pod = h
+        .pods
+        .run_sandbox(&config, "fake", None)
+        .await
+        .expect("RunPodSandbox");
+    assert!(h.shim.has_task(&pod), "a privileged pod keeps pause");
     h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
 }
 

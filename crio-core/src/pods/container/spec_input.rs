@@ -464,7 +464,10 @@ pub(super) fn container_spec_input(
         host_network: pod.host_network,
         host_ipc: pod.host_ipc,
         host_pid: pod.host_pid || pid_mode == Some(cri::NamespaceMode::Node as i32),
-        pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32),
+        // A pod without pause shares no PID namespace (its own mode is not POD): a
+        // container asking for the pod's (no options, crictl's default) gets its
+        // own, as the pod declared.
+        pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32) && !pod.infra_dropped,
     };
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
     let (masked_paths, readonly_paths) = proc_paths(sc, &record.annotations);

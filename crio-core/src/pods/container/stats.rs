@@ -163,6 +163,20 @@ pub(crate) fn net_dev(text: &str) -> Vec<NetDev> {
         .collect()
 }
 
+/// `net/dev` as the pod's pinned network namespace shows it (whether or not a
+/// pause process lives in it). Blocking: a short-lived thread joins the namespace.
+pub(crate) fn pinned_net_dev(pod: &SandboxRecord) -> Option<String> {
+    if pod.netns_path.is_empty() {
+        return None;
+    }
+    crate::network::pinned_ns::read_proc_in(
+        crate::network::pinned_ns::PodNamespace::Net,
+        std::path::Path::new(&pod.netns_path),
+        "net/dev",
+    )
+    .ok()
+}
+
 fn interface_usage(n: &NetDev) -> cri::NetworkInterfaceUsage {
     cri::NetworkInterfaceUsage {
         name: n.name.clone(),
@@ -303,19 +317,11 @@ impl PodRuntime {
 
     /// `net/dev` of the pod's pinned network namespace (none on the host network).
     async fn pod_net_dev(&self, pod: &SandboxRecord) -> Option<String> {
-        if pod.host_network || pod.netns_path.is_empty() {
+        if pod.host_network {
             return None;
         }
-        let netns = std::path::PathBuf::from(&pod.netns_path);
-        crate::blocking::run(move || {
-            crate::network::pinned_ns::read_proc_in(
-                crate::network::pinned_ns::PodNamespace::Net,
-                &netns,
-                "net/dev",
-            )
-        })
-        .await?
-        .ok()
+        let pod = pod.clone();
+        crate::blocking::run(move || pinned_net_dev(&pod)).await?
     }
 
     async fn pod_stats(&self, pod: &SandboxRecord) -> Result<cri::PodSandboxStats, CriError> {

@@ -182,7 +182,10 @@ impl PodRuntime {
     /// Whether a pod gets an infra (pause) process: CRI-O's `drop_infra_ctr` rule. A
     /// pod sharing one PID namespace needs its init; a shim that has not said it
     /// serves containers without a sandbox task gets one (containerd always gives
-    /// one). The pod's other namespaces are pinned by the core either way.
+    /// one). A privileged pod keeps it too: sysfs is one superblock per network
+    /// namespace whose first mount fixes it read-only or not, and only pause mounts
+    /// it read-write first for the pod's privileged containers. The pod's other
+    /// namespaces are pinned by the core either way.
     pub(crate) fn needs_infra(&self, config: &cri::PodSandboxConfig, handler_name: &str) -> bool {
         let Ok(handler) = self.handler(handler_name) else {
             return true;
@@ -192,7 +195,12 @@ impl PodRuntime {
             .handler_features
             .get(&handler.name)
             .is_some_and(|f| f.sandbox_task_optional);
-        !(self.config.drop_infra && task_optional && !namespaces(config).pod_pid)
+        let privileged = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.privileged);
+        !(self.config.drop_infra && task_optional && !namespaces(config).pod_pid && !privileged)
     }
 
     /// RunPodSandbox.

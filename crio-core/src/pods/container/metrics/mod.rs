@@ -356,19 +356,15 @@ fn network_samples(s: &mut Samples<'_>, interfaces: &[NetDev]) {
     }
 }
 
-/// The `net/dev` a pod's traffic shows in: its pause process's namespace, or the
-/// host's for host-network pods (as CRI-O reports them).
+/// The `net/dev` a pod's traffic shows in: its pinned network namespace's, or the
+/// host's for host-network pods (as CRI-O reports them). Blocking.
 fn pod_interfaces(pod: &SandboxRecord) -> Vec<NetDev> {
-    let path = if pod.host_network {
-        "/proc/self/net/dev".to_string()
-    } else if pod.pid != 0 {
-        format!("/proc/{}/net/dev", pod.pid)
+    let text = if pod.host_network {
+        std::fs::read_to_string("/proc/self/net/dev").ok()
     } else {
-        return Vec::new();
+        super::stats::pinned_net_dev(pod)
     };
-    std::fs::read_to_string(path)
-        .map(|t| super::stats::net_dev(&t))
-        .unwrap_or_default()
+    text.map(|t| super::stats::net_dev(&t)).unwrap_or_default()
 }
 
 impl PodRuntime {
