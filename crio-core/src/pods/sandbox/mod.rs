@@ -200,7 +200,8 @@ impl PodRuntime {
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .is_some_and(|s| s.privileged);
-        !(self.config.drop_infra && task_optional && !namespaces(config).pod_pid && !privileged)
+        let droppable = self.config.drop_infra && task_optional;
+        !droppable || namespaces(config).pod_pid || privileged
     }
 
     /// RunPodSandbox.
