@@ -230,6 +230,21 @@ impl Daemon {
         cmd
     }
 
+    /// `crio status info` against this daemon (it must succeed): its JSON.
+    pub fn status_info(&self) -> serde_json::Value {
+        let out = self
+            .command()
+            .args(["status", "info"])
+            .output()
+            .expect("crio status info");
+        assert!(
+            out.status.success(),
+            "crio status info: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("crio status info: JSON")
+    }
+
     fn launch(&mut self) {
         let log = fs::OpenOptions::new()
             .create(true)

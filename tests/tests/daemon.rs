@@ -281,17 +281,7 @@ fn a_regular_file_at_the_socket_path_is_kept() {
 #[test]
 fn crio_status_asks_the_running_daemon() {
     let daemon = Daemon::builder().start();
-    let out = daemon
-        .command()
-        .args(["status", "info"])
-        .output()
-        .expect("crio status info");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let info = daemon.status_info();
     assert_eq!(info["cgroup_driver"], "cgroupfs");
     assert_eq!(
         info["storage_root"],

@@ -391,26 +391,13 @@ async fn vfs_copies_xattrs_of_the_layers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn storage_driver_is_validated_and_reported() {
-    let info = |daemon: &Daemon| -> serde_json::Value {
-        let out = daemon
-            .command()
-            .args(["status", "info"])
-            .output()
-            .expect("crio status info");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json")
-    };
     let daemon = Daemon::builder().start();
-    assert_eq!(info(&daemon)["storage_driver"], "overlay");
+    assert_eq!(daemon.status_info()["storage_driver"], "overlay");
 
     let daemon = Daemon::builder()
         .dropin("50-vfs.conf", "[crio]\nstorage_driver = \"vfs\"\n")
         .start();
-    assert_eq!(info(&daemon)["storage_driver"], "vfs");
+    assert_eq!(daemon.status_info()["storage_driver"], "vfs");
     let fs_info = daemon
         .client()
         .await

@@ -1040,6 +1040,30 @@ async fn pause_image_is_pulled_and_run() {
     assert!(!daemon.dirs.root.join("containers").join(&pod_id).exists());
 }
 
+/// `drop_infra_ctr = false`: every pod gets its pause process, even on our shims.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_infra_ctr_false_gives_every_pod_a_pause_process() {
+    let daemon = Daemon::builder()
+        .dropin("10-infra.conf", "[crio.runtime]\ndrop_infra_ctr = false\n")
+        .start();
+    let mut cri = daemon.client().await;
+    let pod = pod_config("with-pause", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "runc").await.expect("RunPodSandbox");
+    let procs = format!("/sys/fs/cgroup/pids/crio/crio-{pod_id}/cgroup.procs");
+    let pause: Vec<String> = std::fs::read_to_string(&procs)
+        .unwrap_or_else(|e| panic!("{procs}: {e}"))
+        .lines()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .collect();
+    assert_eq!(pause, ["/pause\0"], "the pod's cgroup holds pause");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
 /// CRI-O's `runtime_type = "oci"` with `runtime_path = crun`: our shim drives crun.
 #[tokio::test(flavor = "multi_thread")]
 async fn oci_handler_with_crun_runs_through_our_shim() {

@@ -1037,14 +1037,5 @@ async fn any_authority_is_accepted_on_the_socket() {
         );
     }
     // The inspect endpoints (HTTP/1.1) on the same socket still answer.
-    let out = daemon
-        .command()
-        .args(["status", "info"])
-        .output()
-        .expect("crio status info");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    daemon.status_info();
 }

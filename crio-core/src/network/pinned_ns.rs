@@ -133,21 +133,11 @@ pub(super) fn set_up_pinned(
     path: &Path,
     hostname: &str,
 ) -> Result<(), NetnsError> {
-    let ns = std::fs::File::open(path).map_err(err(path, "open"))?;
     let target = path.to_path_buf();
     let hostname = hostname.to_string();
-    std::thread::spawn(move || {
-        nix::sched::setns(&ns, kind.clone_flag()).map_err(|e| err(&target, "setns")(e.into()))?;
-        configure(kind, &target, &hostname)
-    })
-    .join()
-    .unwrap_or_else(|_| {
-        Err(NetnsError::Io {
-            path: path.to_path_buf(),
-            action: "set up",
-            source: std::io::Error::other("set-up thread panicked"),
-        })
-    })
+    // `configure`'s own error (naming its action) travels inside the thread's Ok.
+    on_thread_in(kind, path, move || Ok(configure(kind, &target, &hostname)))
+        .map_err(err(path, "set up"))?
 }
 
 /// Runs `f` on a short-lived thread that joins the namespace of `kind` pinned at
@@ -249,17 +239,10 @@ pub fn connect_in(netns: Option<&Path>, port: u16) -> std::io::Result<std::net::
         let v4 = std::net::TcpStream::connect(("127.0.0.1", port));
         v4.or_else(|e| std::net::TcpStream::connect(("::1", port)).map_err(|_| e))
     };
-    let Some(path) = netns else {
-        return dial();
-    };
-    let ns = std::fs::File::open(path)?;
-    std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
-        dial()
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("dialing thread panicked")))
+    match netns {
+        Some(path) => on_thread_in(PodNamespace::Net, path, dial),
+        None => dial(),
+    }
 }
 
 /// Whether `path` is a pinned namespace (a bind-mounted nsfs file).
@@ -299,15 +282,12 @@ mod tests {
 
     /// Enters the namespace on a thread of its own and reads lo's flags there.
     fn loopback_is_up_in(path: &Path) -> bool {
-        let ns = std::fs::File::open(path).expect("open netns");
-        std::thread::spawn(move || {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            nix::ifaddrs::getifaddrs().expect("getifaddrs").any(|i| {
+        on_thread_in(PodNamespace::Net, path, || {
+            Ok(nix::ifaddrs::getifaddrs()?.any(|i| {
                 i.interface_name == "lo" && i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
-            })
+            }))
         })
-        .join()
-        .expect("thread")
+        .expect("read lo in the namespace")
     }
 
     #[test]
@@ -374,13 +354,8 @@ mod tests {
                 "{kind:?}"
             );
             if kind == PodNamespace::Uts {
-                let ns = std::fs::File::open(&path).expect("open");
-                let name = std::thread::spawn(move || {
-                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUTS).expect("setns");
-                    nix::unistd::gethostname().expect("hostname")
-                })
-                .join()
-                .expect("thread");
+                let name = on_thread_in(kind, &path, || Ok(nix::unistd::gethostname()?))
+                    .expect("hostname in the namespace");
                 assert_eq!(name, "pinned-host");
             }
             remove_pinned(&path).expect("unpin");

@@ -287,6 +287,14 @@ impl Harness {
     }
 }
 
+/// The process id of the (first) exec the shim was asked for.
+fn exec_call(calls: &[String]) -> &str {
+    calls
+        .iter()
+        .find_map(|c| c.strip_prefix("exec "))
+        .expect("an exec call")
+}
+
 fn other(method: &'static str) -> TaskError {
     TaskError::Other {
         method,
@@ -551,10 +559,7 @@ async fn exec_sync_returns_the_output_and_status_and_deletes_the_process() {
         .expect("ExecSync");
     assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"hello\n"[..], 3));
     let calls = h.shim.calls();
-    let exec = calls
-        .iter()
-        .find_map(|c| c.strip_prefix("exec "))
-        .expect("an exec call");
+    let exec = exec_call(&calls);
     assert!(calls.contains(&format!("delete {exec}")), "{calls:?}");
     assert!(!h.shim.has_task(exec), "the exec process is deleted");
     let fifos: Vec<_> = std::fs::read_dir(h.container(&id).expect("record").bundle.join("exec"))
@@ -586,10 +591,7 @@ async fn exec_sync_past_its_timeout_kills_the_process() {
         "{err:?}"
     );
     let calls = h.shim.calls();
-    let exec = calls
-        .iter()
-        .find_map(|c| c.strip_prefix("exec "))
-        .expect("an exec call");
+    let exec = exec_call(&calls);
     assert!(calls.contains(&format!("kill {exec}")), "{calls:?}");
     assert!(calls.contains(&format!("delete {exec}")), "{calls:?}");
     assert_eq!(

@@ -148,6 +148,15 @@ impl PodRuntime {
         })
     }
 
+    /// What `handler` can do, as probed at start (nothing, if it was not probed).
+    pub(crate) fn features(&self, handler: &Handler) -> crate::runtime::HandlerFeatures {
+        self.config
+            .handler_features
+            .get(&handler.name)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub(crate) fn shim_binary(&self, handler: &Handler) -> Result<PathBuf, CriError> {
         self.handlers.locate_shim(handler).ok_or_else(|| {
             CriError::FailedPrecondition(format!(
@@ -247,20 +256,26 @@ impl PodRuntime {
                     this.record_exit(&id, resp.exit_status, at).await;
                 }
                 Err(e) if e.is_disconnected() => {
-                    // Many watchers see the same death; the first handles it.
-                    if this
-                        .shims
-                        .get(&sandbox_id)
-                        .is_some_and(|s| Arc::ptr_eq(&s, &shim))
-                    {
-                        tracing::warn!(pod = %sandbox_id, "shim connection lost: {e}");
-                        this.on_shim_death(&sandbox_id).await;
-                    }
+                    this.shim_lost(&sandbox_id, &shim, &e.to_string()).await;
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => tracing::warn!(task = %id, "wait: {e}"),
             }
         });
+    }
+
+    /// A call to `shim` found its connection gone: the pod's shim died. Whoever
+    /// sees it (a task's Wait, a Create) reports it; many see the same death, and
+    /// only the first, while `shim` is still the pod's, handles it.
+    pub(crate) async fn shim_lost(&self, sandbox_id: &str, shim: &Arc<PodShim>, cause: &str) {
+        if self
+            .shims
+            .get(sandbox_id)
+            .is_some_and(|s| Arc::ptr_eq(&s, shim))
+        {
+            tracing::warn!(pod = %sandbox_id, "shim connection lost: {cause}");
+            self.on_shim_death(sandbox_id).await;
+        }
     }
 
     /// Records that task `id` exited (first report wins). The record is written

@@ -336,11 +336,7 @@ impl PodRuntime {
         self.store.put_async(record.clone()).await?;
 
         let handler = self.handler(&pod.runtime_handler)?;
-        let pod_wide = self
-            .config
-            .handler_features
-            .get(&handler.name)
-            .is_some_and(|f| f.sandbox_task_optional);
+        let pod_wide = self.features(&handler).sandbox_task_optional;
         let shim = self
             .shims
             .for_task(&pod.shim_binary, &pod.id, &id, &bundle, pod_wide)
@@ -359,12 +355,13 @@ impl PodRuntime {
         let created = match shim.client.create(&create).await {
             Ok(created) => created,
             Err(e) => {
-                if e.is_disconnected() && pod.infra_dropped {
-                    // No pause task's Wait watches this shim: its death is seen here
-                    // and the pod goes NotReady, so the kubelet makes a new one.
+                if e.is_disconnected() {
+                    // A pod without pause may have no Wait watching its shim: the
+                    // death is reported from here too (after this request lets go
+                    // of the pod), and the pod goes NotReady.
                     let this = Arc::clone(self);
-                    let pod_id = pod.id.clone();
-                    tokio::spawn(async move { this.on_shim_death(&pod_id).await });
+                    let (pod_id, shim, cause) = (pod.id.clone(), shim.clone(), e.to_string());
+                    tokio::spawn(async move { this.shim_lost(&pod_id, &shim, &cause).await });
                 }
                 return Err(e.into());
             }

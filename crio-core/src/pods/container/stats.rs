@@ -164,7 +164,8 @@ pub(crate) fn net_dev(text: &str) -> Vec<NetDev> {
 }
 
 /// `net/dev` as the pod's pinned network namespace shows it (whether or not a
-/// pause process lives in it). Blocking: a short-lived thread joins the namespace.
+/// pause process lives in it; none for a host-network pod, which pins none).
+/// Blocking: a short-lived thread joins the namespace.
 pub(crate) fn pinned_net_dev(pod: &SandboxRecord) -> Option<String> {
     if pod.netns_path.is_empty() {
         return None;
@@ -315,15 +316,6 @@ impl PodRuntime {
         self.pod_stats(&pod).await
     }
 
-    /// `net/dev` of the pod's pinned network namespace (none on the host network).
-    async fn pod_net_dev(&self, pod: &SandboxRecord) -> Option<String> {
-        if pod.host_network {
-            return None;
-        }
-        let pod = pod.clone();
-        crate::blocking::run(move || pinned_net_dev(&pod)).await?
-    }
-
     async fn pod_stats(&self, pod: &SandboxRecord) -> Result<cri::PodSandboxStats, CriError> {
         let now = now_nanos();
         let mut total = self
@@ -343,7 +335,10 @@ impl PodRuntime {
             containers.push(stats);
         }
         let rate = self.cpu_samples.rate(&pod.id, now, total.cpu_ns);
-        let network = self.pod_net_dev(pod).await.map(|text| {
+        // None on the host network: no pinned network namespace.
+        let netns_pod = pod.clone();
+        let text = crate::blocking::run(move || pinned_net_dev(&netns_pod)).await;
+        let network = text.flatten().map(|text| {
             let interfaces: Vec<_> = net_dev(&text).iter().map(interface_usage).collect();
             let default = interfaces
                 .iter()

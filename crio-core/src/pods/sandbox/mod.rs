@@ -111,6 +111,14 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
     })
 }
 
+fn privileged(config: &cri::PodSandboxConfig) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .is_some_and(|s| s.privileged)
+}
+
 fn namespaces(config: &cri::PodSandboxConfig) -> PodNamespaces {
     let opts = config
         .linux
@@ -159,12 +167,7 @@ impl PodRuntime {
     /// A pod with its own user namespace needs a handler whose runtime can join one
     /// (the daemon ID-maps the rootfs and volumes itself) and overlay storage.
     fn check_userns_support(&self, handler: &crate::runtime::Handler) -> Result<(), CriError> {
-        let supported = self
-            .config
-            .handler_features
-            .get(&handler.name)
-            .is_some_and(|f| f.user_namespaces);
-        if !supported {
+        if !self.features(handler).user_namespaces {
             return Err(CriError::FailedPrecondition(format!(
                 "runtime handler {:?} does not support user namespaces (hostUsers: false): its \
                  runtime reports none it can join, or the kernel cannot ID-map mounts",
@@ -190,18 +193,8 @@ impl PodRuntime {
         let Ok(handler) = self.handler(handler_name) else {
             return true;
         };
-        let task_optional = self
-            .config
-            .handler_features
-            .get(&handler.name)
-            .is_some_and(|f| f.sandbox_task_optional);
-        let privileged = config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .is_some_and(|s| s.privileged);
-        let droppable = self.config.drop_infra && task_optional;
-        !droppable || namespaces(config).pod_pid || privileged
+        let droppable = self.config.drop_infra && self.features(&handler).sandbox_task_optional;
+        !droppable || namespaces(config).pod_pid || privileged(config)
     }
 
     /// RunPodSandbox.
@@ -252,11 +245,7 @@ impl PodRuntime {
             host_pid: ns.host_pid,
             host_ipc: ns.host_ipc,
             pod_pid: ns.pod_pid,
-            privileged: config
-                .linux
-                .as_ref()
-                .and_then(|l| l.security_context.as_ref())
-                .is_some_and(|s| s.privileged),
+            privileged: privileged(config),
             bundle: self.bundle_dir(&id),
             shim_binary: shim_binary.clone(),
             infra_image: infra
