@@ -264,18 +264,29 @@ impl PodRuntime {
         });
     }
 
-    /// A call to `shim` found its connection gone: the pod's shim died. Whoever
-    /// sees it (a task's Wait, a Create) reports it; many see the same death, and
-    /// only the first, while `shim` is still the pod's, handles it.
+    /// A call to `shim` found its connection gone. Whoever sees it (a task's Wait,
+    /// a Create) reports it; many see the same death, and only the first, while
+    /// `shim` is still the pod's, handles it. A second call confirms it before the
+    /// pod is given up: a dead shim answers nothing any more, a live one that lost
+    /// one call still does.
     pub(crate) async fn shim_lost(&self, sandbox_id: &str, shim: &Arc<PodShim>, cause: &str) {
-        if self
-            .shims
-            .get(sandbox_id)
-            .is_some_and(|s| Arc::ptr_eq(&s, shim))
-        {
-            tracing::warn!(pod = %sandbox_id, "shim connection lost: {cause}");
-            self.on_shim_death(sandbox_id).await;
+        let current = |s: Arc<PodShim>| Arc::ptr_eq(&s, shim);
+        if !self.shims.get(sandbox_id).is_some_and(current) {
+            return;
         }
+        let probe = shim
+            .client
+            .state(&api::StateRequest {
+                id: sandbox_id.to_string(),
+                ..Default::default()
+            })
+            .await;
+        if !probe.is_err_and(|e| e.is_disconnected()) {
+            tracing::warn!(pod = %sandbox_id, "a shim call lost its connection ({cause}), but the shim still answers");
+            return;
+        }
+        tracing::warn!(pod = %sandbox_id, "shim connection lost: {cause}");
+        self.on_shim_death(sandbox_id).await;
     }
 
     /// Records that task `id` exited (first report wins). The record is written
