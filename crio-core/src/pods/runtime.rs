@@ -281,11 +281,16 @@ impl PodRuntime {
                 ..Default::default()
             })
             .await;
-        if !probe.is_err_and(|e| e.is_disconnected()) {
+        // The shim answers for the pod: its pause task, or none (NotFound).
+        let answers = match &probe {
+            Ok(_) => true,
+            Err(e) => e.is_not_found(),
+        };
+        if answers {
             tracing::warn!(pod = %sandbox_id, "a shim call lost its connection ({cause}), but the shim still answers");
             return;
         }
-        tracing::warn!(pod = %sandbox_id, "shim connection lost: {cause}");
+        tracing::warn!(pod = %sandbox_id, "shim connection lost: {cause}; then {probe:?}");
         self.on_shim_death(sandbox_id).await;
     }
 
