@@ -19,21 +19,12 @@ YOUKI_SHIM=containerd-shim-youki-v2
 
 packaging/apt-install.sh "${PACKAGES[@]}"
 
-echo "==> cargo build --release (crio) and --profile shim ($SHIM, $YOUKI_SHIM: static, built for size)"
-cargo build --release --locked -p crio-core --bins
-# Static (no PIE: no relocations to apply) and size-optimised: one shim runs per
-# pod, so its pages count per pod. An explicit --target keeps these flags away from
-# build scripts and proc macros.
-HOST=$(rustc -vV | sed -n 's/^host: //p')
-# libseccomp is linked statically into the youki shim as well.
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -dumpmachine)" \
-    cargo build --profile shim --locked -p "$SHIM" -p "$YOUKI_SHIM" --target "$HOST"
+packaging/build.sh
 
 echo "==> installing to $PREFIX/bin and $CONF_DIR"
-install -D -m 0755 target/release/crio "$PREFIX/bin/crio"
-install -D -m 0755 "target/$HOST/shim/$SHIM" "$PREFIX/bin/$SHIM"
-install -D -m 0755 "target/$HOST/shim/$YOUKI_SHIM" "$PREFIX/bin/$YOUKI_SHIM"
+for bin in crio "$SHIM" "$YOUKI_SHIM"; do
+    install -D -m 0755 "target/dist/$bin" "$PREFIX/bin/$bin"
+done
 install -d -m 0755 "$CONF_DIR"
 install -m 0644 conf.d/00-default.conf "$CONF_DIR/00-default.conf"
 

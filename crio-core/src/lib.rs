@@ -17,6 +17,7 @@ pub(crate) mod error;
 pub mod failpoint;
 pub mod image;
 pub(crate) mod logs;
+pub mod memory;
 pub mod network;
 pub mod pods;
 pub mod runtime;

@@ -218,6 +218,7 @@ impl PublishArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    crio_core::memory::limit_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -74,6 +74,10 @@ state = "{state}"
             .expect("connect to containerd")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where containerd's shim for a pod works.
     pub fn bundle(&self, pod_id: &str) -> std::path::PathBuf {
         self.dir
@@ -92,5 +96,18 @@ impl Drop for CriContainerd {
         let _ = self.child.wait();
         crate::cleanup::kill_pods_under(self.dir.path(), self.dir.path());
         crate::cleanup::unmount_all_under(self.dir.path());
+    }
+}
+
+/// In a benchmark comparing handlers: the CRI endpoint serving `handler` and the
+/// runtime handler name to ask it for (containerd's default for `containerd`).
+pub fn endpoint<'a>(
+    handler: &'a str,
+    crio: &'a mut CriClient,
+    containerd: Option<&'a mut CriClient>,
+) -> (&'a mut CriClient, &'a str) {
+    match (handler, containerd) {
+        ("containerd", Some(c)) => (c, ""),
+        _ => (crio, handler),
     }
 }

@@ -758,3 +758,46 @@ async fn a_dead_shim_of_a_pod_without_pause_is_seen_at_the_next_create() {
     h.pods.remove_sandbox(&pod).await.expect("RemovePodSandbox");
     assert!(h.sandboxes().is_empty() && h.containers().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exited_containers_task_is_deleted_at_its_exit_and_its_record_kept() {
+    let h = harness();
+    let (_pod, id) = h.running_container().await;
+    h.shim.exit(&id, 0);
+    h.exited(&id).await;
+    // The exit's own cleanup runs after the exit is recorded.
+    for _ in 0..200 {
+        if !h.shim.has_task(&id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!h.shim.has_task(&id), "{:?}", h.shim.calls());
+    let c = h
+        .container(&id)
+        .expect("the record stays until RemoveContainer");
+    assert_eq!(c.state, ContainerState::Exited);
+    assert!(c.bundle.exists(), "the bundle stays until RemoveContainer");
+    h.pods.remove_container(&id).await.expect("RemoveContainer");
+    assert!(h.container(&id).is_none());
+    assert!(!c.bundle.exists());
+    let deletes = h
+        .shim
+        .calls()
+        .iter()
+        .filter(|c| *c == &format!("delete {id}"))
+        .count();
+    assert_eq!(deletes, 1, "one task delete: {:?}", h.shim.calls());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_container_deletes_the_task_before_it_returns() {
+    let h = harness();
+    let (_pod, id) = h.running_container().await;
+    h.pods.stop_container(&id, 0).await.expect("StopContainer");
+    assert!(!h.shim.has_task(&id), "{:?}", h.shim.calls());
+    assert_eq!(
+        h.container(&id).expect("record").state,
+        ContainerState::Exited
+    );
+}

@@ -104,6 +104,8 @@ pub struct PodRuntime {
     /// Held while a name is checked and reserved.
     pub(crate) names: tokio::sync::Mutex<()>,
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+    /// Containers whose task their shim confirmed deleted when they exited.
+    tasks_deleted: Mutex<HashSet<String>>,
     pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
     /// Running containers' output tees and stdin, for attach.
     pub(crate) attach: Mutex<HashMap<String, crate::pods::container::AttachIo>>,
@@ -132,6 +134,7 @@ impl PodRuntime {
             locks: KeyedLocks::default(),
             names: tokio::sync::Mutex::new(()),
             exits: Mutex::new(HashMap::new()),
+            tasks_deleted: Mutex::new(HashSet::new()),
             logs: Mutex::new(HashMap::new()),
             attach: Mutex::new(HashMap::new()),
             cpu_samples: Default::default(),
@@ -209,6 +212,20 @@ impl PodRuntime {
         }
     }
 
+    /// Whether container `id`'s task is known deleted from its shim.
+    pub(crate) fn task_deleted(&self, id: &str) -> bool {
+        self.tasks_deleted
+            .lock()
+            .map(|d| d.contains(id))
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn mark_task_deleted(&self, id: &str) {
+        if let Ok(mut d) = self.tasks_deleted.lock() {
+            d.insert(id.to_string());
+        }
+    }
+
     /// Whether the task `id` is known to have exited.
     pub(crate) fn has_exited(&self, id: &str) -> bool {
         self.exit_channel(id).borrow().is_some()
@@ -228,6 +245,9 @@ impl PodRuntime {
     pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut exits) = self.exits.lock() {
             exits.remove(id);
+        }
+        if let Ok(mut deleted) = self.tasks_deleted.lock() {
+            deleted.remove(id);
         }
         if let Ok(mut logs) = self.logs.lock() {
             logs.remove(id);
@@ -254,6 +274,7 @@ impl PodRuntime {
                         t.seconds * 1_000_000_000 + i64::from(t.nanos)
                     });
                     this.record_exit(&id, resp.exit_status, at).await;
+                    this.release_after_exit(&id).await;
                 }
                 Err(e) if e.is_disconnected() => {
                     this.shim_lost(&sandbox_id, &shim, &e.to_string()).await;
@@ -484,6 +505,10 @@ impl PodRuntime {
     /// asked to clean up, what still works in them is killed, mounts in them are
     /// undone, and they go.
     async fn reap_orphan_bundles(&self) -> Result<(), CriError> {
+        // What removals moved aside and a stop or crash kept from deleting.
+        for dir in [&self.config.bundles_dir, &self.config.containers_dir] {
+            crate::storage::trash::empty(dir);
+        }
         let mut known: HashSet<String> = self
             .store
             .list::<SandboxRecord>()?

@@ -259,7 +259,10 @@ impl RuntimeService for RuntimeServiceImpl {
         request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
-        self.state.pods.remove_sandbox(&id).await?;
+        let removed = self.state.pods.remove_sandbox(&id).await;
+        // What the pod's records, logs and buffers held is free now.
+        crate::memory::trim_soon();
+        removed?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
@@ -367,7 +370,9 @@ impl RuntimeService for RuntimeServiceImpl {
         request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
         let id = request.into_inner().container_id;
-        self.state.pods.remove_container(&id).await?;
+        let removed = self.state.pods.remove_container(&id).await;
+        crate::memory::trim_soon();
+        removed?;
         Ok(Response::new(RemoveContainerResponse {}))
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod layers;
 pub mod overlay;
 pub mod rootfs;
 mod tar_stream;
+pub mod trash;
 pub mod unpack;
 pub(crate) mod usage;
 

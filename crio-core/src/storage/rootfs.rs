@@ -294,6 +294,24 @@ pub fn release_rootfs(driver: StorageDriver, container_dir: &Path) -> Result<(),
     Ok(())
 }
 
+/// Removes a container's storage directory from its path: undoes the mounts
+/// [`prepare_rootfs`] made (whatever driver made them: the daemon may have restarted
+/// with another one), then renames the directory into the trash
+/// ([`super::trash`]) and says where it went, for the caller to delete off the
+/// request path. Refuses, moving nothing, while something is still mounted inside it.
+pub fn retire_container_dir(container_dir: &Path) -> Result<Option<PathBuf>, RootfsError> {
+    overlay::unmount_rootfs(&container_dir.join(ROOTFS_DIR))?;
+    let _ = super::idmap::unmount(&container_dir.join(STAGE_DIR));
+    release_idmapped_volumes(container_dir)?;
+    if let Some(mount) = mounts_at_or_below(container_dir).into_iter().next() {
+        return Err(RootfsError::Busy {
+            dir: container_dir.to_path_buf(),
+            mount,
+        });
+    }
+    super::trash::move_to_trash(container_dir).map_err(io_err("move to the trash", container_dir))
+}
+
 /// Copies `layers` (bottom first) into the empty directory `dest` as overlayfs
 /// would merge them.
 pub fn copy_layers(layers: &[PathBuf], dest: &Path) -> Result<(), RootfsError> {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageDyn;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{Client, EventsClient};
@@ -78,8 +78,10 @@ impl EventSink {
         }
     }
 
-    /// Queues `event` under `topic`.
-    pub async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+    /// Queues `event` under `topic`. Encoded through its static type: through
+    /// `dyn MessageDyn`, rust-protobuf builds the reflection descriptors of every
+    /// proto file the message depends on (about 0.4 MB of heap in every shim).
+    pub async fn publish<M: Message>(&self, topic: &str, event: M) {
         tracing::debug!(topic, "event");
         let Some(queue) = &self.queue else {
             return;
@@ -88,7 +90,7 @@ impl EventSink {
             tracing::error!(topic, "no event type known for this topic: not published");
             return;
         };
-        let value = match event.write_to_bytes_dyn() {
+        let value = match event.write_to_bytes() {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(topic, "encode event: {e}");

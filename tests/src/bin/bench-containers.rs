@@ -1,18 +1,21 @@
-//! Benchmark (not a test): container create + start + delete latency per runtime
-//! handler, p50/p95, interleaved in one run, and the RSS of the shim serving a pod
-//! with one running container.
+//! Benchmark (not a test): container create, start, stop and remove latency per
+//! runtime handler, p50/p95, interleaved in one run, and the RSS of the shim serving
+//! a pod with one running container.
 //!
 //! `CRIO_BINARY=/usr/local/bin/crio [BENCH_DROPIN=FILE] bench-containers [ROUNDS] [HANDLER...]`
-//! Handlers: `youki` (our libcontainer shim), `runc` (our runc shim) and `go`
-//! (Debian's containerd-shim-runc-v2 as a drop-in); the default is all three, 100
-//! rounds. One host-network pod per handler; each round creates, starts and removes
-//! one busybox `sleep` container in every pod in turn.
+//! Handlers: `youki` (our libcontainer shim), `runc` (our runc shim), `go`
+//! (Debian's containerd-shim-runc-v2 as our drop-in) and `containerd` (Debian's
+//! containerd 1.6 CRI with its Go shim, the reference, on a private root); the
+//! default is `youki runc go containerd`, 100 rounds. One host-network pod per
+//! handler; each round creates, starts, stops (timeout 0: SIGKILL, as the kubelet's
+//! forced stop) and removes one busybox `sleep` container in every pod in turn.
 
 use std::time::{Duration, Instant};
 
+use crio_tests::cri_containerd::{endpoint, CriContainerd};
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::{RemoveContainerRequest, RemovePodSandboxRequest};
+use protocols::cri::{RemoveContainerRequest, RemovePodSandboxRequest, StopContainerRequest};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -23,7 +26,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 struct Phases {
     create: Vec<Duration>,
     start: Vec<Duration>,
-    delete: Vec<Duration>,
+    stop: Vec<Duration>,
+    remove: Vec<Duration>,
     total: Vec<Duration>,
 }
 
@@ -33,7 +37,9 @@ async fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let mut handlers: Vec<String> = args.collect();
     if handlers.is_empty() {
-        handlers = vec!["youki".into(), "runc".into(), "go".into()];
+        handlers = ["youki", "runc", "go", "containerd"]
+            .map(String::from)
+            .to_vec();
     }
     let registry = Registry::with_test_images();
     let mut daemon = Daemon::builder()
@@ -46,9 +52,23 @@ async fn main() {
         daemon = daemon.dropin("20-bench.conf", &text);
     }
     let daemon = daemon.start();
-    let mut cri = daemon.client().await;
+    let mut crio = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
-    cri.pull(&image, None).await.expect("pull busybox");
+    crio.pull(&image, None).await.expect("pull busybox");
+    let containerd = handlers
+        .iter()
+        .any(|h| h == "containerd")
+        .then(|| CriContainerd::start(&registry, None));
+    let mut reference = match &containerd {
+        Some(c) => {
+            let mut cri = c.client().await;
+            cri.pull(&image, None)
+                .await
+                .expect("containerd: pull busybox");
+            Some(cri)
+        }
+        None => None,
+    };
 
     let mut pods = Vec::new();
     for handler in &handlers {
@@ -65,12 +85,18 @@ async fn main() {
         {
             ns.pid = protocols::cri::NamespaceMode::Container as i32;
         }
-        let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
+        pod.hostname = String::new();
+        let (cri, runtime_handler) = endpoint(handler, &mut crio, reference.as_mut());
+        let pod_id = cri
+            .run_pod(&pod, runtime_handler)
+            .await
+            .expect("RunPodSandbox");
         pods.push((pod, pod_id));
     }
     let mut phases = vec![Phases::default(); handlers.len()];
     for n in 0..rounds {
         for (h, (pod, pod_id)) in pods.iter().enumerate() {
+            let (cri, _) = endpoint(&handlers[h], &mut crio, reference.as_mut());
             let config = container_config(&format!("c{n}"), &image, "sleep 1000");
             let t0 = Instant::now();
             let id = cri
@@ -81,22 +107,32 @@ async fn main() {
             cri.start_container(&id).await.expect("StartContainer");
             let t2 = Instant::now();
             cri.runtime
+                .stop_container(StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: 0,
+                })
+                .await
+                .expect("StopContainer");
+            let t3 = Instant::now();
+            cri.runtime
                 .remove_container(RemoveContainerRequest {
                     container_id: id.clone(),
                 })
                 .await
                 .expect("RemoveContainer");
-            let t3 = Instant::now();
+            let t4 = Instant::now();
             let p = &mut phases[h];
             p.create.push(t1 - t0);
             p.start.push(t2 - t1);
-            p.delete.push(t3 - t2);
-            p.total.push(t3 - t0);
+            p.stop.push(t3 - t2);
+            p.remove.push(t4 - t3);
+            p.total.push(t4 - t0);
         }
     }
     // Shim memory with one running container, once idle.
     let mut rss = Vec::new();
-    for (pod, pod_id) in &pods {
+    for (h, (pod, pod_id)) in pods.iter().enumerate() {
+        let (cri, _) = endpoint(&handlers[h], &mut crio, reference.as_mut());
         let id = cri
             .create_container(pod_id, &container_config("idle", &image, "sleep 1000"), pod)
             .await
@@ -104,8 +140,11 @@ async fn main() {
         cri.start_container(&id).await.expect("StartContainer");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for (_, pod_id) in &pods {
-        let bundle = daemon.dirs.runroot.join("bundles").join(pod_id);
+    for (h, (_, pod_id)) in pods.iter().enumerate() {
+        let bundle = match &containerd {
+            Some(c) if handlers[h] == "containerd" => c.bundle(pod_id),
+            _ => daemon.dirs.runroot.join("bundles").join(pod_id),
+        };
         let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
         rss.push(
             pids.iter()
@@ -115,24 +154,42 @@ async fn main() {
         );
     }
     println!(
-        "container create + start + delete (busybox sleep, RemoveContainer kills it), {rounds} rounds, interleaved:"
+        "container create + start + stop (timeout 0) + remove (busybox sleep), {rounds} rounds, interleaved:"
     );
     for (h, handler) in handlers.iter().enumerate() {
         let p = &mut phases[h];
-        for v in [&mut p.create, &mut p.start, &mut p.delete, &mut p.total] {
+        // Per round, before the phases are sorted apart.
+        let mut create_start: Vec<Duration> = (0..p.create.len())
+            .map(|i| p.create[i] + p.start[i])
+            .collect();
+        create_start.sort();
+        for v in [
+            &mut p.create,
+            &mut p.start,
+            &mut p.stop,
+            &mut p.remove,
+            &mut p.total,
+        ] {
             v.sort();
         }
         println!(
-            "  {handler:>6}: total p50 {:>6.1} ms p95 {:>6.1} ms | create p50 {:>5.1} start p50 {:>5.1} delete p50 {:>5.1} ms | shim RSS (1 pod, 1 container) {:>6} KiB",
+            "  {handler:>10}: total p50 {:>6.1} ms p95 {:>6.1} | create+start p50 {:>5.1} (create {:>5.1} start {:>5.1}) stop {:>5.1} remove {:>5.1} ms | shim RSS (1 pod, 1 container) {:>6} KiB",
             percentile(&p.total, 0.5),
             percentile(&p.total, 0.95),
+            percentile(&create_start, 0.5),
             percentile(&p.create, 0.5),
             percentile(&p.start, 0.5),
-            percentile(&p.delete, 0.5),
+            percentile(&p.stop, 0.5),
+            percentile(&p.remove, 0.5),
             rss[h],
         );
     }
-    for (_, pod_id) in pods {
+    // The daemon's log, to read where the time went.
+    if let Some(path) = std::env::var_os("BENCH_LOG") {
+        std::fs::write(path, daemon.log()).expect("BENCH_LOG");
+    }
+    for (h, (_, pod_id)) in pods.into_iter().enumerate() {
+        let (cri, _) = endpoint(&handlers[h], &mut crio, reference.as_mut());
         let _ = cri
             .runtime
             .remove_pod_sandbox(RemovePodSandboxRequest {

@@ -2,7 +2,7 @@
 //! StartContainer of busybox) per runtime handler, p50/p95, interleaved in one run,
 //! and the RSS of the shim serving one pod.
 //!
-//! `CRIO_BINARY=target/release/crio bench-pods [PODS] [HANDLER...]`
+//! `CRIO_BINARY=target/release/crio [BENCH_DROPIN=FILE] [BENCH_LOG=FILE] bench-pods [PODS] [HANDLER...]`
 //! Handlers: `go` (Debian's containerd-shim-runc-v2 as a drop-in), `runc` (ours,
 //! when its binary sits next to crio), and `containerd` (Debian's containerd 1.6 CRI
 //! with its Go shim, the reference, on a private root and socket; its sandbox image is
@@ -10,17 +10,22 @@
 //! `BENCH_NETWORK` is set: then every runtime attaches them to one CNI bridge network
 //! (Debian's bridge + host-local + portmap + loopback, a test-owned bridge and
 //! subnet), and the report adds how long our RunPodSandbox spent in CNI ADD and in
-//! starting the pause task (they run side by side), from the daemon's log.
+//! starting the pause task (they run side by side), from the daemon's log. Then every
+//! pod is stopped and removed (timed), and the RSS of crio and containerd once they
+//! are all gone is reported. `BENCH_LOG` keeps the daemon's log.
 
 use std::time::{Duration, Instant};
 
-use crio_tests::cri_containerd::CriContainerd;
+use crio_tests::cri_containerd::{endpoint, CriContainerd};
 use crio_tests::network::TestNetwork;
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::RemovePodSandboxRequest;
+use protocols::cri::{RemovePodSandboxRequest, StopPodSandboxRequest};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
@@ -30,24 +35,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn memory_detail(pid: i32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    status
-        .lines()
-        .filter(|l| {
-            l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads")
-        })
-        .chain(rollup.lines().filter(|l| l.starts_with("Pss:")))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    std::iter::once(format!("pid {pid}"))
+        .chain(
+            status
+                .lines()
+                .filter(|l| {
+                    l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads")
+                })
+                .chain(rollup.lines().filter(|l| l.starts_with("Pss:")))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")),
+        )
         .chain(std::iter::once(threads(pid)))
         .chain(std::iter::once(smaps(pid)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Resident KiB per mapping (perms + path), largest first, when BENCH_SMAPS is set.
+/// Resident KiB per mapping (perms + path), largest first, when BENCH_SMAPS is set;
+/// its private dirty KiB (a process's own memory) with `BENCH_SMAPS=dirty`.
 fn smaps(pid: i32) -> String {
-    if std::env::var_os("BENCH_SMAPS").is_none() {
-        return String::new();
-    }
+    let field = match std::env::var("BENCH_SMAPS").as_deref() {
+        Err(_) => return String::new(),
+        Ok("dirty") => "Private_Dirty:",
+        Ok(_) => "Rss:",
+    };
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut out: Vec<(u64, String)> = Vec::new();
     let mut current = String::new();
@@ -62,7 +73,7 @@ fn smaps(pid: i32) -> String {
                 fields.get(1).unwrap_or(&""),
                 fields.get(5).unwrap_or(&"[anon]")
             );
-        } else if fields.first() == Some(&"Rss:") {
+        } else if fields.first() == Some(&field) {
             let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
             if kib > 0 {
                 out.push((kib, current.clone()));
@@ -111,10 +122,15 @@ async fn main() {
         )
     });
     let registry = Registry::with_test_images();
-    let daemon = Daemon::builder()
+    let mut daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
-        .registries_conf(&registry.insecure_conf())
-        .start();
+        .registries_conf(&registry.insecure_conf());
+    // More handlers or settings, from a config drop-in file.
+    if let Ok(path) = std::env::var("BENCH_DROPIN") {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        daemon = daemon.dropin("20-bench.conf", &text);
+    }
+    let daemon = daemon.start();
     if let (Some(net), Some(list)) = (&network, &conflist) {
         net.install(&daemon.dirs.network_dir, list);
     }
@@ -136,8 +152,7 @@ async fn main() {
         None => None,
     };
 
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); handlers.len()];
-    let mut sandbox_times: Vec<Vec<Duration>> = vec![Vec::new(); handlers.len()];
+    let mut phases: Vec<Phases> = vec![Phases::default(); handlers.len()];
     let mut rss: Vec<u64> = vec![0; handlers.len()];
     let mut detail: Vec<String> = vec![String::new(); handlers.len()];
     let mut pod_ids = Vec::new();
@@ -149,26 +164,28 @@ async fn main() {
             }
             // containerd 1.6 refuses a hostname without a UTS namespace of its own.
             pod.hostname = String::new();
-            let (cri, runtime_handler) = match (handler.as_str(), reference.as_mut()) {
-                ("containerd", Some(r)) => (r, ""),
-                _ => (&mut crio, handler.as_str()),
-            };
-            let started = Instant::now();
+            let (cri, runtime_handler) = endpoint(handler, &mut crio, reference.as_mut());
+            let t0 = Instant::now();
             let pod_id = cri
                 .run_pod(&pod, runtime_handler)
                 .await
                 .expect("RunPodSandbox");
-            sandbox_times[h].push(started.elapsed());
+            let t1 = Instant::now();
+            let p = &mut phases[h];
+            p.sandbox.push(t1 - t0);
             // BENCH_PODS_ONLY: just the sandbox (to tell a shim's base cost from a task's).
             if std::env::var_os("BENCH_PODS_ONLY").is_none() {
                 let id = cri
                     .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
                     .await
                     .expect("CreateContainer");
+                let t2 = Instant::now();
                 cri.start_container(&id).await.expect("StartContainer");
+                p.create.push(t2 - t1);
+                p.start.push(t2.elapsed());
             }
-            times[h].push(started.elapsed());
-            pod_ids.push((handler == "containerd", pod_id));
+            p.total.push(t0.elapsed());
+            pod_ids.push((h, pod_id));
         }
     }
     // Memory of each handler's first pod, idle since: the steady state a pod lives in.
@@ -187,25 +204,76 @@ async fn main() {
             .collect::<Vec<_>>()
             .join("; ");
     }
+    // BENCH_HOLD=SECONDS: time to look at the running shims (their pids are printed).
+    if let Some(secs) = std::env::var("BENCH_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        println!("holding {secs} s: {detail:?}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    // Every pod stopped and removed, interleaved as they were started.
+    for (h, pod_id) in pod_ids {
+        let (cri, _) = endpoint(&handlers[h], &mut crio, reference.as_mut());
+        let t0 = Instant::now();
+        cri.runtime
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod_id.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        let t1 = Instant::now();
+        cri.runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id,
+            })
+            .await
+            .expect("RemovePodSandbox");
+        phases[h].stop_pod.push(t1 - t0);
+        phases[h].remove_pod.push(t1.elapsed());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     println!("pod start (RunPodSandbox+CreateContainer+StartContainer), {pods} pods per handler;");
     println!("shim RSS of each handler's first pod once all pods have started:");
     for (h, handler) in handlers.iter().enumerate() {
-        let mut t = times[h].clone();
-        t.sort();
+        let p = &mut phases[h];
+        for v in [
+            &mut p.sandbox,
+            &mut p.create,
+            &mut p.start,
+            &mut p.total,
+            &mut p.stop_pod,
+            &mut p.remove_pod,
+        ] {
+            v.sort();
+        }
         println!(
-            "  {handler:>6}: p50 {:>7.1} ms  p95 {:>7.1} ms   shim RSS (1 pod, 1 container) {:>6} KiB",
-            percentile(&t, 0.5).as_secs_f64() * 1000.0,
-            percentile(&t, 0.95).as_secs_f64() * 1000.0,
+            "  {handler:>10}: p50 {:>7.1} ms  p95 {:>7.1} ms   shim RSS (1 pod, 1 container) {:>6} KiB",
+            ms(percentile(&p.total, 0.5)),
+            ms(percentile(&p.total, 0.95)),
             rss[h]
         );
         println!("          {}", detail[h]);
-        let mut t = sandbox_times[h].clone();
-        t.sort();
         println!(
-            "          RunPodSandbox alone: p50 {:>7.1} ms",
-            percentile(&t, 0.5).as_secs_f64() * 1000.0
+            "          p50: RunPodSandbox {:.1} CreateContainer {:.1} StartContainer {:.1} | StopPodSandbox {:.1} RemovePodSandbox {:.1} ms",
+            ms(percentile(&p.sandbox, 0.5)),
+            ms(percentile(&p.create, 0.5)),
+            ms(percentile(&p.start, 0.5)),
+            ms(percentile(&p.stop_pod, 0.5)),
+            ms(percentile(&p.remove_pod, 0.5)),
         );
     }
+    // What the runtime itself keeps once every pod is gone.
+    println!(
+        "RSS after {pods} pods per handler started and removed: crio {} KiB ({}){}",
+        crio_tests::process::rss_kib(daemon.pid() as i32),
+        memory_detail(daemon.pid() as i32),
+        containerd.as_ref().map_or(String::new(), |c| format!(
+            ", containerd {} KiB",
+            crio_tests::process::rss_kib(c.pid() as i32)
+        ))
+    );
     if network.is_some() {
         let (cni, infra) = start_breakdown(&daemon.log());
         println!(
@@ -215,18 +283,31 @@ async fn main() {
             median(infra)
         );
     }
-    for (in_containerd, pod_id) in pod_ids {
-        let cri = match reference.as_mut() {
-            Some(r) if in_containerd => r,
-            _ => &mut crio,
-        };
-        let _ = cri
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod_id,
-            })
-            .await;
+    if let Some(path) = std::env::var_os("BENCH_LOG") {
+        std::fs::write(path, daemon.log()).expect("BENCH_LOG");
     }
+    if let Some(secs) = std::env::var("BENCH_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        println!("holding {secs} s: crio pid {}", daemon.pid());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Per handler, each call's latency.
+#[derive(Default, Clone)]
+struct Phases {
+    sandbox: Vec<Duration>,
+    create: Vec<Duration>,
+    start: Vec<Duration>,
+    total: Vec<Duration>,
+    stop_pod: Vec<Duration>,
+    remove_pod: Vec<Duration>,
 }
 
 /// `cni_add_ms` and `infra_ms` of every "pod sandbox ready" line in the daemon's log.

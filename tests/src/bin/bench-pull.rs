@@ -1,11 +1,14 @@
 //! Benchmark (not a test): pull a multi-layer image of ~200 MB from the local registry
-//! with our daemon and with `skopeo copy` to an OCI dir, interleaved, in one run.
+//! with our daemon, with containerd 1.6's CRI (Debian's; it unpacks on pull, as we
+//! do: the reference) and with `skopeo copy` to an OCI dir, interleaved, in one run;
+//! each puller starts on an empty root every run.
 //!
 //! `CRIO_BINARY=target/release/crio bench-pull [RUNS] [LAYERS] [MIB_PER_LAYER]`
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crio_tests::cri_containerd::CriContainerd;
 use crio_tests::images::{Entry, ImageSpec, OciLayout};
 use crio_tests::process::cpu_time;
 use crio_tests::test_images::noise;
@@ -82,9 +85,11 @@ async fn main() {
     .expect("policy");
 
     let mut ours = Vec::new();
+    let mut containerd = Vec::new();
     let mut skopeo = Vec::new();
     let mut skopeo_umoci = Vec::new();
     let (mut ours_cpu, mut skopeo_cpu) = (Cpu::default(), Cpu::default());
+    let mut containerd_cpu = Cpu::default();
     let registry_cpu = || cpu_time(registry.pid()).own();
     for _ in 0..runs {
         let daemon = Daemon::builder()
@@ -112,6 +117,20 @@ async fn main() {
             registry_cpu() - registry_before,
         );
         drop(daemon);
+
+        let reference = CriContainerd::start(&registry, None);
+        let mut cri = reference.client().await;
+        let (before, registry_before) = (cpu_time(reference.pid()), registry_cpu());
+        let start = Instant::now();
+        cri.pull(&name, None).await.expect("containerd: pull");
+        containerd.push(start.elapsed());
+        let after = cpu_time(reference.pid());
+        containerd_cpu.push(
+            after.own() - before.own(),
+            after.system - before.system,
+            registry_cpu() - registry_before,
+        );
+        drop(reference);
 
         let dest = tempfile::tempdir().expect("tempdir");
         let me = std::process::id();
@@ -148,16 +167,20 @@ async fn main() {
         "image: {layers} layers x {mib} MiB ({} MiB), {runs} runs each, interleaved",
         layers * mib
     );
+    let c = median(containerd.clone());
     println!("crio PullImage (download+verify+unpack+sync): median {o:?}  all {ours:?}");
+    println!("containerd CRI PullImage (download+unpack):   median {c:?}  all {containerd:?}");
     println!("skopeo copy to OCI dir (download+verify):     median {s:?}  all {skopeo:?}");
     let u = median(skopeo_umoci.clone());
     println!("skopeo copy + umoci raw unpack (usable rootfs): median {u:?}  all {skopeo_umoci:?}");
     // On a machine with few cores the pull is bound by CPU: these say how much each
     // side needs (crio also inflates and hashes the uncompressed stream).
     println!("{}", ours_cpu.line("crio CPU per pull"));
+    println!("{}", containerd_cpu.line("containerd CPU per pull"));
     println!("{}", skopeo_cpu.line("skopeo CPU per copy"));
     println!(
-        "ratio crio/skopeo: {:.2}x, crio/(skopeo+umoci): {:.2}x (below 1 = crio faster)",
+        "ratio crio/containerd: {:.2}x, crio/skopeo: {:.2}x, crio/(skopeo+umoci): {:.2}x (below 1 = crio faster)",
+        o.as_secs_f64() / c.as_secs_f64(),
         o.as_secs_f64() / s.as_secs_f64(),
         o.as_secs_f64() / u.as_secs_f64()
     );

@@ -33,7 +33,7 @@ use crate::logs::{drain_to_log, ContainerLog, StdioFifos, StdioPaths, Stream};
 use crate::pods::PodRuntime;
 use crate::runtime::bundle::write_spec;
 use crate::spec;
-use crate::storage::{overlay, rootfs};
+use crate::storage::{rootfs, trash};
 use crate::store::{new_id, now_nanos};
 use crate::store::{ContainerRecord, ImageRecord, MountRecord, SandboxRecord};
 use crate::store::{ContainerState, SandboxState};
@@ -99,25 +99,29 @@ struct BundleInputs {
     args: Vec<String>,
 }
 
-/// Unmounts a container's image volumes and rootfs and removes its storage and
-/// bundle. Blocking (unmounts, a tree removal).
-fn remove_container_files(driver: rootfs::StorageDriver, id: &str, storage: &Path, bundle: &Path) {
+/// Unmounts a container's image volumes and rootfs and moves its storage and bundle
+/// into their trashes; returns the trashed directories, to delete off the request
+/// path. Blocking (unmounts, renames).
+fn retire_container_files(
+    driver: rootfs::StorageDriver,
+    id: &str,
+    storage: &Path,
+    bundle: &Path,
+) -> Vec<PathBuf> {
     image_volumes::release(driver, storage);
-    // Whatever driver made it (the daemon may have restarted with another one).
-    let _ = overlay::unmount_rootfs(&storage.join("rootfs"));
-    if let Err(e) = rootfs::release_rootfs(driver, storage) {
-        tracing::warn!(container = %id, "{e}");
+    let mut trashed = Vec::new();
+    match rootfs::retire_container_dir(storage) {
+        Ok(dir) => trashed.extend(dir),
+        // It stays; the orphan sweep at the next start tries again.
+        Err(e) => tracing::warn!(container = %id, "{e}"),
     }
-    for dir in [bundle, storage] {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(container = %id, "remove {}: {e}", dir.display());
-            }
+    if !bundle.as_os_str().is_empty() {
+        match trash::move_to_trash(bundle) {
+            Ok(dir) => trashed.extend(dir),
+            Err(e) => tracing::warn!(container = %id, "remove {}: {e}", bundle.display()),
         }
     }
+    trashed
 }
 
 impl PodRuntime {
@@ -655,6 +659,18 @@ impl PodRuntime {
         let Some(shim) = self.shims.get(&record.sandbox_id) else {
             return Ok(());
         };
+        self.stop_task(&record, &shim, timeout).await?;
+        self.release_exited(&record).await;
+        Ok(())
+    }
+
+    /// The stop signal, `timeout` seconds, SIGKILL; until the task has exited.
+    async fn stop_task(
+        &self,
+        record: &ContainerRecord,
+        shim: &crate::runtime::PodShim,
+        timeout: i64,
+    ) -> Result<(), CriError> {
         let kill = |signal: u32, all: bool| api::KillRequest {
             id: record.id.clone(),
             signal,
@@ -684,8 +700,50 @@ impl PodRuntime {
         Ok(())
     }
 
-    /// RemoveContainer: kills it if running, deletes its task, unmounts and removes
-    /// its rootfs and bundle, then its record. Idempotent.
+    /// What an exited container no longer needs, given up as soon as it exits (as
+    /// containerd deletes the task and CRI-O unmounts the rootfs when a container
+    /// stops): its task in the shim and its rootfs mount. Its directories, logs and
+    /// record stay for RemoveContainer. Call under the container's lock; idempotent.
+    pub(crate) async fn release_exited(&self, record: &ContainerRecord) {
+        if self.task_deleted(&record.id) {
+            return;
+        }
+        if let Some(shim) = self.shims.get(&record.sandbox_id) {
+            let del = api::DeleteRequest {
+                id: record.id.clone(),
+                ..Default::default()
+            };
+            match shim.client.delete(&del).await {
+                Ok(_) => self.mark_task_deleted(&record.id),
+                // RemoveContainer finds out what is left (it reaps the task).
+                Err(e) if e.is_not_found() || e.is_disconnected() => {}
+                Err(e) => tracing::warn!(container = %record.id, "delete task: {e}"),
+            }
+        }
+        let driver = self.config.storage_driver;
+        let storage = self.container_storage(&record.id);
+        let _ = super::off_worker(move || {
+            if let Err(e) = rootfs::unmount_rootfs(driver, &storage) {
+                tracing::warn!("{e}");
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// [`Self::release_exited`] for task `id` once its exit is recorded, when it is a
+    /// container's (not a pause task's).
+    pub(crate) async fn release_after_exit(&self, id: &str) {
+        let _lock = self.locks.lock(id).await;
+        if let Ok(Some(record)) = self.store.get::<ContainerRecord>(id) {
+            if record.state == ContainerState::Exited {
+                self.release_exited(&record).await;
+            }
+        }
+    }
+
+    /// RemoveContainer: kills it if running, deletes its task (unless its exit did),
+    /// unmounts and removes its rootfs and bundle, then its record. Idempotent.
     pub(crate) async fn remove_container(&self, id: &str) -> Result<(), CriError> {
         let Some(record) = self.find_container(id)? else {
             return Ok(());
@@ -706,8 +764,8 @@ impl PodRuntime {
     }
 
     async fn destroy_container(&self, record: &ContainerRecord) {
-        let mut deleted = false;
-        if let Some(shim) = self.shims.get(&record.sandbox_id) {
+        let mut deleted = self.task_deleted(&record.id);
+        if let Some(shim) = self.shims.get(&record.sandbox_id).filter(|_| !deleted) {
             let del = api::DeleteRequest {
                 id: record.id.clone(),
                 ..Default::default()
@@ -727,14 +785,15 @@ impl PodRuntime {
         let driver = self.config.storage_driver;
         let storage = self.container_storage(&record.id);
         let (id, bundle) = (record.id.clone(), record.bundle.clone());
-        let _ = super::off_worker(move || {
-            remove_container_files(driver, &id, &storage, &bundle);
-            Ok(())
-        })
-        .await;
+        let trashed =
+            super::off_worker(move || Ok(retire_container_files(driver, &id, &storage, &bundle)))
+                .await
+                .unwrap_or_default();
         if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
             tracing::warn!(container = %record.id, "remove record: {e}");
         }
+        // The data goes after the reply: nothing names these directories any more.
+        tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
         self.forget(&record.id);
     }
 

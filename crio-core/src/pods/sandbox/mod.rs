@@ -256,6 +256,13 @@ impl PodRuntime {
             userns: setup.userns,
             ..Default::default()
         };
+        // What is about to exist is recorded with the name, in one commit, so a crash
+        // at any later point leaves a record to undo it by: the namespaces' paths and
+        // the network attachment (whose DEL works where ADD never ran).
+        self.plan_pinned_namespaces(&mut record, ns);
+        if let Some(plan) = &network {
+            Self::record_attachment(&mut record, plan);
+        }
         {
             // Name reservation and the record land together.
             let _names = self.names.lock().await;
@@ -291,9 +298,9 @@ impl PodRuntime {
         }
     }
 
-    /// The pod's start after its record: files and namespaces (blocking work, on the
-    /// blocking pool), then the pause task (or only the shim) and the network side
-    /// by side.
+    /// The pod's start after its record: its namespaces (blocking work, on the
+    /// blocking pool), then the network (CNI ADD) side by side with the pod's files
+    /// and the pause task (or only the shim).
     async fn start_sandbox(
         self: &Arc<Self>,
         record: &mut SandboxRecord,
@@ -303,16 +310,20 @@ impl PodRuntime {
         network: Option<network::NetworkPlan>,
         setup: PodSetup,
     ) -> Result<(), CriError> {
-        // The pod's namespaces outlive its pause process: their paths are recorded
-        // before they exist, so a crash leaves a record to unpin them by.
-        self.plan_pinned_namespaces(record, ns);
-        self.store.put_async(record.clone()).await?;
         let this = Arc::clone(self);
         let planned = record.clone();
+        let sysctls = setup.sysctls.clone();
+        super::off_worker(move || this.make_pod_namespaces(&planned, ns, &sysctls)).await?;
         let infra = infra.map(|(image, config)| (image.clone(), config.clone()));
-        super::off_worker(move || this.make_pod_bundle(&planned, ns, infra, setup)).await?;
-        crate::failpoint::hit("run_sandbox.spec_written");
-        self.run_infra_and_network(record, handler, network).await
+        let this = Arc::clone(self);
+        let planned = record.clone();
+        let files = super::off_worker(move || {
+            this.write_pod_bundle(&planned, ns, infra, setup)?;
+            crate::failpoint::hit("run_sandbox.spec_written");
+            Ok(())
+        });
+        self.run_infra_and_network(record, handler, network, files)
+            .await
     }
 
     /// The namespaces the pod pins (net and UTS unless it uses the host's network,
@@ -345,23 +356,33 @@ impl PodRuntime {
         }
     }
 
-    /// Everything before the pod's shim: the bundle, the pinned namespaces with the
-    /// pod's sysctls, the pod's files, and the pause spec when it has an infra
-    /// process. Blocking (mounts, forks, writes).
-    fn make_pod_bundle(
+    /// The pod's bundle directory and its pinned namespaces with the pod's sysctls:
+    /// what CNI ADD needs. Blocking (mounts, forks, writes).
+    fn make_pod_namespaces(
         &self,
         record: &SandboxRecord,
         ns: PodNamespaces,
-        infra: Option<(ImageRecord, ImageConfig)>,
-        setup: PodSetup,
+        sysctls: &BTreeMap<String, String>,
     ) -> Result<(), CriError> {
         let group = record.userns.map(|m| m.gids.host_id);
         crate::storage::private_dir(&record.bundle, group).map_err(|e| {
             CriError::internal_in(format!("create bundle {}", record.bundle.display()), e)
         })?;
         self.pin_namespaces(record, ns)?;
-        self.set_sysctls(record, &setup.sysctls)?;
+        self.set_sysctls(record, sysctls)?;
         crate::failpoint::hit("run_sandbox.namespaces_pinned");
+        Ok(())
+    }
+
+    /// What the pod's shim needs in the bundle: the pod's files, and the pause spec
+    /// when it has an infra process. Blocking (mounts, writes).
+    fn write_pod_bundle(
+        &self,
+        record: &SandboxRecord,
+        ns: PodNamespaces,
+        infra: Option<(ImageRecord, ImageConfig)>,
+        setup: PodSetup,
+    ) -> Result<(), CriError> {
         let pod_mounts = self.write_pod_files(record, &setup)?;
         if record.infra_dropped {
             return Ok(());
@@ -523,12 +544,14 @@ impl PodRuntime {
         record: &mut SandboxRecord,
         handler: &crate::runtime::Handler,
         network: Option<network::NetworkPlan>,
+        files: impl std::future::Future<Output = Result<(), CriError>>,
     ) -> Result<(), CriError> {
         let id = record.id.clone();
-        // CNI ADD runs while the shim starts (and starts the pause task): both only
-        // need the pinned namespace, and neither waits for the other.
+        // CNI ADD runs while the pod's files are written and the shim starts (and
+        // starts the pause task): both only need the pinned namespaces, and neither
+        // waits for the other.
         let attach = match network {
-            Some(plan) => Some(self.begin_attach(record, plan).await?),
+            Some(plan) => Some(self.attach(record, plan)),
             None => {
                 record.ips = crate::network::pod_ips::host_ips()
                     .iter()
@@ -539,9 +562,13 @@ impl PodRuntime {
         };
         let bundle = record.bundle.clone();
         let shim_binary = record.shim_binary.clone();
+        let infra_dropped = record.infra_dropped;
         let infra = async {
             let begun = std::time::Instant::now();
-            let started = if record.infra_dropped {
+            if let Err(e) = files.await {
+                return (Err(e), begun.elapsed());
+            }
+            let started = if infra_dropped {
                 self.start_pod_shim(&id, &shim_binary, &bundle)
                     .await
                     .map(|shim| (shim, 0))
@@ -558,24 +585,26 @@ impl PodRuntime {
             }
             None => (None, infra.await),
         };
+        let mut hosts = Ok(());
         if let Some(added) = &added {
             Self::finish_attach(record, added);
-            self.write_pod_hosts(record)?;
+            hosts = self.write_pod_hosts(record);
         }
-        // What exists is recorded before an error is returned, so cleanup finds it.
+        // What exists is recorded before an error is returned, so cleanup finds it;
+        // on success, in the same commit as the pod's readiness.
         if let Ok((shim, pid)) = &started {
             record.shim_address = shim.address().address.clone();
             record.task_version = shim.address().version;
             record.pid = *pid;
         }
+        let cni_time = added.as_ref().map(|a| a.elapsed);
+        let attached = added.map_or(Ok(()), |a| a.result.map(drop)).and(hosts);
+        if started.is_ok() && attached.is_ok() {
+            record.state = SandboxState::Ready;
+        }
         self.store.put_async(record.clone()).await?;
         let (shim, _) = started?;
-        let cni_time = added.as_ref().map(|a| a.elapsed);
-        if let Some(added) = added {
-            added.result?;
-        }
-        record.state = SandboxState::Ready;
-        self.store.put_async(record.clone()).await?;
+        attached?;
         // What the pod's start spent where (the two ran side by side).
         tracing::info!(
             pod = %id,

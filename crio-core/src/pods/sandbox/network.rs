@@ -49,16 +49,19 @@ impl PodRuntime {
         })
     }
 
-    /// Records the attachment about to be made (so a crash during ADD leaves a DEL
-    /// to run), then runs ADD.
-    pub(super) async fn begin_attach(
-        &self,
-        record: &mut SandboxRecord,
-        plan: NetworkPlan,
-    ) -> Result<impl std::future::Future<Output = Added> + Send + 'static, CriError> {
+    /// Notes in the record the attachment about to be made (the caller commits it
+    /// before ADD runs, so a crash during ADD leaves a DEL to run).
+    pub(super) fn record_attachment(record: &mut SandboxRecord, plan: &NetworkPlan) {
         record.network_config = plan.network.list.to_json();
         record.network_runtime_config = Value::Object(plan.runtime_config.clone()).to_string();
-        self.store.put_async(record.clone()).await?;
+    }
+
+    /// CNI ADD of the pod into `record`'s pinned network namespace, as recorded.
+    pub(super) fn attach(
+        &self,
+        record: &SandboxRecord,
+        plan: NetworkPlan,
+    ) -> impl std::future::Future<Output = Added> + Send + 'static {
         let attachment = Attachment {
             container_id: record.id.clone(),
             netns: Some(PathBuf::from(&record.netns_path)),
@@ -67,7 +70,7 @@ impl PodRuntime {
             runtime_config: plan.runtime_config,
         };
         let networks = self.network.clone();
-        Ok(async move {
+        async move {
             let started = Instant::now();
             let result = networks
                 .cni()
@@ -78,7 +81,7 @@ impl PodRuntime {
                 result,
                 elapsed: started.elapsed(),
             }
-        })
+        }
     }
 
     /// Keeps an ADD's outcome in the record: the result and the pod's IPs.

@@ -77,14 +77,14 @@ impl Service {
         self.events()
             .publish(
                 topics::TASK_EXIT_EVENT_TOPIC,
-                Box::new(events::TaskExit {
+                events::TaskExit {
                     container_id: cid,
                     id,
                     pid: exit.pid as u32,
                     exit_status: exit.status as u32,
                     exited_at: MessageField::some(timestamp(exit.at)),
                     ..Default::default()
-                }),
+                },
             )
             .await;
     }

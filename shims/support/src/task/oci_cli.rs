@@ -152,6 +152,16 @@ impl Runtime {
         Error::Other(format!("{} {what}: {msg}", self.options.binary_name))
     }
 
+    /// How long a runtime command took: the runtime's own share of a task call.
+    fn trace_duration(&self, what: &str, started: std::time::Instant) {
+        tracing::debug!(
+            runtime = %self.options.binary_name,
+            command = what,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "runtime command done"
+        );
+    }
+
     /// Fails early for a binary that is not there (spawning it would race the
     /// reaper for the failed child).
     fn check_binary(&self) -> Result<(), Error> {
@@ -168,7 +178,9 @@ impl Runtime {
         self.check_binary()?;
         // Only the messages of this command.
         let _ = std::fs::remove_file(&self.log);
+        let started = std::time::Instant::now();
         let out = self.reaper.run_output(cmd).await?;
+        self.trace_duration(what, started);
         if out.status != 0 {
             return Err(self.failure(what, out.status, &out.stderr));
         }
@@ -184,7 +196,9 @@ impl Runtime {
         self.check_binary()?;
         let _ = std::fs::remove_file(&self.log);
         stdio.apply(&mut cmd);
+        let started = std::time::Instant::now();
         let status = self.reaper.run_status(cmd).await?;
+        self.trace_duration(what, started);
         if status != 0 {
             return Err(self.failure(what, status, &[]));
         }

@@ -186,7 +186,7 @@ impl Service {
         self.events()
             .publish(
                 topics::TASK_CREATE_EVENT_TOPIC,
-                Box::new(events::TaskCreate {
+                events::TaskCreate {
                     container_id: req.id.clone(),
                     bundle: req.bundle.clone(),
                     rootfs: req.rootfs.clone(),
@@ -200,7 +200,7 @@ impl Service {
                     checkpoint: req.checkpoint.clone(),
                     pid,
                     ..Default::default()
-                }),
+                },
             )
             .await;
         Ok(api::CreateTaskResponse {
@@ -276,11 +276,11 @@ impl Service {
             self.events()
                 .publish(
                     topics::TASK_START_EVENT_TOPIC,
-                    Box::new(events::TaskStart {
+                    events::TaskStart {
                         container_id: id.to_string(),
                         pid,
                         ..Default::default()
-                    }),
+                    },
                 )
                 .await;
             return Ok(pid);
@@ -337,12 +337,12 @@ impl Service {
         self.events()
             .publish(
                 topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-                Box::new(events::TaskExecStarted {
+                events::TaskExecStarted {
                     container_id: id.to_string(),
                     exec_id: exec_id.to_string(),
                     pid,
                     ..Default::default()
-                }),
+                },
             )
             .await;
         Ok(pid)
@@ -386,14 +386,14 @@ impl Service {
         self.events()
             .publish(
                 topics::TASK_DELETE_EVENT_TOPIC,
-                Box::new(events::TaskDelete {
+                events::TaskDelete {
                     container_id: id.to_string(),
                     pid: resp.pid,
                     exit_status: resp.exit_status,
                     exited_at: resp.exited_at.clone(),
                     id: id.to_string(),
                     ..Default::default()
-                }),
+                },
             )
             .await;
         Ok(resp)
@@ -463,20 +463,20 @@ impl Service {
             self.events()
                 .publish(
                     topics::TASK_PAUSED_EVENT_TOPIC,
-                    Box::new(events::TaskPaused {
+                    events::TaskPaused {
                         container_id: id.to_string(),
                         ..Default::default()
-                    }),
+                    },
                 )
                 .await;
         } else {
             self.events()
                 .publish(
                     topics::TASK_RESUMED_EVENT_TOPIC,
-                    Box::new(events::TaskResumed {
+                    events::TaskResumed {
                         container_id: id.to_string(),
                         ..Default::default()
-                    }),
+                    },
                 )
                 .await;
         }
@@ -567,6 +567,7 @@ impl Task for Service {
     ) -> TtrpcResult<api::StartResponse> {
         tracing::info!(id = %req.id, exec = %req.exec_id, "start");
         let pid = ttrpc(self.start_process(&req.id, &req.exec_id).await)?;
+        crate::memory::trim();
         Ok(api::StartResponse {
             pid,
             ..Default::default()
@@ -579,7 +580,9 @@ impl Task for Service {
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
         tracing::info!(id = %req.id, exec = %req.exec_id, "delete");
-        ttrpc(self.delete_process(&req.id, &req.exec_id).await)
+        let deleted = ttrpc(self.delete_process(&req.id, &req.exec_id).await);
+        crate::memory::trim();
+        deleted
     }
 
     async fn pids(
@@ -669,11 +672,11 @@ impl Task for Service {
         self.events()
             .publish(
                 topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-                Box::new(events::TaskExecAdded {
+                events::TaskExecAdded {
                     container_id: req.id.clone(),
                     exec_id: req.exec_id.clone(),
                     ..Default::default()
-                }),
+                },
             )
             .await;
         Ok(api::Empty::new())

@@ -26,10 +26,10 @@ impl Service {
                 events
                     .publish(
                         topics::TASK_OOM_EVENT_TOPIC,
-                        Box::new(events::TaskOOM {
+                        events::TaskOOM {
                             container_id: id.clone(),
                             ..Default::default()
-                        }),
+                        },
                     )
                     .await;
             }
