@@ -1085,24 +1085,33 @@ async fn oci_handler_with_crun_runs_through_our_shim() {
         .create_container(&pod_id, &container_config("c", &image, "exit 4"), &pod)
         .await
         .expect("create");
+    // crun, not runc, holds the container's state while it exists: crun writes
+    // `status`, runc `state.json`.
+    let state = std::path::Path::new("/run/containerd/runc/k8s.io").join(&id);
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let created = files(&state);
+    assert!(
+        created.contains(&"status".to_string()) && !created.contains(&"state.json".to_string()),
+        "the container runs under crun: {} holds {created:?}",
+        state.display()
+    );
     cri.start_container(&id).await.expect("start");
     let status = cri.wait_exited(&id, Duration::from_secs(10)).await;
     assert_eq!(status.exit_code, 4);
-    // crun, not runc, holds the (exited, not yet deleted) container's state: crun
-    // writes `status`, runc `state.json`.
-    let state = std::path::Path::new("/run/containerd/runc/k8s.io").join(&id);
-    let files: Vec<String> = std::fs::read_dir(&state)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        files.contains(&"status".to_string()) && !files.contains(&"state.json".to_string()),
-        "the container runs under crun: {} holds {files:?}",
-        state.display()
-    );
+    // Its exit deletes the task: crun's state goes before RemoveContainer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!state.exists(), "{} outlived the exit", state.display());
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: pod_id,
