@@ -12,6 +12,7 @@ pub(crate) mod container;
 mod fake_shim;
 #[cfg(test)]
 mod lifecycle_tests;
+mod names;
 mod runtime;
 pub mod sandbox;
 

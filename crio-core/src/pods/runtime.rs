@@ -101,8 +101,8 @@ pub struct PodRuntime {
     pub shims: ShimHost,
     pub network: crate::network::PodNetworks,
     pub(crate) locks: KeyedLocks,
-    /// Held while a name is checked and reserved.
-    pub(crate) names: tokio::sync::Mutex<()>,
+    /// The names records hold; locked while a name is checked and reserved.
+    pub(crate) names: tokio::sync::Mutex<super::names::NameIndex>,
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
     /// Containers whose task their shim confirmed deleted when they exited.
     tasks_deleted: Mutex<HashSet<String>>,
@@ -132,7 +132,7 @@ impl PodRuntime {
             shims,
             network,
             locks: KeyedLocks::default(),
-            names: tokio::sync::Mutex::new(()),
+            names: tokio::sync::Mutex::default(),
             exits: Mutex::new(HashMap::new()),
             tasks_deleted: Mutex::new(HashSet::new()),
             logs: Mutex::new(HashMap::new()),

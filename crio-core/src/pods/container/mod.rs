@@ -264,16 +264,11 @@ impl PodRuntime {
         record: &ContainerRecord,
         image: &ImageRecord,
     ) -> Result<(), CriError> {
-        let _names = self.names.lock().await;
-        if let Some(holder) = self
-            .store
-            .list::<ContainerRecord>()?
-            .into_iter()
-            .find(|c| c.full_name == record.full_name)
-        {
+        let mut names = self.names.lock().await;
+        if let Some(holder) = names.holder::<ContainerRecord>(&self.store, &record.full_name)? {
             return Err(CriError::AlreadyExists(format!(
-                "container name {:?} is reserved by {}",
-                record.full_name, holder.id
+                "container name {:?} is reserved by {holder}",
+                record.full_name
             )));
         }
         let held: Vec<String> = std::iter::once(&image.id)
@@ -295,7 +290,10 @@ impl PodRuntime {
             .await?;
         match removed {
             Some(id) => Err(CriError::NotFound(format!("image {id} was removed"))),
-            None => Ok(()),
+            None => {
+                names.hold(record);
+                Ok(())
+            }
         }
     }
 

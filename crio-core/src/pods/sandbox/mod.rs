@@ -265,19 +265,15 @@ impl PodRuntime {
         }
         {
             // Name reservation and the record land together.
-            let _names = self.names.lock().await;
-            if let Some(holder) = self
-                .store
-                .list::<SandboxRecord>()?
-                .into_iter()
-                .find(|s| s.full_name == record.full_name)
-            {
+            let mut names = self.names.lock().await;
+            if let Some(holder) = names.holder::<SandboxRecord>(&self.store, &record.full_name)? {
                 return Err(CriError::AlreadyExists(format!(
-                    "pod sandbox name {:?} is reserved by {}",
-                    record.full_name, holder.id
+                    "pod sandbox name {:?} is reserved by {holder}",
+                    record.full_name
                 )));
             }
             self.store.put_async(record.clone()).await?;
+            names.hold(&record);
         }
         crate::failpoint::hit("run_sandbox.recorded");
         let _lock = self.locks.lock(&id).await;
