@@ -801,3 +801,26 @@ async fn stop_container_deletes_the_task_before_it_returns() {
         ContainerState::Exited
     );
 }
+
+/// A removal that the daemon's death cut short between moving a container's
+/// directories aside and deleting them: the next start deletes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_empties_what_removals_left_in_the_trash() {
+    let h = harness();
+    let left = [
+        h.dir.path().join("root/trash/containers/c1/upper/etc"),
+        h.dir.path().join("run/trash/bundles/c1"),
+    ];
+    for dir in &left {
+        std::fs::create_dir_all(dir).expect("leftover");
+        std::fs::write(dir.join("data"), "x").expect("leftover file");
+    }
+    let again = runtime_on(h.dir.path(), &h.store, &h.shim, false);
+    again.pods.recover().await.expect("recover");
+    for trash in ["root/trash/containers", "run/trash/bundles"] {
+        let entries = std::fs::read_dir(h.dir.path().join(trash))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(entries, 0, "{trash} still holds something");
+    }
+}
