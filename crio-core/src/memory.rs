@@ -25,16 +25,18 @@ pub fn limit_arenas() {
     }
 }
 
-/// Schedules a trim on the blocking pool, unless one is already scheduled.
-pub(crate) fn trim_soon() {
+/// Schedules a trim on the blocking pool, unless one is already scheduled; whether
+/// this call scheduled it.
+pub(crate) fn trim_soon() -> bool {
     if PENDING.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     tokio::spawn(async {
         tokio::time::sleep(DELAY).await;
         PENDING.store(false, Ordering::Release);
         crate::blocking::run(trim).await;
     });
+    true
 }
 
 /// Releases every whole free page of every arena.
@@ -49,11 +51,10 @@ fn trim() {
 #[cfg(test)]
 mod tests {
     #[tokio::test]
-    async fn a_burst_of_requests_schedules_one_trim() {
-        super::trim_soon();
-        assert!(super::PENDING.load(std::sync::atomic::Ordering::Acquire));
-        super::trim_soon();
+    async fn a_burst_of_requests_schedules_one_trim_and_a_later_one_another() {
+        assert!(super::trim_soon(), "the first call schedules a trim");
+        assert!(!super::trim_soon(), "a call within the delay shares it");
         tokio::time::sleep(super::DELAY * 3).await;
-        assert!(!super::PENDING.load(std::sync::atomic::Ordering::Acquire));
+        assert!(super::trim_soon(), "after it ran, a call schedules another");
     }
 }

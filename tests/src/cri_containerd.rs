@@ -68,6 +68,23 @@ state = "{state}"
         Self { dir, child }
     }
 
+    /// For a benchmark whose `handlers` name `containerd`: containerd started as
+    /// [`Self::start`] does, and a client on it that has pulled `image`.
+    pub async fn for_handlers(
+        handlers: &[String],
+        registry: &Registry,
+        conflist: Option<&str>,
+        image: &str,
+    ) -> Option<(Self, CriClient)> {
+        if !handlers.iter().any(|h| h == "containerd") {
+            return None;
+        }
+        let containerd = Self::start(registry, conflist);
+        let mut cri = containerd.client().await;
+        cri.pull(image, None).await.expect("containerd: pull");
+        Some((containerd, cri))
+    }
+
     pub async fn client(&self) -> CriClient {
         CriClient::connect(&self.dir.path().join("containerd.sock"))
             .await

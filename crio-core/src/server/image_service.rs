@@ -145,7 +145,7 @@ impl ImageService for ImageServiceImpl {
         let certs = CertsDirs::from_config(&self.state.config.crio.image.certs_dir);
         let pulled = self.state.puller.pull_with(&name, auth, &certs).await;
         // A pull's buffers are freed now, whatever its outcome.
-        crate::memory::trim_soon();
+        let _ = crate::memory::trim_soon();
         let record = pulled.map_err(CriError::from)?;
         tracing::info!(image = %name, id = %record.id, "pulled");
         Ok(Response::new(PullImageResponse {
@@ -172,7 +172,7 @@ impl ImageService for ImageServiceImpl {
             .await
             .map_err(|e| CriError::internal_in("RemoveImage did not run", e))?
             .map_err(CriError::from)?;
-        crate::memory::trim_soon();
+        let _ = crate::memory::trim_soon();
         Ok(Response::new(RemoveImageResponse {}))
     }
 

@@ -261,7 +261,7 @@ impl RuntimeService for RuntimeServiceImpl {
         let id = request.into_inner().pod_sandbox_id;
         let removed = self.state.pods.remove_sandbox(&id).await;
         // What the pod's records, logs and buffers held is free now.
-        crate::memory::trim_soon();
+        let _ = crate::memory::trim_soon();
         removed?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
@@ -371,7 +371,7 @@ impl RuntimeService for RuntimeServiceImpl {
     ) -> Result<Response<RemoveContainerResponse>, Status> {
         let id = request.into_inner().container_id;
         let removed = self.state.pods.remove_container(&id).await;
-        crate::memory::trim_soon();
+        let _ = crate::memory::trim_soon();
         removed?;
         Ok(Response::new(RemoveContainerResponse {}))
     }

@@ -86,9 +86,6 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// The most memory redb keeps as its page cache.
-const CACHE_BYTES: usize = 4 << 20;
-
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -98,16 +95,10 @@ impl Store {
                 source,
             })?;
         }
-        // redb caches pages it read or wrote, up to 1 GiB by default: the records of
-        // a node's pods fit in a few MiB, and a larger cache only keeps freed pages
-        // resident in the daemon.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: e.into(),
-            })?;
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
         let store = Self {
             db,
             path: path.to_path_buf(),

@@ -10,15 +10,3 @@ pub fn single_arena() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
-
-/// Gives the allocator's free pages back to the kernel (glibc keeps freed heap
-/// memory below its top for reuse). Called where a task call leaves the shim idle:
-/// a container's create and start parse a spec and run a runtime, and what they
-/// freed would otherwise stay resident for the pod's whole life.
-pub fn trim() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}

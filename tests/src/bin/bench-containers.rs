@@ -55,20 +55,10 @@ async fn main() {
     let mut crio = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     crio.pull(&image, None).await.expect("pull busybox");
-    let containerd = handlers
-        .iter()
-        .any(|h| h == "containerd")
-        .then(|| CriContainerd::start(&registry, None));
-    let mut reference = match &containerd {
-        Some(c) => {
-            let mut cri = c.client().await;
-            cri.pull(&image, None)
-                .await
-                .expect("containerd: pull busybox");
-            Some(cri)
-        }
-        None => None,
-    };
+    let (containerd, mut reference) =
+        CriContainerd::for_handlers(&handlers, &registry, None, &image)
+            .await
+            .unzip();
 
     let mut pods = Vec::new();
     for handler in &handlers {

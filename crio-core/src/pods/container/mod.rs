@@ -706,18 +706,8 @@ impl PodRuntime {
         if self.task_deleted(&record.id) {
             return;
         }
-        if let Some(shim) = self.shims.get(&record.sandbox_id) {
-            let del = api::DeleteRequest {
-                id: record.id.clone(),
-                ..Default::default()
-            };
-            match shim.client.delete(&del).await {
-                Ok(_) => self.mark_task_deleted(&record.id),
-                // RemoveContainer finds out what is left (it reaps the task).
-                Err(e) if e.is_not_found() || e.is_disconnected() => {}
-                Err(e) => tracing::warn!(container = %record.id, "delete task: {e}"),
-            }
-        }
+        // If the shim does not confirm it, RemoveContainer reaps what is left.
+        self.delete_task(record).await;
         let driver = self.config.storage_driver;
         let storage = self.container_storage(&record.id);
         let _ = super::off_worker(move || {
@@ -761,19 +751,31 @@ impl PodRuntime {
         Ok(())
     }
 
-    async fn destroy_container(&self, record: &ContainerRecord) {
-        let mut deleted = self.task_deleted(&record.id);
-        if let Some(shim) = self.shims.get(&record.sandbox_id).filter(|_| !deleted) {
-            let del = api::DeleteRequest {
-                id: record.id.clone(),
-                ..Default::default()
-            };
-            match shim.client.delete(&del).await {
-                Ok(_) => deleted = true,
-                Err(e) if e.is_not_found() || e.is_disconnected() => {}
-                Err(e) => tracing::warn!(container = %record.id, "delete task: {e}"),
+    /// Deletes the container's task from its pod's shim; whether the shim confirmed
+    /// it (then it is remembered, and not asked again).
+    async fn delete_task(&self, record: &ContainerRecord) -> bool {
+        let Some(shim) = self.shims.get(&record.sandbox_id) else {
+            return false;
+        };
+        let del = api::DeleteRequest {
+            id: record.id.clone(),
+            ..Default::default()
+        };
+        match shim.client.delete(&del).await {
+            Ok(_) => {
+                self.mark_task_deleted(&record.id);
+                true
+            }
+            Err(e) if e.is_not_found() || e.is_disconnected() => false,
+            Err(e) => {
+                tracing::warn!(container = %record.id, "delete task: {e}");
+                false
             }
         }
+    }
+
+    async fn destroy_container(&self, record: &ContainerRecord) {
+        let deleted = self.task_deleted(&record.id) || self.delete_task(record).await;
         if !deleted {
             // No shim confirmed the task gone (a Create cut short, a dead shim): its
             // runtime may still hold it.
@@ -791,7 +793,9 @@ impl PodRuntime {
             tracing::warn!(container = %record.id, "remove record: {e}");
         }
         // The data goes after the reply: nothing names these directories any more.
-        tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
+        if !trashed.is_empty() {
+            tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
+        }
         self.forget(&record.id);
     }
 

@@ -567,7 +567,6 @@ impl Task for Service {
     ) -> TtrpcResult<api::StartResponse> {
         tracing::info!(id = %req.id, exec = %req.exec_id, "start");
         let pid = ttrpc(self.start_process(&req.id, &req.exec_id).await)?;
-        crate::memory::trim();
         Ok(api::StartResponse {
             pid,
             ..Default::default()
@@ -580,9 +579,7 @@ impl Task for Service {
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
         tracing::info!(id = %req.id, exec = %req.exec_id, "delete");
-        let deleted = ttrpc(self.delete_process(&req.id, &req.exec_id).await);
-        crate::memory::trim();
-        deleted
+        ttrpc(self.delete_process(&req.id, &req.exec_id).await)
     }
 
     async fn pids(
