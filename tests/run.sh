@@ -29,6 +29,8 @@ PACKAGES=(
     pkg-config gcc libseccomp-dev                      # building the youki shim
 )
 packaging/apt-install.sh "${PACKAGES[@]}"
+# VM pods: qemu, and what building their guest (kernel, agent, initramfs) takes.
+packaging/kata/apt-install.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -37,6 +39,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo build"
 # Integration tests run the crio binary: build it first.
 cargo build --workspace --bins --tests --locked
+echo "==> VM pods' guest (cached under /var/cache/crio-rs/kata)"
+guest=$(packaging/kata/build-guest.sh dev)
+CRIO_KATA_KERNEL=$(sed -n 1p <<<"$guest")
+CRIO_KATA_INITRAMFS=$(sed -n 2p <<<"$guest")
+export CRIO_KATA_KERNEL CRIO_KATA_INITRAMFS
 echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the guest kernel of VM pods (issue 19, not wired in yet): Debian's
+# Builds the guest kernel of VM pods (issue 19; build-guest.sh calls it): Debian's
 # linux-source-6.1, tinyconfig plus what a pod VM needs (virtio-mmio for
 # `-M microvm`, PVH boot of the uncompressed vmlinux, serial console, initramfs,
 # namespaces, cgroups, seccomp, overlayfs, virtio-fs, 9p, virtio-net,

@@ -4,6 +4,8 @@
 //!   vendored `proto/runtime/v1/api.proto` of `k8s.io/cri-api` **v0.36.3**.
 //! * [`shim`]: containerd's shim v2 task and events API, re-exported from
 //!   `containerd-shim-protos` (rust-protobuf, ttrpc).
+//! * [`agent`]: the guest agent API of VM pods (`proto/agent/v1/agent.proto`),
+//!   compiled with ttrpc-codegen (rust-protobuf, async ttrpc).
 
 /// Kubernetes CRI `runtime.v1` (cri-api v0.36.3).
 pub mod cri {
@@ -17,4 +19,43 @@ pub mod shim {
         api, bootstrap_api, cgroups, cgroups_v2, events, protobuf, shim, ttrpc, types,
     };
     pub use containerd_shim_protos::{shim_async, Events, Task, TaskClient};
+}
+
+/// The guest agent API of VM pods (`proto/agent/v1/agent.proto`): its messages,
+/// the async ttrpc [`AgentClient`](agent::AgentClient) and the [`Agent`](agent::Agent)
+/// server trait with [`create_agent`](agent::create_agent).
+pub mod agent {
+    /// The messages (the generated code names this module `agent`).
+    #[allow(
+        missing_docs,
+        clippy::all,
+        missing_debug_implementations,
+        unused,
+        nonstandard_style
+    )]
+    pub mod agent {
+        include!(concat!(env!("OUT_DIR"), "/agent/agent.rs"));
+    }
+    /// The ttrpc client and server.
+    #[allow(
+        missing_docs,
+        clippy::all,
+        missing_debug_implementations,
+        unused,
+        nonstandard_style
+    )]
+    pub mod agent_ttrpc {
+        include!(concat!(env!("OUT_DIR"), "/agent/agent_ttrpc.rs"));
+    }
+    pub use agent::*;
+    pub use agent_ttrpc::{create_agent, Agent, AgentClient};
+    pub use ttrpc;
+
+    /// The virtio-serial port's name (qemu's `virtserialport,name=`).
+    pub const PORT_NAME: &str = "agent";
+
+    /// The line the agent writes on its port each time the host end connects,
+    /// before any ttrpc frame. The host reads it before sending a request: bytes
+    /// written while the guest has the port closed are dropped by virtio-serial.
+    pub const HELLO: &str = "crio-rs-agent ready\n";
 }

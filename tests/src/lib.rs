@@ -11,6 +11,7 @@ pub mod cri_containerd;
 pub mod daemon;
 pub mod http;
 pub mod images;
+pub mod kata;
 pub mod network;
 pub mod pods;
 pub mod process;

@@ -1,0 +1,13 @@
+//! The guest agent of crio-rs's VM pods.
+//!
+//! It runs as PID 1 of the pod's VM (the `/init` of the initramfs that
+//! `packaging/kata/build-initramfs.sh` makes): it mounts what a Linux userland
+//! needs ([`init`]), finds its virtio-serial port by name ([`port`]) and serves the
+//! agent API of `protocols/proto/agent` on it ([`service`]) to the pod's shim on
+//! the host.
+
+pub mod init;
+pub mod port;
+pub mod service;
+
+pub use protocols::agent::{HELLO, PORT_NAME};

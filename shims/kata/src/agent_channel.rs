@@ -1,0 +1,148 @@
+//! The shim's end of the agent's channel: the unix socket qemu serves the VM's
+//! virtio-serial port on, after the agent's hello, as a ttrpc client.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocols::agent::ttrpc::context;
+use protocols::agent::ttrpc::r#async::transport::Socket;
+use protocols::agent::ttrpc::r#async::Client;
+use protocols::agent::{AgentClient, CheckRequest, CheckResponse, ShutdownRequest, HELLO};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+
+/// Why the agent could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("connect to the agent socket {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the guest agent did not answer within {0:?} (no hello on its port)")]
+    NoHello(Duration),
+    #[error("the agent's port said {0:?}, not the agent's hello")]
+    BadHello(String),
+    #[error("read the agent's hello: {0}")]
+    Read(std::io::Error),
+    #[error("agent call {call}: {source}")]
+    Call {
+        call: &'static str,
+        source: protocols::agent::ttrpc::Error,
+    },
+}
+
+/// A connected agent.
+pub struct Agent {
+    client: AgentClient,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+/// A ttrpc deadline `timeout` from now.
+fn deadline(timeout: Duration) -> context::Context {
+    context::with_timeout(i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Agent {
+    /// Who answers: the agent's version and the guest kernel.
+    pub async fn check(&self, timeout: Duration) -> Result<CheckResponse, ChannelError> {
+        self.client
+            .check(deadline(timeout), &CheckRequest::default())
+            .await
+            .map_err(|source| ChannelError::Call {
+                call: "Check",
+                source,
+            })
+    }
+
+    /// Asks the guest to power off; the VM ends after the reply.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), ChannelError> {
+        self.client
+            .shutdown(deadline(timeout), &ShutdownRequest::default())
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "Shutdown",
+                source,
+            })
+    }
+}
+
+/// Connects to the agent through `socket` and waits up to `timeout` (the guest's
+/// boot) for its hello; then the channel carries ttrpc.
+pub async fn connect(socket: &Path, timeout: Duration) -> Result<Agent, ChannelError> {
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| ChannelError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    let mut hello = vec![0u8; HELLO.len()];
+    match tokio::time::timeout(timeout, stream.read_exact(&mut hello)).await {
+        Err(_) => return Err(ChannelError::NoHello(timeout)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ChannelError::NoHello(timeout))
+        }
+        Ok(Err(e)) => return Err(ChannelError::Read(e)),
+        Ok(Ok(_)) => {}
+    }
+    if hello != HELLO.as_bytes() {
+        return Err(ChannelError::BadHello(
+            String::from_utf8_lossy(&hello).into_owned(),
+        ));
+    }
+    Ok(Agent {
+        client: AgentClient::new(Client::new(Socket::new(stream))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn waits_for_the_hello_and_names_a_silent_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let silent = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        let err = connect(&path, Duration::from_millis(100))
+            .await
+            .expect_err("no hello");
+        assert!(matches!(err, ChannelError::NoHello(_)), "{err}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_stranger_on_the_port_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let text = "login: ".repeat(HELLO.len());
+            let _ = s.write_all(text.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let err = connect(&path, Duration::from_secs(5))
+            .await
+            .expect_err("bad hello");
+        assert!(matches!(err, ChannelError::BadHello(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = connect(&dir.path().join("none.sock"), Duration::from_secs(1))
+            .await
+            .expect_err("no socket");
+        assert!(err.to_string().contains("none.sock"), "{err}");
+    }
+}

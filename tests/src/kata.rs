@@ -1,0 +1,72 @@
+//! The guest of VM pods for the tests: kernel and initramfs from
+//! `packaging/kata/build-guest.sh` (tests/run.sh builds them and exports
+//! `CRIO_KATA_KERNEL` and `CRIO_KATA_INITRAMFS`; a test run alone builds them).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The guest kernel and the agent's initramfs.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+/// The guest, built once per test process when the environment names none.
+pub fn guest() -> &'static Guest {
+    static GUEST: OnceLock<Guest> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        if let (Some(kernel), Some(initramfs)) = (
+            std::env::var_os("CRIO_KATA_KERNEL"),
+            std::env::var_os("CRIO_KATA_INITRAMFS"),
+        ) {
+            return Guest {
+                kernel: kernel.into(),
+                initramfs: initramfs.into(),
+            };
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = Command::new(root.join("packaging/kata/build-guest.sh"))
+            .arg("dev")
+            .current_dir(&root)
+            .output()
+            .expect("run packaging/kata/build-guest.sh");
+        assert!(
+            out.status.success(),
+            "build-guest.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        Guest {
+            kernel: lines.next().expect("kernel path").into(),
+            initramfs: lines.next().expect("initramfs path").into(),
+        }
+    })
+}
+
+/// An initramfs at `out` whose `/init` is `init` (a static binary) run with
+/// `args` through a shell script: a guest without our agent.
+pub fn initramfs_with_init(out: &Path, script: &str) {
+    let root = tempfile::tempdir().expect("tempdir");
+    for dir in ["bin", "dev", "proc", "sys"] {
+        std::fs::create_dir(root.path().join(dir)).expect("mkdir");
+    }
+    std::fs::copy(crate::test_images::BUSYBOX, root.path().join("bin/busybox")).expect("busybox");
+    std::os::unix::fs::symlink("busybox", root.path().join("bin/sh")).expect("sh");
+    let init = root.path().join("init");
+    std::fs::write(&init, format!("#!/bin/sh\n{script}\n")).expect("init");
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "find . | cpio -o -H newc --quiet > '{}'",
+            out.display()
+        ))
+        .current_dir(root.path())
+        .status()
+        .expect("cpio");
+    assert!(status.success(), "cpio");
+}
