@@ -6,16 +6,18 @@
 #   - the initramfs whose /init is the agent (cached by the agent's hash).
 # Prints two lines: the kernel's path, then the initramfs's. Everything cached
 # lives under $CRIO_KATA_CACHE (default /var/cache/crio-rs/kata), outside the
-# checkout. Needs: cpio, and build-kernel.sh's packages.
+# checkout. Needs: cpio, libseccomp-dev, and build-kernel.sh's packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROFILE=${1:-shim}
 CACHE=${CRIO_KATA_CACHE:-/var/cache/crio-rs/kata}
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 
-# Static: the initramfs holds no libc. An explicit --target keeps RUSTFLAGS away
-# from build scripts and proc macros (and its output from target/debug).
+# Static: the initramfs holds no libc (libseccomp, for the containers' seccomp
+# filters, is linked in too). An explicit --target keeps RUSTFLAGS away from build
+# scripts and proc macros (and its output from target/debug).
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -dumpmachine)" \
     cargo build --locked -q --profile "$PROFILE" -p crio-kata-agent --target "$HOST" >&2
 dir=$PROFILE
 [[ $PROFILE == dev ]] && dir=debug
@@ -34,7 +36,8 @@ if [[ ! -f $initramfs ]]; then
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
     mkdir -p "$root"/{dev,proc,sys,run,tmp}
-    install -m 0755 "$agent" "$root/init"
+    # Stripped: every byte of the initramfs is copied at each boot.
+    install -m 0755 -s "$agent" "$root/init"
     # The kernel opens /dev/console for init's output before /dev is mounted.
     mknod -m 0600 "$root/dev/console" c 5 1
     (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$initramfs.tmp"

@@ -3,12 +3,14 @@
 //! a message naming the cause and leaves no qemu behind.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crio_tests::bundle::Bundle;
 use crio_tests::kata::{guest, initramfs_with_init};
 use crio_tests::require_root;
-use kata_shim::agent_channel::{self, ChannelError};
-use kata_shim::vmm::{tsc_khz, Accel, Hypervisor, Qemu, VmSpec, VmmError};
+use kata_shim::agent_channel::{Agent, ChannelError};
+use kata_shim::boot::{boot, BootError};
+use kata_shim::vmm::{tsc_khz, Accel, Qemu, RunningVm, VmSpec, VmmError};
 
 const QEMU: &str = "qemu-system-x86_64";
 /// A TCG boot takes about a second here; this leaves room for a loaded machine.
@@ -32,6 +34,32 @@ fn qemu() -> Qemu {
     }
 }
 
+/// Boots the agent's VM in `dir`: its spec, the VM, the agent and the boot time.
+async fn boot_vm(dir: &Path) -> (VmSpec, RunningVm, Agent, Duration) {
+    let spec = spec(dir, &guest().initramfs);
+    let booted = boot(&qemu(), &spec, BOOT_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (spec, booted.vm, booted.agent, booted.boot_time)
+}
+
+/// The qemu processes whose command line names `dir` (each test's VM lives in
+/// a directory of its own).
+fn qemus_of(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -43,18 +71,7 @@ fn alive(pid: u32) -> bool {
 async fn the_vm_boots_its_agent_answers_and_it_powers_off() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = spec(dir.path(), &guest().initramfs);
-    let started = Instant::now();
-    let mut vm = qemu().launch(&spec).await.expect("launch");
-    let agent = agent_channel::connect(&spec.agent_socket(), BOOT_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}; console: {}",
-                std::fs::read_to_string(spec.console_log()).unwrap_or_default()
-            )
-        });
-    let booted = started.elapsed();
+    let (_, mut vm, agent, booted) = boot_vm(dir.path()).await;
     let check = agent.check(Duration::from_secs(10)).await.expect("check");
     eprintln!(
         "guest {} answered {booted:?} after launch (agent ready {} ms after its kernel started)",
@@ -85,24 +102,100 @@ async fn the_vm_boots_its_agent_answers_and_it_powers_off() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spec, mut vm, agent, _) = boot_vm(dir.path()).await;
+    let t = Duration::from_secs(30);
+    let bundle = spec.shared_dir().join("c1");
+    Bundle::create(
+        &bundle,
+        &[
+            "sh",
+            "-c",
+            "uname -r > /result; cat /proc/1/cmdline >> /result; exit 7",
+        ],
+        false,
+    );
+    let pid = agent.create_container("c1", "c1", t).await.expect("create");
+    assert!(pid > 1, "the guest pid of the container's init: {pid}");
+    let err = agent
+        .create_container("c1", "c1", t)
+        .await
+        .expect_err("twice");
+    assert!(err.to_string().contains("exists"), "{err}");
+    agent.start_container("c1", t).await.expect("start");
+    assert_eq!(agent.wait_container("c1", t).await.expect("wait"), 7);
+    // Written in the guest, through the container's rootfs, seen on the host: the
+    // guest's kernel, and the container's own PID 1 (its shell), not the host's.
+    let result = std::fs::read_to_string(bundle.join("rootfs/result")).expect("result");
+    let mut lines = result.lines();
+    let release = lines.next().unwrap_or_default();
+    assert!(release.starts_with("6.1."), "{result}");
+    assert_ne!(
+        release,
+        nix::sys::utsname::uname()
+            .expect("uname")
+            .release()
+            .to_string_lossy()
+    );
+    assert!(
+        lines.next().unwrap_or_default().starts_with("sh"),
+        "{result}"
+    );
+    agent.remove_container("c1", t).await.expect("remove");
+    let err = agent.wait_container("c1", t).await.expect_err("gone");
+    assert!(err.to_string().contains("not found"), "{err}");
+
+    // A long-running one, ended by a signal: 128 + SIGKILL.
+    let bundle = spec.shared_dir().join("c2");
+    Bundle::create(&bundle, &["sleep", "1000"], false);
+    agent.create_container("c2", "c2", t).await.expect("create");
+    agent.start_container("c2", t).await.expect("start");
+    agent
+        .signal_container("c2", 9, false, t)
+        .await
+        .expect("kill");
+    assert_eq!(agent.wait_container("c2", t).await.expect("wait"), 137);
+    agent.remove_container("c2", t).await.expect("remove");
+
+    let err = agent
+        .create_container("c3", "../escape", t)
+        .await
+        .expect_err("bad name");
+    assert!(err.to_string().contains("bundle"), "{err}");
+    agent.shutdown(t).await.expect("shutdown");
+    vm.wait_exit(Duration::from_secs(20))
+        .await
+        .expect("wait")
+        .expect("qemu exits");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_without_an_agent_is_named_and_its_vm_stopped() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let initramfs = dir.path().join("silent.cpio");
     initramfs_with_init(&initramfs, "exec /bin/busybox sleep 1000");
     let spec = spec(dir.path(), &initramfs);
-    let mut vm = qemu().launch(&spec).await.expect("launch");
-    let err = agent_channel::connect(&spec.agent_socket(), Duration::from_secs(5))
+    let err = boot(&qemu(), &spec, Duration::from_secs(5))
         .await
         .expect_err("nothing answers");
-    assert!(matches!(err, ChannelError::NoHello(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            BootError::Agent {
+                source: ChannelError::NoHello(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("did not answer within 5s"),
         "{err}"
     );
-    let pid = vm.pid();
-    vm.stop().await.expect("stop");
-    assert!(!alive(pid), "qemu {pid} still runs");
+    assert_eq!(qemus_of(dir.path()), Vec::<u32>::new(), "no qemu is left");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,8 +206,13 @@ async fn a_missing_hypervisor_or_a_bad_option_is_named() {
     let missing = Qemu {
         binary: dir.path().join("no-qemu"),
     };
-    let err = missing.launch(&spec).await.expect_err("no binary");
-    assert!(matches!(err, VmmError::Spawn { .. }), "{err}");
+    let err = boot(&missing, &spec, BOOT_TIMEOUT)
+        .await
+        .expect_err("no binary");
+    assert!(
+        matches!(err, BootError::Vmm(VmmError::Spawn { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("no-qemu"), "{err}");
 
     // A kernel file that is no kernel: qemu exits before the guest runs, and the
@@ -122,8 +220,13 @@ async fn a_missing_hypervisor_or_a_bad_option_is_named() {
     let mut corrupt = spec.clone();
     corrupt.kernel = dir.path().join("vmlinux");
     std::fs::write(&corrupt.kernel, "not a kernel").expect("write");
-    let err = qemu().launch(&corrupt).await.expect_err("qemu refuses");
-    assert!(matches!(err, VmmError::Exited { .. }), "{err}");
+    let err = boot(&qemu(), &corrupt, BOOT_TIMEOUT)
+        .await
+        .expect_err("qemu refuses");
+    assert!(
+        matches!(err, BootError::Vmm(VmmError::Exited { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains(QEMU), "{err}");
     assert!(
         err.to_string().contains("kernel"),

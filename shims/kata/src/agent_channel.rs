@@ -7,7 +7,10 @@ use std::time::Duration;
 use protocols::agent::ttrpc::context;
 use protocols::agent::ttrpc::r#async::transport::Socket;
 use protocols::agent::ttrpc::r#async::Client;
-use protocols::agent::{AgentClient, CheckRequest, CheckResponse, ShutdownRequest, HELLO};
+use protocols::agent::{
+    AgentClient, CheckRequest, CheckResponse, CreateContainerRequest, RemoveContainerRequest,
+    ShutdownRequest, SignalContainerRequest, StartContainerRequest, WaitContainerRequest, HELLO,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -56,6 +59,98 @@ impl Agent {
             .await
             .map_err(|source| ChannelError::Call {
                 call: "Check",
+                source,
+            })
+    }
+
+    /// Creates container `id` from the bundle directory `bundle` of the VM's
+    /// shared directory; returns its init's pid in the guest.
+    pub async fn create_container(
+        &self,
+        id: &str,
+        bundle: &str,
+        timeout: Duration,
+    ) -> Result<u32, ChannelError> {
+        let req = CreateContainerRequest {
+            id: id.into(),
+            bundle: bundle.into(),
+            ..Default::default()
+        };
+        self.client
+            .create_container(deadline(timeout), &req)
+            .await
+            .map(|r| r.pid)
+            .map_err(|source| ChannelError::Call {
+                call: "CreateContainer",
+                source,
+            })
+    }
+
+    pub async fn start_container(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
+        let req = StartContainerRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.client
+            .start_container(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "StartContainer",
+                source,
+            })
+    }
+
+    /// The container's exit code, once its init has exited.
+    pub async fn wait_container(&self, id: &str, timeout: Duration) -> Result<i32, ChannelError> {
+        let req = WaitContainerRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.client
+            .wait_container(deadline(timeout), &req)
+            .await
+            .map(|r| r.exit_status)
+            .map_err(|source| ChannelError::Call {
+                call: "WaitContainer",
+                source,
+            })
+    }
+
+    pub async fn signal_container(
+        &self,
+        id: &str,
+        signal: u32,
+        all: bool,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = SignalContainerRequest {
+            id: id.into(),
+            signal,
+            all,
+            ..Default::default()
+        };
+        self.client
+            .signal_container(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "SignalContainer",
+                source,
+            })
+    }
+
+    pub async fn remove_container(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
+        let req = RemoveContainerRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.client
+            .remove_container(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "RemoveContainer",
                 source,
             })
     }

@@ -9,4 +9,5 @@
 //! binary that runs pods on it comes next.
 
 pub mod agent_channel;
+pub mod boot;
 pub mod vmm;

@@ -10,10 +10,8 @@
 //! is the helper's child and passes to the shim (a subreaper) when the helper exits,
 //! as with runc.
 
-mod cli;
-mod mounts;
-
 use shim_support::task::{entry, Flavor};
+use youki_cli::cli;
 
 static YOUKI: Flavor = Flavor {
     runtime_name: "io.containerd.youki.v2",

@@ -1,4 +1,5 @@
-//! PID 1 duties: the filesystems a Linux userland expects, and reaping orphans.
+//! PID 1 duties: the filesystems a Linux userland expects (and the pod's shared
+//! directory), and powering off.
 
 use std::path::Path;
 
@@ -30,6 +31,14 @@ const MOUNTS: &[Mount] = &[
         data: None,
     },
     Mount {
+        fstype: "cgroup2",
+        target: "/sys/fs/cgroup",
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
+        data: None,
+    },
+    Mount {
         fstype: "devtmpfs",
         target: "/dev",
         flags: MsFlags::MS_NOSUID,
@@ -49,8 +58,33 @@ const MOUNTS: &[Mount] = &[
     },
 ];
 
-/// Mounts `/proc`, `/sys`, `/dev`, `/run` and `/tmp` (the initramfs holds only
-/// their directories). Each failure names the target.
+/// Where the root is bound before it is moved over `/`.
+const ROOT_BIND: &str = "/.root";
+
+/// Moves the agent's root off the initramfs's own mount: `pivot_root(2)`, which
+/// the containers' runtime uses, refuses to leave a root mount without a parent
+/// (EINVAL). A bind of the root, moved over `/` and entered with `chroot`, is an
+/// ordinary mount with the initramfs as its parent. No copy is made.
+pub fn leave_initramfs_mount() -> std::io::Result<()> {
+    let step = |what: &str, e: nix::Error| std::io::Error::other(format!("{what}: {e}"));
+    std::fs::create_dir_all(ROOT_BIND)?;
+    mount(
+        Some("/"),
+        ROOT_BIND,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| step("bind / on /.root", e))?;
+    nix::unistd::chdir(ROOT_BIND).map_err(|e| step("chdir /.root", e))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| step("move /.root over /", e))?;
+    nix::unistd::chroot(".").map_err(|e| step("chroot", e))?;
+    nix::unistd::chdir("/").map_err(|e| step("chdir /", e))
+}
+
+/// Mounts `/proc`, `/sys` with the cgroup v2 hierarchy, `/dev`, `/run` and `/tmp`
+/// (the initramfs holds only their directories). Each failure names the target.
 pub fn mount_base() -> std::io::Result<()> {
     for m in MOUNTS {
         std::fs::create_dir_all(m.target)?;
@@ -66,21 +100,23 @@ pub fn mount_base() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reaps every exited child on each SIGCHLD: as PID 1 the agent inherits every
-/// orphan in the guest.
-pub fn spawn_reaper() -> std::io::Result<()> {
-    let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
-    tokio::spawn(async move {
-        while sigchld.recv().await.is_some() {
-            use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-            while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                if status == WaitStatus::StillAlive {
-                    break;
-                }
-            }
-        }
-    });
-    Ok(())
+/// Where the pod's shared directory (container bundles) appears in the guest.
+pub const SHARED_DIR: &str = "/run/crio-rs/shared";
+
+/// The virtio-9p tag the host exports the shared directory under.
+pub const SHARED_TAG: &str = "shared";
+
+/// Mounts the host's shared directory (virtio-9p) at [`SHARED_DIR`].
+pub fn mount_shared() -> std::io::Result<()> {
+    std::fs::create_dir_all(SHARED_DIR)?;
+    mount(
+        Some(SHARED_TAG),
+        Path::new(SHARED_DIR),
+        Some("9p"),
+        MsFlags::MS_NODEV,
+        Some("trans=virtio,version=9p2000.L,msize=262144,cache=none"),
+    )
+    .map_err(|e| std::io::Error::other(format!("mount 9p {SHARED_TAG} on {SHARED_DIR}: {e}")))
 }
 
 /// Powers the VM off: qemu runs with `-no-reboot` and the kernel with `reboot=t`,

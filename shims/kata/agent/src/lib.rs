@@ -4,8 +4,10 @@
 //! `packaging/kata/build-initramfs.sh` makes): it mounts what a Linux userland
 //! needs ([`init`]), finds its virtio-serial port by name ([`port`]) and serves the
 //! agent API of `protocols/proto/agent` on it ([`service`]) to the pod's shim on
-//! the host.
+//! the host. Containers run with youki's `libcontainer` ([`containers`]), from
+//! bundles in the pod's directory the host shares with the guest (virtio-9p).
 
+pub mod containers;
 pub mod init;
 pub mod port;
 pub mod service;

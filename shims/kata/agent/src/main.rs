@@ -1,18 +1,31 @@
 //! `crio-kata-agent`: PID 1 of a VM pod's guest (see the library's docs).
 //!
-//! As PID 1 it mounts the base filesystems, reaps orphans and serves on the
-//! virtio-serial port named `agent`. `crio-kata-agent --port PATH` serves on the
-//! device or FIFO-like file at PATH instead, without PID 1's duties.
+//! As PID 1 it mounts the base filesystems and the pod's shared directory, reaps
+//! orphans and serves on the virtio-serial port named `agent`.
+//! `crio-kata-agent --port PATH` serves on the device at PATH instead, without PID
+//! 1's duties. Run as `crio-kata-agent --root ...` it is the containers' runtime:
+//! runc's command line, answered by youki's libcontainer.
 
 use std::sync::Arc;
 
+use crio_kata_agent::containers::Containers;
 use crio_kata_agent::{init, port, service};
 use protocols::agent::create_agent;
 use protocols::agent::ttrpc::r#async::transport::Listener;
 use protocols::agent::ttrpc::r#async::Server;
 use tokio::sync::Notify;
 
+/// The runtime's state in the guest.
+const RUNTIME_ROOT: &str = "/run/crio-rs/youki";
+/// The agent's own per-container state in the guest.
+const STATE_DIR: &str = "/run/crio-rs/containers";
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // The runtime commands always start with `--root`.
+    if args.get(1).map(String::as_str) == Some("--root") {
+        std::process::exit(youki_cli::cli::run(&args[1..]));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -20,8 +33,16 @@ fn main() {
         .init();
     let pid1 = std::process::id() == 1;
     if pid1 {
+        if let Err(e) = init::leave_initramfs_mount() {
+            fail(&format!("leave the initramfs mount: {e}"));
+        }
         if let Err(e) = init::mount_base() {
             fail(&format!("mount the base filesystems: {e}"));
+        }
+        // A VM without the shared directory still answers Check; creating a
+        // container then says its bundle is missing.
+        if let Err(e) = init::mount_shared() {
+            tracing::warn!("{e}");
         }
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -31,17 +52,16 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => fail(&format!("tokio runtime: {e}")),
     };
-    if let Err(e) = runtime.block_on(serve(pid1)) {
+    if let Err(e) = runtime.block_on(serve()) {
         fail(&e);
     }
     init::power_off();
 }
 
 /// Serves until a Shutdown call has been answered.
-async fn serve(pid1: bool) -> Result<(), String> {
-    if pid1 {
-        init::spawn_reaper().map_err(|e| format!("SIGCHLD handler: {e}"))?;
-    }
+async fn serve() -> Result<(), String> {
+    // As PID 1 every orphan of the guest is the agent's to reap.
+    let reaper = shim_support::reaper::Reaper::start().map_err(|e| format!("reaper: {e}"))?;
     let path = match std::env::args().skip_while(|a| a != "--port").nth(1) {
         Some(path) => path.into(),
         None => port::find_port(
@@ -52,7 +72,16 @@ async fn serve(pid1: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())?,
     };
     let shutdown = Arc::new(Notify::new());
-    let service = service::AgentService::new(service::since_boot(), Arc::clone(&shutdown));
+    let own = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let containers = Containers::new(
+        init::SHARED_DIR.into(),
+        STATE_DIR.into(),
+        &own,
+        std::path::Path::new(RUNTIME_ROOT),
+        reaper,
+    );
+    let service =
+        service::AgentService::new(service::since_boot(), containers, Arc::clone(&shutdown));
     let mut server = Server::new()
         .add_listener(Listener::new(port::connections(path.clone())))
         .register_service(create_agent(Arc::new(service)));

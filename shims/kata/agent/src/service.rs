@@ -4,22 +4,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocols::agent::ttrpc::r#async::TtrpcContext;
-use protocols::agent::{Agent, CheckRequest, CheckResponse, ShutdownRequest, ShutdownResponse};
+use protocols::agent::ttrpc::Result as TtrpcResult;
+use protocols::agent::{
+    Agent, CheckRequest, CheckResponse, CreateContainerRequest, CreateContainerResponse,
+    RemoveContainerRequest, RemoveContainerResponse, ShutdownRequest, ShutdownResponse,
+    SignalContainerRequest, SignalContainerResponse, StartContainerRequest, StartContainerResponse,
+    WaitContainerRequest, WaitContainerResponse,
+};
 use tokio::sync::Notify;
 
-/// The agent's state: what it says of the guest, and the shutdown it was asked for.
+use crate::containers::Containers;
+
+/// The agent's state: what it says of the guest, its containers, and the shutdown
+/// it was asked for.
 #[derive(Debug)]
 pub struct AgentService {
     /// Milliseconds after the guest kernel started that the agent was ready.
     ready_after_ms: u64,
+    containers: Containers,
     shutdown: Arc<Notify>,
 }
 
 impl AgentService {
     /// `shutdown` is notified once a Shutdown call is answered.
-    pub fn new(ready_after: Duration, shutdown: Arc<Notify>) -> Self {
+    pub fn new(ready_after: Duration, containers: Containers, shutdown: Arc<Notify>) -> Self {
         AgentService {
             ready_after_ms: u64::try_from(ready_after.as_millis()).unwrap_or(u64::MAX),
+            containers,
             shutdown,
         }
     }
@@ -41,11 +52,7 @@ pub fn since_boot() -> Duration {
 
 #[async_trait::async_trait]
 impl Agent for AgentService {
-    async fn check(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: CheckRequest,
-    ) -> protocols::agent::ttrpc::Result<CheckResponse> {
+    async fn check(&self, _ctx: &TtrpcContext, _req: CheckRequest) -> TtrpcResult<CheckResponse> {
         Ok(CheckResponse {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             kernel_release: kernel_release(),
@@ -58,10 +65,61 @@ impl Agent for AgentService {
         &self,
         _ctx: &TtrpcContext,
         _req: ShutdownRequest,
-    ) -> protocols::agent::ttrpc::Result<ShutdownResponse> {
+    ) -> TtrpcResult<ShutdownResponse> {
         // The caller (main) powers off once the reply has gone out.
         self.shutdown.notify_one();
         Ok(ShutdownResponse::default())
+    }
+
+    async fn create_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateContainerRequest,
+    ) -> TtrpcResult<CreateContainerResponse> {
+        let pid = self.containers.create(&req.id, &req.bundle).await?;
+        Ok(CreateContainerResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: StartContainerRequest,
+    ) -> TtrpcResult<StartContainerResponse> {
+        self.containers.start(&req.id).await?;
+        Ok(StartContainerResponse::default())
+    }
+
+    async fn wait_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WaitContainerRequest,
+    ) -> TtrpcResult<WaitContainerResponse> {
+        let exit_status = self.containers.wait(&req.id).await?;
+        Ok(WaitContainerResponse {
+            exit_status,
+            ..Default::default()
+        })
+    }
+
+    async fn signal_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: SignalContainerRequest,
+    ) -> TtrpcResult<SignalContainerResponse> {
+        self.containers.signal(&req.id, req.signal, req.all).await?;
+        Ok(SignalContainerResponse::default())
+    }
+
+    async fn remove_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: RemoveContainerRequest,
+    ) -> TtrpcResult<RemoveContainerResponse> {
+        self.containers.remove(&req.id).await?;
+        Ok(RemoveContainerResponse::default())
     }
 }
 
@@ -76,7 +134,19 @@ mod tests {
     /// The service over an in-memory byte stream, as the shim reaches it.
     async fn serve() -> (Server, AgentClient, Arc<Notify>) {
         let shutdown = Arc::new(Notify::new());
-        let service = AgentService::new(Duration::from_millis(420), Arc::clone(&shutdown));
+        let dir = std::env::temp_dir();
+        let containers = Containers::new(
+            dir.join("shared"),
+            dir.join("state"),
+            std::path::Path::new("/nonexistent"),
+            &dir.join("root"),
+            shim_support::reaper::Reaper::default(),
+        );
+        let service = AgentService::new(
+            Duration::from_millis(420),
+            containers,
+            Arc::clone(&shutdown),
+        );
         let (host, guest) = tokio::io::duplex(4096);
         let listener =
             Listener::new(futures::stream::iter([Ok(guest)]).chain(futures::stream::pending()));
@@ -104,6 +174,28 @@ mod tests {
         assert_eq!(reply.kernel_release, kernel_release());
         assert!(!reply.kernel_release.is_empty());
         assert_eq!(reply.ready_after_ms, 420);
+    }
+
+    #[tokio::test]
+    async fn container_calls_carry_the_error_kind() {
+        let (_server, client, _) = serve().await;
+        let err = client
+            .start_container(
+                context::with_timeout(5_000_000_000),
+                &StartContainerRequest {
+                    id: "nothere".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("unknown container");
+        match err {
+            protocols::agent::ttrpc::Error::RpcStatus(s) => {
+                assert_eq!(s.code(), protocols::agent::ttrpc::Code::NOT_FOUND);
+                assert!(s.message().contains("nothere"), "{}", s.message());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -33,6 +33,12 @@ impl VmSpec {
         self.run_dir.join("agent.sock")
     }
 
+    /// The directory shared with the guest (virtio-9p, tag `shared`): the pod's
+    /// container bundles.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.run_dir.join("shared")
+    }
+
     /// The guest's serial console.
     pub fn console_log(&self) -> PathBuf {
         self.run_dir.join("console.log")
@@ -83,14 +89,54 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
 pub struct RunningVm {
     child: tokio::process::Child,
     pid: u32,
+    binary: PathBuf,
+    /// The hypervisor's own log (its stderr).
+    log: PathBuf,
+}
+
+/// The last non-empty line of the file at `path` (a log's last words).
+pub fn last_line(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 impl RunningVm {
-    pub(crate) fn new(child: tokio::process::Child) -> Result<Self, std::io::Error> {
+    pub(crate) fn new(
+        child: tokio::process::Child,
+        binary: PathBuf,
+        log: PathBuf,
+    ) -> Result<Self, std::io::Error> {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the hypervisor exited at once"))?;
-        Ok(RunningVm { child, pid })
+        Ok(RunningVm {
+            child,
+            pid,
+            binary,
+            log,
+        })
+    }
+
+    /// What to say of a hypervisor that ended while the VM was starting.
+    pub fn exited(&self, status: std::process::ExitStatus) -> VmmError {
+        VmmError::Exited {
+            binary: self.binary.clone(),
+            status: status.to_string(),
+            message: last_line(&self.log).unwrap_or_else(|| "no message".into()),
+        }
+    }
+
+    /// Waits for the hypervisor to end, however long it takes.
+    pub async fn exit(&mut self) -> Result<std::process::ExitStatus, VmmError> {
+        let pid = self.pid;
+        self.child
+            .wait()
+            .await
+            .map_err(|source| VmmError::Io { pid, source })
     }
 
     /// The hypervisor process's pid.

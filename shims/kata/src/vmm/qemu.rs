@@ -80,6 +80,16 @@ impl Qemu {
             ),
             "-device".into(),
             "virtserialport,chardev=agent,name=agent".into(),
+            // The pod's bundles. qemu reads the host's paths itself, so a rootfs
+            // mounted there later is seen; `remap` keeps inode numbers apart across
+            // the host filesystems below it.
+            "-fsdev".into(),
+            format!(
+                "local,id=shared,path={},security_model=passthrough,multidevs=remap",
+                spec.shared_dir().display()
+            ),
+            "-device".into(),
+            "virtio-9p-device,fsdev=shared,mount_tag=shared".into(),
         ]);
         args
     }
@@ -102,6 +112,10 @@ impl Hypervisor for Qemu {
         Self::missing("the guest kernel", &spec.kernel)?;
         Self::missing("the guest initramfs", &spec.initramfs)?;
         Self::missing("the VM's run directory", &spec.run_dir)?;
+        std::fs::create_dir_all(spec.shared_dir()).map_err(|source| VmmError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
         let log =
             std::fs::File::create(spec.hypervisor_log()).map_err(|source| VmmError::Spawn {
                 binary: self.binary.clone(),
@@ -118,12 +132,14 @@ impl Hypervisor for Qemu {
                 binary: self.binary.clone(),
                 source,
             })?;
-        let mut vm = RunningVm::new(child).map_err(|source| VmmError::Spawn {
-            binary: self.binary.clone(),
-            source,
-        })?;
+        let mut vm = RunningVm::new(child, self.binary.clone(), spec.hypervisor_log()).map_err(
+            |source| VmmError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            },
+        )?;
         // qemu opens the socket before the guest runs; a wrong option or a missing
-        // device makes it exit first.
+        // device makes it exit, before or soon after (see `boot`).
         let deadline = tokio::time::Instant::now() + SOCKET_TIMEOUT;
         while !spec.agent_socket().exists() {
             if let Some(status) = vm.wait_exit(Duration::from_millis(5)).await? {
@@ -194,6 +210,13 @@ mod tests {
             ["socket,id=agent,path=/run/vm/agent.sock,server=on,wait=off"]
         );
         assert!(value_of(&args, "-device").contains(&"virtserialport,chardev=agent,name=agent"));
+        assert_eq!(
+            value_of(&args, "-fsdev"),
+            ["local,id=shared,path=/run/vm/shared,security_model=passthrough,multidevs=remap"]
+        );
+        assert!(
+            value_of(&args, "-device").contains(&"virtio-9p-device,fsdev=shared,mount_tag=shared")
+        );
         let cmdline = value_of(&args, "-append")[0];
         for word in [
             "console=ttyS0",

@@ -1,0 +1,224 @@
+//! The guest's containers: created, started, signalled and deleted with youki's
+//! `libcontainer` through runc's command line ([`youki_cli`], answered by this same
+//! binary re-executed), as the youki shim does on a host. Each container's exit is
+//! caught by the agent's reaper (the agent is PID 1 and a subreaper).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use shim_support::reaper::Reaper;
+use shim_support::stdio::ChildStdio;
+use shim_support::task::oci_cli::{Runtime, RuntimeOptions};
+use shim_support::Error;
+use tokio::sync::watch;
+
+/// The namespace directory of the runtime's state (as containerd names it).
+const NAMESPACE: &str = "k8s.io";
+
+/// One container the agent made.
+#[derive(Debug)]
+struct Entry {
+    pid: i32,
+    /// The init's exit code once it has exited.
+    exit: watch::Receiver<Option<i32>>,
+}
+
+/// The guest's containers.
+#[derive(Debug)]
+pub struct Containers {
+    /// Where the host's shared directory (bundles) is mounted.
+    shared: PathBuf,
+    /// The agent's own state per container (pid files, runtime logs).
+    state: PathBuf,
+    options: RuntimeOptions,
+    reaper: Reaper,
+    table: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// A container id or bundle name: one path component of safe characters.
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{what} {name:?}: want 1-255 of [A-Za-z0-9_.-], not . or .."
+        )))
+    }
+}
+
+impl Containers {
+    /// Containers whose bundles are in `shared`, with the runtime `binary` (this
+    /// agent's own executable) keeping its state under `runtime_root`.
+    pub fn new(
+        shared: PathBuf,
+        state: PathBuf,
+        binary: &Path,
+        runtime_root: &Path,
+        reaper: Reaper,
+    ) -> Self {
+        Containers {
+            shared,
+            state,
+            options: RuntimeOptions {
+                binary_name: binary.display().to_string(),
+                root: runtime_root.display().to_string(),
+                systemd_cgroup: false,
+                no_pivot_root: false,
+                no_new_keyring: false,
+            },
+            reaper,
+            table: Arc::default(),
+        }
+    }
+
+    fn runtime(&self, id: &str) -> Runtime {
+        Runtime::new(
+            self.options.clone(),
+            NAMESPACE,
+            &self.state.join(id),
+            self.reaper.clone(),
+        )
+    }
+
+    fn entry<T>(&self, id: &str, f: impl FnOnce(&Entry) -> T) -> Result<T, Error> {
+        let table = self
+            .table
+            .lock()
+            .map_err(|_| Error::Other("container table".into()))?;
+        table
+            .get(id)
+            .map(f)
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+
+    /// Creates container `id` from the bundle `bundle` of the shared directory;
+    /// returns its init's pid.
+    pub async fn create(&self, id: &str, bundle: &str) -> Result<u32, Error> {
+        check_name("container id", id)?;
+        check_name("bundle", bundle)?;
+        let bundle = self.shared.join(bundle);
+        if !bundle.join("config.json").is_file() {
+            return Err(Error::NotFound(format!(
+                "bundle {}: no config.json",
+                bundle.display()
+            )));
+        }
+        if self.entry(id, |_| ()).is_ok() {
+            return Err(Error::AlreadyExists(format!("container {id} exists")));
+        }
+        let state = self.state.join(id);
+        std::fs::create_dir_all(&state)
+            .map_err(|e| Error::io(format!("create {}", state.display()), e))?;
+        let pid_file = state.join("init.pid");
+        // Subscribed before the init exists: its exit cannot be missed.
+        let mut exits = self.reaper.subscribe();
+        self.runtime(id)
+            .create(id, &bundle, &pid_file, None, ChildStdio::default())
+            .await?;
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .map_err(|e| Error::io(format!("read {}", pid_file.display()), e))?
+            .trim()
+            .parse()
+            .map_err(|e| Error::Other(format!("pid file {}: {e}", pid_file.display())))?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            if let Some(exit) = exits.wait_for(pid).await {
+                let _ = tx.send(Some(exit.status));
+            }
+        });
+        self.table
+            .lock()
+            .map_err(|_| Error::Other("container table".into()))?
+            .insert(id.to_string(), Entry { pid, exit: rx });
+        tracing::info!(container = id, pid, "created");
+        u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), Error> {
+        self.entry(id, |_| ())?;
+        self.runtime(id).start(id).await
+    }
+
+    /// The init's exit code, once it has exited.
+    pub async fn wait(&self, id: &str) -> Result<i32, Error> {
+        let mut exit = self.entry(id, |e| e.exit.clone())?;
+        let code = exit
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Other(format!("container {id}: its exit was lost")))?;
+        Ok(code.unwrap_or(255))
+    }
+
+    pub async fn signal(&self, id: &str, signal: u32, all: bool) -> Result<(), Error> {
+        let exited = self.entry(id, |e| e.exit.borrow().is_some())?;
+        if exited && !all {
+            return Err(Error::NotFound(format!(
+                "container {id}: process already finished"
+            )));
+        }
+        self.runtime(id).kill(id, signal, all).await
+    }
+
+    /// Deletes the container's runtime state (killing it first if it still runs)
+    /// and forgets it.
+    pub async fn remove(&self, id: &str) -> Result<(), Error> {
+        let (pid, exited) = self.entry(id, |e| (e.pid, e.exit.borrow().is_some()))?;
+        self.runtime(id).delete(id, !exited).await?;
+        if let Ok(mut table) = self.table.lock() {
+            table.remove(id);
+        }
+        let _ = std::fs::remove_dir_all(self.state.join(id));
+        tracing::info!(container = id, pid, "removed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_safe_path_component() {
+        for good in ["c1", "a.b-c_d", &"x".repeat(255)] {
+            assert!(check_name("id", good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", &"x".repeat(256)] {
+            let err = check_name("id", bad).expect_err(bad);
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_containers_and_bundles_are_not_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let containers = Containers::new(
+            dir.path().join("shared"),
+            dir.path().join("state"),
+            Path::new("/nonexistent"),
+            &dir.path().join("root"),
+            Reaper::default(),
+        );
+        let err = containers
+            .create("c1", "nobundle")
+            .await
+            .expect_err("no bundle");
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        assert!(err.to_string().contains("config.json"), "{err}");
+        for err in [
+            containers.start("c1").await.expect_err("start"),
+            containers.wait("c1").await.expect_err("wait"),
+            containers.signal("c1", 9, false).await.expect_err("signal"),
+            containers.remove("c1").await.expect_err("remove"),
+        ] {
+            assert!(matches!(err, Error::NotFound(_)), "{err}");
+        }
+    }
+}
