@@ -8,7 +8,7 @@ use std::time::Duration;
 use crio_tests::bundle::Bundle;
 use crio_tests::kata::{guest, initramfs_with_init};
 use crio_tests::require_root;
-use kata_shim::agent_channel::{Agent, ChannelError};
+use kata_shim::agent_channel::{Agent, ChannelError, Stream};
 use kata_shim::boot::{boot, BootError};
 use kata_shim::vmm::{tsc_khz, Accel, Qemu, RunningVm, VmSpec, VmmError};
 
@@ -58,6 +58,18 @@ fn qemus_of(dir: &Path) -> Vec<u32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// A container's whole stdout or stderr, read through the agent to its end.
+async fn read_all(agent: &Agent, id: &str, stream: Stream) -> String {
+    let mut all = Vec::new();
+    loop {
+        let chunk = agent.read_stream(id, stream, 4096).await.expect("read");
+        if chunk.is_empty() {
+            return String::from_utf8_lossy(&all).into_owned();
+        }
+        all.extend(chunk);
+    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -117,10 +129,13 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         ],
         false,
     );
-    let pid = agent.create_container("c1", "c1", t).await.expect("create");
+    let pid = agent
+        .create_container("c1", "c1", false, t)
+        .await
+        .expect("create");
     assert!(pid > 1, "the guest pid of the container's init: {pid}");
     let err = agent
-        .create_container("c1", "c1", t)
+        .create_container("c1", "c1", false, t)
         .await
         .expect_err("twice");
     assert!(err.to_string().contains("exists"), "{err}");
@@ -150,7 +165,10 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     // A long-running one, ended by a signal: 128 + SIGKILL.
     let bundle = spec.shared_dir().join("c2");
     Bundle::create(&bundle, &["sleep", "1000"], false);
-    agent.create_container("c2", "c2", t).await.expect("create");
+    agent
+        .create_container("c2", "c2", false, t)
+        .await
+        .expect("create");
     agent.start_container("c2", t).await.expect("start");
     agent
         .signal_container("c2", 9, false, t)
@@ -159,8 +177,43 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     assert_eq!(agent.wait_container("c2", t).await.expect("wait"), 137);
     agent.remove_container("c2", t).await.expect("remove");
 
+    // Its stdio, through the agent: stdin in, stdout and stderr apart, to their end.
+    let bundle = spec.shared_dir().join("c4");
+    Bundle::create(
+        &bundle,
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; read line; echo got $line; cat",
+        ],
+        false,
+    );
+    agent
+        .create_container("c4", "c4", true, t)
+        .await
+        .expect("create");
+    agent.start_container("c4", t).await.expect("start");
+    agent
+        .write_stdin("c4", b"hello\nrest of it", t)
+        .await
+        .expect("write");
+    agent.close_stdin("c4", t).await.expect("close");
+    let (out, err) = tokio::join!(
+        read_all(&agent, "c4", Stream::STDOUT),
+        read_all(&agent, "c4", Stream::STDERR)
+    );
+    assert_eq!(out, "out\ngot hello\nrest of it");
+    assert_eq!(err, "err\n");
+    assert_eq!(agent.wait_container("c4", t).await.expect("wait"), 0);
     let err = agent
-        .create_container("c3", "../escape", t)
+        .write_stdin("c4", b"late", t)
+        .await
+        .expect_err("stdin closed");
+    assert!(err.to_string().contains("no stdin"), "{err}");
+    agent.remove_container("c4", t).await.expect("remove");
+
+    let err = agent
+        .create_container("c3", "../escape", false, t)
         .await
         .expect_err("bad name");
     assert!(err.to_string().contains("bundle"), "{err}");

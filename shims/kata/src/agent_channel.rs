@@ -7,9 +7,11 @@ use std::time::Duration;
 use protocols::agent::ttrpc::context;
 use protocols::agent::ttrpc::r#async::transport::Socket;
 use protocols::agent::ttrpc::r#async::Client;
+pub use protocols::agent::Stream;
 use protocols::agent::{
-    AgentClient, CheckRequest, CheckResponse, CreateContainerRequest, RemoveContainerRequest,
-    ShutdownRequest, SignalContainerRequest, StartContainerRequest, WaitContainerRequest, HELLO,
+    AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, CreateContainerRequest,
+    ReadStreamRequest, RemoveContainerRequest, ShutdownRequest, SignalContainerRequest,
+    StartContainerRequest, WaitContainerRequest, WriteStdinRequest, HELLO,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -65,15 +67,18 @@ impl Agent {
 
     /// Creates container `id` from the bundle directory `bundle` of the VM's
     /// shared directory; returns its init's pid in the guest.
+    /// With `stdin`, the container gets a stdin pipe ([`Agent::write_stdin`]).
     pub async fn create_container(
         &self,
         id: &str,
         bundle: &str,
+        stdin: bool,
         timeout: Duration,
     ) -> Result<u32, ChannelError> {
         let req = CreateContainerRequest {
             id: id.into(),
             bundle: bundle.into(),
+            stdin,
             ..Default::default()
         };
         self.client
@@ -151,6 +156,67 @@ impl Agent {
             .map(drop)
             .map_err(|source| ChannelError::Call {
                 call: "RemoveContainer",
+                source,
+            })
+    }
+
+    /// The next bytes of the container's stdout or stderr (at most `max`), once
+    /// there are some; empty at the stream's end. No deadline: output may be long
+    /// in coming.
+    pub async fn read_stream(
+        &self,
+        id: &str,
+        stream: Stream,
+        max: u32,
+    ) -> Result<Vec<u8>, ChannelError> {
+        let req = ReadStreamRequest {
+            id: id.into(),
+            stream: stream.into(),
+            max_bytes: max,
+            ..Default::default()
+        };
+        self.client
+            .read_stream(context::Context::default(), &req)
+            .await
+            .map(|r| r.data)
+            .map_err(|source| ChannelError::Call {
+                call: "ReadStream",
+                source,
+            })
+    }
+
+    pub async fn write_stdin(
+        &self,
+        id: &str,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = WriteStdinRequest {
+            id: id.into(),
+            data: data.to_vec(),
+            ..Default::default()
+        };
+        self.client
+            .write_stdin(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "WriteStdin",
+                source,
+            })
+    }
+
+    pub async fn close_stdin(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
+        let req = CloseStdinRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.client
+            .close_stdin(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "CloseStdin",
                 source,
             })
     }

@@ -4,6 +4,7 @@
 //! caught by the agent's reaper (the agent is PID 1 and a subreaper).
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,7 @@ use shim_support::reaper::Reaper;
 use shim_support::stdio::ChildStdio;
 use shim_support::task::oci_cli::{Runtime, RuntimeOptions};
 use shim_support::Error;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 /// The namespace directory of the runtime's state (as containerd names it).
@@ -22,6 +24,33 @@ struct Entry {
     pid: i32,
     /// The init's exit code once it has exited.
     exit: watch::Receiver<Option<i32>>,
+    io: Arc<Pipes>,
+}
+
+/// The agent's ends of a container's stdio pipes; `None` once closed (or, for
+/// stdin, never opened).
+#[derive(Debug)]
+struct Pipes {
+    stdout: tokio::sync::Mutex<Option<pipe::Receiver>>,
+    stderr: tokio::sync::Mutex<Option<pipe::Receiver>>,
+    stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
+}
+
+/// Which output stream of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// The most one read returns.
+const MAX_READ: usize = 1 << 20;
+
+/// A pipe: (read end, write end), both close-on-exec (the runtime's stdio are
+/// dup'ed copies).
+fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io(format!("{what} pipe"), e.into()))
 }
 
 /// The guest's containers.
@@ -99,9 +128,10 @@ impl Containers {
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
-    /// Creates container `id` from the bundle `bundle` of the shared directory;
-    /// returns its init's pid.
-    pub async fn create(&self, id: &str, bundle: &str) -> Result<u32, Error> {
+    /// Creates container `id` from the bundle `bundle` of the shared directory,
+    /// with pipes for its stdout and stderr (and stdin when `stdin`); returns its
+    /// init's pid.
+    pub async fn create(&self, id: &str, bundle: &str, stdin: bool) -> Result<u32, Error> {
         check_name("container id", id)?;
         check_name("bundle", bundle)?;
         let bundle = self.shared.join(bundle);
@@ -118,10 +148,32 @@ impl Containers {
         std::fs::create_dir_all(&state)
             .map_err(|e| Error::io(format!("create {}", state.display()), e))?;
         let pid_file = state.join("init.pid");
+        let (out_r, out_w) = pipe_pair("stdout")?;
+        let (err_r, err_w) = pipe_pair("stderr")?;
+        let (in_r, in_w) = match stdin {
+            true => pipe_pair("stdin").map(|(r, w)| (Some(r), Some(w)))?,
+            false => (None, None),
+        };
+        let io = Arc::new(Pipes {
+            stdout: Some(pipe::Receiver::from_owned_fd(out_r).map_err(|e| Error::io("stdout", e))?)
+                .into(),
+            stderr: Some(pipe::Receiver::from_owned_fd(err_r).map_err(|e| Error::io("stderr", e))?)
+                .into(),
+            stdin: in_w
+                .map(pipe::Sender::from_owned_fd)
+                .transpose()
+                .map_err(|e| Error::io("stdin", e))?
+                .into(),
+        });
+        let stdio = ChildStdio {
+            stdin: in_r,
+            stdout: Some(out_w),
+            stderr: Some(err_w),
+        };
         // Subscribed before the init exists: its exit cannot be missed.
         let mut exits = self.reaper.subscribe();
         self.runtime(id)
-            .create(id, &bundle, &pid_file, None, ChildStdio::default())
+            .create(id, &bundle, &pid_file, None, stdio)
             .await?;
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .map_err(|e| Error::io(format!("read {}", pid_file.display()), e))?
@@ -137,7 +189,7 @@ impl Containers {
         self.table
             .lock()
             .map_err(|_| Error::Other("container table".into()))?
-            .insert(id.to_string(), Entry { pid, exit: rx });
+            .insert(id.to_string(), Entry { pid, exit: rx, io });
         tracing::info!(container = id, pid, "created");
         u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))
     }
@@ -165,6 +217,54 @@ impl Containers {
             )));
         }
         self.runtime(id).kill(id, signal, all).await
+    }
+
+    /// What the container wrote on `output` since the last read, at most
+    /// `max` bytes (capped at 1 MiB), waiting for at least one; empty at the end.
+    pub async fn read(&self, id: &str, output: Output, max: usize) -> Result<Vec<u8>, Error> {
+        use tokio::io::AsyncReadExt;
+        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+        let mut pipe = match output {
+            Output::Stdout => io.stdout.lock().await,
+            Output::Stderr => io.stderr.lock().await,
+        };
+        let Some(reader) = pipe.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut buf = vec![0; max.clamp(1, MAX_READ)];
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io(format!("read {output:?} of {id}"), e))?;
+        if n == 0 {
+            *pipe = None;
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Writes all of `data` to the container's stdin.
+    pub async fn write_stdin(&self, id: &str, data: &[u8]) -> Result<usize, Error> {
+        use tokio::io::AsyncWriteExt;
+        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+        let mut stdin = io.stdin.lock().await;
+        let Some(writer) = stdin.as_mut() else {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has no stdin open"
+            )));
+        };
+        writer
+            .write_all(data)
+            .await
+            .map_err(|e| Error::io(format!("write stdin of {id}"), e))?;
+        Ok(data.len())
+    }
+
+    /// Closes the container's stdin (a no-op when already closed).
+    pub async fn close_stdin(&self, id: &str) -> Result<(), Error> {
+        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+        io.stdin.lock().await.take();
+        Ok(())
     }
 
     /// Deletes the container's runtime state (killing it first if it still runs)
@@ -207,7 +307,7 @@ mod tests {
             Reaper::default(),
         );
         let err = containers
-            .create("c1", "nobundle")
+            .create("c1", "nobundle", false)
             .await
             .expect_err("no bundle");
         assert!(matches!(err, Error::NotFound(_)), "{err}");
@@ -217,6 +317,15 @@ mod tests {
             containers.wait("c1").await.expect_err("wait"),
             containers.signal("c1", 9, false).await.expect_err("signal"),
             containers.remove("c1").await.expect_err("remove"),
+            containers
+                .read("c1", Output::Stdout, 10)
+                .await
+                .expect_err("read"),
+            containers
+                .write_stdin("c1", b"x")
+                .await
+                .map(drop)
+                .expect_err("write"),
         ] {
             assert!(matches!(err, Error::NotFound(_)), "{err}");
         }

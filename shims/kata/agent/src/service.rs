@@ -6,14 +6,15 @@ use std::time::Duration;
 use protocols::agent::ttrpc::r#async::TtrpcContext;
 use protocols::agent::ttrpc::Result as TtrpcResult;
 use protocols::agent::{
-    Agent, CheckRequest, CheckResponse, CreateContainerRequest, CreateContainerResponse,
+    Agent, CheckRequest, CheckResponse, CloseStdinRequest, CloseStdinResponse,
+    CreateContainerRequest, CreateContainerResponse, ReadStreamRequest, ReadStreamResponse,
     RemoveContainerRequest, RemoveContainerResponse, ShutdownRequest, ShutdownResponse,
     SignalContainerRequest, SignalContainerResponse, StartContainerRequest, StartContainerResponse,
-    WaitContainerRequest, WaitContainerResponse,
+    Stream, WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use tokio::sync::Notify;
 
-use crate::containers::Containers;
+use crate::containers::{Containers, Output};
 
 /// The agent's state: what it says of the guest, its containers, and the shutdown
 /// it was asked for.
@@ -76,7 +77,10 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: CreateContainerRequest,
     ) -> TtrpcResult<CreateContainerResponse> {
-        let pid = self.containers.create(&req.id, &req.bundle).await?;
+        let pid = self
+            .containers
+            .create(&req.id, &req.bundle, req.stdin)
+            .await?;
         Ok(CreateContainerResponse {
             pid,
             ..Default::default()
@@ -120,6 +124,44 @@ impl Agent for AgentService {
     ) -> TtrpcResult<RemoveContainerResponse> {
         self.containers.remove(&req.id).await?;
         Ok(RemoveContainerResponse::default())
+    }
+
+    async fn read_stream(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReadStreamRequest,
+    ) -> TtrpcResult<ReadStreamResponse> {
+        let output = match req.stream.enum_value_or_default() {
+            Stream::STDOUT => Output::Stdout,
+            Stream::STDERR => Output::Stderr,
+        };
+        let max = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
+        let data = self.containers.read(&req.id, output, max).await?;
+        Ok(ReadStreamResponse {
+            data,
+            ..Default::default()
+        })
+    }
+
+    async fn write_stdin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WriteStdinRequest,
+    ) -> TtrpcResult<WriteStdinResponse> {
+        let written = self.containers.write_stdin(&req.id, &req.data).await?;
+        Ok(WriteStdinResponse {
+            written: u32::try_from(written).unwrap_or(u32::MAX),
+            ..Default::default()
+        })
+    }
+
+    async fn close_stdin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CloseStdinRequest,
+    ) -> TtrpcResult<CloseStdinResponse> {
+        self.containers.close_stdin(&req.id).await?;
+        Ok(CloseStdinResponse::default())
     }
 }
 
