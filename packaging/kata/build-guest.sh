@@ -31,7 +31,7 @@ kernel=$(packaging/kata/build-kernel.sh)
 
 mkdir -p "$CACHE"
 hash=$(sha256sum "$agent" | cut -c1-12)
-initramfs="$CACHE/initramfs-$hash.cpio"
+initramfs="$CACHE/initramfs-$PROFILE-$hash.cpio"
 if [[ ! -f $initramfs ]]; then
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
@@ -42,8 +42,8 @@ if [[ ! -f $initramfs ]]; then
     mknod -m 0600 "$root/dev/console" c 5 1
     (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$initramfs.tmp"
     mv "$initramfs.tmp" "$initramfs"
-    # Older agents' images are of no more use.
-    find "$CACHE" -maxdepth 1 -name 'initramfs-*.cpio' ! -name "initramfs-$hash.cpio" -delete
+    # Older agents' images (of this profile) are of no more use.
+    find "$CACHE" -maxdepth 1 -name "initramfs-$PROFILE-*.cpio" ! -name "initramfs-$PROFILE-$hash.cpio" -delete
 fi
 echo "$kernel"
 echo "$initramfs"

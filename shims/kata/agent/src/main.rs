@@ -20,6 +20,9 @@ const RUNTIME_ROOT: &str = "/run/crio-rs/youki";
 /// The agent's own per-container state in the guest.
 const STATE_DIR: &str = "/run/crio-rs/containers";
 
+/// How long the Shutdown reply is given before the VM powers off.
+const REPLY_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // The runtime commands always start with `--root`.
@@ -91,7 +94,9 @@ async fn serve() -> Result<(), String> {
         .map_err(|e| format!("serve on {}: {e}", path.display()))?;
     tracing::info!(port = %path.display(), kernel = %service::kernel_release(), "agent serving");
     shutdown.notified().await;
-    server.disconnect().await;
+    // The reply is on its way by now; a connection the host keeps open would hold
+    // `disconnect` for ttrpc's whole 10 s timeout.
+    let _ = tokio::time::timeout(REPLY_GRACE, server.disconnect()).await;
     tracing::info!("shutting down");
     Ok(())
 }
