@@ -70,3 +70,20 @@ pub fn initramfs_with_init(out: &Path, script: &str) {
         .expect("cpio");
     assert!(status.success(), "cpio");
 }
+
+/// The VM pods' shim binary, beside the test executable's profile directory
+/// (build it first: `cargo build --bins`).
+pub fn shim_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let shim = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test exe has a target dir")
+        .join("containerd-shim-kata-rs-v2");
+    assert!(
+        shim.is_file(),
+        "{} not found: run `cargo build --bins` first",
+        shim.display()
+    );
+    shim
+}

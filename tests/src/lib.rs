@@ -16,6 +16,7 @@ pub mod network;
 pub mod pods;
 pub mod process;
 pub mod registry;
+pub mod shim_harness;
 pub mod spdy;
 pub mod streaming;
 pub mod test_images;

@@ -5,9 +5,13 @@
 //! [`agent_channel`] reaches our guest agent (`shims/kata/agent`, the VM's PID 1)
 //! over the VM's virtio-serial port.
 //!
-//! Work in progress (issue 19): the VM boots and its agent answers; the shim v2
-//! binary that runs pods on it comes next.
+//! [`service`] is the shim v2 task service of such a pod (the binary
+//! `containerd-shim-kata-rs-v2`). Work in progress (issue 19): see `docs/kata.md`.
 
 pub mod agent_channel;
 pub mod boot;
+pub mod config;
+pub mod guest_bundle;
+pub mod service;
+pub mod shared_mounts;
 pub mod vmm;

@@ -39,6 +39,12 @@ impl VmSpec {
         self.run_dir.join("shared")
     }
 
+    /// The hypervisor's pid, written by itself: what the `delete` action of a
+    /// lost shim kills.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("hypervisor.pid")
+    }
+
     /// The guest's serial console.
     pub fn console_log(&self) -> PathBuf {
         self.run_dir.join("console.log")

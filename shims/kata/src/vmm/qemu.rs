@@ -62,6 +62,8 @@ impl Qemu {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
+            "-pidfile".into(),
+            spec.pid_file().display().to_string(),
             "-serial".into(),
             format!("file:{}", spec.console_log().display()),
             "-kernel".into(),

@@ -13,6 +13,44 @@ use super::oci_cli::{Runtime, RuntimeOptions};
 use super::{service, Flavor};
 use crate::launch;
 
+/// `-v`: the binary's name and version.
+pub fn print_version() {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    println!("{name}:");
+    println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+}
+
+/// `-info`: the runtime's name and version, its OCI `features` document, and,
+/// with `sandbox_task_optional`, [`SANDBOX_TASK_ANNOTATION`].
+pub fn runtime_info(
+    runtime_name: &str,
+    features: Option<&str>,
+    sandbox_task_optional: bool,
+) -> RuntimeInfo {
+    RuntimeInfo {
+        name: runtime_name.into(),
+        version: MessageField::some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        }),
+        features: MessageField::from_option(features.map(|json| {
+            containerd_shim_protos::protobuf::well_known_types::any::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+                    .into(),
+                value: json.as_bytes().to_vec(),
+                ..Default::default()
+            }
+        })),
+        annotations: if sandbox_task_optional {
+            [(SANDBOX_TASK_ANNOTATION.into(), "optional".into())].into()
+        } else {
+            Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Runs the shim; exits 1 with the error on stderr.
 pub fn main(flavor: &'static Flavor) {
     if let Err(e) = run(flavor) {
@@ -29,45 +67,18 @@ fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<_> = std::env::args_os().collect();
     let flags = containerd_shim::parse(&args[1..]).map_err(|e| format!("parse flags: {e}"))?;
     if flags.version {
-        let exe = std::env::current_exe().unwrap_or_default();
-        let name = exe.file_name().unwrap_or_default().to_string_lossy();
-        println!("{name}:");
-        println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+        print_version();
         return Ok(());
     }
     if flags.info {
-        let info = RuntimeInfo {
-            name: flavor.runtime_name.into(),
-            version: MessageField::some(RuntimeVersion {
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
-            features: MessageField::from_option(flavor.features.map(|json| {
-                containerd_shim_protos::protobuf::well_known_types::any::Any {
-                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
-                        .into(),
-                    value: json.as_bytes().to_vec(),
-                    ..Default::default()
-                }
-            })),
-            // Every container is a task of its own here: a pod needs no sandbox task
-            // (crio-core then runs none where the pod shares no PID namespace).
-            annotations: [(SANDBOX_TASK_ANNOTATION.into(), "optional".into())].into(),
-            ..Default::default()
-        };
+        // Every container is a task of its own here: a pod needs no sandbox task
+        // (crio-core then runs none where the pod shares no PID namespace).
+        let info = runtime_info(flavor.runtime_name, flavor.features, true);
         std::io::stdout().write_all(&info.write_to_bytes()?)?;
         return Ok(());
     }
     match flags.action.as_str() {
-        "start" => {
-            let bundle = std::env::current_dir()?;
-            let grouping = crate::grouping::read_grouping_key(&bundle, &flags.id);
-            let reply = launch::start(&flags, &grouping)?;
-            let mut out = std::io::stdout();
-            out.write_all(&reply)?;
-            out.flush()?;
-            Ok(())
-        }
+        "start" => start_action(&flags),
         "delete" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -89,6 +100,18 @@ fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
         }
         other => Err(format!("unknown action {other:?}").into()),
     }
+}
+
+/// The `start` action, in the bundle directory: launches the pod's shim server (or
+/// finds it) and prints its address in the format the manager reads.
+pub fn start_action(flags: &containerd_shim::Flags) -> Result<(), Box<dyn std::error::Error>> {
+    let bundle = std::env::current_dir()?;
+    let grouping = crate::grouping::read_grouping_key(&bundle, &flags.id);
+    let reply = launch::start(flags, &grouping)?;
+    let mut out = std::io::stdout();
+    out.write_all(&reply)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// The `delete` action: the manager lost the shim; force-delete the container and

@@ -1,0 +1,687 @@
+//! The task service of a VM pod's shim: the pod's sandbox task is its VM, every
+//! other task a container the guest agent runs.
+//!
+//! - **Sandbox task** (the pod's first Create): boots the VM ([`crate::boot`]); its
+//!   pid is the hypervisor's; it ends when the VM ends. Kill asks the agent to
+//!   power off (SIGKILL to the hypervisor if it does not).
+//! - **Container tasks**: the container's rootfs and the host files its spec binds
+//!   are bound into the VM's shared directory, the spec fitted for the guest
+//!   ([`crate::guest_bundle`]), and the agent creates, starts, signals and removes
+//!   it. Its stdio reaches the manager's FIFOs through the agent's streams.
+//! - A VM that ends while containers run (a crash, a guest panic) ends them: each
+//!   gets exit status 255 and its exit event.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use shim_support::events::{self, timestamp, topics};
+use shim_support::launch::ServeContext;
+use shim_support::protos::api;
+use shim_support::protos::protobuf::{EnumOrUnknown, MessageField};
+use shim_support::protos::shim_async::Task;
+use shim_support::protos::ttrpc::r#async::TtrpcContext;
+use shim_support::protos::ttrpc::Result as TtrpcResult;
+use shim_support::protos::types::task::Status;
+use shim_support::stdio::{ProcessIo, StdioConfig};
+use shim_support::Error;
+use tokio::net::unix::pipe;
+use tokio::sync::{watch, Mutex};
+
+use crate::agent_channel::{Agent, Stream};
+use crate::boot::boot;
+use crate::config::KataConfig;
+use crate::guest_bundle;
+use crate::shared_mounts;
+use crate::vmm::{Qemu, VmSpec};
+
+/// How long one agent call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a powered-off VM may take to end before its hypervisor is killed.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
+/// The exit status of a container whose VM ended under it.
+const VM_GONE_STATUS: i32 = 255;
+
+type Exit = Option<(i32, SystemTime)>;
+
+/// One task: the sandbox (the VM) or a container.
+#[derive(Debug)]
+struct TaskEntry {
+    bundle: PathBuf,
+    pid: u32,
+    stdio: StdioConfig,
+    started: bool,
+    exit: watch::Sender<Exit>,
+    io: Option<ProcessIo>,
+    /// The container's directory in the VM's shared directory (not the sandbox).
+    shared: Option<PathBuf>,
+}
+
+/// The pod's VM, once booted.
+#[derive(Debug)]
+struct PodVm {
+    sandbox_id: String,
+    agent: Arc<Agent>,
+    spec: VmSpec,
+    pid: u32,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctx: ServeContext,
+    config: KataConfig,
+    vm: Mutex<Option<PodVm>>,
+    tasks: Mutex<HashMap<String, TaskEntry>>,
+}
+
+/// The task service of one VM pod.
+#[derive(Debug, Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
+    r.map_err(|e| {
+        tracing::debug!("request failed: {e}");
+        e.into()
+    })
+}
+
+fn agent_err(e: crate::agent_channel::ChannelError) -> Error {
+    use shim_support::protos::ttrpc::{Code, Error as TtrpcError};
+    match e {
+        crate::agent_channel::ChannelError::Call {
+            source: TtrpcError::RpcStatus(s),
+            ..
+        } => match s.code() {
+            Code::NOT_FOUND => Error::NotFound(s.message().to_string()),
+            Code::ALREADY_EXISTS => Error::AlreadyExists(s.message().to_string()),
+            Code::INVALID_ARGUMENT => Error::InvalidArgument(s.message().to_string()),
+            Code::FAILED_PRECONDITION => Error::FailedPrecondition(s.message().to_string()),
+            _ => Error::Other(format!("agent: {}", s.message())),
+        },
+        other => Error::Other(other.to_string()),
+    }
+}
+
+impl Service {
+    pub fn new(ctx: ServeContext, config: KataConfig) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                ctx,
+                config,
+                vm: Mutex::new(None),
+                tasks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    async fn agent(&self) -> Result<Arc<Agent>, Error> {
+        self.inner
+            .vm
+            .lock()
+            .await
+            .as_ref()
+            .map(|vm| Arc::clone(&vm.agent))
+            .ok_or_else(|| Error::FailedPrecondition("the pod's VM is not running".into()))
+    }
+
+    async fn is_sandbox(&self, id: &str) -> bool {
+        self.inner
+            .vm
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|vm| vm.sandbox_id == id)
+    }
+
+    /// Records `id`'s exit once and publishes it.
+    async fn record_exit(&self, id: &str, status: i32) {
+        let at = SystemTime::now();
+        let pid = {
+            let tasks = self.inner.tasks.lock().await;
+            let Some(task) = tasks.get(id) else { return };
+            if task.exit.borrow().is_some() {
+                return;
+            }
+            task.exit.send_replace(Some((status, at)));
+            task.pid
+        };
+        tracing::info!(task = id, status, "exited");
+        self.inner
+            .ctx
+            .events
+            .publish(
+                topics::TASK_EXIT_EVENT_TOPIC,
+                events::TaskExit {
+                    container_id: id.into(),
+                    id: id.into(),
+                    pid,
+                    exit_status: status as u32,
+                    exited_at: MessageField::some(timestamp(at)),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+
+    async fn create_sandbox(&self, req: &api::CreateTaskRequest) -> Result<u32, Error> {
+        let config = &self.inner.config;
+        let short: String = req.id.chars().take(16).collect();
+        let run_dir = config.vm_root.join(short);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| Error::io(format!("create {}", run_dir.display()), e))?;
+        let spec = config.vm_spec(run_dir);
+        let qemu = Qemu {
+            binary: config.qemu.clone(),
+        };
+        let booted = match boot(&qemu, &spec, config.boot_timeout).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                return Err(Error::Other(format!("pod VM: {e}")));
+            }
+        };
+        tracing::info!(
+            boot_ms = booted.boot_time.as_millis() as u64,
+            pid = booted.vm.pid(),
+            "pod VM up"
+        );
+        let pid = booted.vm.pid();
+        let mut running = booted.vm;
+        let this = self.clone();
+        let sandbox = req.id.clone();
+        tokio::spawn(async move {
+            let status = match running.exit().await {
+                Ok(s) => s.code().unwrap_or(VM_GONE_STATUS),
+                Err(_) => VM_GONE_STATUS,
+            };
+            this.vm_ended(&sandbox, status).await;
+        });
+        *self.inner.vm.lock().await = Some(PodVm {
+            sandbox_id: req.id.clone(),
+            agent: Arc::new(booted.agent),
+            spec,
+            pid,
+        });
+        Ok(pid)
+    }
+
+    /// The VM ended: every container still running ends with it.
+    async fn vm_ended(&self, sandbox: &str, status: i32) {
+        let ids: Vec<String> = self.inner.tasks.lock().await.keys().cloned().collect();
+        for id in ids.iter().filter(|id| *id != sandbox) {
+            self.record_exit(id, VM_GONE_STATUS).await;
+        }
+        self.record_exit(sandbox, status).await;
+    }
+
+    async fn create_container(
+        &self,
+        req: &api::CreateTaskRequest,
+    ) -> Result<(u32, ProcessIo, PathBuf), Error> {
+        if req.terminal {
+            return Err(Error::Unimplemented(
+                "terminals are not supported in VM pods yet".into(),
+            ));
+        }
+        let (agent, shared_root) = {
+            let vm = self.inner.vm.lock().await;
+            let vm = vm
+                .as_ref()
+                .ok_or_else(|| Error::FailedPrecondition("the pod's VM is not running".into()))?;
+            (Arc::clone(&vm.agent), vm.spec.shared_dir())
+        };
+        let bundle = Path::new(&req.bundle);
+        let text = std::fs::read(bundle.join("config.json"))
+            .map_err(|e| Error::io(format!("read {}/config.json", bundle.display()), e))?;
+        let spec: serde_json::Value = serde_json::from_slice(&text)?;
+        let fitted = guest_bundle::for_guest(spec, &req.id);
+        let shared = shared_root.join(&req.id);
+        shared_mounts::bind_bundle(&shared, &bundle.join("rootfs"), &fitted)?;
+        let stdio = StdioConfig {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: false,
+        };
+        let created = async {
+            let (io, child) = ProcessIo::create(&stdio, &req.id, &self.inner.ctx.namespace)?;
+            let pid = agent
+                .create_container(&req.id, &req.id, child.stdin.is_some(), CALL_TIMEOUT)
+                .await
+                .map_err(agent_err)?;
+            forward_output(&agent, &req.id, Stream::STDOUT, child.stdout);
+            forward_output(&agent, &req.id, Stream::STDERR, child.stderr);
+            forward_input(&agent, &req.id, child.stdin);
+            Ok::<_, Error>((pid, io))
+        }
+        .await;
+        match created {
+            Ok((pid, io)) => Ok((pid, io, shared)),
+            Err(e) => {
+                shared_mounts::release(&shared);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the container's end in the guest and records it.
+    fn watch_container(&self, agent: Arc<Agent>, id: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // No deadline: a container may run for as long as it likes.
+            match agent
+                .wait_container(&id, Duration::from_secs(u32::MAX.into()))
+                .await
+            {
+                Ok(status) => this.record_exit(&id, status).await,
+                Err(e) => tracing::warn!(container = %id, "wait in the guest: {e}"),
+            }
+        });
+    }
+
+    async fn kill_sandbox(&self) -> Result<(), Error> {
+        let Some((agent, pid)) = self
+            .inner
+            .vm
+            .lock()
+            .await
+            .as_ref()
+            .map(|vm| (Arc::clone(&vm.agent), vm.pid))
+        else {
+            return Ok(());
+        };
+        let exit = {
+            let tasks = self.inner.tasks.lock().await;
+            tasks
+                .values()
+                .find(|t| t.pid == pid)
+                .map(|t| t.exit.subscribe())
+        };
+        if let Err(e) = agent.shutdown(CALL_TIMEOUT).await {
+            tracing::warn!("agent shutdown: {e}");
+        }
+        let ended = match exit {
+            Some(mut rx) => tokio::time::timeout(POWER_OFF_GRACE, rx.wait_for(Option::is_some))
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !ended {
+            // By its pid: the hypervisor is this shim's child.
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        Ok(())
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<api::DeleteResponse, Error> {
+        let sandbox = self.is_sandbox(id).await;
+        let (pid, exit, shared, io) = {
+            let mut tasks = self.inner.tasks.lock().await;
+            let task = tasks
+                .get(id)
+                .ok_or_else(|| Error::NotFound(format!("task {id} not found")))?;
+            if task.started && task.exit.borrow().is_none() && !sandbox {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {id} is running: kill it first"
+                )));
+            }
+            let task = tasks.remove(id).ok_or_else(|| Error::NotFound(id.into()))?;
+            let exit = *task.exit.borrow();
+            (task.pid, exit, task.shared, task.io)
+        };
+        if sandbox {
+            self.kill_sandbox().await?;
+            if let Some(vm) = self.inner.vm.lock().await.take() {
+                let _ = std::fs::remove_dir_all(&vm.spec.run_dir);
+            }
+        } else if let Ok(agent) = self.agent().await {
+            if let Err(e) = agent.remove_container(id, CALL_TIMEOUT).await {
+                tracing::warn!(container = id, "remove in the guest: {e}");
+            }
+        }
+        if let Some(io) = io {
+            io.wait_outputs(Duration::from_secs(5)).await;
+            io.shutdown();
+        }
+        if let Some(shared) = shared {
+            shared_mounts::release(&shared);
+        }
+        let (status, at) = exit.unwrap_or((VM_GONE_STATUS, SystemTime::now()));
+        self.inner
+            .ctx
+            .events
+            .publish(
+                topics::TASK_DELETE_EVENT_TOPIC,
+                events::TaskDelete {
+                    container_id: id.into(),
+                    id: id.into(),
+                    pid,
+                    exit_status: status as u32,
+                    exited_at: MessageField::some(timestamp(at)),
+                    ..Default::default()
+                },
+            )
+            .await;
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: status as u32,
+            exited_at: MessageField::some(timestamp(at)),
+            ..Default::default()
+        })
+    }
+}
+
+/// Copies the container's `stream` from the agent into `sink` (the write end of
+/// the pipe whose reader feeds the manager's FIFO), to its end.
+fn forward_output(agent: &Arc<Agent>, id: &str, stream: Stream, sink: Option<OwnedFd>) {
+    let Some(sink) = sink else { return };
+    let (agent, id) = (Arc::clone(agent), id.to_string());
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let Ok(mut sink) = pipe::Sender::from_owned_fd(sink) else {
+            return;
+        };
+        loop {
+            match agent.read_stream(&id, stream, 64 * 1024).await {
+                Ok(data) if data.is_empty() => break,
+                Ok(data) => {
+                    if sink.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(container = %id, "{stream:?}: {e}");
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// Copies what the manager writes to the container's stdin (`source`, the read
+/// end of its pipe) to the agent; closes the container's stdin at its end.
+fn forward_input(agent: &Arc<Agent>, id: &str, source: Option<OwnedFd>) {
+    let Some(source) = source else { return };
+    let (agent, id) = (Arc::clone(agent), id.to_string());
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let Ok(mut source) = pipe::Receiver::from_owned_fd(source) else {
+            return;
+        };
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match source.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if agent
+                        .write_stdin(&id, &buf[..n], CALL_TIMEOUT)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = agent.close_stdin(&id, CALL_TIMEOUT).await;
+    });
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        tracing::info!(id = %req.id, bundle = %req.bundle, "create");
+        if self.inner.tasks.lock().await.contains_key(&req.id) {
+            return ttrpc(Err(Error::AlreadyExists(format!("task {} exists", req.id))));
+        }
+        let first = self.inner.vm.lock().await.is_none();
+        let (pid, io, shared) = if first {
+            (ttrpc(self.create_sandbox(&req).await)?, None, None)
+        } else {
+            let (pid, io, shared) = ttrpc(self.create_container(&req).await)?;
+            (pid, Some(io), Some(shared))
+        };
+        let (exit, _) = watch::channel(None);
+        self.inner.tasks.lock().await.insert(
+            req.id.clone(),
+            TaskEntry {
+                bundle: PathBuf::from(&req.bundle),
+                pid,
+                stdio: StdioConfig {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+                started: false,
+                exit,
+                io,
+                shared,
+            },
+        );
+        if !first {
+            if let Ok(agent) = self.agent().await {
+                self.watch_container(agent, req.id.clone());
+            }
+        }
+        self.inner
+            .ctx
+            .events
+            .publish(
+                topics::TASK_CREATE_EVENT_TOPIC,
+                events::TaskCreate {
+                    container_id: req.id.clone(),
+                    bundle: req.bundle.clone(),
+                    pid,
+                    ..Default::default()
+                },
+            )
+            .await;
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        tracing::info!(id = %req.id, "start");
+        if !req.exec_id.is_empty() {
+            return ttrpc(Err(Error::Unimplemented(
+                "exec in VM pods is not supported yet".into(),
+            )));
+        }
+        let pid = {
+            let tasks = self.inner.tasks.lock().await;
+            let task = tasks
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id)));
+            ttrpc(task)?.pid
+        };
+        if !self.is_sandbox(&req.id).await {
+            let agent = ttrpc(self.agent().await)?;
+            ttrpc(
+                agent
+                    .start_container(&req.id, CALL_TIMEOUT)
+                    .await
+                    .map_err(agent_err),
+            )?;
+        }
+        if let Some(task) = self.inner.tasks.lock().await.get_mut(&req.id) {
+            task.started = true;
+        }
+        self.inner
+            .ctx
+            .events
+            .publish(
+                topics::TASK_START_EVENT_TOPIC,
+                events::TaskStart {
+                    container_id: req.id.clone(),
+                    pid,
+                    ..Default::default()
+                },
+            )
+            .await;
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let tasks = self.inner.tasks.lock().await;
+        let task = ttrpc(
+            tasks
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id))),
+        )?;
+        let exit = *task.exit.borrow();
+        let status = match (exit, task.started) {
+            (Some(_), _) => Status::STOPPED,
+            (None, true) => Status::RUNNING,
+            (None, false) => Status::CREATED,
+        };
+        Ok(api::StateResponse {
+            id: req.id.clone(),
+            bundle: task.bundle.display().to_string(),
+            pid: task.pid,
+            status: EnumOrUnknown::new(status),
+            stdin: task.stdio.stdin.clone(),
+            stdout: task.stdio.stdout.clone(),
+            stderr: task.stdio.stderr.clone(),
+            terminal: task.stdio.terminal,
+            exit_status: exit.map(|(s, _)| s as u32).unwrap_or(0),
+            exited_at: exit.map(|(_, at)| timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        tracing::info!(id = %req.id, signal = req.signal, all = req.all, "kill");
+        if self.is_sandbox(&req.id).await {
+            ttrpc(self.kill_sandbox().await)?;
+            return Ok(api::Empty::new());
+        }
+        let known = self.inner.tasks.lock().await.contains_key(&req.id);
+        if !known {
+            return ttrpc(Err(Error::NotFound(format!("task {} not found", req.id))));
+        }
+        let agent = ttrpc(self.agent().await)?;
+        ttrpc(
+            agent
+                .signal_container(&req.id, req.signal, req.all, CALL_TIMEOUT)
+                .await
+                .map_err(agent_err),
+        )?;
+        Ok(api::Empty::new())
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        tracing::info!(id = %req.id, "delete");
+        ttrpc(self.delete_task(&req.id).await)
+    }
+
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
+        let mut rx = {
+            let tasks = self.inner.tasks.lock().await;
+            let task = tasks
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id)));
+            ttrpc(task)?.exit.subscribe()
+        };
+        let exit = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|e| *e)
+            .map_err(|_| Error::NotFound(format!("task {} went away", req.id)));
+        let (status, at) = ttrpc(exit)?.unwrap_or((0, SystemTime::now()));
+        Ok(api::WaitResponse {
+            exit_status: status as u32,
+            exited_at: MessageField::some(timestamp(at)),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
+        let tasks = self.inner.tasks.lock().await;
+        let task = ttrpc(
+            tasks
+                .get(&req.id)
+                .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id))),
+        )?;
+        Ok(api::PidsResponse {
+            processes: vec![shim_support::protos::types::task::ProcessInfo {
+                pid: task.pid,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self
+            .inner
+            .tasks
+            .lock()
+            .await
+            .get(&req.id)
+            .map(|t| t.pid)
+            .unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ShutdownRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let remaining = self.inner.tasks.lock().await.len();
+        if remaining > 0 && !req.now {
+            return Ok(api::Empty::new());
+        }
+        if req.now {
+            ttrpc(self.kill_sandbox().await)?;
+        }
+        tracing::info!("shutdown");
+        self.inner.ctx.shutdown.signal();
+        Ok(api::Empty::new())
+    }
+}
