@@ -2,10 +2,11 @@
 //! the VM, and the host paths it names, to be bound into the VM's shared
 //! directory.
 //!
-//! - The pod's network, IPC and UTS namespaces are the VM's own: their host
-//!   paths (the core's pinned namespaces) mean nothing in the guest, so those
-//!   entries go and the container shares the guest's, as every container of the
-//!   pod does. Other namespaces stay (new ones, made in the guest).
+//! - The pod's network and IPC namespaces are the VM's own: their host paths (the
+//!   core's pinned namespaces) mean nothing in the guest, so those entries go and
+//!   the container shares the guest's, as every container of the pod does. The
+//!   UTS namespace stays, new, so the spec's hostname (the pod's) can be set in
+//!   it. Other namespaces stay (new ones, made in the guest).
 //! - Bind mounts of host paths (the pod's hosts, hostname and resolv.conf files,
 //!   `/dev/shm`, volumes) are bound into the container's directory of the shared
 //!   directory and named there by their guest path.
@@ -22,6 +23,9 @@ pub const GUEST_SHARED_DIR: &str = "/run/crio-rs/shared";
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuestBundle {
     pub spec: Value,
+    /// The host's rootfs as the spec named it (absolute, or relative to the
+    /// bundle).
+    pub rootfs: PathBuf,
     /// (host source, name in the container's shared directory).
     pub binds: Vec<(PathBuf, String)>,
 }
@@ -35,6 +39,7 @@ fn is_bind(mount: &Value) -> bool {
 
 /// Fits `spec` (the core's `config.json`) for container `id` in the guest.
 pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
+    let rootfs = PathBuf::from(spec["root"]["path"].as_str().unwrap_or("rootfs"));
     spec["root"]["path"] = Value::from("rootfs");
     // `pointer_mut`, not indexing: indexing a missing key would add it as null.
     if let Some(namespaces) = spec
@@ -42,7 +47,7 @@ pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
         .and_then(Value::as_array_mut)
     {
         namespaces.retain(|ns| {
-            let shared_with_pod = ["network", "ipc", "uts"].iter().any(|t| ns["type"] == *t);
+            let shared_with_pod = ["network", "ipc"].iter().any(|t| ns["type"] == *t);
             !(shared_with_pod && ns.get("path").is_some())
         });
         for ns in namespaces.iter_mut() {
@@ -68,7 +73,11 @@ pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
     if let Some(o) = spec.as_object_mut() {
         o.remove("hooks");
     }
-    GuestBundle { spec, binds }
+    GuestBundle {
+        spec,
+        rootfs,
+        binds,
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +108,10 @@ mod tests {
         });
         let fitted = for_guest(spec, "c1");
         assert_eq!(fitted.spec["root"]["path"], "rootfs");
+        assert_eq!(
+            fitted.rootfs,
+            PathBuf::from("/var/lib/crio-rs/containers/c1/rootfs")
+        );
         assert!(fitted.spec.get("hooks").is_none());
         let types: Vec<&str> = fitted.spec["linux"]["namespaces"]
             .as_array()
@@ -106,8 +119,13 @@ mod tests {
             .iter()
             .map(|n| n["type"].as_str().unwrap_or_default())
             .collect();
-        assert_eq!(types, ["pid", "mount", "user"]);
-        assert!(fitted.spec["linux"]["namespaces"][2].get("path").is_none());
+        assert_eq!(types, ["pid", "uts", "mount", "user"]);
+        for ns in fitted.spec["linux"]["namespaces"]
+            .as_array()
+            .expect("namespaces")
+        {
+            assert!(ns.get("path").is_none(), "{ns}");
+        }
         assert_eq!(
             fitted.binds,
             [
@@ -134,6 +152,7 @@ mod tests {
     fn a_spec_without_namespaces_or_mounts_is_left_alone() {
         let fitted = for_guest(json!({"root": {"path": "r"}}), "c");
         assert_eq!(fitted.spec, json!({"root": {"path": "rootfs"}}));
+        assert_eq!(fitted.rootfs, PathBuf::from("r"));
         assert!(fitted.binds.is_empty());
     }
 }

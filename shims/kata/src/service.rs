@@ -241,7 +241,9 @@ impl Service {
         let spec: serde_json::Value = serde_json::from_slice(&text)?;
         let fitted = guest_bundle::for_guest(spec, &req.id);
         let shared = shared_root.join(&req.id);
-        shared_mounts::bind_bundle(&shared, &bundle.join("rootfs"), &fitted)?;
+        // Joining an absolute path gives that path.
+        let rootfs = bundle.join(&fitted.rootfs);
+        shared_mounts::bind_bundle(&shared, &rootfs, &fitted)?;
         let stdio = StdioConfig {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
