@@ -29,6 +29,21 @@ fn qemus_under(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Every host process's command line.
+fn host_processes() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
     crio_tests::require_root();
@@ -81,6 +96,48 @@ async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
     assert!(
         !log.contains(&format!(" stdout F {}\n", host.release().to_string_lossy())),
         "{log}"
+    );
+
+    // Isolation: a running container's process is the guest's, not the host's;
+    // inside, the host's processes are not there; the host sees one qemu.
+    let marker = "sleep 4242";
+    let config = container_config(
+        "sleeper",
+        &image,
+        "echo visible $(ls -d /proc/[0-9]* | wc -l); exec sleep 4242",
+    );
+    let sleeper = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&sleeper).await.expect("StartContainer");
+    let log_path = cri
+        .container_status(&sleeper)
+        .await
+        .expect("status")
+        .log_path;
+    let log = wait_for_file_text(Path::new(&log_path), "visible", Duration::from_secs(30)).await;
+    let visible: usize = log
+        .split("visible ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    // Its shell, the command substitution's subshell, ls and wc; the host has
+    // hundreds.
+    assert!(
+        visible <= 5,
+        "the container sees only its own processes: {log}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !host_processes().iter().any(|c| c.contains(marker)),
+        "the container's process is not the host's"
+    );
+    assert_eq!(
+        qemus_under(vms.path()).len(),
+        1,
+        "still one qemu for the pod"
     );
 
     cri.runtime
