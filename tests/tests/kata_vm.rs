@@ -62,9 +62,17 @@ fn qemus_of(dir: &Path) -> Vec<u32> {
 
 /// A container's whole stdout or stderr, read through the agent to its end.
 async fn read_all(agent: &Agent, id: &str, stream: Stream) -> String {
+    read_all_of(agent, id, "", stream).await
+}
+
+/// The whole stdout or stderr of a container's init or exec'd process.
+async fn read_all_of(agent: &Agent, id: &str, exec_id: &str, stream: Stream) -> String {
     let mut all = Vec::new();
     loop {
-        let chunk = agent.read_stream(id, stream, 4096).await.expect("read");
+        let chunk = agent
+            .read_stream(id, exec_id, stream, 4096)
+            .await
+            .expect("read");
         if chunk.is_empty() {
             return String::from_utf8_lossy(&all).into_owned();
         }
@@ -140,7 +148,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         .expect_err("twice");
     assert!(err.to_string().contains("exists"), "{err}");
     agent.start_container("c1", t).await.expect("start");
-    assert_eq!(agent.wait_container("c1", t).await.expect("wait"), 7);
+    assert_eq!(agent.wait_container("c1", "", t).await.expect("wait"), 7);
     // Written in the guest, through the container's rootfs, seen on the host: the
     // guest's kernel, and the container's own PID 1 (its shell), not the host's.
     let result = std::fs::read_to_string(bundle.join("rootfs/result")).expect("result");
@@ -159,7 +167,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         "{result}"
     );
     agent.remove_container("c1", t).await.expect("remove");
-    let err = agent.wait_container("c1", t).await.expect_err("gone");
+    let err = agent.wait_container("c1", "", t).await.expect_err("gone");
     assert!(err.to_string().contains("not found"), "{err}");
 
     // A long-running one, ended by a signal: 128 + SIGKILL.
@@ -170,11 +178,38 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         .await
         .expect("create");
     agent.start_container("c2", t).await.expect("start");
+    // A process exec'd into it: its own output, exit status, then forgotten.
+    let process = serde_json::to_vec(&crio_tests::bundle::process(
+        &["sh", "-c", "echo from exec; exit 4"],
+        false,
+    ))
+    .expect("json");
+    let pid = agent
+        .exec_process("c2", "e1", &process, false, t)
+        .await
+        .expect("exec");
+    assert!(pid > 1);
+    assert_eq!(
+        read_all_of(&agent, "c2", "e1", Stream::STDOUT).await,
+        "from exec\n"
+    );
+    assert_eq!(agent.wait_container("c2", "e1", t).await.expect("wait"), 4);
+    let err = agent
+        .exec_process("c2", "e1", &process, false, t)
+        .await
+        .expect_err("the same exec id twice");
+    assert!(err.to_string().contains("exists"), "{err}");
+    agent.remove_process("c2", "e1", t).await.expect("forget");
+    let err = agent
+        .wait_container("c2", "e1", t)
+        .await
+        .expect_err("forgotten");
+    assert!(err.to_string().contains("not found"), "{err}");
     agent
-        .signal_container("c2", 9, false, t)
+        .signal_container("c2", "", 9, false, t)
         .await
         .expect("kill");
-    assert_eq!(agent.wait_container("c2", t).await.expect("wait"), 137);
+    assert_eq!(agent.wait_container("c2", "", t).await.expect("wait"), 137);
     agent.remove_container("c2", t).await.expect("remove");
 
     // Its stdio, through the agent: stdin in, stdout and stderr apart, to their end.
@@ -194,19 +229,19 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         .expect("create");
     agent.start_container("c4", t).await.expect("start");
     agent
-        .write_stdin("c4", b"hello\nrest of it", t)
+        .write_stdin("c4", "", b"hello\nrest of it", t)
         .await
         .expect("write");
-    agent.close_stdin("c4", t).await.expect("close");
+    agent.close_stdin("c4", "", t).await.expect("close");
     let (out, err) = tokio::join!(
         read_all(&agent, "c4", Stream::STDOUT),
         read_all(&agent, "c4", Stream::STDERR)
     );
     assert_eq!(out, "out\ngot hello\nrest of it");
     assert_eq!(err, "err\n");
-    assert_eq!(agent.wait_container("c4", t).await.expect("wait"), 0);
+    assert_eq!(agent.wait_container("c4", "", t).await.expect("wait"), 0);
     let err = agent
-        .write_stdin("c4", b"late", t)
+        .write_stdin("c4", "", b"late", t)
         .await
         .expect_err("stdin closed");
     assert!(err.to_string().contains("no stdin"), "{err}");

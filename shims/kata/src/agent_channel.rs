@@ -10,8 +10,8 @@ use protocols::agent::ttrpc::r#async::Client;
 pub use protocols::agent::Stream;
 use protocols::agent::{
     AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, CreateContainerRequest,
-    ReadStreamRequest, RemoveContainerRequest, ShutdownRequest, SignalContainerRequest,
-    StartContainerRequest, WaitContainerRequest, WriteStdinRequest, HELLO,
+    ExecProcessRequest, ReadStreamRequest, RemoveContainerRequest, ShutdownRequest,
+    SignalContainerRequest, StartContainerRequest, WaitContainerRequest, WriteStdinRequest, HELLO,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -106,10 +106,17 @@ impl Agent {
             })
     }
 
-    /// The container's exit code, once its init has exited.
-    pub async fn wait_container(&self, id: &str, timeout: Duration) -> Result<i32, ChannelError> {
+    /// The exit code of the container's init (`exec_id` empty) or of one of
+    /// its exec'd processes, once it has exited.
+    pub async fn wait_container(
+        &self,
+        id: &str,
+        exec_id: &str,
+        timeout: Duration,
+    ) -> Result<i32, ChannelError> {
         let req = WaitContainerRequest {
             id: id.into(),
+            exec_id: exec_id.into(),
             ..Default::default()
         };
         self.client
@@ -125,12 +132,14 @@ impl Agent {
     pub async fn signal_container(
         &self,
         id: &str,
+        exec_id: &str,
         signal: u32,
         all: bool,
         timeout: Duration,
     ) -> Result<(), ChannelError> {
         let req = SignalContainerRequest {
             id: id.into(),
+            exec_id: exec_id.into(),
             signal,
             all,
             ..Default::default()
@@ -166,11 +175,13 @@ impl Agent {
     pub async fn read_stream(
         &self,
         id: &str,
+        exec_id: &str,
         stream: Stream,
         max: u32,
     ) -> Result<Vec<u8>, ChannelError> {
         let req = ReadStreamRequest {
             id: id.into(),
+            exec_id: exec_id.into(),
             stream: stream.into(),
             max_bytes: max,
             ..Default::default()
@@ -188,11 +199,13 @@ impl Agent {
     pub async fn write_stdin(
         &self,
         id: &str,
+        exec_id: &str,
         data: &[u8],
         timeout: Duration,
     ) -> Result<(), ChannelError> {
         let req = WriteStdinRequest {
             id: id.into(),
+            exec_id: exec_id.into(),
             data: data.to_vec(),
             ..Default::default()
         };
@@ -206,9 +219,15 @@ impl Agent {
             })
     }
 
-    pub async fn close_stdin(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
+    pub async fn close_stdin(
+        &self,
+        id: &str,
+        exec_id: &str,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
         let req = CloseStdinRequest {
             id: id.into(),
+            exec_id: exec_id.into(),
             ..Default::default()
         };
         self.client
@@ -217,6 +236,55 @@ impl Agent {
             .map(drop)
             .map_err(|source| ChannelError::Call {
                 call: "CloseStdin",
+                source,
+            })
+    }
+
+    /// Forgets exec'd process `exec_id` of container `id`, which has exited.
+    pub async fn remove_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = RemoveContainerRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        self.client
+            .remove_container(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(|source| ChannelError::Call {
+                call: "RemoveContainer",
+                source,
+            })
+    }
+
+    /// Runs `process` (the OCI `process` object as JSON) in container `id` as
+    /// `exec_id`; returns its pid in the guest.
+    pub async fn exec_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &[u8],
+        stdin: bool,
+        timeout: Duration,
+    ) -> Result<u32, ChannelError> {
+        let req = ExecProcessRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            process: process.to_vec(),
+            stdin,
+            ..Default::default()
+        };
+        self.client
+            .exec_process(deadline(timeout), &req)
+            .await
+            .map(|r| r.pid)
+            .map_err(|source| ChannelError::Call {
+                call: "ExecProcess",
                 source,
             })
     }
@@ -237,14 +305,29 @@ impl Agent {
 /// Connects to the agent through `socket` and waits up to `timeout` (the guest's
 /// boot) for its hello; then the channel carries ttrpc.
 pub async fn connect(socket: &Path, timeout: Duration) -> Result<Agent, ChannelError> {
-    let mut stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| ChannelError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // qemu creates the socket file when it binds, a moment before it listens:
+    // a refused connection is retried until the deadline.
+    let mut stream = loop {
+        match UnixStream::connect(socket).await {
+            Ok(stream) => break stream,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(source) => {
+                return Err(ChannelError::Connect {
+                    path: socket.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let mut hello = vec![0u8; HELLO.len()];
-    match tokio::time::timeout(timeout, stream.read_exact(&mut hello)).await {
+    match tokio::time::timeout(left, stream.read_exact(&mut hello)).await {
         Err(_) => return Err(ChannelError::NoHello(timeout)),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             return Err(ChannelError::NoHello(timeout))

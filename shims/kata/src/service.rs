@@ -26,7 +26,7 @@ use shim_support::protos::shim_async::Task;
 use shim_support::protos::ttrpc::r#async::TtrpcContext;
 use shim_support::protos::ttrpc::Result as TtrpcResult;
 use shim_support::protos::types::task::Status;
-use shim_support::stdio::{ProcessIo, StdioConfig};
+use shim_support::stdio::{ChildStdio, ProcessIo, StdioConfig};
 use shim_support::Error;
 use tokio::net::unix::pipe;
 use tokio::sync::{watch, Mutex};
@@ -47,9 +47,25 @@ const VM_GONE_STATUS: i32 = 255;
 
 type Exit = Option<(i32, SystemTime)>;
 
-/// One task: the sandbox (the VM) or a container.
+/// The task table's key of a container's init (`exec_id` empty) or exec'd
+/// process. Container ids hold no `/`.
+fn key(id: &str, exec_id: &str) -> String {
+    if exec_id.is_empty() {
+        id.to_string()
+    } else {
+        format!("{id}/{exec_id}")
+    }
+}
+
+/// One task: the sandbox (the VM), a container, or a process exec'd in one
+/// (keyed by [`key`]).
 #[derive(Debug)]
 struct TaskEntry {
+    /// The container (or sandbox) id, and the exec id of an exec'd process.
+    container: String,
+    exec_id: String,
+    /// An exec'd process's OCI `process` JSON, until it is started.
+    process: Option<Vec<u8>>,
     bundle: PathBuf,
     pid: u32,
     stdio: StdioConfig,
@@ -139,26 +155,31 @@ impl Service {
     }
 
     /// Records `id`'s exit once and publishes it.
-    async fn record_exit(&self, id: &str, status: i32) {
+    async fn record_exit(&self, key: &str, status: i32) {
         let at = SystemTime::now();
-        let pid = {
+        let (pid, container, id) = {
             let tasks = self.inner.tasks.lock().await;
-            let Some(task) = tasks.get(id) else { return };
+            let Some(task) = tasks.get(key) else { return };
             if task.exit.borrow().is_some() {
                 return;
             }
             task.exit.send_replace(Some((status, at)));
-            task.pid
+            let id = if task.exec_id.is_empty() {
+                task.container.clone()
+            } else {
+                task.exec_id.clone()
+            };
+            (task.pid, task.container.clone(), id)
         };
-        tracing::info!(task = id, status, "exited");
+        tracing::info!(task = key, status, "exited");
         self.inner
             .ctx
             .events
             .publish(
                 topics::TASK_EXIT_EVENT_TOPIC,
                 events::TaskExit {
-                    container_id: id.into(),
-                    id: id.into(),
+                    container_id: container,
+                    id,
                     pid,
                     exit_status: status as u32,
                     exited_at: MessageField::some(timestamp(at)),
@@ -256,9 +277,7 @@ impl Service {
                 .create_container(&req.id, &req.id, child.stdin.is_some(), CALL_TIMEOUT)
                 .await
                 .map_err(agent_err)?;
-            forward_output(&agent, &req.id, Stream::STDOUT, child.stdout);
-            forward_output(&agent, &req.id, Stream::STDERR, child.stderr);
-            forward_input(&agent, &req.id, child.stdin);
+            forward_stdio(&agent, &req.id, "", child);
             Ok::<_, Error>((pid, io))
         }
         .await;
@@ -271,19 +290,48 @@ impl Service {
         }
     }
 
-    /// Waits for the container's end in the guest and records it.
-    fn watch_container(&self, agent: Arc<Agent>, id: String) {
+    /// Waits for the end of a container's init or exec'd process in the guest
+    /// and records it.
+    fn watch_exit(&self, agent: Arc<Agent>, id: String, exec_id: String) {
         let this = self.clone();
         tokio::spawn(async move {
-            // No deadline: a container may run for as long as it likes.
-            match agent
-                .wait_container(&id, Duration::from_secs(u32::MAX.into()))
-                .await
-            {
-                Ok(status) => this.record_exit(&id, status).await,
-                Err(e) => tracing::warn!(container = %id, "wait in the guest: {e}"),
+            // No deadline: a process may run for as long as it likes.
+            let forever = Duration::from_secs(u32::MAX.into());
+            match agent.wait_container(&id, &exec_id, forever).await {
+                Ok(status) => this.record_exit(&key(&id, &exec_id), status).await,
+                Err(e) => {
+                    tracing::warn!(container = %id, exec = %exec_id, "wait in the guest: {e}")
+                }
             }
         });
+    }
+
+    /// Runs exec'd process `exec_id` of container `id` in the guest.
+    async fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, Error> {
+        let k = key(id, exec_id);
+        let (process, stdio) = {
+            let mut tasks = self.inner.tasks.lock().await;
+            let task = tasks
+                .get_mut(&k)
+                .ok_or_else(|| Error::NotFound(format!("process {exec_id} of {id} not found")))?;
+            let process = task.process.take().ok_or_else(|| {
+                Error::FailedPrecondition(format!("process {exec_id} of {id} was started"))
+            })?;
+            (process, task.stdio.clone())
+        };
+        let agent = self.agent().await?;
+        let (io, child) = ProcessIo::create(&stdio, exec_id, &self.inner.ctx.namespace)?;
+        let pid = agent
+            .exec_process(id, exec_id, &process, child.stdin.is_some(), CALL_TIMEOUT)
+            .await
+            .map_err(agent_err)?;
+        forward_stdio(&agent, id, exec_id, child);
+        if let Some(task) = self.inner.tasks.lock().await.get_mut(&k) {
+            task.pid = pid;
+            task.io = Some(io);
+        }
+        self.watch_exit(agent, id.to_string(), exec_id.to_string());
+        Ok(pid)
     }
 
     async fn kill_sandbox(&self) -> Result<(), Error> {
@@ -321,6 +369,42 @@ impl Service {
         Ok(())
     }
 
+    /// Forgets an exec'd process once it has exited (here and in the guest).
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<api::DeleteResponse, Error> {
+        let task = {
+            let mut tasks = self.inner.tasks.lock().await;
+            let k = key(id, exec_id);
+            let task = tasks
+                .get(&k)
+                .ok_or_else(|| Error::NotFound(format!("process {exec_id} of {id} not found")))?;
+            if task.started && task.exit.borrow().is_none() {
+                return Err(Error::FailedPrecondition(format!(
+                    "process {exec_id} of {id} is running"
+                )));
+            }
+            tasks.remove(&k).ok_or_else(|| Error::NotFound(k.clone()))?
+        };
+        if task.started {
+            if let Ok(agent) = self.agent().await {
+                if let Err(e) = agent.remove_process(id, exec_id, CALL_TIMEOUT).await {
+                    tracing::debug!(container = id, exec = exec_id, "remove in the guest: {e}");
+                }
+            }
+        }
+        if let Some(io) = task.io {
+            io.wait_outputs(Duration::from_secs(5)).await;
+            io.shutdown();
+        }
+        let exit = *task.exit.borrow();
+        let (status, at) = exit.unwrap_or((0, SystemTime::now()));
+        Ok(api::DeleteResponse {
+            pid: task.pid,
+            exit_status: status as u32,
+            exited_at: MessageField::some(timestamp(at)),
+            ..Default::default()
+        })
+    }
+
     async fn delete_task(&self, id: &str) -> Result<api::DeleteResponse, Error> {
         let sandbox = self.is_sandbox(id).await;
         let (pid, exit, shared, io) = {
@@ -334,6 +418,9 @@ impl Service {
                 )));
             }
             let task = tasks.remove(id).ok_or_else(|| Error::NotFound(id.into()))?;
+            // Its exec'd processes go with it.
+            let prefix = format!("{id}/");
+            tasks.retain(|k, _| !k.starts_with(&prefix));
             let exit = *task.exit.borrow();
             (task.pid, exit, task.shared, task.io)
         };
@@ -379,18 +466,32 @@ impl Service {
     }
 }
 
-/// Copies the container's `stream` from the agent into `sink` (the write end of
+/// Connects a process's stdio in the guest with the manager's (`child`: the
+/// ends ProcessIo gave for the process).
+fn forward_stdio(agent: &Arc<Agent>, id: &str, exec_id: &str, child: ChildStdio) {
+    forward_output(agent, id, exec_id, Stream::STDOUT, child.stdout);
+    forward_output(agent, id, exec_id, Stream::STDERR, child.stderr);
+    forward_input(agent, id, exec_id, child.stdin);
+}
+
+/// Copies the process's `stream` from the agent into `sink` (the write end of
 /// the pipe whose reader feeds the manager's FIFO), to its end.
-fn forward_output(agent: &Arc<Agent>, id: &str, stream: Stream, sink: Option<OwnedFd>) {
+fn forward_output(
+    agent: &Arc<Agent>,
+    id: &str,
+    exec_id: &str,
+    stream: Stream,
+    sink: Option<OwnedFd>,
+) {
     let Some(sink) = sink else { return };
-    let (agent, id) = (Arc::clone(agent), id.to_string());
+    let (agent, id, exec_id) = (Arc::clone(agent), id.to_string(), exec_id.to_string());
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let Ok(mut sink) = pipe::Sender::from_owned_fd(sink) else {
             return;
         };
         loop {
-            match agent.read_stream(&id, stream, 64 * 1024).await {
+            match agent.read_stream(&id, &exec_id, stream, 64 * 1024).await {
                 Ok(data) if data.is_empty() => break,
                 Ok(data) => {
                     if sink.write_all(&data).await.is_err() {
@@ -406,11 +507,11 @@ fn forward_output(agent: &Arc<Agent>, id: &str, stream: Stream, sink: Option<Own
     });
 }
 
-/// Copies what the manager writes to the container's stdin (`source`, the read
-/// end of its pipe) to the agent; closes the container's stdin at its end.
-fn forward_input(agent: &Arc<Agent>, id: &str, source: Option<OwnedFd>) {
+/// Copies what the manager writes to the process's stdin (`source`, the read
+/// end of its pipe) to the agent; closes the process's stdin at its end.
+fn forward_input(agent: &Arc<Agent>, id: &str, exec_id: &str, source: Option<OwnedFd>) {
     let Some(source) = source else { return };
-    let (agent, id) = (Arc::clone(agent), id.to_string());
+    let (agent, id, exec_id) = (Arc::clone(agent), id.to_string(), exec_id.to_string());
     tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
         let Ok(mut source) = pipe::Receiver::from_owned_fd(source) else {
@@ -422,7 +523,7 @@ fn forward_input(agent: &Arc<Agent>, id: &str, source: Option<OwnedFd>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if agent
-                        .write_stdin(&id, &buf[..n], CALL_TIMEOUT)
+                        .write_stdin(&id, &exec_id, &buf[..n], CALL_TIMEOUT)
                         .await
                         .is_err()
                     {
@@ -431,7 +532,7 @@ fn forward_input(agent: &Arc<Agent>, id: &str, source: Option<OwnedFd>) {
                 }
             }
         }
-        let _ = agent.close_stdin(&id, CALL_TIMEOUT).await;
+        let _ = agent.close_stdin(&id, &exec_id, CALL_TIMEOUT).await;
     });
 }
 
@@ -457,6 +558,9 @@ impl Task for Service {
         self.inner.tasks.lock().await.insert(
             req.id.clone(),
             TaskEntry {
+                container: req.id.clone(),
+                exec_id: String::new(),
+                process: None,
                 bundle: PathBuf::from(&req.bundle),
                 pid,
                 stdio: StdioConfig {
@@ -473,7 +577,7 @@ impl Task for Service {
         );
         if !first {
             if let Ok(agent) = self.agent().await {
-                self.watch_container(agent, req.id.clone());
+                self.watch_exit(agent, req.id.clone(), String::new());
             }
         }
         self.inner
@@ -500,11 +604,35 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        tracing::info!(id = %req.id, "start");
+        tracing::info!(id = %req.id, exec = %req.exec_id, "start");
         if !req.exec_id.is_empty() {
-            return ttrpc(Err(Error::Unimplemented(
-                "exec in VM pods is not supported yet".into(),
-            )));
+            let pid = ttrpc(self.start_exec(&req.id, &req.exec_id).await)?;
+            if let Some(task) = self
+                .inner
+                .tasks
+                .lock()
+                .await
+                .get_mut(&key(&req.id, &req.exec_id))
+            {
+                task.started = true;
+            }
+            self.inner
+                .ctx
+                .events
+                .publish(
+                    topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+                    events::TaskExecStarted {
+                        container_id: req.id.clone(),
+                        exec_id: req.exec_id.clone(),
+                        pid,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
         }
         let pid = {
             let tasks = self.inner.tasks.lock().await;
@@ -543,6 +671,83 @@ impl Task for Service {
         })
     }
 
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> TtrpcResult<api::Empty> {
+        tracing::info!(id = %req.id, exec = %req.exec_id, "exec");
+        if req.terminal {
+            return ttrpc(Err(Error::Unimplemented(
+                "terminals are not supported in VM pods yet".into(),
+            )));
+        }
+        let k = key(&req.id, &req.exec_id);
+        {
+            let mut tasks = self.inner.tasks.lock().await;
+            let bundle = match tasks.get(&req.id) {
+                Some(c) if c.exit.borrow().is_none() => c.bundle.clone(),
+                Some(_) => {
+                    return ttrpc(Err(Error::FailedPrecondition(format!(
+                        "container {} has exited",
+                        req.id
+                    ))))
+                }
+                None => {
+                    return ttrpc(Err(Error::NotFound(format!(
+                        "container {} not found",
+                        req.id
+                    ))))
+                }
+            };
+            if req.exec_id.is_empty() || tasks.contains_key(&k) {
+                return ttrpc(Err(Error::AlreadyExists(format!(
+                    "process {:?} of {} exists",
+                    req.exec_id, req.id
+                ))));
+            }
+            let (exit, _) = watch::channel(None);
+            tasks.insert(
+                k,
+                TaskEntry {
+                    container: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    process: Some(
+                        req.spec
+                            .as_ref()
+                            .map(|a| a.value.clone())
+                            .unwrap_or_default(),
+                    ),
+                    bundle,
+                    pid: 0,
+                    stdio: StdioConfig {
+                        stdin: req.stdin.clone(),
+                        stdout: req.stdout.clone(),
+                        stderr: req.stderr.clone(),
+                        terminal: false,
+                    },
+                    started: false,
+                    exit,
+                    io: None,
+                    shared: None,
+                },
+            );
+        }
+        self.inner
+            .ctx
+            .events
+            .publish(
+                topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+                events::TaskExecAdded {
+                    container_id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        Ok(api::Empty::new())
+    }
+
     async fn state(
         &self,
         _ctx: &TtrpcContext,
@@ -551,7 +756,7 @@ impl Task for Service {
         let tasks = self.inner.tasks.lock().await;
         let task = ttrpc(
             tasks
-                .get(&req.id)
+                .get(&key(&req.id, &req.exec_id))
                 .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id))),
         )?;
         let exit = *task.exit.borrow();
@@ -581,14 +786,19 @@ impl Task for Service {
             ttrpc(self.kill_sandbox().await)?;
             return Ok(api::Empty::new());
         }
-        let known = self.inner.tasks.lock().await.contains_key(&req.id);
+        let known = self
+            .inner
+            .tasks
+            .lock()
+            .await
+            .contains_key(&key(&req.id, &req.exec_id));
         if !known {
             return ttrpc(Err(Error::NotFound(format!("task {} not found", req.id))));
         }
         let agent = ttrpc(self.agent().await)?;
         ttrpc(
             agent
-                .signal_container(&req.id, req.signal, req.all, CALL_TIMEOUT)
+                .signal_container(&req.id, &req.exec_id, req.signal, req.all, CALL_TIMEOUT)
                 .await
                 .map_err(agent_err),
         )?;
@@ -600,7 +810,10 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        tracing::info!(id = %req.id, "delete");
+        tracing::info!(id = %req.id, exec = %req.exec_id, "delete");
+        if !req.exec_id.is_empty() {
+            return ttrpc(self.delete_exec(&req.id, &req.exec_id).await);
+        }
         ttrpc(self.delete_task(&req.id).await)
     }
 
@@ -612,7 +825,7 @@ impl Task for Service {
         let mut rx = {
             let tasks = self.inner.tasks.lock().await;
             let task = tasks
-                .get(&req.id)
+                .get(&key(&req.id, &req.exec_id))
                 .ok_or_else(|| Error::NotFound(format!("task {} not found", req.id)));
             ttrpc(task)?.exit.subscribe()
         };

@@ -18,13 +18,21 @@ use tokio::sync::watch;
 /// The namespace directory of the runtime's state (as containerd names it).
 const NAMESPACE: &str = "k8s.io";
 
+/// One process of a container: its init, or one it exec'd.
+#[derive(Debug)]
+struct Process {
+    pid: i32,
+    /// The exit code once it has exited.
+    exit: watch::Receiver<Option<i32>>,
+    io: Arc<Pipes>,
+}
+
 /// One container the agent made.
 #[derive(Debug)]
 struct Entry {
-    pid: i32,
-    /// The init's exit code once it has exited.
-    exit: watch::Receiver<Option<i32>>,
-    io: Arc<Pipes>,
+    init: Process,
+    /// Exec'd processes by exec id.
+    execs: HashMap<String, Process>,
 }
 
 /// The agent's ends of a container's stdio pipes; `None` once closed (or, for
@@ -51,6 +59,56 @@ const MAX_READ: usize = 1 << 20;
 fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io(format!("{what} pipe"), e.into()))
+}
+
+/// A process's stdio: the agent's ends, and the ends the runtime gives it.
+fn stdio_pipes(stdin: bool) -> Result<(Arc<Pipes>, ChildStdio), Error> {
+    let (out_r, out_w) = pipe_pair("stdout")?;
+    let (err_r, err_w) = pipe_pair("stderr")?;
+    let (in_r, in_w) = match stdin {
+        true => pipe_pair("stdin").map(|(r, w)| (Some(r), Some(w)))?,
+        false => (None, None),
+    };
+    let io = Arc::new(Pipes {
+        stdout: Some(pipe::Receiver::from_owned_fd(out_r).map_err(|e| Error::io("stdout", e))?)
+            .into(),
+        stderr: Some(pipe::Receiver::from_owned_fd(err_r).map_err(|e| Error::io("stderr", e))?)
+            .into(),
+        stdin: in_w
+            .map(pipe::Sender::from_owned_fd)
+            .transpose()
+            .map_err(|e| Error::io("stdin", e))?
+            .into(),
+    });
+    let child = ChildStdio {
+        stdin: in_r,
+        stdout: Some(out_w),
+        stderr: Some(err_w),
+    };
+    Ok((io, child))
+}
+
+/// The pid a runtime wrote.
+fn read_pid(path: &Path) -> Result<i32, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?
+        .trim()
+        .parse()
+        .map_err(|e| Error::Other(format!("pid file {}: {e}", path.display())))
+}
+
+/// The exit of `pid`, from a subscription made before it was started.
+fn exit_of(
+    mut exits: shim_support::reaper::Subscription,
+    pid: i32,
+) -> watch::Receiver<Option<i32>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        if let Some(exit) = exits.wait_for(pid).await {
+            let _ = tx.send(Some(exit.status));
+        }
+    });
+    rx
 }
 
 /// The guest's containers.
@@ -128,6 +186,23 @@ impl Containers {
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
+    /// Process `exec_id` of container `id` (its init when `exec_id` is empty).
+    fn process<T>(
+        &self,
+        id: &str,
+        exec_id: &str,
+        f: impl FnOnce(&Process) -> T,
+    ) -> Result<T, Error> {
+        self.entry(id, |e| {
+            if exec_id.is_empty() {
+                Some(f(&e.init))
+            } else {
+                e.execs.get(exec_id).map(f)
+            }
+        })?
+        .ok_or_else(|| Error::NotFound(format!("process {exec_id} of container {id} not found")))
+    }
+
     /// Creates container `id` from the bundle `bundle` of the shared directory,
     /// with pipes for its stdout and stderr (and stdin when `stdin`); returns its
     /// init's pid.
@@ -148,48 +223,28 @@ impl Containers {
         std::fs::create_dir_all(&state)
             .map_err(|e| Error::io(format!("create {}", state.display()), e))?;
         let pid_file = state.join("init.pid");
-        let (out_r, out_w) = pipe_pair("stdout")?;
-        let (err_r, err_w) = pipe_pair("stderr")?;
-        let (in_r, in_w) = match stdin {
-            true => pipe_pair("stdin").map(|(r, w)| (Some(r), Some(w)))?,
-            false => (None, None),
-        };
-        let io = Arc::new(Pipes {
-            stdout: Some(pipe::Receiver::from_owned_fd(out_r).map_err(|e| Error::io("stdout", e))?)
-                .into(),
-            stderr: Some(pipe::Receiver::from_owned_fd(err_r).map_err(|e| Error::io("stderr", e))?)
-                .into(),
-            stdin: in_w
-                .map(pipe::Sender::from_owned_fd)
-                .transpose()
-                .map_err(|e| Error::io("stdin", e))?
-                .into(),
-        });
-        let stdio = ChildStdio {
-            stdin: in_r,
-            stdout: Some(out_w),
-            stderr: Some(err_w),
-        };
+        let (io, stdio) = stdio_pipes(stdin)?;
         // Subscribed before the init exists: its exit cannot be missed.
-        let mut exits = self.reaper.subscribe();
+        let exits = self.reaper.subscribe();
         self.runtime(id)
             .create(id, &bundle, &pid_file, None, stdio)
             .await?;
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .map_err(|e| Error::io(format!("read {}", pid_file.display()), e))?
-            .trim()
-            .parse()
-            .map_err(|e| Error::Other(format!("pid file {}: {e}", pid_file.display())))?;
-        let (tx, rx) = watch::channel(None);
-        tokio::spawn(async move {
-            if let Some(exit) = exits.wait_for(pid).await {
-                let _ = tx.send(Some(exit.status));
-            }
-        });
+        let pid = read_pid(&pid_file)?;
+        let init = Process {
+            pid,
+            exit: exit_of(exits, pid),
+            io,
+        };
         self.table
             .lock()
             .map_err(|_| Error::Other("container table".into()))?
-            .insert(id.to_string(), Entry { pid, exit: rx, io });
+            .insert(
+                id.to_string(),
+                Entry {
+                    init,
+                    execs: HashMap::new(),
+                },
+            );
         tracing::info!(container = id, pid, "created");
         u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))
     }
@@ -199,9 +254,56 @@ impl Containers {
         self.runtime(id).start(id).await
     }
 
-    /// The init's exit code, once it has exited.
-    pub async fn wait(&self, id: &str) -> Result<i32, Error> {
-        let mut exit = self.entry(id, |e| e.exit.clone())?;
+    /// Runs `process` (the OCI spec's `process` object, as JSON) in container
+    /// `id` as `exec_id`, with stdio pipes as the init's; returns its pid.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &[u8],
+        stdin: bool,
+    ) -> Result<u32, Error> {
+        check_name("exec id", exec_id)?;
+        let exists = self.entry(id, |e| e.execs.contains_key(exec_id))?;
+        if exists {
+            return Err(Error::AlreadyExists(format!(
+                "process {exec_id} of container {id} exists"
+            )));
+        }
+        serde_json::from_slice::<serde_json::Value>(process)
+            .map_err(|e| Error::InvalidArgument(format!("process of {exec_id}: {e}")))?;
+        let state = self.state.join(id);
+        let process_file = state.join(format!("exec-{exec_id}.json"));
+        let pid_file = state.join(format!("exec-{exec_id}.pid"));
+        std::fs::write(&process_file, process)
+            .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
+        let (io, stdio) = stdio_pipes(stdin)?;
+        let exits = self.reaper.subscribe();
+        let ran = self
+            .runtime(id)
+            .exec(id, &process_file, &pid_file, None, stdio)
+            .await;
+        let _ = std::fs::remove_file(&process_file);
+        ran?;
+        let pid = read_pid(&pid_file)?;
+        let _ = std::fs::remove_file(&pid_file);
+        let exec = Process {
+            pid,
+            exit: exit_of(exits, pid),
+            io,
+        };
+        if let Ok(mut table) = self.table.lock() {
+            if let Some(entry) = table.get_mut(id) {
+                entry.execs.insert(exec_id.to_string(), exec);
+            }
+        }
+        tracing::info!(container = id, exec = exec_id, pid, "exec'd");
+        u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))
+    }
+
+    /// The process's exit code, once it has exited.
+    pub async fn wait(&self, id: &str, exec_id: &str) -> Result<i32, Error> {
+        let mut exit = self.process(id, exec_id, |p| p.exit.clone())?;
         let code = exit
             .wait_for(Option::is_some)
             .await
@@ -209,21 +311,41 @@ impl Containers {
         Ok(code.unwrap_or(255))
     }
 
-    pub async fn signal(&self, id: &str, signal: u32, all: bool) -> Result<(), Error> {
-        let exited = self.entry(id, |e| e.exit.borrow().is_some())?;
+    /// Signals the init (through the runtime, `all` for every process of the
+    /// container) or an exec'd process (by its pid).
+    pub async fn signal(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), Error> {
+        let (pid, exited) = self.process(id, exec_id, |p| (p.pid, p.exit.borrow().is_some()))?;
         if exited && !all {
             return Err(Error::NotFound(format!(
-                "container {id}: process already finished"
+                "container {id}: process {pid} already finished"
             )));
         }
-        self.runtime(id).kill(id, signal, all).await
+        if exec_id.is_empty() {
+            return self.runtime(id).kill(id, signal, all).await;
+        }
+        let signal = nix::sys::signal::Signal::try_from(signal as i32)
+            .map_err(|_| Error::InvalidArgument(format!("signal {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| Error::io(format!("signal process {pid}"), e.into()))
     }
 
     /// What the container wrote on `output` since the last read, at most
     /// `max` bytes (capped at 1 MiB), waiting for at least one; empty at the end.
-    pub async fn read(&self, id: &str, output: Output, max: usize) -> Result<Vec<u8>, Error> {
+    pub async fn read(
+        &self,
+        id: &str,
+        exec_id: &str,
+        output: Output,
+        max: usize,
+    ) -> Result<Vec<u8>, Error> {
         use tokio::io::AsyncReadExt;
-        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+        let io = self.process(id, exec_id, |p| Arc::clone(&p.io))?;
         let mut pipe = match output {
             Output::Stdout => io.stdout.lock().await,
             Output::Stderr => io.stderr.lock().await,
@@ -244,9 +366,9 @@ impl Containers {
     }
 
     /// Writes all of `data` to the container's stdin.
-    pub async fn write_stdin(&self, id: &str, data: &[u8]) -> Result<usize, Error> {
+    pub async fn write_stdin(&self, id: &str, exec_id: &str, data: &[u8]) -> Result<usize, Error> {
         use tokio::io::AsyncWriteExt;
-        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+        let io = self.process(id, exec_id, |p| Arc::clone(&p.io))?;
         let mut stdin = io.stdin.lock().await;
         let Some(writer) = stdin.as_mut() else {
             return Err(Error::FailedPrecondition(format!(
@@ -261,16 +383,32 @@ impl Containers {
     }
 
     /// Closes the container's stdin (a no-op when already closed).
-    pub async fn close_stdin(&self, id: &str) -> Result<(), Error> {
-        let io = self.entry(id, |e| Arc::clone(&e.io))?;
+    pub async fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), Error> {
+        let io = self.process(id, exec_id, |p| Arc::clone(&p.io))?;
         io.stdin.lock().await.take();
+        Ok(())
+    }
+
+    /// Forgets exec'd process `exec_id` of container `id`, once it has exited.
+    pub fn forget_exec(&self, id: &str, exec_id: &str) -> Result<(), Error> {
+        let exited = self.process(id, exec_id, |p| p.exit.borrow().is_some())?;
+        if !exited {
+            return Err(Error::FailedPrecondition(format!(
+                "process {exec_id} of container {id} is running"
+            )));
+        }
+        if let Ok(mut table) = self.table.lock() {
+            if let Some(entry) = table.get_mut(id) {
+                entry.execs.remove(exec_id);
+            }
+        }
         Ok(())
     }
 
     /// Deletes the container's runtime state (killing it first if it still runs)
     /// and forgets it.
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let (pid, exited) = self.entry(id, |e| (e.pid, e.exit.borrow().is_some()))?;
+        let (pid, exited) = self.entry(id, |e| (e.init.pid, e.init.exit.borrow().is_some()))?;
         self.runtime(id).delete(id, !exited).await?;
         if let Ok(mut table) = self.table.lock() {
             table.remove(id);
@@ -314,15 +452,23 @@ mod tests {
         assert!(err.to_string().contains("config.json"), "{err}");
         for err in [
             containers.start("c1").await.expect_err("start"),
-            containers.wait("c1").await.expect_err("wait"),
-            containers.signal("c1", 9, false).await.expect_err("signal"),
+            containers.wait("c1", "").await.expect_err("wait"),
+            containers
+                .signal("c1", "", 9, false)
+                .await
+                .expect_err("signal"),
+            containers
+                .exec("c1", "e1", b"{}", false)
+                .await
+                .map(drop)
+                .expect_err("exec"),
             containers.remove("c1").await.expect_err("remove"),
             containers
-                .read("c1", Output::Stdout, 10)
+                .read("c1", "", Output::Stdout, 10)
                 .await
                 .expect_err("read"),
             containers
-                .write_stdin("c1", b"x")
+                .write_stdin("c1", "", b"x")
                 .await
                 .map(drop)
                 .expect_err("write"),

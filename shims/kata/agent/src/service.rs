@@ -7,10 +7,11 @@ use protocols::agent::ttrpc::r#async::TtrpcContext;
 use protocols::agent::ttrpc::Result as TtrpcResult;
 use protocols::agent::{
     Agent, CheckRequest, CheckResponse, CloseStdinRequest, CloseStdinResponse,
-    CreateContainerRequest, CreateContainerResponse, ReadStreamRequest, ReadStreamResponse,
-    RemoveContainerRequest, RemoveContainerResponse, ShutdownRequest, ShutdownResponse,
-    SignalContainerRequest, SignalContainerResponse, StartContainerRequest, StartContainerResponse,
-    Stream, WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
+    CreateContainerRequest, CreateContainerResponse, ExecProcessRequest, ExecProcessResponse,
+    ReadStreamRequest, ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse,
+    ShutdownRequest, ShutdownResponse, SignalContainerRequest, SignalContainerResponse,
+    StartContainerRequest, StartContainerResponse, Stream, WaitContainerRequest,
+    WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use tokio::sync::Notify;
 
@@ -101,7 +102,7 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: WaitContainerRequest,
     ) -> TtrpcResult<WaitContainerResponse> {
-        let exit_status = self.containers.wait(&req.id).await?;
+        let exit_status = self.containers.wait(&req.id, &req.exec_id).await?;
         Ok(WaitContainerResponse {
             exit_status,
             ..Default::default()
@@ -113,7 +114,9 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: SignalContainerRequest,
     ) -> TtrpcResult<SignalContainerResponse> {
-        self.containers.signal(&req.id, req.signal, req.all).await?;
+        self.containers
+            .signal(&req.id, &req.exec_id, req.signal, req.all)
+            .await?;
         Ok(SignalContainerResponse::default())
     }
 
@@ -122,8 +125,27 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: RemoveContainerRequest,
     ) -> TtrpcResult<RemoveContainerResponse> {
-        self.containers.remove(&req.id).await?;
+        if req.exec_id.is_empty() {
+            self.containers.remove(&req.id).await?;
+        } else {
+            self.containers.forget_exec(&req.id, &req.exec_id)?;
+        }
         Ok(RemoveContainerResponse::default())
+    }
+
+    async fn exec_process(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ExecProcessRequest,
+    ) -> TtrpcResult<ExecProcessResponse> {
+        let pid = self
+            .containers
+            .exec(&req.id, &req.exec_id, &req.process, req.stdin)
+            .await?;
+        Ok(ExecProcessResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
     async fn read_stream(
@@ -136,7 +158,10 @@ impl Agent for AgentService {
             Stream::STDERR => Output::Stderr,
         };
         let max = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
-        let data = self.containers.read(&req.id, output, max).await?;
+        let data = self
+            .containers
+            .read(&req.id, &req.exec_id, output, max)
+            .await?;
         Ok(ReadStreamResponse {
             data,
             ..Default::default()
@@ -148,7 +173,10 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: WriteStdinRequest,
     ) -> TtrpcResult<WriteStdinResponse> {
-        let written = self.containers.write_stdin(&req.id, &req.data).await?;
+        let written = self
+            .containers
+            .write_stdin(&req.id, &req.exec_id, &req.data)
+            .await?;
         Ok(WriteStdinResponse {
             written: u32::try_from(written).unwrap_or(u32::MAX),
             ..Default::default()
@@ -160,7 +188,7 @@ impl Agent for AgentService {
         _ctx: &TtrpcContext,
         req: CloseStdinRequest,
     ) -> TtrpcResult<CloseStdinResponse> {
-        self.containers.close_stdin(&req.id).await?;
+        self.containers.close_stdin(&req.id, &req.exec_id).await?;
         Ok(CloseStdinResponse::default())
     }
 }
