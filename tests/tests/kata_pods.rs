@@ -162,3 +162,74 @@ async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
         "no qemu is left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_finds_its_vm_pod_running() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let dropin = format!(
+        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n",
+        shim_binary().display()
+    );
+    let mut daemon = Daemon::builder()
+        .dropin("10-kata.conf", &dropin)
+        .registries_conf(&registry.insecure_conf())
+        .env("CRIO_KATA_KERNEL", &guest().kernel.display().to_string())
+        .env(
+            "CRIO_KATA_INITRAMFS",
+            &guest().initramfs.display().to_string(),
+        )
+        .env("CRIO_KATA_VM_ROOT", &vms.path().display().to_string())
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull busybox");
+    let pod = pod_config("vm-restart", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
+    let config = container_config("app", &image, "echo up; exec sleep 4243");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let qemu = qemus_under(vms.path());
+    assert_eq!(qemu.len(), 1);
+
+    daemon.stop();
+    daemon.restart();
+    let mut cri = daemon.client().await;
+    assert_eq!(
+        cri.pod_status(&pod_id).await.state,
+        PodSandboxState::SandboxReady as i32
+    );
+    assert_eq!(
+        cri.container_status(&id).await.expect("status").state,
+        protocols::cri::ContainerState::ContainerRunning as i32
+    );
+    assert_eq!(qemus_under(vms.path()), qemu, "the same VM");
+    let exec = cri.exec(&id, &["echo", "still here"]).await;
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "still here\n");
+
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !qemus_under(vms.path()).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        qemus_under(vms.path()),
+        Vec::<u32>::new(),
+        "no qemu is left"
+    );
+}
