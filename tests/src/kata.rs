@@ -46,8 +46,8 @@ pub fn guest() -> &'static Guest {
     })
 }
 
-/// An initramfs at `out` whose `/init` is `init` (a static binary) run with
-/// `args` through a shell script: a guest without our agent.
+/// An initramfs at `out` whose `/init` is a shell script running `script` with
+/// busybox: a guest without our agent.
 pub fn initramfs_with_init(out: &Path, script: &str) {
     let root = tempfile::tempdir().expect("tempdir");
     for dir in ["bin", "dev", "proc", "sys"] {
@@ -86,4 +86,28 @@ pub fn shim_binary() -> PathBuf {
         shim.display()
     );
     shim
+}
+
+/// The live qemu processes whose command line names `dir` (each test's VMs
+/// live in a directory of their own).
+pub fn qemus_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    crate::process::command_lines()
+        .into_iter()
+        .filter(|(_, c)| c.contains("qemu-system") && c.contains(&needle))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Waits up to 10 s for the qemu processes under `dir` to be gone; returns those
+/// left.
+pub async fn qemus_gone_under(dir: &Path) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = qemus_under(dir);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -6,49 +6,21 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crio_tests::kata::{guest, shim_binary};
+use crio_tests::cri::CriClient;
+use crio_tests::kata::{guest, qemus_gone_under, qemus_under, shim_binary};
 use crio_tests::pods::{container_config, pod_config, wait_for_file_text};
+use crio_tests::process::command_lines;
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{PodSandboxState, RemovePodSandboxRequest, StopPodSandboxRequest};
 
-/// The qemu processes whose command line names `dir`.
-fn qemus_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("qemu-system") && c.contains(&needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// Every host process's command line.
 fn host_processes() -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .collect()
+    command_lines().into_iter().map(|(_, c)| c).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
-    crio_tests::require_root();
-    let vms = tempfile::tempdir().expect("tempdir");
-    let registry = Registry::with_test_images();
+/// A daemon with a `kata` handler naming the VM pods' shim (an operator's
+/// drop-in) whose VMs live under `vms`, with busybox pulled.
+async fn kata_daemon(registry: &Registry, vms: &Path) -> (Daemon, CriClient, String) {
     let dropin = format!(
         "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n",
         shim_binary().display()
@@ -61,11 +33,41 @@ async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
             "CRIO_KATA_INITRAMFS",
             &guest().initramfs.display().to_string(),
         )
-        .env("CRIO_KATA_VM_ROOT", &vms.path().display().to_string())
+        .env("CRIO_KATA_VM_ROOT", &vms.display().to_string())
         .start();
     let mut cri = daemon.client().await;
     let image = registry.reference(TestImage::Busybox);
     cri.pull(&image, None).await.expect("pull busybox");
+    (daemon, cri, image)
+}
+
+/// Stops and removes the pod, then asserts its qemu is gone.
+async fn remove_pod(cri: &mut CriClient, pod_id: &str, vms: &Path) {
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+    assert_eq!(
+        qemus_gone_under(vms).await,
+        Vec::<u32>::new(),
+        "no qemu is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
 
     let pod = pod_config("vm-pod", &daemon.dirs.log_dir);
     let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
@@ -140,27 +142,30 @@ async fn a_vm_pod_runs_its_container_in_the_guest_and_leaves_nothing() {
         "still one qemu for the pod"
     );
 
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.clone(),
-        })
-        .await
-        .expect("StopPodSandbox");
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.clone(),
-        })
-        .await
-        .expect("RemovePodSandbox");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !qemus_under(vms.path()).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // ExecSync runs in the guest, beside the container's process.
+    for round in 0..2 {
+        let exec = cri
+            .exec(
+                &sleeper,
+                &[
+                    "sh",
+                    "-c",
+                    "echo in-guest $(uname -r); pidof sleep; echo err >&2; exit 5",
+                ],
+            )
+            .await;
+        let out = String::from_utf8_lossy(&exec.stdout);
+        assert_eq!(exec.exit_code, 5, "round {round}: {out}");
+        assert!(out.starts_with("in-guest 6.1."), "{out}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some("1"),
+            "the container's sleep is its PID 1: {out}"
+        );
+        assert_eq!(String::from_utf8_lossy(&exec.stderr), "err\n");
     }
-    assert_eq!(
-        qemus_under(vms.path()),
-        Vec::<u32>::new(),
-        "no qemu is left"
-    );
+
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,23 +173,8 @@ async fn a_restarted_daemon_finds_its_vm_pod_running() {
     crio_tests::require_root();
     let vms = tempfile::tempdir().expect("tempdir");
     let registry = Registry::with_test_images();
-    let dropin = format!(
-        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n",
-        shim_binary().display()
-    );
-    let mut daemon = Daemon::builder()
-        .dropin("10-kata.conf", &dropin)
-        .registries_conf(&registry.insecure_conf())
-        .env("CRIO_KATA_KERNEL", &guest().kernel.display().to_string())
-        .env(
-            "CRIO_KATA_INITRAMFS",
-            &guest().initramfs.display().to_string(),
-        )
-        .env("CRIO_KATA_VM_ROOT", &vms.path().display().to_string())
-        .start();
-    let mut cri = daemon.client().await;
-    let image = registry.reference(TestImage::Busybox);
-    cri.pull(&image, None).await.expect("pull busybox");
+    let (mut daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
+
     let pod = pod_config("vm-restart", &daemon.dirs.log_dir);
     let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
     let config = container_config("app", &image, "echo up; exec sleep 4243");
@@ -211,25 +201,5 @@ async fn a_restarted_daemon_finds_its_vm_pod_running() {
     let exec = cri.exec(&id, &["echo", "still here"]).await;
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "still here\n");
 
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.clone(),
-        })
-        .await
-        .expect("StopPodSandbox");
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.clone(),
-        })
-        .await
-        .expect("RemovePodSandbox");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !qemus_under(vms.path()).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        qemus_under(vms.path()),
-        Vec::<u32>::new(),
-        "no qemu is left"
-    );
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
 }

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::TaskExit;
+use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::types::task::Status;
 use crio_tests::kata::{guest, shim_binary};
+use crio_tests::process::alive;
 use crio_tests::shim_harness::{collect_fifo, connect, create_request, decode, Harness};
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
 
 async fn harness(name: &str) -> Harness {
     let mut h = Harness::for_binary(name, shim_binary()).await;
@@ -33,14 +31,12 @@ async fn harness(name: &str) -> Harness {
     h
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sandbox_task_is_a_vm_and_containers_run_in_it() {
-    let mut h = harness("kata").await;
+/// The shim started for pod `pod` and its sandbox task created: the task
+/// client and the sandbox task's pid.
+async fn start_pod(h: &mut Harness) -> (TaskClient, u32) {
     let pod = h.bundle("pod", &["sleep", "1000"], false);
     let address = String::from_utf8(h.start_shim(&pod, "pod", None)).expect("utf8");
     let (task, _) = connect(&address).await;
-
-    // The sandbox task boots the pod's VM: its pid is qemu's.
     let created = task
         .create(
             h.ctx(),
@@ -52,7 +48,14 @@ async fn the_sandbox_task_is_a_vm_and_containers_run_in_it() {
         )
         .await
         .expect("create the sandbox");
-    let qemu = created.pid;
+    (task, created.pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_task_is_a_vm_and_containers_run_in_it() {
+    let mut h = harness("kata").await;
+    // The sandbox task boots the pod's VM: its pid is qemu's.
+    let (task, qemu) = start_pod(&mut h).await;
     let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).expect("qemu runs");
     assert!(
         String::from_utf8_lossy(&cmdline).contains("qemu-system"),
@@ -221,21 +224,7 @@ fn walk(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_that_dies_ends_its_containers() {
     let mut h = harness("katacrash").await;
-    let pod = h.bundle("pod", &["sleep", "1000"], false);
-    let address = String::from_utf8(h.start_shim(&pod, "pod", None)).expect("utf8");
-    let (task, _) = connect(&address).await;
-    let qemu = task
-        .create(
-            h.ctx(),
-            &api::CreateTaskRequest {
-                id: "pod".into(),
-                bundle: pod.dir.display().to_string(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("create the sandbox")
-        .pid;
+    let (task, qemu) = start_pod(&mut h).await;
     let c1 = h.bundle("c1", &["sleep", "1000"], false);
     let out_path = c1.fifo("stdout");
     let _out = collect_fifo(&out_path);

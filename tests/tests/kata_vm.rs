@@ -6,26 +6,26 @@ use std::path::Path;
 use std::time::Duration;
 
 use crio_tests::bundle::Bundle;
-use crio_tests::kata::{guest, initramfs_with_init};
+use crio_tests::kata::{guest, initramfs_with_init, qemus_under};
+use crio_tests::process::alive;
 use crio_tests::require_root;
 use kata_shim::agent_channel::{Agent, ChannelError, Stream};
 use kata_shim::boot::{boot, BootError};
-use kata_shim::vmm::{tsc_khz, Accel, Qemu, RunningVm, VmSpec, VmmError};
+use kata_shim::config::KataConfig;
+use kata_shim::vmm::{Qemu, RunningVm, VmSpec, VmmError};
 
 const QEMU: &str = "qemu-system-x86_64";
 /// A TCG boot takes about a second here; this leaves room for a loaded machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The shim's VM (its defaults) with the test guest's kernel and `initramfs`.
 fn spec(run_dir: &Path, initramfs: &Path) -> VmSpec {
-    VmSpec {
+    KataConfig {
         kernel: guest().kernel.clone(),
         initramfs: initramfs.to_path_buf(),
-        memory_mib: 256,
-        vcpus: 1,
-        run_dir: run_dir.to_path_buf(),
-        accel: Accel::detect(),
-        tsc_khz: tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        ..KataConfig::from_env(|_| None)
     }
+    .vm_spec(run_dir.to_path_buf())
 }
 
 fn qemu() -> Qemu {
@@ -41,23 +41,6 @@ async fn boot_vm(dir: &Path) -> (VmSpec, RunningVm, Agent, Duration) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (spec, booted.vm, booted.agent, booted.boot_time)
-}
-
-/// The qemu processes whose command line names `dir` (each test's VM lives in
-/// a directory of its own).
-fn qemus_of(dir: &Path) -> Vec<u32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| alive(*pid))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 /// A container's whole stdout or stderr, read through the agent to its end.
@@ -78,13 +61,6 @@ async fn read_all_of(agent: &Agent, id: &str, exec_id: &str, stream: Stream) -> 
         }
         all.extend(chunk);
     }
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,11 +259,15 @@ async fn a_guest_without_an_agent_is_named_and_its_vm_stopped() {
         err.to_string().contains("did not answer within 5s"),
         "{err}"
     );
-    assert_eq!(qemus_of(dir.path()), Vec::<u32>::new(), "no qemu is left");
+    assert_eq!(
+        qemus_under(dir.path()),
+        Vec::<u32>::new(),
+        "no qemu is left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_hypervisor_or_a_bad_option_is_named() {
+async fn a_missing_hypervisor_or_a_corrupt_kernel_is_named() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = spec(dir.path(), &guest().initramfs);

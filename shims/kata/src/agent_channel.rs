@@ -48,6 +48,11 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// What a failed agent call `call` returns.
+fn failed(call: &'static str) -> impl FnOnce(protocols::agent::ttrpc::Error) -> ChannelError {
+    move |source| ChannelError::Call { call, source }
+}
+
 /// A ttrpc deadline `timeout` from now.
 fn deadline(timeout: Duration) -> context::Context {
     context::with_timeout(i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX))
@@ -59,10 +64,7 @@ impl Agent {
         self.client
             .check(deadline(timeout), &CheckRequest::default())
             .await
-            .map_err(|source| ChannelError::Call {
-                call: "Check",
-                source,
-            })
+            .map_err(failed("Check"))
     }
 
     /// Creates container `id` from the bundle directory `bundle` of the VM's
@@ -85,10 +87,7 @@ impl Agent {
             .create_container(deadline(timeout), &req)
             .await
             .map(|r| r.pid)
-            .map_err(|source| ChannelError::Call {
-                call: "CreateContainer",
-                source,
-            })
+            .map_err(failed("CreateContainer"))
     }
 
     pub async fn start_container(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
@@ -100,10 +99,7 @@ impl Agent {
             .start_container(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "StartContainer",
-                source,
-            })
+            .map_err(failed("StartContainer"))
     }
 
     /// The exit code of the container's init (`exec_id` empty) or of one of
@@ -123,10 +119,7 @@ impl Agent {
             .wait_container(deadline(timeout), &req)
             .await
             .map(|r| r.exit_status)
-            .map_err(|source| ChannelError::Call {
-                call: "WaitContainer",
-                source,
-            })
+            .map_err(failed("WaitContainer"))
     }
 
     pub async fn signal_container(
@@ -148,10 +141,7 @@ impl Agent {
             .signal_container(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "SignalContainer",
-                source,
-            })
+            .map_err(failed("SignalContainer"))
     }
 
     pub async fn remove_container(&self, id: &str, timeout: Duration) -> Result<(), ChannelError> {
@@ -163,10 +153,7 @@ impl Agent {
             .remove_container(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "RemoveContainer",
-                source,
-            })
+            .map_err(failed("RemoveContainer"))
     }
 
     /// The next bytes of the container's stdout or stderr (at most `max`), once
@@ -190,10 +177,7 @@ impl Agent {
             .read_stream(context::Context::default(), &req)
             .await
             .map(|r| r.data)
-            .map_err(|source| ChannelError::Call {
-                call: "ReadStream",
-                source,
-            })
+            .map_err(failed("ReadStream"))
     }
 
     pub async fn write_stdin(
@@ -213,10 +197,7 @@ impl Agent {
             .write_stdin(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "WriteStdin",
-                source,
-            })
+            .map_err(failed("WriteStdin"))
     }
 
     pub async fn close_stdin(
@@ -234,10 +215,7 @@ impl Agent {
             .close_stdin(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "CloseStdin",
-                source,
-            })
+            .map_err(failed("CloseStdin"))
     }
 
     /// Forgets exec'd process `exec_id` of container `id`, which has exited.
@@ -256,10 +234,7 @@ impl Agent {
             .remove_container(deadline(timeout), &req)
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "RemoveContainer",
-                source,
-            })
+            .map_err(failed("RemoveContainer"))
     }
 
     /// Runs `process` (the OCI `process` object as JSON) in container `id` as
@@ -283,10 +258,7 @@ impl Agent {
             .exec_process(deadline(timeout), &req)
             .await
             .map(|r| r.pid)
-            .map_err(|source| ChannelError::Call {
-                call: "ExecProcess",
-                source,
-            })
+            .map_err(failed("ExecProcess"))
     }
 
     /// Asks the guest to power off; the VM ends after the reply.
@@ -295,10 +267,7 @@ impl Agent {
             .shutdown(deadline(timeout), &ShutdownRequest::default())
             .await
             .map(drop)
-            .map_err(|source| ChannelError::Call {
-                call: "Shutdown",
-                source,
-            })
+            .map_err(failed("Shutdown"))
     }
 }
 

@@ -43,6 +43,13 @@ impl KataConfig {
         }
     }
 
+    /// The run directory of the VM of the pod whose sandbox id is `sandbox_id`
+    /// (its first 16 characters: qemu's socket paths must stay short).
+    pub fn run_dir(&self, sandbox_id: &str) -> PathBuf {
+        let short: String = sandbox_id.chars().take(16).collect();
+        self.vm_root.join(short)
+    }
+
     /// The VM of a pod whose run directory is `run_dir`.
     pub fn vm_spec(&self, run_dir: PathBuf) -> VmSpec {
         VmSpec {
@@ -78,5 +85,9 @@ mod tests {
         assert_eq!(o.kernel, PathBuf::from("/k"));
         assert_eq!(o.memory_mib, 512);
         assert_eq!(o.vcpus, 1, "a bad number keeps the default");
+        assert_eq!(
+            d.run_dir(&"ab".repeat(32)),
+            PathBuf::from("/run/crio-rs-vm/abababababababab")
+        );
     }
 }

@@ -65,8 +65,7 @@ fn delete_action(
     flags: &shim_support::containerd_shim::Flags,
     config: &KataConfig,
 ) -> shim_support::containerd_shim::DeleteResponse {
-    let short: String = flags.id.chars().take(16).collect();
-    let run_dir = config.vm_root.join(short);
+    let run_dir = config.run_dir(&flags.id);
     let spec = config.vm_spec(run_dir.clone());
     if let Some(pid) = std::fs::read_to_string(spec.pid_file())
         .ok()

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use shim_support::error::ttrpc_result as ttrpc;
 use shim_support::events::{self, timestamp, topics};
 use shim_support::launch::ServeContext;
 use shim_support::protos::api;
@@ -36,7 +37,7 @@ use crate::boot::boot;
 use crate::config::KataConfig;
 use crate::guest_bundle;
 use crate::shared_mounts;
-use crate::vmm::{Qemu, VmSpec};
+use crate::vmm::{Qemu, RunningVm, VmSpec};
 
 /// How long one agent call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,13 +98,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Service {
     inner: Arc<Inner>,
-}
-
-fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
-    r.map_err(|e| {
-        tracing::debug!("request failed: {e}");
-        e.into()
-    })
 }
 
 fn agent_err(e: crate::agent_channel::ChannelError) -> Error {
@@ -189,10 +183,10 @@ impl Service {
             .await;
     }
 
-    async fn create_sandbox(&self, req: &api::CreateTaskRequest) -> Result<u32, Error> {
+    /// Boots the pod's VM; its hypervisor is the sandbox task's process.
+    async fn create_sandbox(&self, req: &api::CreateTaskRequest) -> Result<RunningVm, Error> {
         let config = &self.inner.config;
-        let short: String = req.id.chars().take(16).collect();
-        let run_dir = config.vm_root.join(short);
+        let run_dir = config.run_dir(&req.id);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| Error::io(format!("create {}", run_dir.display()), e))?;
         let spec = config.vm_spec(run_dir);
@@ -212,23 +206,26 @@ impl Service {
             "pod VM up"
         );
         let pid = booted.vm.pid();
-        let mut running = booted.vm;
-        let this = self.clone();
-        let sandbox = req.id.clone();
-        tokio::spawn(async move {
-            let status = match running.exit().await {
-                Ok(s) => s.code().unwrap_or(VM_GONE_STATUS),
-                Err(_) => VM_GONE_STATUS,
-            };
-            this.vm_ended(&sandbox, status).await;
-        });
         *self.inner.vm.lock().await = Some(PodVm {
             sandbox_id: req.id.clone(),
             agent: Arc::new(booted.agent),
             spec,
             pid,
         });
-        Ok(pid)
+        Ok(booted.vm)
+    }
+
+    /// Records the VM's end, for the sandbox task `sandbox` (in the task table
+    /// by now, so the exit is not lost).
+    fn watch_vm(&self, mut vm: RunningVm, sandbox: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let status = match vm.exit().await {
+                Ok(s) => s.code().unwrap_or(VM_GONE_STATUS),
+                Err(_) => VM_GONE_STATUS,
+            };
+            this.vm_ended(&sandbox, status).await;
+        });
     }
 
     /// The VM ended: every container still running ends with it.
@@ -548,11 +545,12 @@ impl Task for Service {
             return ttrpc(Err(Error::AlreadyExists(format!("task {} exists", req.id))));
         }
         let first = self.inner.vm.lock().await.is_none();
-        let (pid, io, shared) = if first {
-            (ttrpc(self.create_sandbox(&req).await)?, None, None)
+        let (pid, io, shared, vm) = if first {
+            let vm = ttrpc(self.create_sandbox(&req).await)?;
+            (vm.pid(), None, None, Some(vm))
         } else {
             let (pid, io, shared) = ttrpc(self.create_container(&req).await)?;
-            (pid, Some(io), Some(shared))
+            (pid, Some(io), Some(shared), None)
         };
         let (exit, _) = watch::channel(None);
         self.inner.tasks.lock().await.insert(
@@ -575,9 +573,12 @@ impl Task for Service {
                 shared,
             },
         );
-        if !first {
-            if let Ok(agent) = self.agent().await {
-                self.watch_exit(agent, req.id.clone(), String::new());
+        match vm {
+            Some(vm) => self.watch_vm(vm, req.id.clone()),
+            None => {
+                if let Ok(agent) = self.agent().await {
+                    self.watch_exit(agent, req.id.clone(), String::new());
+                }
             }
         }
         self.inner
@@ -700,7 +701,10 @@ impl Task for Service {
                     ))))
                 }
             };
-            if req.exec_id.is_empty() || tasks.contains_key(&k) {
+            if req.exec_id.is_empty() {
+                return ttrpc(Err(Error::InvalidArgument("exec id is empty".into())));
+            }
+            if tasks.contains_key(&k) {
                 return ttrpc(Err(Error::AlreadyExists(format!(
                     "process {:?} of {} exists",
                     req.exec_id, req.id

@@ -66,6 +66,14 @@ pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Erro
     move |source| Error::Io { context, source }
 }
 
+/// A task call's outcome as its ttrpc reply; failures are logged at debug level.
+pub fn ttrpc_result<T>(r: Result<T, Error>) -> ttrpc::Result<T> {
+    r.map_err(|e| {
+        tracing::debug!("request failed: {e}");
+        e.into()
+    })
+}
+
 impl From<Error> for ttrpc::Error {
     fn from(e: Error) -> Self {
         ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))

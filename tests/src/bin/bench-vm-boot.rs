@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crio_tests::kata::guest;
 use kata_shim::boot::boot;
-use kata_shim::vmm::{tsc_khz, Accel, Qemu, VmSpec};
+use kata_shim::config::KataConfig;
+use kata_shim::vmm::{Accel, Qemu};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,6 +54,12 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
     let guest = guest();
+    // The shim's VM (its defaults) with this guest.
+    let config = KataConfig {
+        kernel: guest.kernel.clone(),
+        initramfs: guest.initramfs.clone(),
+        ..KataConfig::from_env(|_| None)
+    };
     let accel = Accel::detect();
     let qemu = Qemu {
         binary: "qemu-system-x86_64".into(),
@@ -62,15 +69,7 @@ async fn main() {
     let mut failures = Vec::new();
     for n in 0..boots {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spec = VmSpec {
-            kernel: guest.kernel.clone(),
-            initramfs: guest.initramfs.clone(),
-            memory_mib: 256,
-            vcpus: 1,
-            run_dir: dir.path().to_path_buf(),
-            accel,
-            tsc_khz: tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
-        };
+        let spec = config.vm_spec(dir.path().to_path_buf());
         let mut booted = match boot(&qemu, &spec, BOOT_TIMEOUT).await {
             Ok(b) => b,
             Err(e) => {

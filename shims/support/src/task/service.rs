@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::console::{self, ConsoleSocket};
+use crate::error::ttrpc_result as ttrpc;
 use crate::events::{self, timestamp, topics, EventSink};
 use crate::launch::ServeContext;
 use crate::reaper::Reaper;
@@ -505,13 +506,6 @@ pub fn unmount_rootfs(rootfs: &Path) {
             tracing::warn!("unmount {path}: {e}");
         }
     }
-}
-
-fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
-    r.map_err(|e| {
-        tracing::debug!("request failed: {e}");
-        e.into()
-    })
 }
 
 #[async_trait]
