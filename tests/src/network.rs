@@ -2,12 +2,18 @@
 //! network on the host uses, and host-local's allocations under the test's temp
 //! dir. Dropping it deletes the bridge (and nothing else the test did not create).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::time::{Duration, Instant};
+
+use protocols::cri::PodSandboxConfig;
 use serde_json::{json, Value};
+
+use crate::pods::container_config;
+use crate::{Registry, TestImage};
 
 /// A static UDP echo server (`udp-echo PORT`), built by `tests/build.rs`, to
 /// bind-mount into busybox containers.
@@ -152,4 +158,97 @@ pub fn free_port(udp: bool) -> u16 {
             .expect("free tcp port")
             .port()
     }
+}
+
+/// What the web test image serves as `/index.html`.
+pub const WEB_BODY: &str = "hello from crio-tests web\n";
+
+/// A pod whose container serves the web image's `/www` on port 80.
+pub async fn web_pod(
+    cri: &mut crate::cri::CriClient,
+    registry: &Registry,
+    pod: &PodSandboxConfig,
+    handler: &str,
+) -> (String, String) {
+    let image = registry.reference(TestImage::Web);
+    cri.pull(&image, None).await.expect("pull web");
+    let pod_id = cri.run_pod(pod, handler).await.expect("RunPodSandbox");
+    let mut config = container_config("web", &image, "");
+    config.command.clear();
+    let id = cri
+        .create_container(&pod_id, &config, pod)
+        .await
+        .expect("CreateContainer web");
+    cri.start_container(&id).await.expect("StartContainer web");
+    (pod_id, id)
+}
+
+/// A pod whose busybox container just waits (to run clients in).
+pub async fn client_pod(
+    cri: &mut crate::cri::CriClient,
+    registry: &Registry,
+    pod: &PodSandboxConfig,
+    handler: &str,
+) -> (String, String) {
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull busybox");
+    let pod_id = cri.run_pod(pod, handler).await.expect("RunPodSandbox");
+    let config = container_config("client", &image, "sleep 3600");
+    let id = cri
+        .create_container(&pod_id, &config, pod)
+        .await
+        .expect("CreateContainer client");
+    cri.start_container(&id)
+        .await
+        .expect("StartContainer client");
+    (pod_id, id)
+}
+
+/// An HTTP GET of `/index.html` from inside a container with busybox `nc` (Debian's
+/// static busybox `wget` crashes in a fresh network namespace), retried until the
+/// server answers (it may still be starting, an IPv6 address may be tentative).
+/// Returns the body.
+pub async fn http_from(cri: &mut crate::cri::CriClient, container: &str, addr: &str) -> String {
+    let script =
+        format!("printf 'GET /index.html HTTP/1.0\\r\\nHost: pod\\r\\n\\r\\n' | nc -w 3 {addr} 80");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = cri.exec(container, &["sh", "-c", &script]).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.exit_code == 0 && text.starts_with("HTTP/1.") {
+            assert!(text.contains(" 200 "), "{text}");
+            return text
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_string())
+                .unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET http://{addr}/index.html from {container} kept failing ({}): {text} {}",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn pod_ips(cri: &mut crate::cri::CriClient, pod_id: &str) -> Vec<String> {
+    let status = cri.pod_status(pod_id).await;
+    let network = status.network.expect("network status");
+    std::iter::once(network.ip)
+        .filter(|ip| !ip.is_empty())
+        .chain(network.additional_ips.into_iter().map(|p| p.ip))
+        .collect()
+}
+
+/// An HTTP GET of `/index.html` from the host, to `127.0.0.1:port`.
+pub fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
 }

@@ -4,14 +4,19 @@
 //! the CRI format, and no qemu left after the pod is removed.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crio_tests::cri::CriClient;
 use crio_tests::kata::{guest, qemus_gone_under, qemus_under, shim_binary};
+use crio_tests::network::{
+    free_port, http_from, http_get, pod_ips, web_pod, TestNetwork, WEB_BODY,
+};
 use crio_tests::pods::{container_config, pod_config, wait_for_file_text};
 use crio_tests::process::command_lines;
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::{PodSandboxState, RemovePodSandboxRequest, StopPodSandboxRequest};
+use protocols::cri::{
+    PodSandboxState, PortMapping, Protocol, RemovePodSandboxRequest, StopPodSandboxRequest,
+};
 
 /// Every host process's command line.
 fn host_processes() -> Vec<String> {
@@ -202,4 +207,100 @@ async fn a_restarted_daemon_finds_its_vm_pod_running() {
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "still here\n");
 
     remove_pod(&mut cri, &pod_id, vms.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let net = TestNetwork::new(false);
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, _) = kata_daemon(&registry, vms.path()).await;
+    // With a default route through the bridge, for the guest to copy.
+    let mut bridge = net.bridge_plugin();
+    bridge["ipam"]["routes"] = serde_json::json!([{"dst": "0.0.0.0/0"}]);
+    net.install(
+        &daemon.dirs.network_dir,
+        &net.conflist("1.0.0", vec![bridge, TestNetwork::portmap_plugin()]),
+    );
+    let (runc_web, runc_web_ctr) = web_pod(
+        &mut cri,
+        &registry,
+        &pod_config("runc-web", &daemon.dirs.log_dir),
+        "",
+    )
+    .await;
+    let port = free_port(false);
+    let mut pod = pod_config("vm-web", &daemon.dirs.log_dir);
+    pod.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 80,
+        host_port: i32::from(port),
+        host_ip: "127.0.0.1".into(),
+    }];
+    let (vm_web, vm_web_ctr) = web_pod(&mut cri, &registry, &pod, "kata").await;
+    assert_eq!(qemus_under(vms.path()).len(), 1, "one qemu: the VM pod's");
+
+    let vm_ips = pod_ips(&mut cri, &vm_web).await;
+    let runc_ips = pod_ips(&mut cri, &runc_web).await;
+    assert_eq!(vm_ips.len(), 1, "{vm_ips:?}");
+    assert!(net.contains(&vm_ips[0]), "{vm_ips:?} in {}", net.subnet);
+
+    // The guest's eth0 has the pod's IP (and the MAC the host side has), lo is up,
+    // and the default route leads to the bridge.
+    let addrs = cri.exec(&vm_web_ctr, &["ip", "-o", "addr"]).await;
+    let addrs = String::from_utf8_lossy(&addrs.stdout).to_string();
+    assert!(
+        addrs.contains(&format!("eth0    inet {}/24", vm_ips[0])),
+        "{addrs}"
+    );
+    assert!(addrs.contains("lo    inet 127.0.0.1/8"), "{addrs}");
+    let routes = cri.exec(&vm_web_ctr, &["ip", "route"]).await;
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(routes.contains("default via "), "{routes}");
+    // The same routes as a runc pod's on the same network (but its own source).
+    let runc_routes = cri.exec(&runc_web_ctr, &["ip", "route"]).await;
+    let runc_routes =
+        String::from_utf8_lossy(&runc_routes.stdout).replace(&runc_ips[0], &vm_ips[0]);
+    assert_eq!(routes, runc_routes);
+    let kernel = cri.exec(&vm_web_ctr, &["uname", "-r"]).await;
+    assert!(
+        String::from_utf8_lossy(&kernel.stdout).starts_with("6.1."),
+        "the web server runs in the guest"
+    );
+
+    // Pod to pod, both ways, over the bridge.
+    assert_eq!(
+        http_from(&mut cri, &vm_web_ctr, &runc_ips[0]).await,
+        WEB_BODY,
+        "VM pod -> runc pod"
+    );
+    assert_eq!(
+        http_from(&mut cri, &runc_web_ctr, &vm_ips[0]).await,
+        WEB_BODY,
+        "runc pod -> VM pod"
+    );
+
+    // The host's port reaches the server in the guest.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match http_get(port) {
+            Ok(text) if text.contains(WEB_BODY) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "127.0.0.1:{port} did not serve the VM pod's page: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    remove_pod(&mut cri, &vm_web, vms.path()).await;
+    assert!(
+        http_get(port).is_err(),
+        "127.0.0.1:{port} still answers after the VM pod is gone"
+    );
+    assert_eq!(
+        net.allocated_ips(),
+        [runc_ips[0].parse::<std::net::IpAddr>().expect("ip")]
+    );
 }

@@ -3,15 +3,17 @@
 //! as plugins see it (through a recording plugin). Traffic stays on loopback and
 //! inside the test's own bridge and namespaces.
 
-use std::net::{IpAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crio_tests::network::{free_port, TestNetwork, UDP_ECHO};
+use crio_tests::network::{
+    client_pod, free_port, http_from, http_get, pod_ips, web_pod, TestNetwork, UDP_ECHO, WEB_BODY,
+};
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
 use protocols::cri::{
-    Mount, PodSandboxConfig, PortMapping, Protocol, RemovePodSandboxRequest, StopPodSandboxRequest,
+    Mount, PortMapping, Protocol, RemovePodSandboxRequest, StopPodSandboxRequest,
 };
 use serde_json::{json, Value};
 use tonic::Code;
@@ -22,82 +24,6 @@ fn daemon(registry: &Registry) -> Daemon {
 
 fn daemon_with(registry: &Registry, builder: crio_tests::DaemonBuilder) -> Daemon {
     builder.registries_conf(&registry.insecure_conf()).start()
-}
-
-/// A pod whose container serves the web image's `/www` on port 80.
-async fn web_pod(
-    cri: &mut crio_tests::cri::CriClient,
-    registry: &Registry,
-    pod: &PodSandboxConfig,
-) -> (String, String) {
-    let image = registry.reference(TestImage::Web);
-    cri.pull(&image, None).await.expect("pull web");
-    let pod_id = cri.run_pod(pod, "").await.expect("RunPodSandbox");
-    let mut config = container_config("web", &image, "");
-    config.command.clear();
-    let id = cri
-        .create_container(&pod_id, &config, pod)
-        .await
-        .expect("CreateContainer web");
-    cri.start_container(&id).await.expect("StartContainer web");
-    (pod_id, id)
-}
-
-/// A pod whose busybox container just waits (to run clients in).
-async fn client_pod(
-    cri: &mut crio_tests::cri::CriClient,
-    registry: &Registry,
-    pod: &PodSandboxConfig,
-) -> (String, String) {
-    let image = registry.reference(TestImage::Busybox);
-    cri.pull(&image, None).await.expect("pull busybox");
-    let pod_id = cri.run_pod(pod, "").await.expect("RunPodSandbox");
-    let config = container_config("client", &image, "sleep 3600");
-    let id = cri
-        .create_container(&pod_id, &config, pod)
-        .await
-        .expect("CreateContainer client");
-    cri.start_container(&id)
-        .await
-        .expect("StartContainer client");
-    (pod_id, id)
-}
-
-/// An HTTP GET of `/index.html` from inside a container with busybox `nc` (Debian's
-/// static busybox `wget` crashes in a fresh network namespace), retried until the
-/// server answers (it may still be starting, an IPv6 address may be tentative).
-/// Returns the body.
-async fn http_from(cri: &mut crio_tests::cri::CriClient, container: &str, addr: &str) -> String {
-    let script =
-        format!("printf 'GET /index.html HTTP/1.0\\r\\nHost: pod\\r\\n\\r\\n' | nc -w 3 {addr} 80");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = cri.exec(container, &["sh", "-c", &script]).await;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if out.exit_code == 0 && text.starts_with("HTTP/1.") {
-            assert!(text.contains(" 200 "), "{text}");
-            return text
-                .split_once("\r\n\r\n")
-                .map(|(_, body)| body.to_string())
-                .unwrap_or_default();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET http://{addr}/index.html from {container} kept failing ({}): {text} {}",
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn pod_ips(cri: &mut crio_tests::cri::CriClient, pod_id: &str) -> Vec<String> {
-    let status = cri.pod_status(pod_id).await;
-    let network = status.network.expect("network status");
-    std::iter::once(network.ip)
-        .filter(|ip| !ip.is_empty())
-        .chain(network.additional_ips.into_iter().map(|p| p.ip))
-        .collect()
 }
 
 async fn stop(cri: &mut crio_tests::cri::CriClient, pod_id: &str) {
@@ -128,8 +54,6 @@ fn pinned_namespaces(daemon: &Daemon) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-const WEB_BODY: &str = "hello from crio-tests web\n";
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips() {
     let net = TestNetwork::new(false);
@@ -148,12 +72,14 @@ async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips() {
         &mut cri,
         &registry,
         &pod_config("web", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let (client, client_ctr) = client_pod(
         &mut cri,
         &registry,
         &pod_config("client", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let web_ips = pod_ips(&mut cri, &web).await;
@@ -222,7 +148,7 @@ async fn the_host_reaches_tcp_and_udp_host_ports_on_loopback() {
             host_ip: "127.0.0.1".into(),
         },
     ];
-    let (pod_id, _) = web_pod(&mut cri, &registry, &pod).await;
+    let (pod_id, _) = web_pod(&mut cri, &registry, &pod, "").await;
     // busybox has no UDP server: a static echo server, mounted in.
     let mut udp = container_config(
         "udp",
@@ -290,24 +216,13 @@ async fn the_host_reaches_tcp_and_udp_host_ports_on_loopback() {
     );
 }
 
-fn http_get(port: u16) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    Ok(text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_network_pod_sees_the_host_interfaces_and_reports_its_ip() {
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
     let mut cri = daemon.client().await;
     let pod = host_network(pod_config("hostnet", &daemon.dirs.log_dir));
-    let (pod_id, ctr) = client_pod(&mut cri, &registry, &pod).await;
+    let (pod_id, ctr) = client_pod(&mut cri, &registry, &pod, "").await;
     let ips = pod_ips(&mut cri, &pod_id).await;
     assert!(!ips.is_empty(), "a host-network pod reports the host's IP");
     let host_addrs: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
@@ -350,12 +265,14 @@ async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6() {
         &mut cri,
         &registry,
         &pod_config("web6", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let (_, client) = client_pod(
         &mut cri,
         &registry,
         &pod_config("client6", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let ips = pod_ips(&mut cri, &web).await;
@@ -422,12 +339,14 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
         &mut cri,
         &registry,
         &pod_config("web-r", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let (gone, _) = client_pod(
         &mut cri,
         &registry,
         &pod_config("gone-r", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let web_ip = pod_ips(&mut cri, &web).await;
@@ -446,6 +365,7 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
         &mut cri,
         &registry,
         &pod_config("client-r", &daemon.dirs.log_dir),
+        "",
     )
     .await;
     let body = http_from(&mut cri, &client_ctr, &web_ip[0]).await;

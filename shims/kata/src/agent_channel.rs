@@ -9,9 +9,10 @@ use protocols::agent::ttrpc::r#async::transport::Socket;
 use protocols::agent::ttrpc::r#async::Client;
 pub use protocols::agent::Stream;
 use protocols::agent::{
-    AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, CreateContainerRequest,
-    ExecProcessRequest, ReadStreamRequest, RemoveContainerRequest, ShutdownRequest,
-    SignalContainerRequest, StartContainerRequest, WaitContainerRequest, WriteStdinRequest, HELLO,
+    AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, ConfigureNetworkRequest,
+    CreateContainerRequest, ExecProcessRequest, ReadStreamRequest, RemoveContainerRequest,
+    ShutdownRequest, SignalContainerRequest, StartContainerRequest, WaitContainerRequest,
+    WriteStdinRequest, HELLO,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -259,6 +260,19 @@ impl Agent {
             .await
             .map(|r| r.pid)
             .map_err(failed("ExecProcess"))
+    }
+
+    /// Gives the guest the pod's network.
+    pub async fn configure_network(
+        &self,
+        req: &ConfigureNetworkRequest,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        self.client
+            .configure_network(deadline(timeout), req)
+            .await
+            .map(drop)
+            .map_err(failed("ConfigureNetwork"))
     }
 
     /// Asks the guest to power off; the VM ends after the reply.

@@ -60,6 +60,7 @@ impl KataConfig {
             run_dir,
             accel: Accel::detect(),
             tsc_khz: tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+            nics: Vec::new(),
         }
     }
 }

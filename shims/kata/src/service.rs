@@ -12,7 +12,7 @@
 //!   gets exit status 255 and its exit event.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,7 +37,7 @@ use crate::boot::boot;
 use crate::config::KataConfig;
 use crate::guest_bundle;
 use crate::shared_mounts;
-use crate::vmm::{Qemu, RunningVm, VmSpec};
+use crate::vmm::{Nic, Qemu, RunningVm, VmSpec};
 
 /// How long one agent call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -189,17 +189,46 @@ impl Service {
         let run_dir = config.run_dir(&req.id);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| Error::io(format!("create {}", run_dir.display()), e))?;
-        let spec = config.vm_spec(run_dir);
+        let mut spec = config.vm_spec(run_dir);
+        let nics = match pod_nics(Path::new(&req.bundle)).await {
+            Ok(nics) => nics,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                return Err(e);
+            }
+        };
+        spec.nics = nics
+            .network
+            .interfaces
+            .iter()
+            .zip(&nics.taps)
+            .map(|(interface, tap)| Nic {
+                mac: interface.mac,
+                tap: tap.as_raw_fd(),
+            })
+            .collect();
         let qemu = Qemu {
             binary: config.qemu.clone(),
         };
-        let booted = match boot(&qemu, &spec, config.boot_timeout).await {
+        let booted = boot(&qemu, &spec, config.boot_timeout).await;
+        // qemu has its own copies of the taps now (or is gone).
+        let network = nics.network;
+        drop(nics.taps);
+        let mut booted = match booted {
             Ok(b) => b,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&spec.run_dir);
                 return Err(Error::Other(format!("pod VM: {e}")));
             }
         };
+        if !network.interfaces.is_empty() {
+            let req = crate::pod_network::request(&network);
+            if let Err(e) = booted.agent.configure_network(&req, CALL_TIMEOUT).await {
+                let _ = booted.vm.stop().await;
+                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                return Err(Error::Other(format!("pod VM: {e}")));
+            }
+        }
         tracing::info!(
             boot_ms = booted.boot_time.as_millis() as u64,
             pid = booted.vm.pid(),
@@ -531,6 +560,26 @@ fn forward_input(agent: &Arc<Agent>, id: &str, exec_id: &str, source: Option<Own
         }
         let _ = agent.close_stdin(&id, &exec_id, CALL_TIMEOUT).await;
     });
+}
+
+/// The pod's interfaces and their taps, from the network namespace the sandbox
+/// spec in `bundle` names (none for a pod in the host's network).
+async fn pod_nics(bundle: &Path) -> Result<crate::pod_network::PodNics, Error> {
+    let path = bundle.join("config.json");
+    let text =
+        std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let spec: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    let Some(netns) = crate::pod_network::netns_of(&spec) else {
+        return Ok(crate::pod_network::PodNics {
+            network: Default::default(),
+            taps: Vec::new(),
+        });
+    };
+    tokio::task::spawn_blocking(move || crate::pod_network::prepare(&netns))
+        .await
+        .map_err(|e| Error::Other(format!("pod network: {e}")))?
+        .map_err(|e| Error::Other(format!("pod network: {e}")))
 }
 
 #[async_trait]

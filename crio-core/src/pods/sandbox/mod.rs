@@ -574,7 +574,26 @@ impl PodRuntime {
             };
             (started, begun.elapsed())
         };
+        // A shim that needs its sandbox task (a VM's: it gives the guest the pod's
+        // interfaces at boot) gets the network first, as containerd does it.
+        let network_first = !self.features(handler).sandbox_task_optional;
         let (added, (started, infra_time)) = match attach {
+            Some(attach) if network_first => {
+                let added = attach.await;
+                let started = match &added.result {
+                    Ok(_) => infra.await,
+                    Err(_) => {
+                        drop(infra);
+                        (
+                            Err(CriError::FailedPrecondition(
+                                "pod network not attached: sandbox task not started".into(),
+                            )),
+                            std::time::Duration::ZERO,
+                        )
+                    }
+                };
+                (Some(added), started)
+            }
             Some(attach) => {
                 let (added, started) = tokio::join!(attach, infra);
                 (Some(added), started)
@@ -599,8 +618,8 @@ impl PodRuntime {
             record.state = SandboxState::Ready;
         }
         self.store.put_async(record.clone()).await?;
-        let (shim, _) = started?;
         attached?;
+        let (shim, _) = started?;
         // What the pod's start spent where (the two ran side by side).
         tracing::info!(
             pod = %id,

@@ -9,6 +9,7 @@
 
 pub mod containers;
 pub mod init;
+pub mod network;
 pub mod port;
 pub mod service;
 

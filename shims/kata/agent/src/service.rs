@@ -7,11 +7,12 @@ use protocols::agent::ttrpc::r#async::TtrpcContext;
 use protocols::agent::ttrpc::Result as TtrpcResult;
 use protocols::agent::{
     Agent, CheckRequest, CheckResponse, CloseStdinRequest, CloseStdinResponse,
-    CreateContainerRequest, CreateContainerResponse, ExecProcessRequest, ExecProcessResponse,
-    ReadStreamRequest, ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse,
-    ShutdownRequest, ShutdownResponse, SignalContainerRequest, SignalContainerResponse,
-    StartContainerRequest, StartContainerResponse, Stream, WaitContainerRequest,
-    WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
+    ConfigureNetworkRequest, ConfigureNetworkResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, ReadStreamRequest,
+    ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse, ShutdownRequest,
+    ShutdownResponse, SignalContainerRequest, SignalContainerResponse, StartContainerRequest,
+    StartContainerResponse, Stream, WaitContainerRequest, WaitContainerResponse, WriteStdinRequest,
+    WriteStdinResponse,
 };
 use tokio::sync::Notify;
 
@@ -71,6 +72,18 @@ impl Agent for AgentService {
         // The caller (main) powers off once the reply has gone out.
         self.shutdown.notify_one();
         Ok(ShutdownResponse::default())
+    }
+
+    async fn configure_network(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConfigureNetworkRequest,
+    ) -> TtrpcResult<ConfigureNetworkResponse> {
+        let network = crate::network::pod_network(&req)?;
+        tokio::task::spawn_blocking(move || crate::network::configure(&network))
+            .await
+            .map_err(|e| shim_support::Error::Other(format!("configure the pod network: {e}")))??;
+        Ok(ConfigureNetworkResponse::default())
     }
 
     async fn create_container(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use accel::{kvm_usable, Accel};
-pub use qemu::Qemu;
+pub use qemu::{Qemu, FIRST_NIC_FD};
 
 /// What a pod's VM is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,19 @@ pub struct VmSpec {
     /// The host TSC's frequency in kHz, passed to the guest (`tsc_early_khz`):
     /// under TCG the guest's own calibration can hang its boot.
     pub tsc_khz: Option<u64>,
+    /// The guest's NICs, one per pod interface.
+    pub nics: Vec<Nic>,
+}
+
+/// A guest NIC backed by a tap device on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    /// The guest NIC's MAC: the pod interface's, so the pod's peers see one
+    /// address.
+    pub mac: [u8; 6],
+    /// An open descriptor of the tap, which the caller keeps open until the
+    /// hypervisor has started (it gets its own copy).
+    pub tap: std::os::fd::RawFd,
 }
 
 impl VmSpec {

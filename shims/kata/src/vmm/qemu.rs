@@ -5,6 +5,7 @@
 //! needs it), and one virtio-serial port named `agent` whose host end is a unix
 //! socket qemu listens on.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use super::{Accel, Hypervisor, RunningVm, VmSpec, VmmError};
 /// How long qemu may take to open the agent socket (it does so before the guest
 /// runs).
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The descriptor number qemu gets the first NIC's tap as (the next NIC's one
+/// more).
+pub const FIRST_NIC_FD: i32 = 3;
 
 /// qemu, by its binary's path.
 #[derive(Debug, Clone)]
@@ -95,6 +100,18 @@ impl Qemu {
             "-device".into(),
             "virtio-9p-device,fsdev=shared,mount_tag=shared".into(),
         ]);
+        for (index, nic) in spec.nics.iter().enumerate() {
+            let fd = FIRST_NIC_FD + index as i32;
+            args.extend([
+                "-netdev".into(),
+                format!("tap,id=net{index},fd={fd}"),
+                "-device".into(),
+                format!(
+                    "virtio-net-device,netdev=net{index},mac={}",
+                    kata_net::mac_text(&nic.mac)
+                ),
+            ]);
+        }
         args
     }
 
@@ -108,6 +125,24 @@ impl Qemu {
             })
         }
     }
+}
+
+/// Copies of the NICs' taps numbered above the range they are moved to in qemu
+/// (so no move overwrites another's source), closed on exec.
+fn nic_fds_above(nics: &[super::Nic]) -> std::io::Result<Vec<OwnedFd>> {
+    let floor = FIRST_NIC_FD + nics.len() as i32;
+    nics.iter()
+        .map(|nic| {
+            // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor, which the
+            // caller keeps open (`Nic::tap`).
+            let fd = unsafe { libc::fcntl(nic.tap, libc::F_DUPFD_CLOEXEC, floor) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just opened here and is owned by nothing else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -125,17 +160,35 @@ impl Hypervisor for Qemu {
                 binary: self.binary.clone(),
                 source,
             })?;
-        let child = tokio::process::Command::new(&self.binary)
+        let taps = nic_fds_above(&spec.nics).map_err(|source| VmmError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
             .args(Self::args(spec))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| VmmError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        let raw: Vec<i32> = taps.iter().map(AsRawFd::as_raw_fd).collect();
+        // SAFETY: the hook only calls dup2, which is async-signal-safe, on
+        // descriptors open in the parent (so in the child), none of them in the
+        // target range (see `nic_fds_above`).
+        unsafe {
+            command.pre_exec(move || {
+                for (index, fd) in raw.iter().enumerate() {
+                    if libc::dup2(*fd, FIRST_NIC_FD + index as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|source| VmmError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
         let mut vm = RunningVm::new(child, self.binary.clone(), spec.hypervisor_log()).map_err(
             |source| VmmError::Spawn {
                 binary: self.binary.clone(),
@@ -185,6 +238,7 @@ mod tests {
             run_dir: "/run/vm".into(),
             accel,
             tsc_khz: Some(2_596_122),
+            nics: Vec::new(),
         }
     }
 
@@ -235,6 +289,30 @@ mod tests {
             value_of(&args, "-object"),
             ["memory-backend-memfd,id=mem,size=256M,share=on"]
         );
+    }
+
+    #[test]
+    fn each_nic_is_a_tap_descriptor_with_the_pod_interfaces_mac() {
+        let mut s = spec(Accel::Tcg);
+        s.nics = vec![
+            crate::vmm::Nic {
+                mac: [0x0a, 0x58, 0x0a, 0x58, 0, 5],
+                tap: 17,
+            },
+            crate::vmm::Nic {
+                mac: [0x0a, 0x58, 0x0a, 0x59, 0, 6],
+                tap: 18,
+            },
+        ];
+        let args = Qemu::args(&s);
+        assert_eq!(
+            value_of(&args, "-netdev"),
+            ["tap,id=net0,fd=3", "tap,id=net1,fd=4"]
+        );
+        let devices = value_of(&args, "-device");
+        assert!(devices.contains(&"virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:05"));
+        assert!(devices.contains(&"virtio-net-device,netdev=net1,mac=0a:58:0a:59:00:06"));
+        assert!(value_of(&Qemu::args(&spec(Accel::Tcg)), "-netdev").is_empty());
     }
 
     #[test]
