@@ -213,12 +213,12 @@ async fn a_restarted_daemon_finds_its_vm_pod_running() {
 async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
     crio_tests::require_root();
     let vms = tempfile::tempdir().expect("tempdir");
-    let net = TestNetwork::new(false);
+    let net = TestNetwork::new(true);
     let registry = Registry::with_test_images();
     let (daemon, mut cri, _) = kata_daemon(&registry, vms.path()).await;
     // With a default route through the bridge, for the guest to copy.
     let mut bridge = net.bridge_plugin();
-    bridge["ipam"]["routes"] = serde_json::json!([{"dst": "0.0.0.0/0"}]);
+    bridge["ipam"]["routes"] = serde_json::json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]);
     net.install(
         &daemon.dirs.network_dir,
         &net.conflist("1.0.0", vec![bridge, TestNetwork::portmap_plugin()]),
@@ -243,8 +243,13 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
 
     let vm_ips = pod_ips(&mut cri, &vm_web).await;
     let runc_ips = pod_ips(&mut cri, &runc_web).await;
-    assert_eq!(vm_ips.len(), 1, "{vm_ips:?}");
+    assert_eq!(runc_ips.len(), 2, "dual-stack: {runc_ips:?}");
+    assert_eq!(vm_ips.len(), 2, "dual-stack: {vm_ips:?}");
     assert!(net.contains(&vm_ips[0]), "{vm_ips:?} in {}", net.subnet);
+    assert!(
+        vm_ips[1].parse::<std::net::Ipv6Addr>().is_ok(),
+        "{vm_ips:?}"
+    );
 
     // The guest's eth0 has the pod's IP (and the MAC the host side has), lo is up,
     // and the default route leads to the bridge.
@@ -252,6 +257,10 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
     let addrs = String::from_utf8_lossy(&addrs.stdout).to_string();
     assert!(
         addrs.contains(&format!("eth0    inet {}/24", vm_ips[0])),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains(&format!("eth0    inet6 {}/64", vm_ips[1])),
         "{addrs}"
     );
     assert!(addrs.contains("lo    inet 127.0.0.1/8"), "{addrs}");
@@ -269,17 +278,19 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
         "the web server runs in the guest"
     );
 
-    // Pod to pod, both ways, over the bridge.
-    assert_eq!(
-        http_from(&mut cri, &vm_web_ctr, &runc_ips[0]).await,
-        WEB_BODY,
-        "VM pod -> runc pod"
-    );
-    assert_eq!(
-        http_from(&mut cri, &runc_web_ctr, &vm_ips[0]).await,
-        WEB_BODY,
-        "runc pod -> VM pod"
-    );
+    // Pod to pod, both ways, over the bridge, on both families.
+    for (vm, runc) in vm_ips.iter().zip(&runc_ips) {
+        assert_eq!(
+            http_from(&mut cri, &vm_web_ctr, runc).await,
+            WEB_BODY,
+            "VM pod -> runc pod {runc}"
+        );
+        assert_eq!(
+            http_from(&mut cri, &runc_web_ctr, vm).await,
+            WEB_BODY,
+            "runc pod -> VM pod {vm}"
+        );
+    }
 
     // The host's port reaches the server in the guest.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -299,8 +310,8 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
         http_get(port).is_err(),
         "127.0.0.1:{port} still answers after the VM pod is gone"
     );
-    assert_eq!(
-        net.allocated_ips(),
-        [runc_ips[0].parse::<std::net::IpAddr>().expect("ip")]
-    );
+    let mut left: Vec<std::net::IpAddr> =
+        runc_ips.iter().map(|ip| ip.parse().expect("ip")).collect();
+    left.sort();
+    assert_eq!(net.allocated_ips(), left, "the VM pod's IPs are released");
 }
