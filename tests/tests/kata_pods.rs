@@ -315,3 +315,78 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
     left.sort();
     assert_eq!(net.allocated_ips(), left, "the VM pod's IPs are released");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vm_pod_terminals_for_the_container_and_for_exec_follow_resizes() {
+    use crio_tests::streaming::{text, ChannelClient};
+    const STDIN: u8 = 0;
+    const STDOUT: u8 = 1;
+    const STDERR: u8 = 2;
+    const RESIZE: u8 = 4;
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
+    let pod = pod_config("vm-tty", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
+
+    // The container's own stdio is a terminal in the guest; its output reaches
+    // the CRI log.
+    let mut config = container_config("term", &image, "echo on $(tty); exec sleep 3600");
+    config.tty = true;
+    config.stdin = true;
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let log_path = cri.container_status(&id).await.expect("status").log_path;
+    let log = wait_for_file_text(
+        Path::new(&log_path),
+        "on /dev/pts/",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        log.contains(" stdout "),
+        "a terminal's output is stdout: {log}"
+    );
+
+    // An exec with a terminal sees the client's window size.
+    let url = cri
+        .runtime
+        .exec(protocols::cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: ["sh", "-c", "read x; stty size; tty"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("Exec")
+        .into_inner()
+        .url;
+    let mut client = ChannelClient::connect(&url, &["v5.channel.k8s.io"])
+        .await
+        .expect("connect");
+    client.send(RESIZE, br#"{"Width":123,"Height":45}"#).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client.send(STDIN, b"go\r").await;
+    let got = client.collect().await;
+    let out = text(&got, STDOUT);
+    assert!(out.contains("45 123"), "stty size saw the resize: {out:?}");
+    assert!(
+        out.contains("/dev/pts/"),
+        "the exec has a terminal: {out:?}"
+    );
+    assert!(
+        !got.contains_key(&STDERR),
+        "a terminal has no separate stderr"
+    );
+
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
+}

@@ -114,12 +114,12 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         false,
     );
     let pid = agent
-        .create_container("c1", "c1", false, t)
+        .create_container("c1", "c1", false, false, t)
         .await
         .expect("create");
     assert!(pid > 1, "the guest pid of the container's init: {pid}");
     let err = agent
-        .create_container("c1", "c1", false, t)
+        .create_container("c1", "c1", false, false, t)
         .await
         .expect_err("twice");
     assert!(err.to_string().contains("exists"), "{err}");
@@ -150,7 +150,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     let bundle = spec.shared_dir().join("c2");
     Bundle::create(&bundle, &["sleep", "1000"], false);
     agent
-        .create_container("c2", "c2", false, t)
+        .create_container("c2", "c2", false, false, t)
         .await
         .expect("create");
     agent.start_container("c2", t).await.expect("start");
@@ -161,7 +161,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     ))
     .expect("json");
     let pid = agent
-        .exec_process("c2", "e1", &process, false, t)
+        .exec_process("c2", "e1", &process, false, false, t)
         .await
         .expect("exec");
     assert!(pid > 1);
@@ -171,7 +171,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     );
     assert_eq!(agent.wait_container("c2", "e1", t).await.expect("wait"), 4);
     let err = agent
-        .exec_process("c2", "e1", &process, false, t)
+        .exec_process("c2", "e1", &process, false, false, t)
         .await
         .expect_err("the same exec id twice");
     assert!(err.to_string().contains("exists"), "{err}");
@@ -200,7 +200,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
         false,
     );
     agent
-        .create_container("c4", "c4", true, t)
+        .create_container("c4", "c4", true, false, t)
         .await
         .expect("create");
     agent.start_container("c4", t).await.expect("start");
@@ -224,7 +224,7 @@ async fn a_container_runs_in_the_guest_from_a_shared_bundle() {
     agent.remove_container("c4", t).await.expect("remove");
 
     let err = agent
-        .create_container("c3", "../escape", false, t)
+        .create_container("c3", "../escape", false, false, t)
         .await
         .expect_err("bad name");
     assert!(err.to_string().contains("bundle"), "{err}");

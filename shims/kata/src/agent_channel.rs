@@ -11,8 +11,8 @@ pub use protocols::agent::Stream;
 use protocols::agent::{
     AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, ConfigureNetworkRequest,
     CreateContainerRequest, ExecProcessRequest, ReadStreamRequest, RemoveContainerRequest,
-    ShutdownRequest, SignalContainerRequest, StartContainerRequest, WaitContainerRequest,
-    WriteStdinRequest, HELLO,
+    ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest, StartContainerRequest,
+    WaitContainerRequest, WriteStdinRequest, HELLO,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -70,18 +70,21 @@ impl Agent {
 
     /// Creates container `id` from the bundle directory `bundle` of the VM's
     /// shared directory; returns its init's pid in the guest.
-    /// With `stdin`, the container gets a stdin pipe ([`Agent::write_stdin`]).
+    /// With `stdin`, the container gets a stdin pipe ([`Agent::write_stdin`]);
+    /// with `terminal` (its spec asks for one), a terminal for its stdio.
     pub async fn create_container(
         &self,
         id: &str,
         bundle: &str,
         stdin: bool,
+        terminal: bool,
         timeout: Duration,
     ) -> Result<u32, ChannelError> {
         let req = CreateContainerRequest {
             id: id.into(),
             bundle: bundle.into(),
             stdin,
+            terminal,
             ..Default::default()
         };
         self.client
@@ -246,6 +249,7 @@ impl Agent {
         exec_id: &str,
         process: &[u8],
         stdin: bool,
+        terminal: bool,
         timeout: Duration,
     ) -> Result<u32, ChannelError> {
         let req = ExecProcessRequest {
@@ -253,6 +257,7 @@ impl Agent {
             exec_id: exec_id.into(),
             process: process.to_vec(),
             stdin,
+            terminal,
             ..Default::default()
         };
         self.client
@@ -260,6 +265,28 @@ impl Agent {
             .await
             .map(|r| r.pid)
             .map_err(failed("ExecProcess"))
+    }
+
+    /// Sets the window size of a process's terminal.
+    pub async fn resize_terminal(
+        &self,
+        id: &str,
+        exec_id: &str,
+        (width, height): (u32, u32),
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = ResizeTerminalRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.client
+            .resize_terminal(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(failed("ResizeTerminal"))
     }
 
     /// Gives the guest the pod's network.

@@ -270,11 +270,6 @@ impl Service {
         &self,
         req: &api::CreateTaskRequest,
     ) -> Result<(u32, ProcessIo, PathBuf), Error> {
-        if req.terminal {
-            return Err(Error::Unimplemented(
-                "terminals are not supported in VM pods yet".into(),
-            ));
-        }
         let (agent, shared_root) = {
             let vm = self.inner.vm.lock().await;
             let vm = vm
@@ -291,6 +286,8 @@ impl Service {
         // Joining an absolute path gives that path.
         let rootfs = bundle.join(&fitted.rootfs);
         shared_mounts::bind_bundle(&shared, &rootfs, &fitted)?;
+        // The guest's terminal (if any) reaches the host as a byte stream: pipes
+        // to the manager's FIFOs either way.
         let stdio = StdioConfig {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -300,7 +297,13 @@ impl Service {
         let created = async {
             let (io, child) = ProcessIo::create(&stdio, &req.id, &self.inner.ctx.namespace)?;
             let pid = agent
-                .create_container(&req.id, &req.id, child.stdin.is_some(), CALL_TIMEOUT)
+                .create_container(
+                    &req.id,
+                    &req.id,
+                    child.stdin.is_some(),
+                    req.terminal,
+                    CALL_TIMEOUT,
+                )
                 .await
                 .map_err(agent_err)?;
             forward_stdio(&agent, &req.id, "", child);
@@ -346,9 +349,21 @@ impl Service {
             (process, task.stdio.clone())
         };
         let agent = self.agent().await?;
-        let (io, child) = ProcessIo::create(&stdio, exec_id, &self.inner.ctx.namespace)?;
+        let terminal = stdio.terminal;
+        let pipes = StdioConfig {
+            terminal: false,
+            ..stdio
+        };
+        let (io, child) = ProcessIo::create(&pipes, exec_id, &self.inner.ctx.namespace)?;
         let pid = agent
-            .exec_process(id, exec_id, &process, child.stdin.is_some(), CALL_TIMEOUT)
+            .exec_process(
+                id,
+                exec_id,
+                &process,
+                child.stdin.is_some(),
+                terminal,
+                CALL_TIMEOUT,
+            )
             .await
             .map_err(agent_err)?;
         forward_stdio(&agent, id, exec_id, child);
@@ -727,11 +742,6 @@ impl Task for Service {
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
         tracing::info!(id = %req.id, exec = %req.exec_id, "exec");
-        if req.terminal {
-            return ttrpc(Err(Error::Unimplemented(
-                "terminals are not supported in VM pods yet".into(),
-            )));
-        }
         let k = key(&req.id, &req.exec_id);
         {
             let mut tasks = self.inner.tasks.lock().await;
@@ -777,7 +787,7 @@ impl Task for Service {
                         stdin: req.stdin.clone(),
                         stdout: req.stdout.clone(),
                         stderr: req.stderr.clone(),
-                        terminal: false,
+                        terminal: req.terminal,
                     },
                     started: false,
                     exit,
@@ -831,6 +841,22 @@ impl Task for Service {
             exited_at: exit.map(|(_, at)| timestamp(at)).into(),
             ..Default::default()
         })
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let agent = ttrpc(self.agent().await)?;
+        let size = (req.width, req.height);
+        ttrpc(
+            agent
+                .resize_terminal(&req.id, &req.exec_id, size, CALL_TIMEOUT)
+                .await
+                .map_err(agent_err),
+        )?;
+        Ok(api::Empty::new())
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {

@@ -8,10 +8,12 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use shim_support::console::ConsoleSocket;
 use shim_support::reaper::Reaper;
 use shim_support::stdio::ChildStdio;
 use shim_support::task::oci_cli::{Runtime, RuntimeOptions};
 use shim_support::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
@@ -35,13 +37,26 @@ struct Entry {
     execs: HashMap<String, Process>,
 }
 
-/// The agent's ends of a container's stdio pipes; `None` once closed (or, for
-/// stdin, never opened).
-#[derive(Debug)]
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The agent's ends of a process's stdio: pipes, or its terminal's master (read
+/// as stdout, written as stdin; no stderr). `None` once closed (or, for stdin,
+/// never opened).
 struct Pipes {
-    stdout: tokio::sync::Mutex<Option<pipe::Receiver>>,
-    stderr: tokio::sync::Mutex<Option<pipe::Receiver>>,
-    stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
+    stdout: tokio::sync::Mutex<Option<Reader>>,
+    stderr: tokio::sync::Mutex<Option<Reader>>,
+    stdin: tokio::sync::Mutex<Option<Writer>>,
+    /// The terminal's master, for resizes.
+    console: Option<std::fs::File>,
+}
+
+impl std::fmt::Debug for Pipes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipes")
+            .field("terminal", &self.console.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which output stream of a container.
@@ -69,16 +84,20 @@ fn stdio_pipes(stdin: bool) -> Result<(Arc<Pipes>, ChildStdio), Error> {
         true => pipe_pair("stdin").map(|(r, w)| (Some(r), Some(w)))?,
         false => (None, None),
     };
+    let reader = |fd, what| {
+        pipe::Receiver::from_owned_fd(fd)
+            .map(|r| Box::new(r) as Reader)
+            .map_err(|e| Error::io(what, e))
+    };
     let io = Arc::new(Pipes {
-        stdout: Some(pipe::Receiver::from_owned_fd(out_r).map_err(|e| Error::io("stdout", e))?)
-            .into(),
-        stderr: Some(pipe::Receiver::from_owned_fd(err_r).map_err(|e| Error::io("stderr", e))?)
-            .into(),
+        stdout: Some(reader(out_r, "stdout")?).into(),
+        stderr: Some(reader(err_r, "stderr")?).into(),
         stdin: in_w
-            .map(pipe::Sender::from_owned_fd)
+            .map(|w| pipe::Sender::from_owned_fd(w).map(|s| Box::new(s) as Writer))
             .transpose()
             .map_err(|e| Error::io("stdin", e))?
             .into(),
+        console: None,
     });
     let child = ChildStdio {
         stdin: in_r,
@@ -86,6 +105,60 @@ fn stdio_pipes(stdin: bool) -> Result<(Arc<Pipes>, ChildStdio), Error> {
         stderr: Some(err_w),
     };
     Ok((io, child))
+}
+
+/// A process's stdio through the terminal whose master the runtime sent.
+fn terminal_pipes(master: std::fs::File, stdin: bool) -> Result<Arc<Pipes>, Error> {
+    let copy = |what| {
+        master
+            .try_clone()
+            .map(tokio::fs::File::from_std)
+            .map_err(|e| Error::io(format!("terminal {what}"), e))
+    };
+    let stdout = copy("output")?;
+    let stdin = match stdin {
+        true => Some(Box::new(copy("input")?) as Writer),
+        false => None,
+    };
+    Ok(Arc::new(Pipes {
+        stdout: Some(Box::new(stdout) as Reader).into(),
+        stderr: None.into(),
+        stdin: stdin.into(),
+        console: Some(master),
+    }))
+}
+
+/// Where a process's stdio goes: pipes, or (`terminal`) a terminal the runtime
+/// makes and sends over the returned console socket.
+fn process_stdio(
+    stdin: bool,
+    terminal: bool,
+) -> Result<(Option<Arc<Pipes>>, ChildStdio, Option<ConsoleSocket>), Error> {
+    if terminal {
+        let socket = ConsoleSocket::new()?;
+        let none = ChildStdio {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        Ok((None, none, Some(socket)))
+    } else {
+        let (io, child) = stdio_pipes(stdin)?;
+        Ok((Some(io), child, None))
+    }
+}
+
+/// The process's pipes: those made before it ran, or its terminal's.
+fn pipes_after(
+    io: Option<Arc<Pipes>>,
+    console: Option<ConsoleSocket>,
+    stdin: bool,
+) -> Result<Arc<Pipes>, Error> {
+    match (io, console) {
+        (Some(io), _) => Ok(io),
+        (None, Some(socket)) => terminal_pipes(socket.receive()?, stdin),
+        (None, None) => Err(Error::Other("a process without stdio".into())),
+    }
 }
 
 /// The pid a runtime wrote.
@@ -206,7 +279,13 @@ impl Containers {
     /// Creates container `id` from the bundle `bundle` of the shared directory,
     /// with pipes for its stdout and stderr (and stdin when `stdin`); returns its
     /// init's pid.
-    pub async fn create(&self, id: &str, bundle: &str, stdin: bool) -> Result<u32, Error> {
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &str,
+        stdin: bool,
+        terminal: bool,
+    ) -> Result<u32, Error> {
         check_name("container id", id)?;
         check_name("bundle", bundle)?;
         let bundle = self.shared.join(bundle);
@@ -223,12 +302,14 @@ impl Containers {
         std::fs::create_dir_all(&state)
             .map_err(|e| Error::io(format!("create {}", state.display()), e))?;
         let pid_file = state.join("init.pid");
-        let (io, stdio) = stdio_pipes(stdin)?;
+        let (io, stdio, console) = process_stdio(stdin, terminal)?;
         // Subscribed before the init exists: its exit cannot be missed.
         let exits = self.reaper.subscribe();
+        let socket = console.as_ref().map(ConsoleSocket::path);
         self.runtime(id)
-            .create(id, &bundle, &pid_file, None, stdio)
+            .create(id, &bundle, &pid_file, socket, stdio)
             .await?;
+        let io = pipes_after(io, console, stdin)?;
         let pid = read_pid(&pid_file)?;
         let init = Process {
             pid,
@@ -262,6 +343,7 @@ impl Containers {
         exec_id: &str,
         process: &[u8],
         stdin: bool,
+        terminal: bool,
     ) -> Result<u32, Error> {
         check_name("exec id", exec_id)?;
         let exists = self.entry(id, |e| e.execs.contains_key(exec_id))?;
@@ -277,14 +359,16 @@ impl Containers {
         let pid_file = state.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&process_file, process)
             .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
-        let (io, stdio) = stdio_pipes(stdin)?;
+        let (io, stdio, console) = process_stdio(stdin, terminal)?;
         let exits = self.reaper.subscribe();
+        let socket = console.as_ref().map(ConsoleSocket::path);
         let ran = self
             .runtime(id)
-            .exec(id, &process_file, &pid_file, None, stdio)
+            .exec(id, &process_file, &pid_file, socket, stdio)
             .await;
         let _ = std::fs::remove_file(&process_file);
         ran?;
+        let io = pipes_after(io, console, stdin)?;
         let pid = read_pid(&pid_file)?;
         let _ = std::fs::remove_file(&pid_file);
         let exec = Process {
@@ -354,10 +438,12 @@ impl Containers {
             return Ok(Vec::new());
         };
         let mut buf = vec![0; max.clamp(1, MAX_READ)];
-        let n = reader
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::io(format!("read {output:?} of {id}"), e))?;
+        let n = match reader.read(&mut buf).await {
+            Ok(n) => n,
+            // A terminal whose last slave closed: the end of its output.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
+            Err(e) => return Err(Error::io(format!("read {output:?} of {id}"), e)),
+        };
         if n == 0 {
             *pipe = None;
         }
@@ -380,6 +466,17 @@ impl Containers {
             .await
             .map_err(|e| Error::io(format!("write stdin of {id}"), e))?;
         Ok(data.len())
+    }
+
+    /// Sets the size of the process's terminal.
+    pub fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<(), Error> {
+        let io = self.process(id, exec_id, |p| Arc::clone(&p.io))?;
+        match &io.console {
+            Some(master) => shim_support::console::resize(master, width, height),
+            None => Err(Error::FailedPrecondition(format!(
+                "process {exec_id:?} of container {id} has no terminal"
+            ))),
+        }
     }
 
     /// Closes the container's stdin (a no-op when already closed).
@@ -445,7 +542,7 @@ mod tests {
             Reaper::default(),
         );
         let err = containers
-            .create("c1", "nobundle", false)
+            .create("c1", "nobundle", false, false)
             .await
             .expect_err("no bundle");
         assert!(matches!(err, Error::NotFound(_)), "{err}");
@@ -458,7 +555,7 @@ mod tests {
                 .await
                 .expect_err("signal"),
             containers
-                .exec("c1", "e1", b"{}", false)
+                .exec("c1", "e1", b"{}", false, false)
                 .await
                 .map(drop)
                 .expect_err("exec"),

@@ -9,10 +9,10 @@ use protocols::agent::{
     Agent, CheckRequest, CheckResponse, CloseStdinRequest, CloseStdinResponse,
     ConfigureNetworkRequest, ConfigureNetworkResponse, CreateContainerRequest,
     CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, ReadStreamRequest,
-    ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse, ShutdownRequest,
-    ShutdownResponse, SignalContainerRequest, SignalContainerResponse, StartContainerRequest,
-    StartContainerResponse, Stream, WaitContainerRequest, WaitContainerResponse, WriteStdinRequest,
-    WriteStdinResponse,
+    ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse, ResizeTerminalRequest,
+    ResizeTerminalResponse, ShutdownRequest, ShutdownResponse, SignalContainerRequest,
+    SignalContainerResponse, StartContainerRequest, StartContainerResponse, Stream,
+    WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use tokio::sync::Notify;
 
@@ -74,6 +74,16 @@ impl Agent for AgentService {
         Ok(ShutdownResponse::default())
     }
 
+    async fn resize_terminal(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ResizeTerminalRequest,
+    ) -> TtrpcResult<ResizeTerminalResponse> {
+        self.containers
+            .resize(&req.id, &req.exec_id, req.width, req.height)?;
+        Ok(ResizeTerminalResponse::default())
+    }
+
     async fn configure_network(
         &self,
         _ctx: &TtrpcContext,
@@ -93,7 +103,7 @@ impl Agent for AgentService {
     ) -> TtrpcResult<CreateContainerResponse> {
         let pid = self
             .containers
-            .create(&req.id, &req.bundle, req.stdin)
+            .create(&req.id, &req.bundle, req.stdin, req.terminal)
             .await?;
         Ok(CreateContainerResponse {
             pid,
@@ -153,7 +163,7 @@ impl Agent for AgentService {
     ) -> TtrpcResult<ExecProcessResponse> {
         let pid = self
             .containers
-            .exec(&req.id, &req.exec_id, &req.process, req.stdin)
+            .exec(&req.id, &req.exec_id, &req.process, req.stdin, req.terminal)
             .await?;
         Ok(ExecProcessResponse {
             pid,
