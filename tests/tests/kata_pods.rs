@@ -390,3 +390,99 @@ async fn vm_pod_terminals_for_the_container_and_for_exec_follow_resizes() {
 
     remove_pod(&mut cri, &pod_id, vms.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vm_pod_containers_report_stats_and_oom_kills_from_the_guest() {
+    use protocols::cri::{ContainerStatsRequest, LinuxContainerConfig, LinuxContainerResources};
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
+    let pod = pod_config("vm-stats", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
+    let limited = |memory: i64| {
+        Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            security_context: None,
+        })
+    };
+
+    // A container that keeps 8 MB (in its shell's memory: the pod's /dev/shm is
+    // the host's) and burns a little CPU reports both.
+    let mut busy = container_config(
+        "busy",
+        &image,
+        "x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; \
+         while [ $i -lt 20000 ]; do i=$((i+1)); done; while :; do sleep 1; done",
+    );
+    busy.linux = limited(128 << 20);
+    let busy_id = cri
+        .create_container(&pod_id, &busy, &pod)
+        .await
+        .expect("CreateContainer busy");
+    cri.start_container(&busy_id).await.expect("StartContainer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (memory, cpu) = loop {
+        let stats = cri
+            .runtime
+            .container_stats(ContainerStatsRequest {
+                container_id: busy_id.clone(),
+            })
+            .await
+            .expect("ContainerStats")
+            .into_inner()
+            .stats
+            .expect("stats");
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map_or(0, |v| v.value);
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map_or(0, |v| v.value);
+        if memory >= 8_000_000 && cpu > 0 {
+            break (memory, cpu);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stats from the guest: memory {memory}, cpu {cpu}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        memory < 128 << 20,
+        "the container's cgroup, not the VM's: {memory}"
+    );
+    assert!(cpu > 0);
+
+    // A container that outgrows its limit is OOM-killed in the guest, and says so.
+    let mut hog = container_config("hog", &image, "exec tail /dev/zero");
+    hog.linux = limited(32 << 20);
+    let hog_id = cri
+        .create_container(&pod_id, &hog, &pod)
+        .await
+        .expect("CreateContainer hog");
+    cri.start_container(&hog_id).await.expect("StartContainer");
+    let exited = cri.wait_exited(&hog_id, Duration::from_secs(60)).await;
+    assert_eq!(exited.exit_code, 137, "killed: {exited:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = cri.container_status(&hog_id).await.expect("status");
+        if status.reason == "OOMKilled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reason {:?}", status.reason);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The busy container lives on: the VM did not run out of memory.
+    assert_eq!(
+        cri.container_status(&busy_id).await.expect("status").state,
+        protocols::cri::ContainerState::ContainerRunning as i32
+    );
+
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
+}

@@ -14,6 +14,7 @@ use protocols::agent::{
     ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest, StartContainerRequest,
     WaitContainerRequest, WriteStdinRequest, HELLO,
 };
+use protocols::agent::{StatsContainerRequest, WaitOomRequest};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -287,6 +288,36 @@ impl Agent {
             .await
             .map(drop)
             .map_err(failed("ResizeTerminal"))
+    }
+
+    /// A running container's cgroup metrics in the guest.
+    pub async fn stats_container(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<protocols::shim::protobuf::well_known_types::any::Any, ChannelError> {
+        let req = StatsContainerRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.client
+            .stats_container(deadline(timeout), &req)
+            .await
+            .map(|r| protocols::shim::protobuf::well_known_types::any::Any {
+                type_url: r.type_url,
+                value: r.metrics,
+                ..Default::default()
+            })
+            .map_err(failed("StatsContainer"))
+    }
+
+    /// The next container of the guest whose cgroup had an OOM kill (waits).
+    pub async fn wait_oom(&self, timeout: Duration) -> Result<String, ChannelError> {
+        self.client
+            .wait_oom(deadline(timeout), &WaitOomRequest::default())
+            .await
+            .map(|r| r.id)
+            .map_err(failed("WaitOom"))
     }
 
     /// Gives the guest the pod's network.

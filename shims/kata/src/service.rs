@@ -235,9 +235,11 @@ impl Service {
             "pod VM up"
         );
         let pid = booted.vm.pid();
+        let agent = Arc::new(booted.agent);
+        self.watch_ooms(Arc::clone(&agent));
         *self.inner.vm.lock().await = Some(PodVm {
             sandbox_id: req.id.clone(),
-            agent: Arc::new(booted.agent),
+            agent,
             spec,
             pid,
         });
@@ -246,6 +248,29 @@ impl Service {
 
     /// Records the VM's end, for the sandbox task `sandbox` (in the task table
     /// by now, so the exit is not lost).
+    /// Publishes a TaskOOM event for each OOM kill the guest reports, for as long
+    /// as the agent answers.
+    fn watch_ooms(&self, agent: Arc<Agent>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let forever = Duration::from_secs(u32::MAX.into());
+            while let Ok(id) = agent.wait_oom(forever).await {
+                tracing::info!(container = %id, "OOM in the guest");
+                this.inner
+                    .ctx
+                    .events
+                    .publish(
+                        topics::TASK_OOM_EVENT_TOPIC,
+                        events::TaskOOM {
+                            container_id: id,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+            }
+        });
+    }
+
     fn watch_vm(&self, mut vm: RunningVm, sandbox: String) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -839,6 +864,30 @@ impl Task for Service {
             terminal: task.stdio.terminal,
             exit_status: exit.map(|(s, _)| s as u32).unwrap_or(0),
             exited_at: exit.map(|(_, at)| timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        if self.is_sandbox(&req.id).await {
+            return ttrpc(Err(Error::NotFound(format!(
+                "task {}: the pod's VM has no container cgroup",
+                req.id
+            ))));
+        }
+        let agent = ttrpc(self.agent().await)?;
+        let metrics = ttrpc(
+            agent
+                .stats_container(&req.id, CALL_TIMEOUT)
+                .await
+                .map_err(agent_err),
+        )?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(metrics),
             ..Default::default()
         })
     }

@@ -13,6 +13,31 @@ use containerd_shim_protos::cgroups::metrics::{BlkIOEntry, HugetlbStat, Metrics}
 use containerd_shim_protos::cgroups_v2::metrics::{
     HugeTlbStat, IOEntry, Metrics as MetricsV2, PSIData, PSIStats,
 };
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+
+/// The cgroup metrics of `pid` (blocking: reads cgroupfs), as containerd's Go shim
+/// fills them: `io.containerd.cgroups.v2.Metrics` or `...v1.Metrics`.
+pub fn metrics_of(pid: u32) -> Result<Any, crate::Error> {
+    let cgroup = containerd_shim::cgroup::get_cgroup(pid)?;
+    if cgroup.v2() {
+        let mut m = containerd_shim::cgroup::collect_metrics_v2(&cgroup)?;
+        fill_v2(pid, &mut m);
+        Ok(Any {
+            type_url: "io.containerd.cgroups.v2.Metrics".into(),
+            value: m.write_to_bytes()?,
+            ..Default::default()
+        })
+    } else {
+        let mut m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
+        fill_v1(pid, &mut m);
+        Ok(Any {
+            type_url: "io.containerd.cgroups.v1.Metrics".into(),
+            value: m.write_to_bytes()?,
+            ..Default::default()
+        })
+    }
+}
 
 /// The v1 cgroup path of `pid` for a controller (`cpuacct`, `memory`).
 fn cgroup_of(pid: u32, controller: &str) -> Option<(String, PathBuf)> {

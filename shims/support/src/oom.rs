@@ -89,7 +89,7 @@ pub fn watch(pid: u32) -> Result<mpsc::UnboundedReceiver<()>> {
     let (tx, rx) = mpsc::unbounded_channel();
     match cgroup {
         MemoryCgroup::V1(dir) => watch_v1(&dir, tx)?,
-        MemoryCgroup::V2(dir) => watch_v2(dir, tx),
+        MemoryCgroup::V2(dir) => watch_v2(dir, tx)?,
     }
     Ok(rx)
 }
@@ -144,27 +144,72 @@ fn watch_v1(dir: &Path, tx: mpsc::UnboundedSender<()>) -> Result<()> {
     Ok(())
 }
 
-fn watch_v2(dir: PathBuf, tx: mpsc::UnboundedSender<()>) {
-    let events = dir.join("memory.events");
+fn watch_v2(dir: PathBuf, tx: mpsc::UnboundedSender<()>) -> Result<()> {
+    let counter = OomCounter::new(dir)?;
     tokio::spawn(async move {
-        let mut last = match tokio::fs::read_to_string(&events).await {
-            Ok(t) => oom_kills(&t),
-            Err(_) => return,
-        };
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let Ok(text) = tokio::fs::read_to_string(&events).await else {
-                return;
-            };
-            let now = oom_kills(&text);
-            if now > last {
-                last = now;
-                if tx.send(()).is_err() {
-                    return;
+            tokio::time::sleep(POLL).await;
+            match counter.new_kills() {
+                None => return,
+                Some(true) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
                 }
+                Some(false) => {}
             }
         }
     });
+    Ok(())
+}
+
+/// How often a cgroup v2 `memory.events` is read.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// The `oom_kill` count of a cgroup v2 `memory.events`, read on demand: a poll
+/// loop and a last look before the cgroup is deleted (its process's exit may come
+/// between two polls) share what was seen.
+#[derive(Debug)]
+pub struct OomCounter {
+    events: PathBuf,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl OomCounter {
+    /// Counts from now (call before the process starts: a kill soon after its
+    /// start is then not taken for an old one).
+    pub fn new(cgroup: PathBuf) -> Result<Self> {
+        let events = cgroup.join("memory.events");
+        let text = std::fs::read_to_string(&events)
+            .map_err(io_err(format!("read {}", events.display())))?;
+        Ok(OomCounter {
+            seen: oom_kills(&text).into(),
+            events,
+        })
+    }
+
+    /// The counter of the cgroup v2 memory cgroup of `pid`.
+    pub fn of(pid: u32) -> Result<Self> {
+        let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
+        let mountinfo =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
+        match memory_cgroup(&proc_cgroup, &mountinfo) {
+            Some(MemoryCgroup::V2(dir)) => Self::new(dir),
+            _ => Err(Error::NotFound(format!(
+                "no cgroup v2 memory cgroup for pid {pid}"
+            ))),
+        }
+    }
+
+    /// Whether kills happened since the last look; `None` once the cgroup is gone.
+    pub fn new_kills(&self) -> Option<bool> {
+        let now = oom_kills(&std::fs::read_to_string(&self.events).ok()?);
+        let before = self
+            .seen
+            .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        Some(now > before)
+    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use shim_support::console::ConsoleSocket;
+use shim_support::oom::OomCounter;
 use shim_support::reaper::Reaper;
 use shim_support::stdio::ChildStdio;
 use shim_support::task::oci_cli::{Runtime, RuntimeOptions};
 use shim_support::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The namespace directory of the runtime's state (as containerd names it).
 const NAMESPACE: &str = "k8s.io";
@@ -33,6 +34,8 @@ struct Process {
 #[derive(Debug)]
 struct Entry {
     init: Process,
+    /// The OOM kills of the container's cgroup (cgroup v2, the guest's).
+    oom: Option<Arc<OomCounter>>,
     /// Exec'd processes by exec id.
     execs: HashMap<String, Process>,
 }
@@ -194,6 +197,9 @@ pub struct Containers {
     options: RuntimeOptions,
     reaper: Reaper,
     table: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Each OOM kill in a container's cgroup, by container id.
+    oom_tx: mpsc::UnboundedSender<String>,
+    oom_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>>,
 }
 
 /// A container id or bundle name: one path component of safe characters.
@@ -224,6 +230,7 @@ impl Containers {
         runtime_root: &Path,
         reaper: Reaper,
     ) -> Self {
+        let (oom_tx, oom_rx) = mpsc::unbounded_channel();
         Containers {
             shared,
             state,
@@ -236,7 +243,68 @@ impl Containers {
             },
             reaper,
             table: Arc::default(),
+            oom_tx,
+            oom_rx: Arc::new(tokio::sync::Mutex::new(oom_rx)),
         }
+    }
+
+    /// Forwards the OOM kills of the cgroup of container `id`'s init (polled; and
+    /// once more before the container is removed, see [`Containers::remove`]).
+    fn watch_oom(&self, id: &str, pid: i32) -> Option<Arc<OomCounter>> {
+        let counter = u32::try_from(pid)
+            .map_err(|_| Error::Other(format!("pid {pid}")))
+            .and_then(OomCounter::of);
+        let counter = match counter {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!(container = id, "cannot watch for OOM: {e}");
+                return None;
+            }
+        };
+        let tx = self.oom_tx.clone();
+        let id = id.to_string();
+        let polled = Arc::clone(&counter);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(shim_support::oom::POLL).await;
+                match polled.new_kills() {
+                    None => break,
+                    Some(true) => {
+                        tracing::info!(container = %id, "OOM");
+                        if tx.send(id.clone()).is_err() {
+                            break;
+                        }
+                    }
+                    Some(false) => {}
+                }
+            }
+        });
+        Some(counter)
+    }
+
+    /// The next container whose cgroup had an OOM kill.
+    pub async fn next_oom(&self) -> Result<String, Error> {
+        self.oom_rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or_else(|| Error::Other("OOM watch ended".into()))
+    }
+
+    /// The cgroup metrics of container `id`'s init, while it runs.
+    pub async fn stats(
+        &self,
+        id: &str,
+    ) -> Result<shim_support::protos::protobuf::well_known_types::any::Any, Error> {
+        let (pid, exited) = self.process(id, "", |p| (p.pid, p.exit.borrow().is_some()))?;
+        if exited {
+            return Err(Error::NotFound(format!("container {id} is not running")));
+        }
+        let pid = u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))?;
+        tokio::task::spawn_blocking(move || shim_support::cgroup_stats::metrics_of(pid))
+            .await
+            .map_err(|e| Error::Other(format!("stats of {id}: {e}")))?
     }
 
     fn runtime(&self, id: &str) -> Runtime {
@@ -323,9 +391,16 @@ impl Containers {
                 id.to_string(),
                 Entry {
                     init,
+                    oom: None,
                     execs: HashMap::new(),
                 },
             );
+        let oom = self.watch_oom(id, pid);
+        if let Ok(mut table) = self.table.lock() {
+            if let Some(entry) = table.get_mut(id) {
+                entry.oom = oom;
+            }
+        }
         tracing::info!(container = id, pid, "created");
         u32::try_from(pid).map_err(|_| Error::Other(format!("pid {pid}")))
     }
@@ -505,7 +580,13 @@ impl Containers {
     /// Deletes the container's runtime state (killing it first if it still runs)
     /// and forgets it.
     pub async fn remove(&self, id: &str) -> Result<(), Error> {
-        let (pid, exited) = self.entry(id, |e| (e.init.pid, e.init.exit.borrow().is_some()))?;
+        let (pid, exited, oom) = self.entry(id, |e| {
+            (e.init.pid, e.init.exit.borrow().is_some(), e.oom.clone())
+        })?;
+        // A kill the poll has not seen yet is told before its cgroup goes.
+        if oom.and_then(|c| c.new_kills()) == Some(true) {
+            let _ = self.oom_tx.send(id.to_string());
+        }
         self.runtime(id).delete(id, !exited).await?;
         if let Ok(mut table) = self.table.lock() {
             table.remove(id);

@@ -14,6 +14,9 @@ use protocols::agent::{
     SignalContainerResponse, StartContainerRequest, StartContainerResponse, Stream,
     WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
+use protocols::agent::{
+    StatsContainerRequest, StatsContainerResponse, WaitOomRequest, WaitOomResponse,
+};
 use tokio::sync::Notify;
 
 use crate::containers::{Containers, Output};
@@ -82,6 +85,31 @@ impl Agent for AgentService {
         self.containers
             .resize(&req.id, &req.exec_id, req.width, req.height)?;
         Ok(ResizeTerminalResponse::default())
+    }
+
+    async fn stats_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: StatsContainerRequest,
+    ) -> TtrpcResult<StatsContainerResponse> {
+        let metrics = self.containers.stats(&req.id).await?;
+        Ok(StatsContainerResponse {
+            type_url: metrics.type_url,
+            metrics: metrics.value,
+            ..Default::default()
+        })
+    }
+
+    async fn wait_oom(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: WaitOomRequest,
+    ) -> TtrpcResult<WaitOomResponse> {
+        let id = self.containers.next_oom().await?;
+        Ok(WaitOomResponse {
+            id,
+            ..Default::default()
+        })
     }
 
     async fn configure_network(

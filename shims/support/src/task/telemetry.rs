@@ -2,7 +2,6 @@
 //! `Stats` metrics, cgroup v1 or v2.
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::Message;
 
 use super::service::Service;
 use crate::events::{self, topics};
@@ -40,27 +39,8 @@ impl Service {
     /// Go shim fills them.
     pub(super) async fn stats(&self, id: &str) -> Result<Any, Error> {
         let pid = self.with_process(id, "", |_, p| Ok(p.pid)).await?;
-        tokio::task::spawn_blocking(move || -> Result<Any, Error> {
-            let cgroup = containerd_shim::cgroup::get_cgroup(pid)?;
-            if cgroup.v2() {
-                let mut m = containerd_shim::cgroup::collect_metrics_v2(&cgroup)?;
-                crate::cgroup_stats::fill_v2(pid, &mut m);
-                Ok(Any {
-                    type_url: "io.containerd.cgroups.v2.Metrics".into(),
-                    value: m.write_to_bytes()?,
-                    ..Default::default()
-                })
-            } else {
-                let mut m = containerd_shim::cgroup::collect_metrics(&cgroup)?;
-                crate::cgroup_stats::fill_v1(pid, &mut m);
-                Ok(Any {
-                    type_url: "io.containerd.cgroups.v1.Metrics".into(),
-                    value: m.write_to_bytes()?,
-                    ..Default::default()
-                })
-            }
-        })
-        .await
-        .map_err(|e| Error::Other(format!("stats task: {e}")))?
+        tokio::task::spawn_blocking(move || crate::cgroup_stats::metrics_of(pid))
+            .await
+            .map_err(|e| Error::Other(format!("stats task: {e}")))?
     }
 }
