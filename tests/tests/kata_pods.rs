@@ -392,7 +392,7 @@ async fn vm_pod_terminals_for_the_container_and_for_exec_follow_resizes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn vm_pod_containers_report_stats_and_oom_kills_from_the_guest() {
+async fn vm_pod_containers_report_stats_take_updates_and_report_oom_kills() {
     use protocols::cri::{ContainerStatsRequest, LinuxContainerConfig, LinuxContainerResources};
     crio_tests::require_root();
     let vms = tempfile::tempdir().expect("tempdir");
@@ -458,6 +458,35 @@ async fn vm_pod_containers_report_stats_and_oom_kills_from_the_guest() {
         "the container's cgroup, not the VM's: {memory}"
     );
     assert!(cpu > 0);
+
+    // UpdateContainerResources changes the limit in the guest's cgroup.
+    cri.runtime
+        .update_container_resources(protocols::cri::UpdateContainerResourcesRequest {
+            container_id: busy_id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("UpdateContainerResources");
+    let max = cri
+        .exec(
+            &busy_id,
+            &[
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/$(cut -d: -f3 /proc/self/cgroup)/memory.max",
+            ],
+        )
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&max.stdout).trim(),
+        (96u64 << 20).to_string(),
+        "{}",
+        String::from_utf8_lossy(&max.stderr)
+    );
 
     // A container that outgrows its limit is OOM-killed in the guest, and says so.
     let mut hog = container_config("hog", &image, "exec tail /dev/zero");

@@ -14,7 +14,7 @@ use protocols::agent::{
     ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest, StartContainerRequest,
     WaitContainerRequest, WriteStdinRequest, HELLO,
 };
-use protocols::agent::{StatsContainerRequest, WaitOomRequest};
+use protocols::agent::{StatsContainerRequest, UpdateContainerRequest, WaitOomRequest};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -309,6 +309,25 @@ impl Agent {
                 ..Default::default()
             })
             .map_err(failed("StatsContainer"))
+    }
+
+    /// Changes a container's cgroup limits (OCI `LinuxResources` JSON).
+    pub async fn update_container(
+        &self,
+        id: &str,
+        resources: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = UpdateContainerRequest {
+            id: id.into(),
+            resources: resources.to_vec(),
+            ..Default::default()
+        };
+        self.client
+            .update_container(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(failed("UpdateContainer"))
     }
 
     /// The next container of the guest whose cgroup had an OOM kill (waits).

@@ -892,6 +892,32 @@ impl Task for Service {
         })
     }
 
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        if self.is_sandbox(&req.id).await {
+            return ttrpc(Err(Error::InvalidArgument(format!(
+                "task {}: the pod's VM is sized at its start",
+                req.id
+            ))));
+        }
+        let Some(resources) = req.resources.as_ref() else {
+            return ttrpc(Err(Error::InvalidArgument(
+                "update without resources".into(),
+            )));
+        };
+        let agent = ttrpc(self.agent().await)?;
+        ttrpc(
+            agent
+                .update_container(&req.id, &resources.value, CALL_TIMEOUT)
+                .await
+                .map_err(agent_err),
+        )?;
+        Ok(api::Empty::new())
+    }
+
     async fn resize_pty(
         &self,
         _ctx: &TtrpcContext,

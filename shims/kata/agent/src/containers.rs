@@ -292,6 +292,20 @@ impl Containers {
             .ok_or_else(|| Error::Other("OOM watch ended".into()))
     }
 
+    /// Changes container `id`'s cgroup limits to `resources` (OCI
+    /// `LinuxResources` JSON) through the runtime's `update`.
+    pub async fn update(&self, id: &str, resources: &[u8]) -> Result<(), Error> {
+        self.entry(id, |_| ())?;
+        serde_json::from_slice::<serde_json::Value>(resources)
+            .map_err(|e| Error::InvalidArgument(format!("resources of {id}: {e}")))?;
+        let path = self.state.join(id).join("resources.json");
+        std::fs::write(&path, resources)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        let updated = self.runtime(id).update(id, &path).await;
+        let _ = std::fs::remove_file(&path);
+        updated
+    }
+
     /// The cgroup metrics of container `id`'s init, while it runs.
     pub async fn stats(
         &self,

@@ -15,7 +15,8 @@ use protocols::agent::{
     WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use protocols::agent::{
-    StatsContainerRequest, StatsContainerResponse, WaitOomRequest, WaitOomResponse,
+    StatsContainerRequest, StatsContainerResponse, UpdateContainerRequest, UpdateContainerResponse,
+    WaitOomRequest, WaitOomResponse,
 };
 use tokio::sync::Notify;
 
@@ -98,6 +99,15 @@ impl Agent for AgentService {
             metrics: metrics.value,
             ..Default::default()
         })
+    }
+
+    async fn update_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: UpdateContainerRequest,
+    ) -> TtrpcResult<UpdateContainerResponse> {
+        self.containers.update(&req.id, &req.resources).await?;
+        Ok(UpdateContainerResponse::default())
     }
 
     async fn wait_oom(
