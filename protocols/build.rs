@@ -14,14 +14,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `agent.proto` into `$OUT_DIR/agent/`: messages (rust-protobuf, as the shim API's)
-/// and the async ttrpc client and server.
+/// and the async ttrpc client and server; containerd's `runtimeoptions.proto` beside it.
 fn agent() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/agent/v1/agent.proto";
+    let options = "proto/runtimeoptions/v1/runtimeoptions.proto";
     println!("cargo:rerun-if-changed={proto}");
+    println!("cargo:rerun-if-changed={options}");
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("agent");
     std::fs::create_dir_all(&out)?;
     ttrpc_codegen::Codegen::new()
         .input(proto)
+        .input(options)
         .include("proto")
         .rust_protobuf()
         .customize(ttrpc_codegen::Customize {

@@ -21,6 +21,22 @@ pub mod shim {
     pub use containerd_shim_protos::{shim_async, Events, Task, TaskClient};
 }
 
+/// containerd's `runtimeoptions.v1.Options`: a file-configured shim's Create
+/// options (`proto/runtimeoptions/v1/runtimeoptions.proto`).
+#[allow(
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic,
+    unused,
+    nonstandard_style
+)]
+pub mod runtimeoptions {
+    include!(concat!(env!("OUT_DIR"), "/agent/runtimeoptions.rs"));
+
+    /// The type URL of [`Options`] in a Create request's `options`.
+    pub const TYPE_URL: &str = "runtimeoptions.v1.Options";
+}
+
 /// The guest agent API of VM pods (`proto/agent/v1/agent.proto`): its messages,
 /// the async ttrpc [`AgentClient`](agent::AgentClient) and the [`Agent`](agent::Agent)
 /// server trait with [`create_agent`](agent::create_agent).

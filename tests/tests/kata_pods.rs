@@ -26,18 +26,17 @@ fn host_processes() -> Vec<String> {
 /// A daemon with a `kata` handler naming the VM pods' shim (an operator's
 /// drop-in) whose VMs live under `vms`, with busybox pulled.
 async fn kata_daemon(registry: &Registry, vms: &Path) -> (Daemon, CriClient, String) {
+    // The guest through the handler's own keys, as an operator sets them.
     let dropin = format!(
-        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n",
-        shim_binary().display()
+        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
+         vm_kernel = \"{}\"\nvm_initramfs = \"{}\"\nvm_memory_overhead_mib = 64\n",
+        shim_binary().display(),
+        guest().kernel.display(),
+        guest().initramfs.display(),
     );
     let daemon = Daemon::builder()
         .dropin("10-kata.conf", &dropin)
         .registries_conf(&registry.insecure_conf())
-        .env("CRIO_KATA_KERNEL", &guest().kernel.display().to_string())
-        .env(
-            "CRIO_KATA_INITRAMFS",
-            &guest().initramfs.display().to_string(),
-        )
         .env("CRIO_KATA_VM_ROOT", &vms.display().to_string())
         .start();
     let mut cri = daemon.client().await;
@@ -514,4 +513,75 @@ async fn vm_pod_containers_report_stats_take_updates_and_report_oom_kills() {
     );
 
     remove_pod(&mut cri, &pod_id, vms.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_vm_is_sized_by_the_pods_limits_plus_the_handlers_overhead() {
+    use protocols::cri::{LinuxContainerResources, LinuxPodSandboxConfig};
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
+    // MemTotal (kB) and CPUs the guest sees, from a container of a pod.
+    async fn guest_size(
+        cri: &mut CriClient,
+        pod: &protocols::cri::PodSandboxConfig,
+        image: &str,
+    ) -> (String, u64, usize) {
+        let pod_id = cri.run_pod(pod, "kata").await.expect("RunPodSandbox");
+        let config = container_config("size", image, "sleep 3600");
+        let id = cri
+            .create_container(&pod_id, &config, pod)
+            .await
+            .expect("CreateContainer");
+        cri.start_container(&id).await.expect("StartContainer");
+        let out = cri
+            .exec(
+                &id,
+                &[
+                    "sh",
+                    "-c",
+                    "grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo",
+                ],
+            )
+            .await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let kb = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("MemTotal in {text:?}"));
+        let cpus = lines
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("CPUs in {text:?}"));
+        (pod_id, kb, cpus)
+    }
+
+    // No limits: the shim's default, 256 MiB and 1 vCPU.
+    let plain = pod_config("vm-plain", &daemon.dirs.log_dir);
+    let (plain_id, plain_kb, plain_cpus) = guest_size(&mut cri, &plain, &image).await;
+    assert!(plain_kb < 256 * 1024, "{plain_kb} kB");
+    assert_eq!(plain_cpus, 1);
+    remove_pod(&mut cri, &plain_id, vms.path()).await;
+
+    // Limits summing to 512 MiB and 1.5 CPUs: 512 + the handler's 64 MiB, 2 vCPUs.
+    let mut sized = pod_config("vm-sized", &daemon.dirs.log_dir);
+    sized.linux = Some(LinuxPodSandboxConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 512 << 20,
+            cpu_period: 100_000,
+            cpu_quota: 150_000,
+            ..Default::default()
+        }),
+        ..sized.linux.unwrap_or_default()
+    });
+    let (sized_id, sized_kb, sized_cpus) = guest_size(&mut cri, &sized, &image).await;
+    assert!(
+        sized_kb > 512 * 1024 && sized_kb <= 576 * 1024,
+        "{sized_kb} kB for 512 + 64 MiB"
+    );
+    assert_eq!(sized_cpus, 2);
+    remove_pod(&mut cri, &sized_id, vms.path()).await;
 }

@@ -112,6 +112,63 @@ pub struct RuntimeHandler {
     pub allowed_annotations: Vec<String>,
     /// Privileged pods of this handler do not get the host's devices.
     pub privileged_without_host_devices: bool,
+    /// Ours (`vm_*`), for `vm` handlers served by crio-rs's VM shim
+    /// (`containerd-shim-kata-rs-v2`): its pod VMs. Unset keys keep the shim's
+    /// defaults. Passed to the shim in the sandbox task's Create options.
+    /// The hypervisor binary (qemu-system-x86_64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_hypervisor_path: Option<String>,
+    /// The guest kernel (an uncompressed vmlinux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_kernel: Option<String>,
+    /// The guest initramfs whose init is our agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_initramfs: Option<String>,
+    /// The VM's memory, MiB, for a pod without a memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_memory_mib: Option<u32>,
+    /// The VM's vCPUs for a pod without a CPU limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_vcpus: Option<u32>,
+    /// Memory added to a pod's memory limit for the guest's kernel and agent, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_memory_overhead_mib: Option<u32>,
+}
+
+/// The `vm_*` keys of a handler, as the VM shim reads them (its TOML
+/// configuration has the same keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+struct VmKeys<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_hypervisor_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_kernel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_initramfs: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_memory_mib: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_vcpus: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_memory_overhead_mib: Option<u32>,
+}
+
+impl RuntimeHandler {
+    /// The `vm_*` keys set, as TOML; `None` when none is.
+    pub fn vm_config(&self) -> Option<String> {
+        let keys = VmKeys {
+            vm_hypervisor_path: self.vm_hypervisor_path.as_deref(),
+            vm_kernel: self.vm_kernel.as_deref(),
+            vm_initramfs: self.vm_initramfs.as_deref(),
+            vm_memory_mib: self.vm_memory_mib,
+            vm_vcpus: self.vm_vcpus,
+            vm_memory_overhead_mib: self.vm_memory_overhead_mib,
+        };
+        if keys == VmKeys::default() {
+            return None;
+        }
+        toml::to_string(&keys).ok()
+    }
 }
 
 /// `[crio.image]`.
@@ -214,6 +271,12 @@ impl Default for RuntimeHandler {
             monitor_path: String::new(),
             allowed_annotations: Vec::new(),
             privileged_without_host_devices: false,
+            vm_hypervisor_path: None,
+            vm_kernel: None,
+            vm_initramfs: None,
+            vm_memory_mib: None,
+            vm_vcpus: None,
+            vm_memory_overhead_mib: None,
         }
     }
 }

@@ -407,3 +407,51 @@ fn metric_groups_are_checked_by_name() {
     );
     assert_eq!(d.problems().len(), 1, "all must be alone");
 }
+
+#[test]
+fn vm_keys_belong_to_vm_handlers_and_are_checked() {
+    let d = Dirs::new();
+    d.main(
+        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/shim\"\n\
+         vm_kernel = \"boot/vmlinux\"\nvm_memory_mib = 16\nvm_vcpus = 2\n\
+         [crio.runtime.runtimes.runc]\nvm_vcpus = 2\n",
+    );
+    let p = d.problems();
+    let find = |key: &str| {
+        p.iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("{key} in {p:?}"))
+    };
+    assert!(find("crio.runtime.runtimes.kata.vm_kernel")
+        .message
+        .contains("not an absolute path"));
+    let memory = find("crio.runtime.runtimes.kata.vm_memory_mib");
+    assert_eq!(
+        memory.accepted.as_deref(),
+        Some("a number from 64 to 1048576")
+    );
+    assert!(find("crio.runtime.runtimes.runc.vm_vcpus")
+        .message
+        .contains("\"oci\" handler"));
+    assert!(
+        !p.iter()
+            .any(|p| p.key == "crio.runtime.runtimes.kata.vm_vcpus"),
+        "2 vCPUs are fine: {p:?}"
+    );
+}
+
+#[test]
+fn vm_keys_reach_the_shim_as_toml_with_the_same_names() {
+    let handler = RuntimeHandler {
+        runtime_type: RUNTIME_TYPE_VM.into(),
+        vm_kernel: Some("/k/vmlinux".into()),
+        vm_memory_mib: Some(512),
+        ..RuntimeHandler::default()
+    };
+    let text = handler.vm_config().expect("keys set");
+    let back: toml::Value = toml::from_str(&text).expect("TOML");
+    assert_eq!(back["vm_kernel"].as_str(), Some("/k/vmlinux"));
+    assert_eq!(back["vm_memory_mib"].as_integer(), Some(512));
+    assert!(back.get("vm_vcpus").is_none());
+    assert_eq!(RuntimeHandler::default().vm_config(), None);
+}

@@ -150,6 +150,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
                 "an absolute path such as /usr/bin/containerd-shim-kata-v2",
             );
         }
+        check_vm_keys(&mut out, name, handler);
         // Binaries may also be bare names, looked up next to crio and in PATH.
         for (field, value) in [
             ("runtime_path", &handler.runtime_path),
@@ -203,6 +204,57 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
         );
     }
     out.problems
+}
+
+/// The `vm_*` keys: only on `vm` handlers, absolute paths, sizes in range.
+fn check_vm_keys(out: &mut Checker<'_>, name: &str, handler: &super::model::RuntimeHandler) {
+    let key = |field: &str| format!("crio.runtime.runtimes.{name}.{field}");
+    let is_vm = handler.runtime_type == RUNTIME_TYPE_VM;
+    for (field, value) in [
+        ("vm_hypervisor_path", &handler.vm_hypervisor_path),
+        ("vm_kernel", &handler.vm_kernel),
+        ("vm_initramfs", &handler.vm_initramfs),
+    ] {
+        let Some(value) = value else { continue };
+        if !is_vm {
+            out.problem(
+                &key(field),
+                format!("{field} is set on a {:?} handler", handler.runtime_type),
+                "only on handlers with runtime_type = \"vm\" served by containerd-shim-kata-rs-v2",
+            );
+        } else if !Path::new(value).is_absolute() {
+            out.problem(
+                &key(field),
+                format!("{value:?} is not an absolute path"),
+                "an absolute path, or no key for the shim's default",
+            );
+        }
+    }
+    for (field, value, min, max) in [
+        ("vm_memory_mib", handler.vm_memory_mib, 64, 1 << 20),
+        ("vm_vcpus", handler.vm_vcpus, 1, 255),
+        (
+            "vm_memory_overhead_mib",
+            handler.vm_memory_overhead_mib,
+            0,
+            1 << 16,
+        ),
+    ] {
+        let Some(value) = value else { continue };
+        if !is_vm {
+            out.problem(
+                &key(field),
+                format!("{field} is set on a {:?} handler", handler.runtime_type),
+                "only on handlers with runtime_type = \"vm\" served by containerd-shim-kata-rs-v2",
+            );
+        } else if !(min..=max).contains(&value) {
+            out.problem(
+                &key(field),
+                format!("{value} is out of range"),
+                &format!("a number from {min} to {max}"),
+            );
+        }
+    }
 }
 
 struct Checker<'a> {

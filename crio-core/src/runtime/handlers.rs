@@ -29,7 +29,9 @@ impl Handler {
         systemd_cgroup: bool,
     ) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
         use protocols::shim::protobuf::Message;
-        let binary = self.oci_runtime_binary()?;
+        let Some(binary) = self.oci_runtime_binary() else {
+            return self.file_options();
+        };
         let options = protocols::shim::shim::oci::Options {
             binary_name: binary,
             root: self.config.runtime_root.clone(),
@@ -38,6 +40,27 @@ impl Handler {
         };
         let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
         any.type_url = "containerd.runc.v1.Options".into();
+        any.value = options.write_to_bytes().ok()?;
+        Some(any)
+    }
+
+    /// containerd's `runtimeoptions.v1.Options` for a `vm` handler's shim: the
+    /// handler's `runtime_config_path` (as CRI-O and containerd pass Kata's
+    /// configuration file) and its `vm_*` keys as the configuration's body. `None`
+    /// when the handler sets neither.
+    fn file_options(&self) -> Option<protocols::shim::protobuf::well_known_types::any::Any> {
+        use protocols::shim::protobuf::Message;
+        let body = self.config.vm_config();
+        if self.config.runtime_config_path.is_empty() && body.is_none() {
+            return None;
+        }
+        let options = protocols::runtimeoptions::Options {
+            config_path: self.config.runtime_config_path.clone(),
+            config_body: body.unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
+        any.type_url = protocols::runtimeoptions::TYPE_URL.into();
         any.value = options.write_to_bytes().ok()?;
         Some(any)
     }
@@ -244,5 +267,19 @@ mod tests {
         let reg = HandlerRegistry::from_config(&Config::default());
         assert_eq!(reg.resolve("").map(|h| h.name.as_str()), Some("runc"));
         assert!(reg.resolve("nope").is_none());
+    }
+
+    #[test]
+    fn vm_handlers_pass_their_config_file_and_keys_as_runtimeoptions() {
+        use protocols::shim::protobuf::Message;
+        let mut h = handler("vm", "/usr/bin/containerd-shim-kata-rs-v2", "");
+        assert!(h.shim_options(false).is_none(), "nothing to pass");
+        h.config.runtime_config_path = "/etc/kata/configuration.toml".into();
+        h.config.vm_vcpus = Some(2);
+        let any = h.shim_options(false).expect("options");
+        assert_eq!(any.type_url, "runtimeoptions.v1.Options");
+        let o = protocols::runtimeoptions::Options::parse_from_bytes(&any.value).expect("decode");
+        assert_eq!(o.config_path, "/etc/kata/configuration.toml");
+        assert_eq!(o.config_body.trim(), "vm_vcpus = 2");
     }
 }

@@ -11,7 +11,7 @@
 //! - A VM that ends while containers run (a crash, a guest panic) ends them: each
 //!   gets exit status 255 and its exit event.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,12 +185,21 @@ impl Service {
 
     /// Boots the pod's VM; its hypervisor is the sandbox task's process.
     async fn create_sandbox(&self, req: &api::CreateTaskRequest) -> Result<RunningVm, Error> {
-        let config = &self.inner.config;
+        let mut config = self.inner.config.clone();
+        config
+            .apply_options(req.options.as_ref())
+            .map_err(Error::InvalidArgument)?;
+        let pod = read_spec(Path::new(&req.bundle))?;
+        let annotations: BTreeMap<String, String> = pod
+            .get("annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
         let run_dir = config.run_dir(&req.id);
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| Error::io(format!("create {}", run_dir.display()), e))?;
         let mut spec = config.vm_spec(run_dir);
-        let nics = match pod_nics(Path::new(&req.bundle)).await {
+        (spec.memory_mib, spec.vcpus) = config.size_for(&annotations);
+        let nics = match pod_nics(&pod).await {
             Ok(nics) => nics,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&spec.run_dir);
@@ -602,15 +611,19 @@ fn forward_input(agent: &Arc<Agent>, id: &str, exec_id: &str, source: Option<Own
     });
 }
 
-/// The pod's interfaces and their taps, from the network namespace the sandbox
-/// spec in `bundle` names (none for a pod in the host's network).
-async fn pod_nics(bundle: &Path) -> Result<crate::pod_network::PodNics, Error> {
+/// The OCI spec in `bundle`, as JSON.
+fn read_spec(bundle: &Path) -> Result<serde_json::Value, Error> {
     let path = bundle.join("config.json");
     let text =
         std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    let spec: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
-    let Some(netns) = crate::pod_network::netns_of(&spec) else {
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+}
+
+/// The pod's interfaces and their taps, from the network namespace the sandbox
+/// spec names (none for a pod in the host's network).
+async fn pod_nics(spec: &serde_json::Value) -> Result<crate::pod_network::PodNics, Error> {
+    let Some(netns) = crate::pod_network::netns_of(spec) else {
         return Ok(crate::pod_network::PodNics {
             network: Default::default(),
             taps: Vec::new(),

@@ -79,6 +79,30 @@ struct PodSetup {
     seccomp: spec::Seccomp,
     dns: Option<cri::DnsConfig>,
     shm_size: u64,
+    /// containerd's sandbox resource annotations, from the pod's
+    /// `linux.resources` (the sum of its containers' limits): a VM handler sizes
+    /// the pod's VM by them.
+    resource_annotations: BTreeMap<String, String>,
+}
+
+/// containerd's annotations of a pod's summed limits (`io.kubernetes.cri.sandbox-*`),
+/// for the values the kubelet set.
+fn resource_annotations(
+    resources: Option<&cri::LinuxContainerResources>,
+) -> BTreeMap<String, String> {
+    let Some(r) = resources else {
+        return BTreeMap::new();
+    };
+    [
+        ("io.kubernetes.cri.sandbox-cpu-period", r.cpu_period),
+        ("io.kubernetes.cri.sandbox-cpu-quota", r.cpu_quota),
+        ("io.kubernetes.cri.sandbox-cpu-shares", r.cpu_shares),
+        ("io.kubernetes.cri.sandbox-memory", r.memory_limit_in_bytes),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSetup, CriError> {
@@ -108,6 +132,7 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
         seccomp,
         dns: config.dns_config.clone(),
         shm_size,
+        resource_annotations: resource_annotations(linux.and_then(|l| l.resources.as_ref())),
     })
 }
 
@@ -413,6 +438,7 @@ impl PodRuntime {
         annotations.extend(grouping_annotations(&id, "sandbox"));
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
         annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), record.namespace.clone());
+        annotations.extend(setup.resource_annotations.clone());
         let oci = spec::sandbox(
             &SandboxSpec {
                 hostname: record.hostname.clone(),
@@ -986,6 +1012,25 @@ pub(crate) fn grouping_annotations(sandbox_id: &str, kind: &str) -> [(String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pods_summed_limits_become_containerds_sandbox_annotations() {
+        let r = cri::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 250_000,
+            memory_limit_in_bytes: 512 << 20,
+            ..Default::default()
+        };
+        let a = resource_annotations(Some(&r));
+        assert_eq!(a["io.kubernetes.cri.sandbox-memory"], "536870912");
+        assert_eq!(a["io.kubernetes.cri.sandbox-cpu-quota"], "250000");
+        assert_eq!(a["io.kubernetes.cri.sandbox-cpu-period"], "100000");
+        assert!(
+            !a.contains_key("io.kubernetes.cri.sandbox-cpu-shares"),
+            "unset"
+        );
+        assert!(resource_annotations(None).is_empty());
+    }
 
     #[test]
     fn names_and_ids_look_like_crio_s() {
