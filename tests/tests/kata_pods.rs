@@ -304,6 +304,31 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Port-forward cannot reach the guest's ports yet: it says so, on the port's
+    // error channel, instead of dialling the namespace's empty loopback.
+    let url = cri
+        .runtime
+        .port_forward(protocols::cri::PortForwardRequest {
+            pod_sandbox_id: vm_web.clone(),
+            port: vec![80],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url;
+    let mut client = crio_tests::streaming::ChannelClient::connect(
+        &format!("{url}?port=80"),
+        &["v4.channel.k8s.io"],
+    )
+    .await
+    .expect("connect");
+    assert_eq!(client.recv().await, Some((0, 80u16.to_le_bytes().to_vec())));
+    assert_eq!(client.recv().await, Some((1, 80u16.to_le_bytes().to_vec())));
+    let (channel, text) = client.recv().await.expect("the port's error");
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(channel, 1, "{text}");
+    assert!(text.contains("runs it in a VM"), "{text}");
+
     remove_pod(&mut cri, &vm_web, vms.path()).await;
     assert!(
         http_get(port).is_err(),

@@ -20,6 +20,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// does not is given a pause task, as containerd always gives one.
 pub(crate) const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
 
+/// The annotation of a shim's `-info` saying where a pod's network ends: `guest`
+/// for a VM's (the pod's ports are in the guest, not in its network namespace).
+pub(crate) const POD_NETWORK_ANNOTATION: &str = "io.crio-rs.pod-network";
+
 /// The CRI `RuntimeHandlerFeatures` of one handler, and what the core needs to know
 /// of its shim.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +34,9 @@ pub struct HandlerFeatures {
     /// a sandbox task (`SANDBOX_TASK_ANNOTATION` = `optional`): `drop_infra_ctr` may
     /// apply, and a pod's later tasks need no `start` action to find the server.
     pub sandbox_task_optional: bool,
+    /// The pod's network ends in a VM (`POD_NETWORK_ANNOTATION` = `guest`): its
+    /// ports cannot be dialled from its network namespace.
+    pub network_in_guest: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +92,7 @@ pub(crate) fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFea
             && kernel_at_least(kernel_release, 5, 12),
         user_namespaces: joins_user_namespaces && kernel_at_least(kernel_release, 5, 19),
         sandbox_task_optional: false,
+        network_in_guest: false,
     }
 }
 
@@ -122,8 +130,13 @@ pub(crate) async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeat
             None => None,
         },
     };
+    let network_in_guest = info
+        .as_ref()
+        .and_then(|i| i.annotations.get(POD_NETWORK_ANNOTATION))
+        .is_some_and(|v| v == "guest");
     HandlerFeatures {
         sandbox_task_optional,
+        network_in_guest,
         ..oci_features
             .map(|json| from_oci_features(&json, &kernel))
             .unwrap_or_default()

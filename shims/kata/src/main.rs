@@ -32,7 +32,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if flags.info {
         // The VM is the pod's sandbox task: the core must create one.
-        let info = entry::runtime_info(RUNTIME_NAME, None, false);
+        let mut info = entry::runtime_info(RUNTIME_NAME, None, false);
+        // The pod's ports are in its VM, not in its network namespace.
+        info.annotations.insert(
+            entry::POD_NETWORK_ANNOTATION.into(),
+            entry::POD_NETWORK_IN_GUEST.into(),
+        );
         std::io::stdout().write_all(&info.write_to_bytes()?)?;
         return Ok(());
     }

@@ -161,6 +161,17 @@ impl PodRuntime {
                 record.id
             )));
         }
+        if self
+            .handler(&record.runtime_handler)
+            .is_ok_and(|h| self.features(&h).network_in_guest)
+        {
+            return Err(CriError::FailedPrecondition(format!(
+                "port-forward into pod sandbox {}: its handler {:?} runs it in a VM, whose \
+                 ports are not reachable from the pod's network namespace yet; \
+                 reach them at the pod's IP",
+                record.id, record.runtime_handler
+            )));
+        }
         let netns = (!record.netns_path.is_empty()).then(|| PathBuf::from(&record.netns_path));
         let dialed =
             tokio::task::spawn_blocking(move || pinned_ns::connect_in(netns.as_deref(), port))

@@ -63,6 +63,11 @@ pub fn main(flavor: &'static Flavor) {
 /// (crio-core's `drop_infra_ctr`).
 pub const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
 
+/// The `-info` annotation saying where a pod's network ends: [`POD_NETWORK_IN_GUEST`]
+/// when its ports are in a VM, not reachable from its network namespace.
+pub const POD_NETWORK_ANNOTATION: &str = "io.crio-rs.pod-network";
+pub const POD_NETWORK_IN_GUEST: &str = "guest";
+
 fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<_> = std::env::args_os().collect();
     let flags = containerd_shim::parse(&args[1..]).map_err(|e| format!("parse flags: {e}"))?;
