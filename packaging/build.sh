@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the binaries packaging/install.sh installs, as they are installed, into
-# target/dist/: crio (release) and the runc and youki shims (static, built for
-# size). Benchmarks measure these (CRIO_BINARY=target/dist/crio).
+# target/dist/: crio (release) and the runc, youki and kata shims (static, built
+# for size). Benchmarks measure these (CRIO_BINARY=target/dist/crio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHIM=containerd-shim-runc-rs-v2
 YOUKI_SHIM=containerd-shim-youki-v2
+KATA_SHIM=containerd-shim-kata-rs-v2
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc macros.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 
@@ -17,16 +18,17 @@ echo "==> cargo build --release (crio: no PIE)"
 RUSTFLAGS="-C relocation-model=static" \
     cargo build --release --locked -p crio-core --bins --target "$HOST"
 
-echo "==> cargo build --profile shim ($SHIM, $YOUKI_SHIM: static, built for size)"
+echo "==> cargo build --profile shim ($SHIM, $YOUKI_SHIM, $KATA_SHIM: static, built for size)"
 # Static (no PIE: no relocations to apply) and size-optimised: one shim runs per
 # pod, so its pages count per pod. libseccomp is linked statically into the youki
 # shim as well.
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -dumpmachine)" \
-    cargo build --profile shim --locked -p "$SHIM" -p "$YOUKI_SHIM" --target "$HOST"
+    cargo build --profile shim --locked -p "$SHIM" -p "$YOUKI_SHIM" -p "$KATA_SHIM" --target "$HOST"
 
 install -d target/dist
 install -m 0755 "target/$HOST/release/crio" target/dist/crio
 install -m 0755 "target/$HOST/shim/$SHIM" "target/dist/$SHIM"
 install -m 0755 "target/$HOST/shim/$YOUKI_SHIM" "target/dist/$YOUKI_SHIM"
-echo "==> built into target/dist: crio $SHIM $YOUKI_SHIM"
+install -m 0755 "target/$HOST/shim/$KATA_SHIM" "target/dist/$KATA_SHIM"
+echo "==> built into target/dist: crio $SHIM $YOUKI_SHIM $KATA_SHIM"

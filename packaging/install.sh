@@ -16,15 +16,25 @@ CNI_CONFLIST=11-crio-bridge.conflist
 PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc libseccomp-dev)
 SHIM=containerd-shim-runc-rs-v2
 YOUKI_SHIM=containerd-shim-youki-v2
+KATA_SHIM=containerd-shim-kata-rs-v2
+# Where the default config's `kata` handler finds the VM pods' guest.
+KATA_GUEST_DIR=/usr/local/share/crio-rs/kata
 
 packaging/apt-install.sh "${PACKAGES[@]}"
+# The `kata` handler: qemu, and what building its guest kernel needs.
+packaging/kata/apt-install.sh
 
 packaging/build.sh
 
-echo "==> installing to $PREFIX/bin and $CONF_DIR"
-for bin in crio "$SHIM" "$YOUKI_SHIM"; do
+echo "==> building the VM pods' guest (kernel and initramfs; cached after the first time)"
+mapfile -t guest < <(packaging/kata/build-guest.sh)
+
+echo "==> installing to $PREFIX/bin, $CONF_DIR and $KATA_GUEST_DIR"
+for bin in crio "$SHIM" "$YOUKI_SHIM" "$KATA_SHIM"; do
     install -D -m 0755 "target/dist/$bin" "$PREFIX/bin/$bin"
 done
+install -D -m 0644 "${guest[0]}" "$KATA_GUEST_DIR/vmlinux"
+install -D -m 0644 "${guest[1]}" "$KATA_GUEST_DIR/initramfs.cpio"
 install -d -m 0755 "$CONF_DIR"
 install -m 0644 conf.d/00-default.conf "$CONF_DIR/00-default.conf"
 

@@ -74,7 +74,7 @@ async fn status_tells_why_runtime_and_network_are_not_ready() {
         .iter()
         .map(|h| h.name.as_str())
         .collect();
-    assert_eq!(handlers, ["", "runc", "youki"]);
+    assert_eq!(handlers, ["", "kata", "runc", "youki"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,7 +126,7 @@ async fn status_turns_ready_when_binaries_and_a_conflist_appear() {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    assert_eq!(names, ["", "runc", "vmtest", "youki"]);
+    assert_eq!(names, ["", "kata", "runc", "vmtest", "youki"]);
 }
 
 async fn cgroup_driver(daemon: &Daemon) -> i32 {

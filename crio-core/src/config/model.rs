@@ -93,6 +93,9 @@ pub struct RuntimeSection {
 /// The accepted `[crio.runtime] image_volumes` values.
 pub const IMAGE_VOLUMES: &[&str] = &["mkdir", "bind", "ignore"];
 
+/// Where packaging/install.sh installs the VM pods' guest kernel and initramfs.
+pub const KATA_GUEST_DIR: &str = "/usr/local/share/crio-rs/kata";
+
 /// `[crio.runtime.runtimes.NAME]`: one RuntimeClass handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -293,12 +296,25 @@ impl Default for RuntimeSection {
             runtime_path: "containerd-shim-youki-v2".into(),
             ..RuntimeHandler::default()
         };
+        // VM pods: one qemu microvm per pod with our guest agent (issue 19); the
+        // guest is what packaging/install.sh builds and installs.
+        let kata = RuntimeHandler {
+            runtime_type: RUNTIME_TYPE_VM.into(),
+            runtime_path: "containerd-shim-kata-rs-v2".into(),
+            vm_kernel: Some(format!("{KATA_GUEST_DIR}/vmlinux")),
+            vm_initramfs: Some(format!("{KATA_GUEST_DIR}/initramfs.cpio")),
+            ..RuntimeHandler::default()
+        };
         Self {
             default_runtime: "runc".into(),
             // No systemd runs on the machines this is built on; CRI-O defaults to systemd.
             cgroup_manager: "cgroupfs".into(),
             log_level: "info".into(),
-            runtimes: BTreeMap::from([("runc".to_string(), runc), ("youki".to_string(), youki)]),
+            runtimes: BTreeMap::from([
+                ("kata".to_string(), kata),
+                ("runc".to_string(), runc),
+                ("youki".to_string(), youki),
+            ]),
             pids_limit: -1,
             container_min_memory: "12MiB".into(),
             log_size_max: -1,

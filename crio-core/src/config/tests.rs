@@ -233,7 +233,7 @@ fn bad_enum_values_list_what_is_accepted() {
 #[test]
 fn default_runtime_must_exist() {
     let d = Dirs::new();
-    d.main("[crio.runtime]\ndefault_runtime = \"kata\"\n");
+    d.main("[crio.runtime]\ndefault_runtime = \"vmx\"\n");
     let p = d.problems();
     assert_eq!(p[0].key, "crio.runtime.default_runtime");
     assert_eq!(p[0].origin, at(&d.file, 2));
@@ -254,15 +254,15 @@ fn cdi_spec_dirs_must_be_absolute() {
 #[test]
 fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
     let d = Dirs::new();
-    d.main("[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nmonitor_path = \"bin/shim\"\n");
+    d.main("[crio.runtime.runtimes.vmx]\nruntime_type = \"vm\"\nmonitor_path = \"bin/shim\"\n");
     let p = d.problems();
     let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
     assert!(
-        keys.contains(&"crio.runtime.runtimes.kata.runtime_path"),
+        keys.contains(&"crio.runtime.runtimes.vmx.runtime_path"),
         "{keys:?}"
     );
     assert!(
-        keys.contains(&"crio.runtime.runtimes.kata.monitor_path"),
+        keys.contains(&"crio.runtime.runtimes.vmx.monitor_path"),
         "{keys:?}"
     );
 }

@@ -99,6 +99,20 @@ impl Handler {
                 ),
             };
         }
+        for (what, path) in [
+            ("guest kernel", &self.config.vm_kernel),
+            ("guest initramfs", &self.config.vm_initramfs),
+        ] {
+            if let Some(path) = path.as_deref().filter(|p| !Path::new(p).is_file()) {
+                return Readiness::NotReady {
+                    reason: "GuestImageNotFound".into(),
+                    message: format!(
+                        "runtime handler {:?}: {what} {path:?} not found (packaging/install.sh builds and installs it)",
+                        self.name
+                    ),
+                };
+            }
+        }
         if let Some(runtime) = self.oci_runtime_binary() {
             if find_executable(&runtime, search).is_none() {
                 return Readiness::NotReady {

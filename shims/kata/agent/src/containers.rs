@@ -131,23 +131,34 @@ fn terminal_pipes(master: std::fs::File, stdin: bool) -> Result<Arc<Pipes>, Erro
     }))
 }
 
+/// A process's stdio before it runs: the agent's pipes and the runtime's ends,
+/// or the console socket its terminal will come through.
+struct PreparedStdio {
+    pipes: Option<Arc<Pipes>>,
+    child: ChildStdio,
+    console: Option<ConsoleSocket>,
+}
+
 /// Where a process's stdio goes: pipes, or (`terminal`) a terminal the runtime
-/// makes and sends over the returned console socket.
-fn process_stdio(
-    stdin: bool,
-    terminal: bool,
-) -> Result<(Option<Arc<Pipes>>, ChildStdio, Option<ConsoleSocket>), Error> {
+/// makes and sends over a console socket.
+fn process_stdio(stdin: bool, terminal: bool) -> Result<PreparedStdio, Error> {
     if terminal {
-        let socket = ConsoleSocket::new()?;
-        let none = ChildStdio {
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        };
-        Ok((None, none, Some(socket)))
+        Ok(PreparedStdio {
+            pipes: None,
+            child: ChildStdio {
+                stdin: None,
+                stdout: None,
+                stderr: None,
+            },
+            console: Some(ConsoleSocket::new()?),
+        })
     } else {
         let (io, child) = stdio_pipes(stdin)?;
-        Ok((Some(io), child, None))
+        Ok(PreparedStdio {
+            pipes: Some(io),
+            child,
+            console: None,
+        })
     }
 }
 
@@ -384,7 +395,11 @@ impl Containers {
         std::fs::create_dir_all(&state)
             .map_err(|e| Error::io(format!("create {}", state.display()), e))?;
         let pid_file = state.join("init.pid");
-        let (io, stdio, console) = process_stdio(stdin, terminal)?;
+        let PreparedStdio {
+            pipes: io,
+            child: stdio,
+            console,
+        } = process_stdio(stdin, terminal)?;
         // Subscribed before the init exists: its exit cannot be missed.
         let exits = self.reaper.subscribe();
         let socket = console.as_ref().map(ConsoleSocket::path);
@@ -448,7 +463,11 @@ impl Containers {
         let pid_file = state.join(format!("exec-{exec_id}.pid"));
         std::fs::write(&process_file, process)
             .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
-        let (io, stdio, console) = process_stdio(stdin, terminal)?;
+        let PreparedStdio {
+            pipes: io,
+            child: stdio,
+            console,
+        } = process_stdio(stdin, terminal)?;
         let exits = self.reaper.subscribe();
         let socket = console.as_ref().map(ConsoleSocket::path);
         let ran = self
