@@ -304,30 +304,43 @@ async fn a_vm_pod_has_its_pod_ip_and_talks_to_runc_pods_and_its_host_port() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Port-forward cannot reach the guest's ports yet: it says so, on the port's
-    // error channel, instead of dialling the namespace's empty loopback.
-    let url = cri
-        .runtime
-        .port_forward(protocols::cri::PortForwardRequest {
-            pod_sandbox_id: vm_web.clone(),
-            port: vec![80],
-        })
+    // Port-forward reaches the server in the guest (through the shim's relay and
+    // the agent), and names a port nothing listens on.
+    for (port, wanted) in [(80u16, WEB_BODY), (81, "")] {
+        let url = cri
+            .runtime
+            .port_forward(protocols::cri::PortForwardRequest {
+                pod_sandbox_id: vm_web.clone(),
+                port: vec![port.into()],
+            })
+            .await
+            .expect("PortForward")
+            .into_inner()
+            .url;
+        let mut client = crio_tests::streaming::ChannelClient::connect(
+            &format!("{url}?port={port}"),
+            &["v4.channel.k8s.io"],
+        )
         .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
-    let mut client = crio_tests::streaming::ChannelClient::connect(
-        &format!("{url}?port=80"),
-        &["v4.channel.k8s.io"],
-    )
-    .await
-    .expect("connect");
-    assert_eq!(client.recv().await, Some((0, 80u16.to_le_bytes().to_vec())));
-    assert_eq!(client.recv().await, Some((1, 80u16.to_le_bytes().to_vec())));
-    let (channel, text) = client.recv().await.expect("the port's error");
-    let text = String::from_utf8_lossy(&text);
-    assert_eq!(channel, 1, "{text}");
-    assert!(text.contains("runs it in a VM"), "{text}");
+        .expect("connect");
+        assert_eq!(client.recv().await, Some((0, port.to_le_bytes().to_vec())));
+        assert_eq!(client.recv().await, Some((1, port.to_le_bytes().to_vec())));
+        client
+            .send(0, b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
+            .await;
+        let got = client.collect().await;
+        let data = crio_tests::streaming::text(&got, 0);
+        let error = crio_tests::streaming::text(&got, 1);
+        if wanted.is_empty() {
+            assert!(error.contains("localhost:81"), "{error:?}");
+            assert!(data.is_empty(), "{data:?}");
+        } else {
+            assert!(
+                data.starts_with("HTTP/1.") && data.contains(wanted),
+                "data {data:?}, error {error:?}"
+            );
+        }
+    }
 
     remove_pod(&mut cri, &vm_web, vms.path()).await;
     assert!(

@@ -17,6 +17,7 @@ mod runtime;
 pub mod sandbox;
 
 pub(crate) use runtime::{PodRuntime, PodRuntimeConfig};
+pub(crate) use sandbox::network::PodWriter;
 
 /// Runs blocking work (mounts, forks, file writes) off the async workers (see
 /// [`crate::blocking`]).

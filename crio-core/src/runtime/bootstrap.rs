@@ -29,7 +29,6 @@ impl ShimAddress {
     }
 
     /// The socket path without its `unix://` scheme.
-    #[cfg(test)]
     pub(crate) fn socket_path(&self) -> &str {
         self.address
             .strip_prefix("unix://")

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_tungstenite::WebSocketStream;
 
 use super::ws_channels::{decode, encode, split_with_writer, ChannelProtocol};
-use crate::pods::PodRuntime;
+use crate::pods::{PodRuntime, PodWriter};
 
 /// The ports asked for in the URL's query (`?port=80&port=8080`).
 pub(crate) fn query_ports(query: &str) -> Result<Vec<u16>, String> {
@@ -39,7 +38,7 @@ pub(crate) async fn serve_port_forward<S>(
 {
     let encoding = protocol.encoding;
     let (mut source, tx, writer) = split_with_writer(ws);
-    let mut conns: Vec<Option<OwnedWriteHalf>> = Vec::new();
+    let mut conns: Vec<Option<PodWriter>> = Vec::new();
     let mut pumps = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let (data, error) = (channel(i, 0), channel(i, 1));

@@ -14,7 +14,10 @@ use protocols::agent::{
     ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest, StartContainerRequest,
     WaitContainerRequest, WriteStdinRequest, HELLO,
 };
-use protocols::agent::{StatsContainerRequest, UpdateContainerRequest, WaitOomRequest};
+use protocols::agent::{
+    ClosePortRequest, OpenPortRequest, ReadPortRequest, StatsContainerRequest,
+    UpdateContainerRequest, WaitOomRequest, WritePortRequest,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -328,6 +331,75 @@ impl Agent {
             .await
             .map(drop)
             .map_err(failed("UpdateContainer"))
+    }
+
+    /// Opens a TCP connection to `port` on the guest's loopback; its id.
+    pub async fn open_port(&self, port: u16, timeout: Duration) -> Result<u64, ChannelError> {
+        let req = OpenPortRequest {
+            port: port.into(),
+            ..Default::default()
+        };
+        self.client
+            .open_port(deadline(timeout), &req)
+            .await
+            .map(|r| r.connection)
+            .map_err(failed("OpenPort"))
+    }
+
+    /// What the connection has (waits for at least one byte); empty at its end.
+    pub async fn read_port(
+        &self,
+        connection: u64,
+        max: u32,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ChannelError> {
+        let req = ReadPortRequest {
+            connection,
+            max_bytes: max,
+            ..Default::default()
+        };
+        self.client
+            .read_port(deadline(timeout), &req)
+            .await
+            .map(|r| r.data)
+            .map_err(failed("ReadPort"))
+    }
+
+    pub async fn write_port(
+        &self,
+        connection: u64,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = WritePortRequest {
+            connection,
+            data: data.to_vec(),
+            ..Default::default()
+        };
+        self.client
+            .write_port(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(failed("WritePort"))
+    }
+
+    /// Ends the connection's writing side (`write_only`) or the connection.
+    pub async fn close_port(
+        &self,
+        connection: u64,
+        write_only: bool,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let req = ClosePortRequest {
+            connection,
+            write_only,
+            ..Default::default()
+        };
+        self.client
+            .close_port(deadline(timeout), &req)
+            .await
+            .map(drop)
+            .map_err(failed("ClosePort"))
     }
 
     /// The next container of the guest whose cgroup had an OOM kill (waits).

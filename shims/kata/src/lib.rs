@@ -13,6 +13,7 @@ pub mod boot;
 pub mod config;
 pub mod guest_bundle;
 pub mod pod_network;
+pub mod port_relay;
 pub mod service;
 pub mod shared_mounts;
 pub mod vmm;

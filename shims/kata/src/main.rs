@@ -56,7 +56,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .enable_all()
                 .build()?;
             rt.block_on(launch::serve(&flags, move |ctx| async move {
-                Ok(Arc::new(Service::new(ctx, config)) as Arc<dyn Task + Send + Sync>)
+                let service = Service::new(ctx, config);
+                service.serve_port_relay();
+                Ok(Arc::new(service) as Arc<dyn Task + Send + Sync>)
             }))?;
             Ok(())
         }

@@ -129,6 +129,23 @@ impl Service {
         }
     }
 
+    /// Serves port-forward into the VM on the relay socket beside the task
+    /// socket ([`crate::port_relay`]); without a socket path, no relay.
+    pub fn serve_port_relay(&self) {
+        let Some(socket) = self.inner.ctx.socket.as_deref() else {
+            return;
+        };
+        let path = crate::port_relay::relay_path(socket);
+        let this = self.clone();
+        let served = crate::port_relay::serve(&path, move || {
+            let this = this.clone();
+            async move { this.agent().await.ok() }
+        });
+        if let Err(e) = served {
+            tracing::warn!("port-forward relay {}: {e}", path.display());
+        }
+    }
+
     async fn agent(&self) -> Result<Arc<Agent>, Error> {
         self.inner
             .vm
@@ -1063,6 +1080,9 @@ impl Task for Service {
             ttrpc(self.kill_sandbox().await)?;
         }
         tracing::info!("shutdown");
+        if let Some(socket) = self.inner.ctx.socket.as_deref() {
+            let _ = std::fs::remove_file(crate::port_relay::relay_path(socket));
+        }
         self.inner.ctx.shutdown.signal();
         Ok(api::Empty::new())
     }

@@ -386,6 +386,9 @@ pub struct ServeContext {
     pub reaper: Reaper,
     pub shutdown: ShutdownSignal,
     pub debug: bool,
+    /// The socket the task service is served on (the shim's address), where it
+    /// has a path.
+    pub socket: Option<PathBuf>,
 }
 
 fn inherited_listener() -> Option<std::os::unix::net::UnixListener> {
@@ -428,17 +431,6 @@ where
     let ttrpc_address = std::env::var(TTRPC_ADDRESS).unwrap_or_default();
     let events = EventSink::connect(&ttrpc_address, &flags.namespace).await;
     let shutdown = ShutdownSignal::default();
-    let ctx = ServeContext {
-        id: flags.id.clone(),
-        namespace: flags.namespace.clone(),
-        bundle,
-        events,
-        reaper,
-        shutdown: shutdown.clone(),
-        debug: flags.debug,
-    };
-    let task = make(ctx).await?;
-
     let std_listener = match inherited_listener() {
         Some(l) => l,
         None => {
@@ -462,6 +454,25 @@ where
         .local_addr()
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let ctx = ServeContext {
+        id: flags.id.clone(),
+        namespace: flags.namespace.clone(),
+        bundle,
+        events,
+        reaper,
+        shutdown: shutdown.clone(),
+        debug: flags.debug,
+        socket: socket_file.clone(),
+    };
+    let task = match make(ctx).await {
+        Ok(task) => task,
+        Err(e) => {
+            if let Some(path) = &socket_file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     std_listener
         .set_nonblocking(true)
         .map_err(io_err("listener nonblocking"))?;

@@ -2,7 +2,8 @@
 //! daemon, checks it is Ready and got an IP from the node's CNI network, then
 //! removes it: the check after installing.
 //!
-//! `crio-smoke [SOCKET]` (default /var/run/crio/crio.sock)
+//! `crio-smoke [SOCKET] [HANDLER]` (default /var/run/crio/crio.sock and the
+//! default handler; `kata` runs the pod in a VM).
 
 use std::path::PathBuf;
 
@@ -15,9 +16,10 @@ async fn main() -> anyhow::Result<()> {
     let socket = std::env::args()
         .nth(1)
         .map_or_else(|| PathBuf::from("/var/run/crio/crio.sock"), PathBuf::from);
+    let handler = std::env::args().nth(2).unwrap_or_default();
     let mut cri = CriClient::connect(&socket).await?;
     let pod = pod_config("crio-smoke", &std::env::temp_dir());
-    let id = cri.run_pod(&pod, "").await?;
+    let id = cri.run_pod(&pod, &handler).await?;
     let status = cri
         .runtime
         .pod_sandbox_status(PodSandboxStatusRequest {

@@ -4,7 +4,7 @@
 //! An `impl` of [`PodRuntime`], the context pods and containers work in.
 
 pub mod cri_events;
-mod network;
+pub(crate) mod network;
 pub mod pause;
 pub mod pod_files;
 pub mod userns;

@@ -146,12 +146,14 @@ impl PodRuntime {
     }
 
     /// PortForward's dial: a TCP connection to `port` on the pod's loopback, made
-    /// inside its network namespace (the host's for a host-network pod).
+    /// inside its network namespace (the host's for a host-network pod), or, for
+    /// a pod whose network ends in a VM, through its shim's relay to the guest's
+    /// loopback.
     pub(crate) async fn dial_pod_port(
         &self,
         pod_id: &str,
         port: u16,
-    ) -> Result<tokio::net::TcpStream, CriError> {
+    ) -> Result<PodConnection, CriError> {
         let record = self
             .sandbox(pod_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {pod_id:?} not found")))?;
@@ -165,12 +167,7 @@ impl PodRuntime {
             .handler(&record.runtime_handler)
             .is_ok_and(|h| self.features(&h).network_in_guest)
         {
-            return Err(CriError::FailedPrecondition(format!(
-                "port-forward into pod sandbox {}: its handler {:?} runs it in a VM, whose \
-                 ports are not reachable from the pod's network namespace yet; \
-                 reach them at the pod's IP",
-                record.id, record.runtime_handler
-            )));
+            return dial_relay(&record, port).await.map(PodConnection::Relay);
         }
         let netns = (!record.netns_path.is_empty()).then(|| PathBuf::from(&record.netns_path));
         let dialed =
@@ -186,7 +183,7 @@ impl PodRuntime {
                     record.id
                 ))
             })?;
-        Ok(stream)
+        Ok(PodConnection::Tcp(stream))
     }
 
     /// After a restart: CHECK every ready pod's attachment, then GC what no pod
@@ -240,5 +237,77 @@ pub(super) fn network_status(record: &SandboxRecord) -> cri::PodSandboxNetworkSt
     cri::PodSandboxNetworkStatus {
         ip: ips.next().cloned().unwrap_or_default(),
         additional_ips: ips.map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+    }
+}
+
+/// A connection to a pod's port.
+#[derive(Debug)]
+pub(crate) enum PodConnection {
+    /// Dialled in the pod's network namespace.
+    Tcp(tokio::net::TcpStream),
+    /// Through a VM shim's relay (its `<task socket>.pf`) to the guest.
+    Relay(tokio::net::UnixStream),
+}
+
+pub(crate) type PodReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub(crate) type PodWriter = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+impl PodConnection {
+    pub(crate) fn into_split(self) -> (PodReader, PodWriter) {
+        match self {
+            PodConnection::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            PodConnection::Relay(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+}
+
+/// The longest answer line a relay may send.
+const RELAY_ANSWER_MAX: usize = 4096;
+
+/// Asks the pod's VM shim for a connection to `port` in the guest: the port as a
+/// line, then `OK` (the connection follows) or `ERR <why>`.
+async fn dial_relay(record: &SandboxRecord, port: u16) -> Result<tokio::net::UnixStream, CriError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let failed = |why: String| {
+        CriError::Unavailable(format!(
+            "failed to connect to localhost:{port} inside pod sandbox {} (in its VM): {why}",
+            record.id
+        ))
+    };
+    let socket = crate::runtime::ShimAddress {
+        address: record.shim_address.clone(),
+        version: record.task_version,
+    };
+    let path = format!("{}.pf", socket.socket_path());
+    let mut stream = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(|e| failed(format!("the shim's relay {path}: {e}")))?;
+    stream
+        .write_all(format!("{port}\n").as_bytes())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    // Byte by byte: what follows the line is the connection's.
+    let mut line = Vec::new();
+    loop {
+        let byte = stream.read_u8().await.map_err(|e| failed(e.to_string()))?;
+        if byte == b'\n' {
+            break;
+        }
+        if line.len() >= RELAY_ANSWER_MAX {
+            return Err(failed("the relay's answer is too long".into()));
+        }
+        line.push(byte);
+    }
+    let line = String::from_utf8_lossy(&line);
+    match line.strip_prefix("ERR ") {
+        None if line == "OK" => Ok(stream),
+        Some(why) => Err(failed(why.to_string())),
+        None => Err(failed(format!("the relay answered {line:?}"))),
     }
 }

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod init;
 pub mod network;
 pub mod port;
+pub mod ports;
 pub mod service;
 
 pub use protocols::agent::{HELLO, PORT_NAME};

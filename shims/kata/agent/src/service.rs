@@ -15,8 +15,9 @@ use protocols::agent::{
     WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use protocols::agent::{
-    StatsContainerRequest, StatsContainerResponse, UpdateContainerRequest, UpdateContainerResponse,
-    WaitOomRequest, WaitOomResponse,
+    ClosePortRequest, ClosePortResponse, OpenPortRequest, OpenPortResponse, ReadPortRequest,
+    ReadPortResponse, StatsContainerRequest, StatsContainerResponse, UpdateContainerRequest,
+    UpdateContainerResponse, WaitOomRequest, WaitOomResponse, WritePortRequest, WritePortResponse,
 };
 use tokio::sync::Notify;
 
@@ -29,6 +30,7 @@ pub struct AgentService {
     /// Milliseconds after the guest kernel started that the agent was ready.
     ready_after_ms: u64,
     containers: Containers,
+    ports: crate::ports::Ports,
     shutdown: Arc<Notify>,
 }
 
@@ -38,6 +40,7 @@ impl AgentService {
         AgentService {
             ready_after_ms: u64::try_from(ready_after.as_millis()).unwrap_or(u64::MAX),
             containers,
+            ports: crate::ports::Ports::default(),
             shutdown,
         }
     }
@@ -108,6 +111,49 @@ impl Agent for AgentService {
     ) -> TtrpcResult<UpdateContainerResponse> {
         self.containers.update(&req.id, &req.resources).await?;
         Ok(UpdateContainerResponse::default())
+    }
+
+    async fn open_port(
+        &self,
+        _ctx: &TtrpcContext,
+        req: OpenPortRequest,
+    ) -> TtrpcResult<OpenPortResponse> {
+        let connection = self.ports.open(req.port).await?;
+        Ok(OpenPortResponse {
+            connection,
+            ..Default::default()
+        })
+    }
+
+    async fn read_port(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReadPortRequest,
+    ) -> TtrpcResult<ReadPortResponse> {
+        let max = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
+        let data = self.ports.read(req.connection, max).await?;
+        Ok(ReadPortResponse {
+            data,
+            ..Default::default()
+        })
+    }
+
+    async fn write_port(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WritePortRequest,
+    ) -> TtrpcResult<WritePortResponse> {
+        self.ports.write(req.connection, &req.data).await?;
+        Ok(WritePortResponse::default())
+    }
+
+    async fn close_port(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ClosePortRequest,
+    ) -> TtrpcResult<ClosePortResponse> {
+        self.ports.close(req.connection, req.write_only).await?;
+        Ok(ClosePortResponse::default())
     }
 
     async fn wait_oom(
