@@ -115,7 +115,7 @@ fn wrong_type_and_syntax_errors_name_file_and_line() {
 #[test]
 fn unknown_default_runtime_lists_the_configured_handlers() {
     let mut daemon = Daemon::builder()
-        .main_config("[crio.runtime]\ndefault_runtime = \"kata\"\n")
+        .main_config("[crio.runtime]\ndefault_runtime = \"gvisor\"\n")
         .spawn();
     let log = refused(&mut daemon);
     assert!(
@@ -123,7 +123,7 @@ fn unknown_default_runtime_lists_the_configured_handlers() {
         "{log}"
     );
     assert!(
-        log.contains("accepted: a configured handler: runc"),
+        log.contains("accepted: a configured handler: kata, runc, youki"),
         "{log}"
     );
 }
