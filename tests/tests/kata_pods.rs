@@ -623,3 +623,43 @@ async fn the_vm_is_sized_by_the_pods_limits_plus_the_handlers_overhead() {
     assert_eq!(sized_cpus, 2);
     remove_pod(&mut cri, &sized_id, vms.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_that_dies_while_crio_is_down_is_reported_after_its_restart() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (mut daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
+    let pod = pod_config("vm-crash", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
+    let config = container_config("app", &image, "exec sleep 4244");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let qemu = qemus_under(vms.path());
+    assert_eq!(qemu.len(), 1);
+
+    // crio goes down; the VM dies under its shim (a crash: SIGKILL to qemu).
+    daemon.stop();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill qemu");
+    assert_eq!(qemus_gone_under(vms.path()).await, Vec::<u32>::new());
+    daemon.restart();
+    let mut cri = daemon.client().await;
+
+    // The restarted crio learns from the shim that the container ended with its
+    // VM, and that the pod is not ready.
+    let exited = cri.wait_exited(&id, Duration::from_secs(30)).await;
+    assert_eq!(exited.exit_code, 255, "the VM's end: {exited:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cri.pod_status(&pod_id).await.state != PodSandboxState::SandboxNotready as i32 {
+        assert!(Instant::now() < deadline, "the pod is not ready any more");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
+}
