@@ -73,6 +73,19 @@ pub fn initramfs_with_init(out: &Path, script: &str) {
 
 /// The VM pods' shim binary, beside the test executable's profile directory
 /// (build it first: `cargo build --bins`).
+/// A drop-in for the `kata` handler: the shim built here, the test guest, and
+/// 64 MiB of overhead (the shim's default is 128) — through the handler's keys,
+/// as an operator sets them.
+pub fn handler_dropin() -> String {
+    format!(
+        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
+         vm_kernel = \"{}\"\nvm_initramfs = \"{}\"\nvm_memory_overhead_mib = 64\n",
+        shim_binary().display(),
+        guest().kernel.display(),
+        guest().initramfs.display(),
+    )
+}
+
 pub fn shim_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let shim = exe

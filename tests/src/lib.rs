@@ -62,6 +62,19 @@ macro_rules! per_handler {
             )*
         }
     };
+    ($($scenario:ident),*; kata: $($vm_scenario:ident),*) => {
+        $crate::per_handler!($($scenario),*);
+        /// Our VM shim (`containerd-shim-kata-rs-v2`, the `kata` handler): the pod
+        /// in a qemu microvm, the test guest given by `kata::handler_dropin`.
+        mod kata_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $vm_scenario() {
+                    super::$vm_scenario("kata").await;
+                }
+            )*
+        }
+    };
 }
 pub use registry::{Registry, TestImage};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crio_tests::cri::CriClient;
-use crio_tests::kata::{guest, qemus_gone_under, qemus_under, shim_binary};
+use crio_tests::kata::{handler_dropin, qemus_gone_under, qemus_under};
 use crio_tests::network::{
     free_port, http_from, http_get, pod_ips, web_pod, TestNetwork, WEB_BODY,
 };
@@ -26,14 +26,7 @@ fn host_processes() -> Vec<String> {
 /// A daemon with a `kata` handler naming the VM pods' shim (an operator's
 /// drop-in) whose VMs live under `vms`, with busybox pulled.
 async fn kata_daemon(registry: &Registry, vms: &Path) -> (Daemon, CriClient, String) {
-    // The guest through the handler's own keys, as an operator sets them.
-    let dropin = format!(
-        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
-         vm_kernel = \"{}\"\nvm_initramfs = \"{}\"\nvm_memory_overhead_mib = 64\n",
-        shim_binary().display(),
-        guest().kernel.display(),
-        guest().initramfs.display(),
-    );
+    let dropin = handler_dropin();
     let daemon = Daemon::builder()
         .dropin("10-kata.conf", &dropin)
         .registries_conf(&registry.insecure_conf())
@@ -662,4 +655,29 @@ async fn a_vm_that_dies_while_crio_is_down_is_reported_after_its_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     remove_pod(&mut cri, &pod_id, vms.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_pod_cannot_have_the_hosts_namespaces_and_leaves_nothing_when_refused() {
+    use crio_tests::pods::{host_network, shared_pid};
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::with_test_images();
+    let (daemon, mut cri, _) = kata_daemon(&registry, vms.path()).await;
+    for (pod, what) in [
+        (
+            host_network(pod_config("vm-hostnet", &daemon.dirs.log_dir)),
+            "the host's network namespace",
+        ),
+        (
+            shared_pid(pod_config("vm-sharedpid", &daemon.dirs.log_dir)),
+            "one PID namespace shared by its containers",
+        ),
+    ] {
+        let err = cri.run_pod(&pod, "kata").await.expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(what), "{}", err.message());
+    }
+    assert!(cri.pods().await.is_empty(), "no pod recorded");
+    assert!(qemus_under(vms.path()).is_empty(), "no VM started");
 }

@@ -20,9 +20,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// does not is given a pause task, as containerd always gives one.
 pub(crate) const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
 
-/// The annotation of a shim's `-info` saying where a pod's network ends: `guest`
-/// for a VM's (the pod's ports are in the guest, not in its network namespace).
-pub(crate) const POD_NETWORK_ANNOTATION: &str = "io.crio-rs.pod-network";
+/// The annotation of a shim's `-info` saying how a pod is isolated: `vm` when it
+/// runs in a VM (its ports, processes and IPC are the guest's, not in the pod's
+/// namespaces on the host).
+pub(crate) const POD_ISOLATION_ANNOTATION: &str = "io.crio-rs.pod-isolation";
 
 /// The CRI `RuntimeHandlerFeatures` of one handler, and what the core needs to know
 /// of its shim.
@@ -34,9 +35,10 @@ pub struct HandlerFeatures {
     /// a sandbox task (`SANDBOX_TASK_ANNOTATION` = `optional`): `drop_infra_ctr` may
     /// apply, and a pod's later tasks need no `start` action to find the server.
     pub sandbox_task_optional: bool,
-    /// The pod's network ends in a VM (`POD_NETWORK_ANNOTATION` = `guest`): its
-    /// ports cannot be dialled from its network namespace.
-    pub network_in_guest: bool,
+    /// The pod runs in a VM (`POD_ISOLATION_ANNOTATION` = `vm`): its ports cannot
+    /// be dialled from its network namespace, and it cannot share the host's
+    /// namespaces.
+    pub pod_in_vm: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -92,7 +94,7 @@ pub(crate) fn from_oci_features(json: &[u8], kernel_release: &str) -> HandlerFea
             && kernel_at_least(kernel_release, 5, 12),
         user_namespaces: joins_user_namespaces && kernel_at_least(kernel_release, 5, 19),
         sandbox_task_optional: false,
-        network_in_guest: false,
+        pod_in_vm: false,
     }
 }
 
@@ -130,13 +132,13 @@ pub(crate) async fn probe(handler: &Handler, shim: Option<&Path>) -> HandlerFeat
             None => None,
         },
     };
-    let network_in_guest = info
+    let pod_in_vm = info
         .as_ref()
-        .and_then(|i| i.annotations.get(POD_NETWORK_ANNOTATION))
-        .is_some_and(|v| v == "guest");
+        .and_then(|i| i.annotations.get(POD_ISOLATION_ANNOTATION))
+        .is_some_and(|v| v == "vm");
     HandlerFeatures {
         sandbox_task_optional,
-        network_in_guest,
+        pod_in_vm,
         ..oci_features
             .map(|json| from_oci_features(&json, &kernel))
             .unwrap_or_default()

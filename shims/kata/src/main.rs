@@ -33,10 +33,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if flags.info {
         // The VM is the pod's sandbox task: the core must create one.
         let mut info = entry::runtime_info(RUNTIME_NAME, None, false);
-        // The pod's ports are in its VM, not in its network namespace.
+        // The pod runs in its VM: its ports are the guest's, not in its network
+        // namespace on the host.
         info.annotations.insert(
-            entry::POD_NETWORK_ANNOTATION.into(),
-            entry::POD_NETWORK_IN_GUEST.into(),
+            entry::POD_ISOLATION_ANNOTATION.into(),
+            entry::POD_ISOLATION_VM.into(),
         );
         std::io::stdout().write_all(&info.write_to_bytes()?)?;
         return Ok(());

@@ -136,6 +136,29 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
     })
 }
 
+/// A pod in a VM has the guest's network, PID and IPC namespaces: it cannot use
+/// the host's, and its containers cannot share one PID namespace (there is no
+/// pause process in the guest to hold it).
+fn refuse_host_sharing(handler: &str, ns: PodNamespaces) -> Result<(), CriError> {
+    let asked: Vec<&str> = [
+        (ns.host_network, "the host's network namespace"),
+        (ns.host_pid, "the host's PID namespace"),
+        (ns.host_ipc, "the host's IPC namespace"),
+        (ns.pod_pid, "one PID namespace shared by its containers"),
+    ]
+    .into_iter()
+    .filter(|(asked, _)| *asked)
+    .map(|(_, what)| what)
+    .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    Err(CriError::InvalidArgument(format!(
+        "runtime handler {handler:?} runs each pod in a VM, which cannot have {}",
+        asked.join(", ")
+    )))
+}
+
 fn privileged(config: &cri::PodSandboxConfig) -> bool {
     config
         .linux
@@ -235,6 +258,9 @@ impl PodRuntime {
         let handler = self.handler(handler_name)?;
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
+        if self.features(&handler).pod_in_vm {
+            refuse_host_sharing(&handler.name, ns)?;
+        }
         let setup = pod_setup(config, ns)?;
         if setup.userns.is_some() {
             self.check_userns_support(&handler)?;
@@ -1030,6 +1056,29 @@ mod tests {
             "unset"
         );
         assert!(resource_annotations(None).is_empty());
+    }
+
+    #[test]
+    fn vm_pods_cannot_share_the_hosts_namespaces() {
+        let none = PodNamespaces::default();
+        assert!(refuse_host_sharing("kata", none).is_ok());
+        let err = refuse_host_sharing(
+            "kata",
+            PodNamespaces {
+                host_network: true,
+                pod_pid: true,
+                ..none
+            },
+        )
+        .expect_err("refused");
+        let text = err.to_string();
+        assert!(matches!(err, CriError::InvalidArgument(_)), "{text}");
+        assert!(
+            text.contains("\"kata\"")
+                && text.contains("host's network namespace")
+                && text.contains("shared by its containers"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl PodRuntime {
         }
         if self
             .handler(&record.runtime_handler)
-            .is_ok_and(|h| self.features(&h).network_in_guest)
+            .is_ok_and(|h| self.features(&h).pod_in_vm)
         {
             return dial_relay(&record, port).await.map(PodConnection::Relay);
         }

@@ -63,10 +63,11 @@ pub fn main(flavor: &'static Flavor) {
 /// (crio-core's `drop_infra_ctr`).
 pub const SANDBOX_TASK_ANNOTATION: &str = "io.crio-rs.sandbox-task";
 
-/// The `-info` annotation saying where a pod's network ends: [`POD_NETWORK_IN_GUEST`]
-/// when its ports are in a VM, not reachable from its network namespace.
-pub const POD_NETWORK_ANNOTATION: &str = "io.crio-rs.pod-network";
-pub const POD_NETWORK_IN_GUEST: &str = "guest";
+/// The `-info` annotation saying how a pod is isolated: [`POD_ISOLATION_VM`] when
+/// it runs in a VM (its ports, processes and IPC are the guest's, not in the
+/// pod's namespaces on the host).
+pub const POD_ISOLATION_ANNOTATION: &str = "io.crio-rs.pod-isolation";
+pub const POD_ISOLATION_VM: &str = "vm";
 
 fn run(flavor: &'static Flavor) -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<_> = std::env::args_os().collect();
