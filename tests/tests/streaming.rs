@@ -28,13 +28,24 @@ struct Fixture {
 
 /// A pod with a running busybox container, or (`web`) the web image's httpd.
 async fn fixture(web: bool) -> Fixture {
-    fixture_with(web, None).await
+    fixture_with_on("", web, None).await
+}
+
+/// The same on `handler` (empty: the default).
+async fn fixture_on(handler: &str, web: bool) -> Fixture {
+    fixture_with_on(handler, web, None).await
 }
 
 /// The same, with a drop-in for the daemon.
 async fn fixture_with(web: bool, dropin: Option<&str>) -> Fixture {
+    fixture_with_on("", web, dropin).await
+}
+
+/// A pod on `handler` with a drop-in for the daemon (the `kata` handler gets the
+/// test guest).
+async fn fixture_with_on(handler: &str, web: bool, dropin: Option<&str>) -> Fixture {
     let registry = Registry::with_test_images();
-    let mut builder = Daemon::builder();
+    let mut builder = Daemon::builder().dropin("10-kata.conf", &crio_tests::kata::handler_dropin());
     if let Some(text) = dropin {
         builder = builder.dropin("50-streaming.conf", text);
     }
@@ -47,7 +58,7 @@ async fn fixture_with(web: bool, dropin: Option<&str>) -> Fixture {
     });
     cri.pull(&image, None).await.expect("pull");
     let pod = pod_config("stream", &daemon.dirs.log_dir);
-    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
     let mut config = container_config("c", &image, "sleep 3600");
     if web {
         config.command.clear();
@@ -92,9 +103,8 @@ fn status(channels: &std::collections::BTreeMap<u8, Vec<u8>>) -> Value {
     serde_json::from_str(&text(channels, ERROR)).expect("a Status on the error channel")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exec_output_and_exit_code_in_every_websocket_protocol() {
-    let mut f = fixture(false).await;
+async fn exec_output_and_exit_code_in_every_websocket_protocol(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let cmd = ["sh", "-c", "echo out; echo err >&2; exit 3"];
     for protocol in [
         "v5.channel.k8s.io",
@@ -137,9 +147,8 @@ async fn exec_output_and_exit_code_in_every_websocket_protocol() {
     assert_eq!(status(&client.collect().await)["status"], "Success");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exec_with_stdin_until_the_client_closes_it() {
-    let mut f = fixture(false).await;
+async fn exec_with_stdin_until_the_client_closes_it(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let url = exec_url(
         &mut f.cri,
         exec_request(&f.container, &["cat"], false, true),
@@ -157,9 +166,8 @@ async fn exec_with_stdin_until_the_client_closes_it() {
     assert_eq!(status(&got)["status"], "Success");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exec_with_a_tty_follows_resizes() {
-    let mut f = fixture(false).await;
+async fn exec_with_a_tty_follows_resizes(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     // The shell waits for a line, then reports the terminal's size.
     let url = exec_url(
         &mut f.cri,
@@ -226,9 +234,8 @@ async fn a_url_is_single_use_and_bad_requests_are_refused() {
     assert_eq!(err.code(), Code::NotFound);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_that_disconnects_frees_its_exec_process() {
-    let mut f = fixture(false).await;
+async fn a_client_that_disconnects_frees_its_exec_process(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let url = exec_url(
         &mut f.cri,
         exec_request(&f.container, &["sleep", "4242"], false, false),
@@ -263,9 +270,8 @@ async fn a_client_that_disconnects_frees_its_exec_process() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn port_forward_reaches_a_port_inside_the_pod() {
-    let mut f = fixture(true).await;
+async fn port_forward_reaches_a_port_inside_the_pod(handler: &str) {
+    let mut f = fixture_on(handler, true).await;
     let url = f
         .cri
         .runtime
@@ -340,9 +346,8 @@ async fn port_forward_reaches_a_port_inside_the_pod() {
 
 use crio_tests::spdy::SpdyClient;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn spdy_exec_output_stdin_and_exit_codes() {
-    let mut f = fixture(false).await;
+async fn spdy_exec_output_stdin_and_exit_codes(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let cmd = ["sh", "-c", "echo out; echo err >&2; exit 3"];
     for (protocol, json) in [("v4.channel.k8s.io", true), ("v2.channel.k8s.io", false)] {
         let url = exec_url(&mut f.cri, exec_request(&f.container, &cmd, false, false)).await;
@@ -412,6 +417,8 @@ async fn spdy_exec_output_stdin_and_exit_codes() {
     assert_eq!(s["status"], "Success");
 }
 
+// Not yet on kata: 1 run in 5 there, stty found no terminal on its stdin
+// (issue 19's note).
 #[tokio::test(flavor = "multi_thread")]
 async fn spdy_exec_with_a_tty_follows_resizes() {
     let mut f = fixture(false).await;
@@ -480,9 +487,8 @@ async fn spdy_upgrades_without_a_common_protocol_are_refused() {
     assert!(err.starts_with("HTTP/1.1 400"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn spdy_port_forward_pairs_streams_by_request_id() {
-    let mut f = fixture(true).await;
+async fn spdy_port_forward_pairs_streams_by_request_id(handler: &str) {
+    let mut f = fixture_on(handler, true).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let url = f
@@ -610,9 +616,8 @@ async fn read_until(client: &mut ChannelClient, wanted: &[(u8, &str)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attach_joins_the_containers_own_stdio_and_leaves_it_running() {
-    let mut f = fixture(false).await;
+async fn attach_joins_the_containers_own_stdio_and_leaves_it_running(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let id = stdin_container(
         &mut f,
         "echoer",
@@ -649,9 +654,8 @@ async fn attach_joins_the_containers_own_stdio_and_leaves_it_running() {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attach_with_stdin_once_ends_with_the_container() {
-    let mut f = fixture(false).await;
+async fn attach_with_stdin_once_ends_with_the_container(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let id = stdin_container(&mut f, "once", "cat; echo stdin-closed", true).await;
     let url = attach_url(&mut f.cri, &id, true).await.expect("Attach");
     let mut client = ChannelClient::connect(&url, &["v5.channel.k8s.io"])
@@ -669,9 +673,8 @@ async fn attach_with_stdin_once_ends_with_the_container() {
     assert_eq!(exited.exit_code, 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attach_over_spdy() {
-    let mut f = fixture(false).await;
+async fn attach_over_spdy(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let id = stdin_container(&mut f, "spdy", "read line; echo \"spdy $line\"", false).await;
     let url = attach_url(&mut f.cri, &id, true).await.expect("Attach");
     let mut client = SpdyClient::connect(&url, &["v4.channel.k8s.io"])
@@ -706,9 +709,13 @@ async fn attach_over_spdy() {
 
 // ---- idle sessions, TLS ----
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_idle_session_is_closed_and_its_process_killed() {
-    let mut f = fixture_with(false, Some("[crio.api]\nstream_idle_timeout = \"2s\"\n")).await;
+async fn an_idle_session_is_closed_and_its_process_killed(handler: &str) {
+    let mut f = fixture_with_on(
+        handler,
+        false,
+        Some("[crio.api]\nstream_idle_timeout = \"2s\"\n"),
+    )
+    .await;
     let url = exec_url(
         &mut f.cri,
         exec_request(&f.container, &["sleep", "4244"], false, false),
@@ -835,3 +842,39 @@ async fn sessions_beyond_the_limit_are_refused_until_one_ends() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Each scenario on our runc shim (the default handler) and in a VM pod.
+macro_rules! on_runc_and_kata {
+    ($($scenario:ident),*) => {
+        mod runc_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("").await;
+                }
+            )*
+        }
+        mod kata_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("kata").await;
+                }
+            )*
+        }
+    };
+}
+
+on_runc_and_kata!(
+    exec_output_and_exit_code_in_every_websocket_protocol,
+    exec_with_stdin_until_the_client_closes_it,
+    exec_with_a_tty_follows_resizes,
+    a_client_that_disconnects_frees_its_exec_process,
+    port_forward_reaches_a_port_inside_the_pod,
+    spdy_exec_output_stdin_and_exit_codes,
+    spdy_port_forward_pairs_streams_by_request_id,
+    attach_joins_the_containers_own_stdio_and_leaves_it_running,
+    attach_with_stdin_once_ends_with_the_container,
+    attach_over_spdy,
+    an_idle_session_is_closed_and_its_process_killed
+);

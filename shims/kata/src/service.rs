@@ -247,7 +247,8 @@ impl Service {
                 return Err(Error::Other(format!("pod VM: {e}")));
             }
         };
-        if !network.interfaces.is_empty() {
+        // Always: with no interface it still brings the guest's loopback up.
+        {
             let req = crate::pod_network::request(&network);
             if let Err(e) = booted.agent.configure_network(&req, CALL_TIMEOUT).await {
                 let _ = booted.vm.stop().await;
@@ -945,6 +946,25 @@ impl Task for Service {
                 .await
                 .map_err(agent_err),
         )?;
+        Ok(api::Empty::new())
+    }
+
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> TtrpcResult<api::Empty> {
+        if req.stdin {
+            let tasks = self.inner.tasks.lock().await;
+            let task = ttrpc(tasks.get(&key(&req.id, &req.exec_id)).ok_or_else(|| {
+                Error::NotFound(format!("process {:?} of {} not found", req.exec_id, req.id))
+            }))?;
+            // The shim lets go of stdin; once the client's writer is gone the
+            // forwarding reads end-of-file and closes the guest's stdin.
+            if let Some(io) = &task.io {
+                io.close_stdin();
+            }
+        }
         Ok(api::Empty::new())
     }
 
