@@ -75,6 +75,9 @@ struct TaskEntry {
     io: Option<ProcessIo>,
     /// The container's directory in the VM's shared directory (not the sandbox).
     shared: Option<PathBuf>,
+    /// A terminal size asked for before an exec'd process exists in the guest:
+    /// applied once it does.
+    pending_size: Option<(u32, u32)>,
 }
 
 /// The pod's VM, once booted.
@@ -92,6 +95,8 @@ struct Inner {
     config: KataConfig,
     vm: Mutex<Option<PodVm>>,
     tasks: Mutex<HashMap<String, TaskEntry>>,
+    /// Terminal sizes asked for processes not registered yet, by task key.
+    early_sizes: Mutex<HashMap<String, (u32, u32)>>,
 }
 
 /// The task service of one VM pod.
@@ -125,6 +130,7 @@ impl Service {
                 config,
                 vm: Mutex::new(None),
                 tasks: Mutex::new(HashMap::new()),
+                early_sizes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -419,9 +425,15 @@ impl Service {
             .await
             .map_err(agent_err)?;
         forward_stdio(&agent, id, exec_id, child);
-        if let Some(task) = self.inner.tasks.lock().await.get_mut(&k) {
+        let pending_size = self.inner.tasks.lock().await.get_mut(&k).and_then(|task| {
             task.pid = pid;
             task.io = Some(io);
+            task.pending_size.take()
+        });
+        if let Some(size) = pending_size {
+            if let Err(e) = agent.resize_terminal(id, exec_id, size, CALL_TIMEOUT).await {
+                tracing::warn!(container = %id, exec = %exec_id, "early resize: {e}");
+            }
         }
         self.watch_exit(agent, id.to_string(), exec_id.to_string());
         Ok(pid)
@@ -691,6 +703,7 @@ impl Task for Service {
                 exit,
                 io,
                 shared,
+                pending_size: None,
             },
         );
         match vm {
@@ -826,6 +839,7 @@ impl Task for Service {
                 ))));
             }
             let (exit, _) = watch::channel(None);
+            let pending_size = self.inner.early_sizes.lock().await.remove(&k);
             tasks.insert(
                 k,
                 TaskEntry {
@@ -849,6 +863,7 @@ impl Task for Service {
                     exit,
                     io: None,
                     shared: None,
+                    pending_size,
                 },
             );
         }
@@ -975,6 +990,23 @@ impl Task for Service {
     ) -> TtrpcResult<api::Empty> {
         let agent = ttrpc(self.agent().await)?;
         let size = (req.width, req.height);
+        {
+            // An exec'd process not started in the guest yet gets the size when
+            // it is (the client may resize before it starts).
+            let k = key(&req.id, &req.exec_id);
+            let mut tasks = self.inner.tasks.lock().await;
+            match tasks.get_mut(&k) {
+                Some(task) if !req.exec_id.is_empty() && task.pid == 0 => {
+                    task.pending_size = Some(size);
+                    return Ok(api::Empty::new());
+                }
+                None if !req.exec_id.is_empty() => {
+                    self.inner.early_sizes.lock().await.insert(k, size);
+                    return Ok(api::Empty::new());
+                }
+                _ => {}
+            }
+        }
         ttrpc(
             agent
                 .resize_terminal(&req.id, &req.exec_id, size, CALL_TIMEOUT)
