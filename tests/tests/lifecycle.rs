@@ -731,11 +731,18 @@ async fn shim_killed(handler: &str) {
     assert_eq!(pod_status.state, PodSandboxState::SandboxNotready as i32);
     cri.runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
+            pod_sandbox_id: pod_id.clone(),
         })
         .await
         .expect("RemovePodSandbox");
     assert!(crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty());
+    if handler == "kata" {
+        // The VM's directory (the shim's default VM root) and the container
+        // mounts in it are gone with the pod.
+        let vm_dir = std::path::Path::new("/run/crio-rs-vm").join(&pod_id[..16]);
+        assert!(crio_tests::cleanup::mounts_under(&vm_dir).is_empty());
+        assert!(!vm_dir.exists(), "{} left", vm_dir.display());
+    }
     let left: Vec<String> = crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.base)
         .iter()
         .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default())

@@ -85,8 +85,10 @@ fn delete_action(
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        kata_shim::shared_mounts::release(&spec.shared_dir());
-        let _ = std::fs::remove_dir_all(&run_dir);
+        // Each container's directory holds mounts (its rootfs, the host files
+        // and volumes its spec binds): unmounted before anything is removed.
+        kata_shim::shared_mounts::release_all(&spec.shared_dir());
+        kata_shim::shared_mounts::remove_unmounted(&run_dir);
     }
     shim_support::containerd_shim::DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,
