@@ -43,6 +43,8 @@ use crate::vmm::{Nic, Qemu, RunningVm, VmSpec};
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a powered-off VM may take to end before its hypervisor is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
+/// How long an exit waits for the process's output to be delivered.
+const EXIT_IO_WAIT: Duration = Duration::from_secs(3);
 /// The exit status of a container whose VM ended under it.
 const VM_GONE_STATUS: i32 = 255;
 
@@ -72,7 +74,7 @@ struct TaskEntry {
     stdio: StdioConfig,
     started: bool,
     exit: watch::Sender<Exit>,
-    io: Option<ProcessIo>,
+    io: Option<Arc<ProcessIo>>,
     /// The container's directory in the VM's shared directory (not the sandbox).
     shared: Option<PathBuf>,
     /// A terminal size asked for before an exec'd process exists in the guest:
@@ -385,7 +387,24 @@ impl Service {
             // No deadline: a process may run for as long as it likes.
             let forever = Duration::from_secs(u32::MAX.into());
             match agent.wait_container(&id, &exec_id, forever).await {
-                Ok(status) => this.record_exit(&key(&id, &exec_id), status).await,
+                Ok(status) => {
+                    let k = key(&id, &exec_id);
+                    // The process's last output reaches its log before its exit
+                    // is told (the agent's streams end once it has exited).
+                    let io = this
+                        .inner
+                        .tasks
+                        .lock()
+                        .await
+                        .get(&k)
+                        .and_then(|t| t.io.clone());
+                    if let Some(io) = io {
+                        if !io.wait_outputs(EXIT_IO_WAIT).await {
+                            tracing::debug!(task = %k, "output still open after exit");
+                        }
+                    }
+                    this.record_exit(&k, status).await
+                }
                 Err(e) => {
                     tracing::warn!(container = %id, exec = %exec_id, "wait in the guest: {e}")
                 }
@@ -427,7 +446,7 @@ impl Service {
         forward_stdio(&agent, id, exec_id, child);
         let pending_size = self.inner.tasks.lock().await.get_mut(&k).and_then(|task| {
             task.pid = pid;
-            task.io = Some(io);
+            task.io = Some(Arc::new(io));
             task.pending_size.take()
         });
         if let Some(size) = pending_size {
@@ -682,7 +701,7 @@ impl Task for Service {
             (vm.pid(), None, None, Some(vm))
         } else {
             let (pid, io, shared) = ttrpc(self.create_container(&req).await)?;
-            (pid, Some(io), Some(shared), None)
+            (pid, Some(Arc::new(io)), Some(shared), None)
         };
         let (exit, _) = watch::channel(None);
         self.inner.tasks.lock().await.insert(
