@@ -38,6 +38,26 @@ async fn kata_daemon(registry: &Registry, vms: &Path) -> (Daemon, CriClient, Str
     (daemon, cri, image)
 }
 
+/// A VM pod named `name` with one started container running `script`; the
+/// pod's config, its id and the container's.
+async fn vm_pod_running(
+    cri: &mut CriClient,
+    daemon: &Daemon,
+    name: &str,
+    image: &str,
+    script: &str,
+) -> (protocols::cri::PodSandboxConfig, String, String) {
+    let pod = pod_config(name, &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
+    let config = container_config("app", image, script);
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    (pod, pod_id, id)
+}
+
 /// Stops and removes the pod, then asserts its qemu is gone.
 async fn remove_pod(cri: &mut CriClient, pod_id: &str, vms: &Path) {
     cri.runtime
@@ -172,14 +192,14 @@ async fn a_restarted_daemon_finds_its_vm_pod_running() {
     let registry = Registry::with_test_images();
     let (mut daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
 
-    let pod = pod_config("vm-restart", &daemon.dirs.log_dir);
-    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
-    let config = container_config("app", &image, "echo up; exec sleep 4243");
-    let id = cri
-        .create_container(&pod_id, &config, &pod)
-        .await
-        .expect("CreateContainer");
-    cri.start_container(&id).await.expect("StartContainer");
+    let (_, pod_id, id) = vm_pod_running(
+        &mut cri,
+        &daemon,
+        "vm-restart",
+        &image,
+        "echo up; exec sleep 4243",
+    )
+    .await;
     let qemu = qemus_under(vms.path());
     assert_eq!(qemu.len(), 1);
 
@@ -623,14 +643,8 @@ async fn a_vm_that_dies_while_crio_is_down_is_reported_after_its_restart() {
     let vms = tempfile::tempdir().expect("tempdir");
     let registry = Registry::with_test_images();
     let (mut daemon, mut cri, image) = kata_daemon(&registry, vms.path()).await;
-    let pod = pod_config("vm-crash", &daemon.dirs.log_dir);
-    let pod_id = cri.run_pod(&pod, "kata").await.expect("RunPodSandbox");
-    let config = container_config("app", &image, "exec sleep 4244");
-    let id = cri
-        .create_container(&pod_id, &config, &pod)
-        .await
-        .expect("CreateContainer");
-    cri.start_container(&id).await.expect("StartContainer");
+    let (_, pod_id, id) =
+        vm_pod_running(&mut cri, &daemon, "vm-crash", &image, "exec sleep 4244").await;
     let qemu = qemus_under(vms.path());
     assert_eq!(qemu.len(), 1);
 

@@ -97,8 +97,6 @@ struct Inner {
     config: KataConfig,
     vm: Mutex<Option<PodVm>>,
     tasks: Mutex<HashMap<String, TaskEntry>>,
-    /// Terminal sizes asked for processes not registered yet, by task key.
-    early_sizes: Mutex<HashMap<String, (u32, u32)>>,
 }
 
 /// The task service of one VM pod.
@@ -132,7 +130,6 @@ impl Service {
                 config,
                 vm: Mutex::new(None),
                 tasks: Mutex::new(HashMap::new()),
-                early_sizes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -858,7 +855,6 @@ impl Task for Service {
                 ))));
             }
             let (exit, _) = watch::channel(None);
-            let pending_size = self.inner.early_sizes.lock().await.remove(&k);
             tasks.insert(
                 k,
                 TaskEntry {
@@ -882,7 +878,7 @@ impl Task for Service {
                     exit,
                     io: None,
                     shared: None,
-                    pending_size,
+                    pending_size: None,
                 },
             );
         }
@@ -1014,16 +1010,12 @@ impl Task for Service {
             // it is (the client may resize before it starts).
             let k = key(&req.id, &req.exec_id);
             let mut tasks = self.inner.tasks.lock().await;
-            match tasks.get_mut(&k) {
-                Some(task) if !req.exec_id.is_empty() && task.pid == 0 => {
-                    task.pending_size = Some(size);
-                    return Ok(api::Empty::new());
-                }
-                None if !req.exec_id.is_empty() => {
-                    self.inner.early_sizes.lock().await.insert(k, size);
-                    return Ok(api::Empty::new());
-                }
-                _ => {}
+            if let Some(task) = tasks
+                .get_mut(&k)
+                .filter(|t| !t.exec_id.is_empty() && t.pid == 0)
+            {
+                task.pending_size = Some(size);
+                return Ok(api::Empty::new());
             }
         }
         ttrpc(

@@ -145,14 +145,25 @@ fn watch_v1(dir: &Path, tx: mpsc::UnboundedSender<()>) -> Result<()> {
 }
 
 fn watch_v2(dir: PathBuf, tx: mpsc::UnboundedSender<()>) -> Result<()> {
-    let counter = OomCounter::new(dir)?;
+    poll(std::sync::Arc::new(OomCounter::new(dir)?), tx, ());
+    Ok(())
+}
+
+/// Polls `counter` every [`POLL`] and sends `item` for each look that found new
+/// kills, until the cgroup is gone or the receiver is.
+pub fn poll<T: Clone + Send + 'static>(
+    counter: std::sync::Arc<OomCounter>,
+    tx: mpsc::UnboundedSender<T>,
+    item: T,
+) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(POLL).await;
             match counter.new_kills() {
                 None => return,
                 Some(true) => {
-                    if tx.send(()).is_err() {
+                    tracing::info!(events = %counter.events.display(), "OOM kill");
+                    if tx.send(item.clone()).is_err() {
                         return;
                     }
                 }
@@ -160,7 +171,6 @@ fn watch_v2(dir: PathBuf, tx: mpsc::UnboundedSender<()>) -> Result<()> {
             }
         }
     });
-    Ok(())
 }
 
 /// How often a cgroup v2 `memory.events` is read.

@@ -272,24 +272,7 @@ impl Containers {
                 return None;
             }
         };
-        let tx = self.oom_tx.clone();
-        let id = id.to_string();
-        let polled = Arc::clone(&counter);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(shim_support::oom::POLL).await;
-                match polled.new_kills() {
-                    None => break,
-                    Some(true) => {
-                        tracing::info!(container = %id, "OOM");
-                        if tx.send(id.clone()).is_err() {
-                            break;
-                        }
-                    }
-                    Some(false) => {}
-                }
-            }
-        });
+        shim_support::oom::poll(Arc::clone(&counter), self.oom_tx.clone(), id.to_string());
         Some(counter)
     }
 
