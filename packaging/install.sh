@@ -13,7 +13,8 @@ CNI_DIR=/etc/cni/net.d
 CNI_CONFLIST=11-crio-bridge.conflist
 
 # Runtime parts (runc/crun, CNI plugins) and what the build needs.
-PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc libseccomp-dev)
+PACKAGES=(runc crun containernetworking-plugins iptables pkg-config gcc make libseccomp-dev
+    libelf-dev zlib1g-dev)
 SHIM=containerd-shim-runc-rs-v2
 YOUKI_SHIM=containerd-shim-youki-v2
 KATA_SHIM=containerd-shim-kata-rs-v2

@@ -26,7 +26,8 @@ PACKAGES=(
     runc crun containerd containernetworking-plugins iptables iproute2  # runtime parts
     docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd
     busybox-static                                     # test images
-    pkg-config gcc libseccomp-dev                      # building the youki shim
+    pkg-config gcc make libseccomp-dev                 # building the youki shim
+    libelf-dev zlib1g-dev                              # (libbpf: v2 device rules)
 )
 packaging/apt-install.sh "${PACKAGES[@]}"
 # VM pods: qemu, and what building their guest (kernel, agent, initramfs) takes.

@@ -2,7 +2,7 @@
 # Builds the guest kernel of VM pods (issue 19; build-guest.sh calls it): Debian's
 # linux-source-6.1, tinyconfig plus what a pod VM needs (virtio-mmio for
 # `-M microvm`, PVH boot of the uncompressed vmlinux, serial console, initramfs,
-# namespaces, cgroups, seccomp, overlayfs, virtio-fs, 9p, virtio-net,
+# namespaces, cgroups (device rules as cgroup BPF), seccomp, overlayfs, virtio-fs, 9p, virtio-net,
 # virtio-serial). Cached by its option list's hash under $CRIO_KATA_CACHE (default
 # /var/cache/crio-rs/kata), outside the checkout; prints the vmlinux path.
 # Needs: linux-source-6.1 bison flex libelf-dev bc (apt). ~3.5 min with 2 cores.
@@ -24,6 +24,7 @@ OPTIONS=(
   NAMESPACES UTS_NS IPC_NS PID_NS NET_NS USER_NS
   CGROUPS MEMCG CGROUP_PIDS CPUSETS CGROUP_SCHED FAIR_GROUP_SCHED CFS_BANDWIDTH
   CGROUP_DEVICE CGROUP_FREEZER CGROUP_CPUACCT BLK_CGROUP CGROUP_HUGETLB HUGETLBFS
+  BPF_SYSCALL CGROUP_BPF
   SECCOMP SECCOMP_FILTER KEYS
   OVERLAY_FS FUSE_FS VIRTIO_FS NETWORK_FILESYSTEMS NET_9P NET_9P_VIRTIO 9P_FS
   9P_FS_POSIX_ACL EXT4_FS

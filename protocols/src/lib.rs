@@ -74,4 +74,12 @@ pub mod agent {
     /// before any ttrpc frame. The host reads it before sending a request: bytes
     /// written while the guest has the port closed are dropped by virtio-serial.
     pub const HELLO: &str = "crio-rs-agent ready\n";
+
+    /// Where the guest mounts the pod's shared directory (the containers'
+    /// bundles, from the host).
+    pub const GUEST_SHARED_DIR: &str = "/run/crio-rs/shared";
+
+    /// Where the guest mounts the pod's /dev/shm (`ConfigurePod`), a tmpfs its
+    /// containers bind.
+    pub const GUEST_SHM_DIR: &str = "/run/crio-rs/shm";
 }

@@ -37,6 +37,7 @@ async fn fixture(handler: &str, extra_config: &str) -> Fixture {
     let registry = Registry::with_test_images();
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
+        .dropin("10-kata.conf", &crio_tests::kata::handler_dropin())
         .dropin("20-spec.conf", extra_config)
         .registries_conf(&registry.insecure_conf())
         .start();
@@ -369,9 +370,9 @@ async fn security_context(handler: &str) {
     assert!(!f.ok(&plain, "echo 1 > /proc/sys/kernel/domainname").await);
     assert!(f.ok(&plain, "touch /rootfs-is-writable").await);
     // sysfs and every cgroup hierarchy are read-only (runc keeps the tmpfs holding
-    // the v1 hierarchies writable, under CRI-O too).
+    // the v1 hierarchies writable, under CRI-O too; a VM's guest has cgroup v2).
     let sys = f
-        .sh(&plain, "grep -E ' (sysfs|cgroup) ' /proc/mounts")
+        .sh(&plain, "grep -E ' (sysfs|cgroup2?) ' /proc/mounts")
         .await;
     assert!(sys.lines().count() >= 2, "{sys}");
     assert!(
@@ -507,8 +508,13 @@ async fn security_context(handler: &str) {
     );
 
     // A privileged container in an unprivileged pod is refused.
+    // (No namespace options: the proto's default, one PID namespace for the pod,
+    // which a VM pod refuses.)
+    let vm = handler == "kata";
     let mut plain_pod = f.pod("unpriv");
-    plain_pod.linux = Some(Default::default());
+    if !vm {
+        plain_pod.linux = Some(Default::default());
+    }
     let plain_id = f.run_pod(&plain_pod).await;
     let err = f
         .sleeper(
@@ -559,10 +565,18 @@ async fn security_context(handler: &str) {
     };
     let hp = f
         .sleeper(&plain_id, &plain_pod, "hostpid", host_pid, |_| {})
-        .await
-        .expect("host pid");
-    let daemon_pid = f.daemon.pid();
-    assert!(f.ok(&hp, &format!("test -d /proc/{daemon_pid}")).await);
+        .await;
+    if vm {
+        // A VM's guest has no host processes to share: refused, not ignored.
+        assert_eq!(
+            hp.expect_err("host PID in a VM").code(),
+            Code::InvalidArgument
+        );
+    } else {
+        let hp = hp.expect("host pid");
+        let daemon_pid = f.daemon.pid();
+        assert!(f.ok(&hp, &format!("test -d /proc/{daemon_pid}")).await);
+    }
 
     // Target PID namespace: another container's.
     let target = f
@@ -579,8 +593,12 @@ async fn security_context(handler: &str) {
     };
     let j = f
         .sleeper(&plain_id, &plain_pod, "joiner", joiner, |_| {})
-        .await
-        .expect("target namespace");
+        .await;
+    if vm {
+        assert_eq!(j.expect_err("Target in a VM").code(), Code::InvalidArgument);
+        return;
+    }
+    let j = j.expect("target namespace");
     let inode = |s: String| s.split("pid:").nth(1).map(str::to_string);
     let a = inode(f.sh(&target, "ls -l /proc/self/ns/pid").await);
     let b = inode(f.sh(&j, "ls -l /proc/self/ns/pid").await);
@@ -644,31 +662,17 @@ async fn resources_and_updates(handler: &str) {
         })
         .await
         .expect("limited");
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpu/cpu.shares")).await.trim(),
-        "512"
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpu/cpu.cfs_quota_us")).await.trim(),
-        "50000"
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpu/cpu.cfs_period_us"))
-            .await
-            .trim(),
-        "100000"
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
-            .await
-            .trim(),
-        (64u64 << 20).to_string()
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpuset/cpuset.cpus")).await.trim(),
-        "0"
-    );
-    assert_eq!(f.sh(&id, &cgroup_file("pids/pids.max")).await.trim(), "100");
+    // This host has cgroup v1; a VM's guest has v2 (the same limits in v2's files).
+    let v2 = f.ok(&id, "test -f /sys/fs/cgroup/cgroup.controllers").await;
+    assert_eq!(v2, handler == "kata");
+    assert_cpu_and_memory(&mut f, &id, v2, 512, 64 << 20, "at create").await;
+    let (cpuset, pids) = if v2 {
+        ("cpuset.cpus", "pids.max")
+    } else {
+        ("cpuset/cpuset.cpus", "pids/pids.max")
+    };
+    assert_eq!(f.sh(&id, &cgroup_file(cpuset)).await.trim(), "0");
+    assert_eq!(f.sh(&id, &cgroup_file(pids)).await.trim(), "100");
     assert_eq!(
         f.sh(&id, "cat /proc/self/oom_score_adj").await.trim(),
         "500"
@@ -688,21 +692,8 @@ async fn resources_and_updates(handler: &str) {
         })
         .await
         .expect("UpdateContainerResources");
-    assert_eq!(
-        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
-            .await
-            .trim(),
-        (128u64 << 20).to_string()
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpu/cpu.shares")).await.trim(),
-        "256"
-    );
-    assert_eq!(
-        f.sh(&id, &cgroup_file("cpu/cpu.cfs_quota_us")).await.trim(),
-        "50000",
-        "what the update leaves out is kept"
-    );
+    // The quota the update leaves out is kept.
+    assert_cpu_and_memory(&mut f, &id, v2, 256, 128 << 20, "after the update").await;
     let status = f.cri.container_status(&id).await.expect("status");
     let linux = status
         .resources
@@ -737,13 +728,52 @@ async fn resources_and_updates(handler: &str) {
         .await
         .expect_err("below container_min_memory");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
-    assert_eq!(
-        f.sh(&id, &cgroup_file("memory/memory.limit_in_bytes"))
-            .await
-            .trim(),
-        (128u64 << 20).to_string(),
-        "a refused update changes nothing"
-    );
+    assert_cpu_and_memory(&mut f, &id, v2, 256, 128 << 20, "a refused update").await;
+}
+
+/// cgroup v2's `cpu.weight` for CPU shares: runc's mapping, which libcontainer
+/// and crun share.
+fn cpu_weight(shares: u64) -> u64 {
+    let l = (shares as f64).log2();
+    10f64.powf((l * l + 125.0 * l) / 612.0 - 7.0 / 34.0).ceil() as u64
+}
+
+/// The container's CPU shares, its 50000/100000 quota and its memory limit, read
+/// from the v1 or v2 files.
+async fn assert_cpu_and_memory(
+    f: &mut Fixture,
+    id: &str,
+    v2: bool,
+    shares: u64,
+    memory: u64,
+    when: &str,
+) {
+    let read = [
+        ("cpu/cpu.shares", "cpu.weight"),
+        ("cpu/cpu.cfs_quota_us", "cpu.max"),
+        ("memory/memory.limit_in_bytes", "memory.max"),
+    ];
+    let mut got = Vec::new();
+    for (v1_file, v2_file) in read {
+        let file = if v2 { v2_file } else { v1_file };
+        got.push(f.sh(id, &cgroup_file(file)).await.trim().to_string());
+    }
+    let want = if v2 {
+        [
+            cpu_weight(shares).to_string(),
+            "50000 100000".to_string(),
+            memory.to_string(),
+        ]
+    } else {
+        [shares.to_string(), "50000".to_string(), memory.to_string()]
+    };
+    assert_eq!(got, want, "{when}");
+    if !v2 {
+        assert_eq!(
+            f.sh(id, &cgroup_file("cpu/cpu.cfs_period_us")).await.trim(),
+            "100000"
+        );
+    }
 }
 
 async fn mounts_and_devices(handler: &str) {
@@ -813,19 +843,21 @@ async fn mounts_and_devices(handler: &str) {
         std::fs::read_to_string(host.path().join("new")).expect("host sees it"),
         "written\n"
     );
-    let mounts = f.sh(&id, "cat /proc/self/mountinfo").await;
-    let slave = mounts
-        .lines()
-        .find(|l| l.split_whitespace().nth(4) == Some("/slave"))
-        .expect("/slave in mountinfo");
-    assert!(slave.contains("master:"), "rslave: {slave}");
-    // A mount made on the host afterwards reaches the rslave mount only.
+    // A mount made on the host afterwards reaches the rslave mount only. In a VM
+    // the guest sees its files through the shared directory, not a mount.
     shared.mount_tmpfs("sub");
-    assert!(f.ok(&id, "grep -q ' /slave/sub ' /proc/mounts").await);
-    assert!(
-        !f.ok(&id, "grep -q ' /ro/sub ' /proc/mounts").await,
-        "rprivate"
-    );
+    std::fs::write(host.path().join("sub/marker"), "late\n").expect("marker");
+    assert_eq!(f.sh(&id, "cat /slave/sub/marker").await, "late\n");
+    assert!(!f.ok(&id, "test -e /ro/sub/marker").await, "rprivate");
+    if handler != "kata" {
+        let mounts = f.sh(&id, "cat /proc/self/mountinfo").await;
+        let slave = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/slave"))
+            .expect("/slave in mountinfo");
+        assert!(slave.contains("master:"), "rslave: {slave}");
+        assert!(f.ok(&id, "grep -q ' /slave/sub ' /proc/mounts").await);
+    }
     assert!(created.is_dir(), "a missing host path is created");
     // Devices with their cgroup permissions.
     assert!(f.ok(&id, "echo x > /dev/mynull").await);
@@ -1203,23 +1235,44 @@ async fn mount_propagation(handler: &str) {
         privileged: true,
         ..Default::default()
     };
-    let modes = [
+    // A VM's guest has a kernel of its own: nothing it mounts can reach the host,
+    // so a VM pod refuses Bidirectional; what the host mounts later reaches it
+    // as files through the shared directory.
+    let vm = handler == "kata";
+    let host_mount = |path: &str, mode: MountPropagation| {
+        let source = host.path().join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&source).expect("mkdir");
+        Mount {
+            container_path: path.to_string(),
+            host_path: source.display().to_string(),
+            propagation: mode as i32,
+            ..Default::default()
+        }
+    };
+    if vm {
+        let before = f.cri.containers().await.len();
+        let bidir = host_mount("/bidir", MountPropagation::PropagationBidirectional);
+        let err = f
+            .sleeper(&pod_id, &pod, "bidir", privileged.clone(), |c| {
+                c.mounts = vec![bidir]
+            })
+            .await
+            .expect_err("Bidirectional in a VM pod");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("Bidirectional"), "{err}");
+        assert_eq!(f.cri.containers().await.len(), before, "nothing created");
+    }
+    let modes: Vec<(&str, MountPropagation)> = [
         ("/bidir", MountPropagation::PropagationBidirectional),
         ("/slave", MountPropagation::PropagationHostToContainer),
         ("/private", MountPropagation::PropagationPrivate),
-    ];
+    ]
+    .into_iter()
+    .filter(|(_, mode)| !vm || *mode != MountPropagation::PropagationBidirectional)
+    .collect();
     let mounts: Vec<Mount> = modes
         .iter()
-        .map(|(path, mode)| {
-            let source = host.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(&source).expect("mkdir");
-            Mount {
-                container_path: path.to_string(),
-                host_path: source.display().to_string(),
-                propagation: *mode as i32,
-                ..Default::default()
-            }
-        })
+        .map(|(path, mode)| host_mount(path, *mode))
         .collect();
     let id = f
         .sleeper(&pod_id, &pod, "prop", privileged, |c| {
@@ -1232,11 +1285,13 @@ async fn mount_propagation(handler: &str) {
         shared.mount_tmpfs(&sub);
         std::fs::write(host.path().join(&sub).join("marker"), "late\n").expect("marker");
     }
-    assert_eq!(
-        f.sh(&id, "cat /bidir/late/marker").await,
-        "late\n",
-        "Bidirectional"
-    );
+    if !vm {
+        assert_eq!(
+            f.sh(&id, "cat /bidir/late/marker").await,
+            "late\n",
+            "Bidirectional"
+        );
+    }
     assert_eq!(
         f.sh(&id, "cat /slave/late/marker").await,
         "late\n",
@@ -1256,7 +1311,7 @@ async fn mount_propagation(handler: &str) {
     }
     let on_host = |p: &str| host.path().join(p).join("inner/x").exists();
     assert!(
-        on_host("bidir"),
+        vm || on_host("bidir"),
         "Bidirectional shares the container's mount"
     );
     assert!(!on_host("slave"), "HostToContainer keeps it in");
@@ -1287,7 +1342,10 @@ async fn mount_propagation(handler: &str) {
             MountPropagation::PropagationHostToContainer,
             "not a shared or slave mount",
         ),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(mode, _)| !vm || *mode != MountPropagation::PropagationBidirectional)
+    {
         let refused = Mount {
             container_path: "/refused".into(),
             host_path: plain.dir.display().to_string(),
@@ -1361,6 +1419,13 @@ impl Drop for SharedMount {
 
 crio_tests::per_handler!(
     process_and_pod_files,
+    security_context,
+    resources_and_updates,
+    mounts_and_devices,
+    mount_propagation,
+    cdi_devices,
+    stats_events_and_runtime_config;
+    kata: process_and_pod_files,
     security_context,
     resources_and_updates,
     mounts_and_devices,

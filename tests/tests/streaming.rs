@@ -417,13 +417,11 @@ async fn spdy_exec_output_stdin_and_exit_codes(handler: &str) {
     assert_eq!(s["status"], "Success");
 }
 
-// Not on kata yet: the SPDY client resizes as the exec starts; in the guest
-// youki (0.7 ignores `process.consoleSize`) starts the process before the size
-// reaches its terminal, and under TCG `stty` can run first (half the runs). The
-// fix: the size in ExecProcess, set on the master as soon as it arrives.
-#[tokio::test(flavor = "multi_thread")]
-async fn spdy_exec_with_a_tty_follows_resizes() {
-    let mut f = fixture(false).await;
+// The client sends its size as the session opens and its input 300 ms later;
+// under TCG a VM's exec takes longer to start, so both are queued when it runs:
+// the size must still reach the terminal first.
+async fn spdy_exec_with_a_tty_follows_resizes(handler: &str) {
+    let mut f = fixture_on(handler, false).await;
     let url = exec_url(
         &mut f.cri,
         exec_request(&f.container, &["sh", "-c", "read x; stty size"], true, true),
@@ -874,6 +872,7 @@ on_runc_and_kata!(
     a_client_that_disconnects_frees_its_exec_process,
     port_forward_reaches_a_port_inside_the_pod,
     spdy_exec_output_stdin_and_exit_codes,
+    spdy_exec_with_a_tty_follows_resizes,
     spdy_port_forward_pairs_streams_by_request_id,
     attach_joins_the_containers_own_stdio_and_leaves_it_running,
     attach_with_stdin_once_ends_with_the_container,

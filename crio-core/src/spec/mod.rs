@@ -88,6 +88,9 @@ pub(crate) struct SandboxSpec {
     pub kernel_release: String,
     /// The pod's own user namespace (`hostUsers: false`), `None` = the host's.
     pub userns: Option<UserNamespace>,
+    /// The pod's sysctls, for a shim whose pod has namespaces of its own (a
+    /// VM's); empty where the pinned namespaces, which have them, are the pod's.
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// A pod's pinned user namespace and its mappings, which runtimes want written out
@@ -425,6 +428,9 @@ pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result
         Seccomp::Profile(file) => Some(seccomp::to_oci(file, &caps, &input.kernel_release)?),
     });
     set_user_namespace(input.userns.as_ref(), &mut linux);
+    if !input.sysctls.is_empty() {
+        linux.set_sysctl(Some(input.sysctls.clone().into_iter().collect()));
+    }
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(annotations(&input.annotations)));
     Ok(spec)

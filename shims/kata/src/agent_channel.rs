@@ -10,9 +10,9 @@ use protocols::agent::ttrpc::r#async::Client;
 pub use protocols::agent::Stream;
 use protocols::agent::{
     AgentClient, CheckRequest, CheckResponse, CloseStdinRequest, ConfigureNetworkRequest,
-    CreateContainerRequest, ExecProcessRequest, ReadStreamRequest, RemoveContainerRequest,
-    ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest, StartContainerRequest,
-    WaitContainerRequest, WriteStdinRequest, HELLO,
+    ConfigurePodRequest, CreateContainerRequest, ExecProcessRequest, ReadStreamRequest,
+    RemoveContainerRequest, ResizeTerminalRequest, ShutdownRequest, SignalContainerRequest,
+    StartContainerRequest, WaitContainerRequest, WriteStdinRequest, HELLO,
 };
 use protocols::agent::{
     ClosePortRequest, OpenPortRequest, ReadPortRequest, StatsContainerRequest,
@@ -422,6 +422,19 @@ impl Agent {
             .await
             .map(drop)
             .map_err(failed("ConfigureNetwork"))
+    }
+
+    /// Sets up what the pod's containers share in the guest.
+    pub async fn configure_pod(
+        &self,
+        req: &ConfigurePodRequest,
+        timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        self.client
+            .configure_pod(deadline(timeout), req)
+            .await
+            .map(drop)
+            .map_err(failed("ConfigurePod"))
     }
 
     /// Asks the guest to power off; the VM ends after the reply.

@@ -10,14 +10,25 @@
 //! - Bind mounts of host paths (the pod's hosts, hostname and resolv.conf files,
 //!   `/dev/shm`, volumes) are bound into the container's directory of the shared
 //!   directory and named there by their guest path.
-//! - Hooks name host binaries: they are not run in the guest.
+//! - The pod's `/dev/shm` (a bind of the pod's host tmpfs) becomes a bind of the
+//!   guest's tmpfs for it ([`GUEST_SHM_DIR`], sized like the host's).
+//! - The guest has cgroup v2: each container gets a cgroup namespace, as
+//!   containerd and CRI-O give one on v2 hosts, so its `/sys/fs/cgroup` is its
+//!   own cgroup (with its limits' files), not the guest's root.
+//! - Hooks name host binaries: they leave the spec, for the shim to run on the
+//!   host ([`crate::host_hooks`]).
+//! - Propagation: a bind keeps its `rslave` on the host, so what the host mounts
+//!   below its source later reaches the guest (as files, through the shared
+//!   directory); any other is made private there. `rshared` (Bidirectional) is
+//!   refused: nothing the guest mounts can reach the host.
 
 use std::path::PathBuf;
 
 use serde_json::Value;
+use shim_support::Error;
 
 /// Where the agent mounts the shared directory in the guest.
-pub const GUEST_SHARED_DIR: &str = "/run/crio-rs/shared";
+pub use protocols::agent::{GUEST_SHARED_DIR, GUEST_SHM_DIR};
 
 /// The fitted spec and the host paths to bind beside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +37,25 @@ pub struct GuestBundle {
     /// The host's rootfs as the spec named it (absolute, or relative to the
     /// bundle).
     pub rootfs: PathBuf,
-    /// (host source, name in the container's shared directory).
-    pub binds: Vec<(PathBuf, String)>,
+    pub binds: Vec<HostBind>,
+    /// The spec's hooks, run on the host.
+    pub hooks: Option<Value>,
+}
+
+/// A host path bound into the container's shared directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBind {
+    pub source: PathBuf,
+    /// Its name in the container's shared directory.
+    pub name: String,
+    /// Whether later mounts below `source` on the host reach it (`rslave`).
+    pub slave: bool,
+}
+
+fn has_option(mount: &Value, option: &str) -> bool {
+    mount["options"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|x| x == option))
 }
 
 fn is_bind(mount: &Value) -> bool {
@@ -37,8 +65,9 @@ fn is_bind(mount: &Value) -> bool {
             .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
 }
 
-/// Fits `spec` (the core's `config.json`) for container `id` in the guest.
-pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
+/// Fits `spec` (the core's `config.json`) for container `id` in the guest;
+/// InvalidArgument for what a guest cannot have.
+pub fn for_guest(mut spec: Value, id: &str) -> Result<GuestBundle, Error> {
     let rootfs = PathBuf::from(spec["root"]["path"].as_str().unwrap_or("rootfs"));
     spec["root"]["path"] = Value::from("rootfs");
     // `pointer_mut`, not indexing: indexing a missing key would add it as null.
@@ -55,6 +84,9 @@ pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
                 o.remove("path");
             }
         }
+        if !namespaces.iter().any(|ns| ns["type"] == "cgroup") {
+            namespaces.push(serde_json::json!({"type": "cgroup"}));
+        }
     }
     let mut binds = Vec::new();
     if let Some(mounts) = spec.pointer_mut("/mounts").and_then(Value::as_array_mut) {
@@ -65,19 +97,35 @@ pub fn for_guest(mut spec: Value, id: &str) -> GuestBundle {
             if !is_bind(mount) {
                 continue;
             }
+            // The pod's /dev/shm is the guest's tmpfs: shared memory over 9p would
+            // be neither sized nor mappable.
+            if mount["destination"] == "/dev/shm" {
+                mount["source"] = Value::from(GUEST_SHM_DIR);
+                continue;
+            }
+            if has_option(mount, "rshared") || has_option(mount, "shared") {
+                return Err(Error::InvalidArgument(format!(
+                    "mount {}: shared (Bidirectional) propagation cannot reach the host \
+                     from a VM",
+                    mount["destination"].as_str().unwrap_or_default()
+                )));
+            }
             let name = format!("mount-{i}");
-            binds.push((PathBuf::from(source), name.clone()));
+            binds.push(HostBind {
+                source: PathBuf::from(source),
+                name: name.clone(),
+                slave: has_option(mount, "rslave") || has_option(mount, "slave"),
+            });
             mount["source"] = Value::from(format!("{GUEST_SHARED_DIR}/{id}/{name}"));
         }
     }
-    if let Some(o) = spec.as_object_mut() {
-        o.remove("hooks");
-    }
-    GuestBundle {
+    let hooks = spec.as_object_mut().and_then(|o| o.remove("hooks"));
+    Ok(GuestBundle {
         spec,
         rootfs,
         binds,
-    }
+        hooks,
+    })
 }
 
 #[cfg(test)]
@@ -94,8 +142,11 @@ mod tests {
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/etc/hosts", "type": "bind", "source": "/run/crio-rs/pods/p/hosts",
                  "options": ["rbind", "ro"]},
-                {"destination": "/data", "type": "none", "source": "/srv/data", "options": ["rbind"]},
-                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"}
+                {"destination": "/data", "type": "none", "source": "/srv/data",
+                 "options": ["rbind", "rslave"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+                {"destination": "/dev/shm", "type": "bind", "source": "/run/crio-rs/pods/p/shm",
+                 "options": ["rbind"]}
             ],
             "linux": {"namespaces": [
                 {"type": "pid"},
@@ -106,20 +157,24 @@ mod tests {
                 {"type": "user", "path": "/proc/1/ns/user"}
             ]}
         });
-        let fitted = for_guest(spec, "c1");
+        let fitted = for_guest(spec, "c1").expect("fitted");
         assert_eq!(fitted.spec["root"]["path"], "rootfs");
         assert_eq!(
             fitted.rootfs,
             PathBuf::from("/var/lib/crio-rs/containers/c1/rootfs")
         );
         assert!(fitted.spec.get("hooks").is_none());
+        assert_eq!(
+            fitted.hooks,
+            Some(json!({"prestart": [{"path": "/usr/bin/hook"}]}))
+        );
         let types: Vec<&str> = fitted.spec["linux"]["namespaces"]
             .as_array()
             .expect("namespaces")
             .iter()
             .map(|n| n["type"].as_str().unwrap_or_default())
             .collect();
-        assert_eq!(types, ["pid", "uts", "mount", "user"]);
+        assert_eq!(types, ["pid", "uts", "mount", "user", "cgroup"]);
         for ns in fitted.spec["linux"]["namespaces"]
             .as_array()
             .expect("namespaces")
@@ -129,11 +184,16 @@ mod tests {
         assert_eq!(
             fitted.binds,
             [
-                (
-                    PathBuf::from("/run/crio-rs/pods/p/hosts"),
-                    "mount-1".to_string()
-                ),
-                (PathBuf::from("/srv/data"), "mount-2".to_string())
+                HostBind {
+                    source: PathBuf::from("/run/crio-rs/pods/p/hosts"),
+                    name: "mount-1".to_string(),
+                    slave: false,
+                },
+                HostBind {
+                    source: PathBuf::from("/srv/data"),
+                    name: "mount-2".to_string(),
+                    slave: true,
+                }
             ]
         );
         assert_eq!(
@@ -146,13 +206,29 @@ mod tests {
         );
         assert_eq!(fitted.spec["mounts"][0]["source"], "proc");
         assert_eq!(fitted.spec["mounts"][3]["source"], "shm");
+        assert_eq!(
+            fitted.spec["mounts"][4]["source"], GUEST_SHM_DIR,
+            "the guest's shm"
+        );
     }
 
     #[test]
     fn a_spec_without_namespaces_or_mounts_is_left_alone() {
-        let fitted = for_guest(json!({"root": {"path": "r"}}), "c");
+        let fitted = for_guest(json!({"root": {"path": "r"}}), "c").expect("fitted");
         assert_eq!(fitted.spec, json!({"root": {"path": "rootfs"}}));
         assert_eq!(fitted.rootfs, PathBuf::from("r"));
         assert!(fitted.binds.is_empty());
+    }
+
+    #[test]
+    fn a_shared_bind_is_refused() {
+        let spec = json!({"root": {"path": "r"}, "mounts": [
+            {"destination": "/bidir", "type": "bind", "source": "/srv", "options": ["rbind", "rshared"]}
+        ]});
+        let err = for_guest(spec, "c").expect_err("rshared");
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("/bidir")),
+            "{err}"
+        );
     }
 }

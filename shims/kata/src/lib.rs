@@ -12,6 +12,7 @@ pub mod agent_channel;
 pub mod boot;
 pub mod config;
 pub mod guest_bundle;
+pub mod host_hooks;
 pub mod pod_network;
 pub mod port_relay;
 pub mod service;

@@ -36,6 +36,7 @@ use crate::agent_channel::{Agent, Stream};
 use crate::boot::boot;
 use crate::config::KataConfig;
 use crate::guest_bundle;
+use crate::host_hooks::{self, Hook, HostHooks};
 use crate::shared_mounts;
 use crate::vmm::{Nic, Qemu, RunningVm, VmSpec};
 
@@ -60,6 +61,14 @@ fn key(id: &str, exec_id: &str) -> String {
     }
 }
 
+/// A container created in the guest.
+struct CreatedContainer {
+    pid: u32,
+    io: ProcessIo,
+    shared: PathBuf,
+    hooks: Arc<(HostHooks, serde_json::Value)>,
+}
+
 /// One task: the sandbox (the VM), a container, or a process exec'd in one
 /// (keyed by [`key`]).
 #[derive(Debug)]
@@ -80,6 +89,8 @@ struct TaskEntry {
     /// A terminal size asked for before an exec'd process exists in the guest:
     /// applied once it does.
     pending_size: Option<(u32, u32)>,
+    /// A container's OCI hooks (run on the host) and its spec's annotations.
+    hooks: Option<Arc<(HostHooks, serde_json::Value)>>,
 }
 
 /// The pod's VM, once booted.
@@ -252,14 +263,26 @@ impl Service {
                 return Err(Error::Other(format!("pod VM: {e}")));
             }
         };
-        // Always: with no interface it still brings the guest's loopback up.
-        {
+        // The network always: with no interface it still brings the guest's
+        // loopback up. Then the pod's sysctls and /dev/shm.
+        let sysctls: HashMap<String, String> = pod
+            .pointer("/linux/sysctl")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default();
+        let pod_req = protocols::agent::ConfigurePodRequest {
+            sysctls,
+            shm_size: pod_shm_size(&pod),
+            ..Default::default()
+        };
+        let prepared = async {
             let req = crate::pod_network::request(&network);
-            if let Err(e) = booted.agent.configure_network(&req, CALL_TIMEOUT).await {
-                let _ = booted.vm.stop().await;
-                let _ = std::fs::remove_dir_all(&spec.run_dir);
-                return Err(Error::Other(format!("pod VM: {e}")));
-            }
+            booted.agent.configure_network(&req, CALL_TIMEOUT).await?;
+            booted.agent.configure_pod(&pod_req, CALL_TIMEOUT).await
+        };
+        if let Err(e) = prepared.await {
+            let _ = booted.vm.stop().await;
+            let _ = std::fs::remove_dir_all(&spec.run_dir);
+            return Err(Error::Other(format!("pod VM: {e}")));
         }
         tracing::info!(
             boot_ms = booted.boot_time.as_millis() as u64,
@@ -326,19 +349,21 @@ impl Service {
     async fn create_container(
         &self,
         req: &api::CreateTaskRequest,
-    ) -> Result<(u32, ProcessIo, PathBuf), Error> {
-        let (agent, shared_root) = {
+    ) -> Result<CreatedContainer, Error> {
+        let (agent, shared_root, vm_pid) = {
             let vm = self.inner.vm.lock().await;
             let vm = vm
                 .as_ref()
                 .ok_or_else(|| Error::FailedPrecondition("the pod's VM is not running".into()))?;
-            (Arc::clone(&vm.agent), vm.spec.shared_dir())
+            (Arc::clone(&vm.agent), vm.spec.shared_dir(), vm.pid)
         };
         let bundle = Path::new(&req.bundle);
         let text = std::fs::read(bundle.join("config.json"))
             .map_err(|e| Error::io(format!("read {}/config.json", bundle.display()), e))?;
         let spec: serde_json::Value = serde_json::from_slice(&text)?;
-        let fitted = guest_bundle::for_guest(spec, &req.id);
+        let annotations = spec["annotations"].clone();
+        let fitted = guest_bundle::for_guest(spec, &req.id)?;
+        let hooks = HostHooks::from_spec(fitted.hooks.as_ref());
         let shared = shared_root.join(&req.id);
         // Joining an absolute path gives that path.
         let rootfs = bundle.join(&fitted.rootfs);
@@ -352,6 +377,8 @@ impl Service {
             terminal: false,
         };
         let created = async {
+            let state = host_hooks::state(&req.id, "creating", vm_pid, bundle, &annotations);
+            host_hooks::run(&hooks.create, &state).await?;
             let (io, child) = ProcessIo::create(&stdio, &req.id, &self.inner.ctx.namespace)?;
             let pid = agent
                 .create_container(
@@ -368,7 +395,12 @@ impl Service {
         }
         .await;
         match created {
-            Ok((pid, io)) => Ok((pid, io, shared)),
+            Ok((pid, io)) => Ok(CreatedContainer {
+                pid,
+                io,
+                shared,
+                hooks: Arc::new((hooks, annotations)),
+            }),
             Err(e) => {
                 shared_mounts::release(&shared);
                 Err(e)
@@ -526,9 +558,37 @@ impl Service {
         })
     }
 
+    /// The VM's pid (0 once it is gone).
+    async fn vm_pid(&self) -> u32 {
+        self.inner.vm.lock().await.as_ref().map_or(0, |vm| vm.pid)
+    }
+
+    /// Runs one stage of container `id`'s host hooks, logging a failure.
+    async fn run_hooks(
+        &self,
+        id: &str,
+        status: &str,
+        (name, stage): (&str, fn(&HostHooks) -> &Vec<Hook>),
+    ) {
+        let (hooks, bundle) = {
+            let tasks = self.inner.tasks.lock().await;
+            match tasks.get(id) {
+                Some(TaskEntry {
+                    hooks: Some(hooks),
+                    bundle,
+                    ..
+                }) => (Arc::clone(hooks), bundle.clone()),
+                _ => return,
+            }
+        };
+        let (hooks, annotations) = &*hooks;
+        let state = host_hooks::state(id, status, self.vm_pid().await, &bundle, annotations);
+        host_hooks::run_logged(stage(hooks), &state, name).await;
+    }
+
     async fn delete_task(&self, id: &str) -> Result<api::DeleteResponse, Error> {
         let sandbox = self.is_sandbox(id).await;
-        let (pid, exit, shared, io) = {
+        let (pid, exit, shared, io, hooks, bundle) = {
             let mut tasks = self.inner.tasks.lock().await;
             let task = tasks
                 .get(id)
@@ -543,7 +603,14 @@ impl Service {
             let prefix = format!("{id}/");
             tasks.retain(|k, _| !k.starts_with(&prefix));
             let exit = *task.exit.borrow();
-            (task.pid, exit, task.shared, task.io)
+            (
+                task.pid,
+                exit,
+                task.shared,
+                task.io,
+                task.hooks,
+                task.bundle,
+            )
         };
         if sandbox {
             self.kill_sandbox().await?;
@@ -561,6 +628,12 @@ impl Service {
         }
         if let Some(shared) = shared {
             shared_mounts::release(&shared);
+        }
+        if let Some(hooks) = hooks {
+            let (hooks, annotations) = &*hooks;
+            let vm_pid = self.vm_pid().await;
+            let state = host_hooks::state(id, "stopped", vm_pid, &bundle, annotations);
+            host_hooks::run_logged(&hooks.poststop, &state, "poststop").await;
         }
         let (status, at) = exit.unwrap_or((VM_GONE_STATUS, SystemTime::now()));
         self.inner
@@ -666,6 +739,20 @@ fn read_spec(bundle: &Path) -> Result<serde_json::Value, Error> {
         .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
 }
 
+/// The size of the pod's /dev/shm: the host tmpfs the core made for it (the
+/// sandbox spec's `/dev/shm` bind), which the guest's replaces; 0 without one.
+fn pod_shm_size(spec: &serde_json::Value) -> u64 {
+    let source = spec["mounts"].as_array().and_then(|mounts| {
+        mounts
+            .iter()
+            .filter(|m| m["destination"] == "/dev/shm")
+            .find_map(|m| m["source"].as_str().filter(|s| s.starts_with('/')))
+    });
+    source
+        .and_then(|s| nix::sys::statvfs::statvfs(s).ok())
+        .map_or(0, |fs| fs.blocks() * fs.fragment_size())
+}
+
 /// The pod's interfaces and their taps, from the network namespace the sandbox
 /// spec names (none for a pod in the host's network).
 async fn pod_nics(spec: &serde_json::Value) -> Result<crate::pod_network::PodNics, Error> {
@@ -693,12 +780,18 @@ impl Task for Service {
             return ttrpc(Err(Error::AlreadyExists(format!("task {} exists", req.id))));
         }
         let first = self.inner.vm.lock().await.is_none();
-        let (pid, io, shared, vm) = if first {
+        let (pid, io, shared, hooks, vm) = if first {
             let vm = ttrpc(self.create_sandbox(&req).await)?;
-            (vm.pid(), None, None, Some(vm))
+            (vm.pid(), None, None, None, Some(vm))
         } else {
-            let (pid, io, shared) = ttrpc(self.create_container(&req).await)?;
-            (pid, Some(Arc::new(io)), Some(shared), None)
+            let c = ttrpc(self.create_container(&req).await)?;
+            (
+                c.pid,
+                Some(Arc::new(c.io)),
+                Some(c.shared),
+                Some(c.hooks),
+                None,
+            )
         };
         let (exit, _) = watch::channel(None);
         self.inner.tasks.lock().await.insert(
@@ -720,6 +813,7 @@ impl Task for Service {
                 io,
                 shared,
                 pending_size: None,
+                hooks,
             },
         );
         match vm {
@@ -799,6 +893,8 @@ impl Task for Service {
                     .await
                     .map_err(agent_err),
             )?;
+            self.run_hooks(&req.id, "running", ("poststart", |h| &h.poststart))
+                .await;
         }
         if let Some(task) = self.inner.tasks.lock().await.get_mut(&req.id) {
             task.started = true;
@@ -879,6 +975,7 @@ impl Task for Service {
                     io: None,
                     shared: None,
                     pending_size: None,
+                    hooks: None,
                 },
             );
         }

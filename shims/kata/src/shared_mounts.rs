@@ -33,6 +33,24 @@ fn bind(source: &Path, target: &Path) -> Result<(), Error> {
     })
 }
 
+/// Makes the bind at `target` a slave of its source's peers (later host mounts
+/// below it reach the guest) or private (none do).
+fn set_propagation(target: &Path, slave: bool) -> Result<(), Error> {
+    let flags = if slave {
+        MsFlags::MS_SLAVE
+    } else {
+        MsFlags::MS_PRIVATE
+    };
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        flags | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| Error::io(format!("set propagation of {}", target.display()), e.into()))
+}
+
 /// Makes `dir` the container's bundle for the guest: `rootfs` bound from the
 /// host's rootfs, each of `bundle`'s binds beside it, and the fitted
 /// `config.json`. On failure what was made is undone.
@@ -41,8 +59,10 @@ pub fn bind_bundle(dir: &Path, rootfs: &Path, bundle: &GuestBundle) -> Result<()
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         bind(rootfs, &dir.join("rootfs"))?;
-        for (source, name) in &bundle.binds {
-            bind(source, &dir.join(name))?;
+        for b in &bundle.binds {
+            let target = dir.join(&b.name);
+            bind(&b.source, &target)?;
+            set_propagation(&target, b.slave)?;
         }
         let spec = serde_json::to_vec(&bundle.spec)?;
         std::fs::write(dir.join("config.json"), spec)

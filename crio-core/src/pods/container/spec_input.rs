@@ -319,6 +319,38 @@ fn cri_mounts(
     Ok(mounts)
 }
 
+/// What a container of a VM pod cannot have, refused rather than not applied: the
+/// guest's kernel is its own, so no mount made in it reaches the host
+/// (Bidirectional), and its PID namespaces are not the host's (Node, Target).
+fn refuse_in_vm(handler: &str, config: &cri::ContainerConfig) -> Result<(), CriError> {
+    let bidirectional = config
+        .mounts
+        .iter()
+        .find(|m| m.propagation == cri::MountPropagation::PropagationBidirectional as i32);
+    if let Some(m) = bidirectional {
+        return Err(invalid(format!(
+            "mount {}: runtime handler {handler:?} runs each pod in a VM, whose mounts \
+             cannot reach the host (Bidirectional propagation)",
+            m.container_path
+        )));
+    }
+    let pid = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .map(|n| n.pid);
+    if pid == Some(cri::NamespaceMode::Node as i32)
+        || pid == Some(cri::NamespaceMode::Target as i32)
+    {
+        return Err(invalid(format!(
+            "runtime handler {handler:?} runs each pod in a VM, which cannot have the host's \
+             PID namespace or another container's (NamespaceOption.pid NODE or TARGET)"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether a CRI mount is an image volume (KEP-4639).
 pub(crate) fn is_image_volume(m: &cri::Mount) -> bool {
     m.image.as_ref().is_some_and(|i| !i.image.is_empty())
@@ -405,6 +437,9 @@ pub(super) fn container_spec_input(
         ));
     }
     let handler = rt.handler(&pod.runtime_handler)?;
+    if rt.features(&handler).pod_in_vm {
+        refuse_in_vm(&handler.name, config)?;
+    }
     let mut devices = Vec::new();
     if privileged && !handler.config.privileged_without_host_devices {
         devices = devices::all_host_devices();
@@ -613,5 +648,43 @@ mod tests {
         a.insert(UNMASK_ANNOTATION.to_string(), "ALL".to_string());
         let (m, _) = proc_paths(None, &a);
         assert_eq!(m, Some(vec![]));
+    }
+
+    #[test]
+    fn a_vm_pod_refuses_bidirectional_mounts_and_host_or_target_pid() {
+        let mut config = cri::ContainerConfig::default();
+        assert!(refuse_in_vm("kata", &config).is_ok());
+        config.mounts = vec![cri::Mount {
+            container_path: "/m".into(),
+            host_path: "/srv".into(),
+            propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        }];
+        assert!(refuse_in_vm("kata", &config).is_ok(), "HostToContainer");
+        config.mounts[0].propagation = cri::MountPropagation::PropagationBidirectional as i32;
+        let err = refuse_in_vm("kata", &config).expect_err("Bidirectional");
+        assert!(
+            matches!(&err, CriError::InvalidArgument(m) if m.contains("/m")),
+            "{err}"
+        );
+        config.mounts.clear();
+        for (mode, refused) in [
+            (cri::NamespaceMode::Pod, false),
+            (cri::NamespaceMode::Container, false),
+            (cri::NamespaceMode::Node, true),
+            (cri::NamespaceMode::Target, true),
+        ] {
+            config.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: mode as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                resources: None,
+            });
+            assert_eq!(refuse_in_vm("kata", &config).is_err(), refused, "{mode:?}");
+        }
     }
 }

@@ -460,6 +460,10 @@ impl PodRuntime {
             }
         };
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
+        // A VM's guest has namespaces of its own: the sysctls go in the spec.
+        let in_vm = self
+            .handler(&record.runtime_handler)
+            .is_ok_and(|h| self.features(&h).pod_in_vm);
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
@@ -488,6 +492,11 @@ impl PodRuntime {
                 seccomp: setup.seccomp,
                 kernel_release: self.config.host.kernel_release.clone(),
                 userns: pod_user_namespace(record),
+                sysctls: if in_vm {
+                    setup.sysctls
+                } else {
+                    BTreeMap::new()
+                },
             },
             &self.config.held_capabilities,
         )?;

@@ -130,9 +130,24 @@ pub(crate) async fn serve(
             let wait = target.wait();
             tokio::pin!(wait);
             loop {
+                // Biased, resizes before stdin: a client's first size (sent as the
+                // session opens) reaches the terminal before the input that was
+                // queued behind it while the process started.
                 tokio::select! {
+                    biased;
                     code = &mut wait => break Step::Exited(code),
                     _ = conn.closed() => break Step::Gone,
+                    event = next_event(&mut resize_events) => match event {
+                        Some(StreamEvent::Data(data)) => {
+                            resize_buf.extend_from_slice(&data);
+                            if let Some(size) = take_sizes(&mut resize_buf) {
+                                if let Err(e) = target.resize(size.width.into(), size.height.into()).await {
+                                    tracing::debug!("resize: {e}");
+                                }
+                            }
+                        }
+                        _ => resize_events = None,
+                    },
                     event = next_event(&mut stdin_events) => match event {
                         Some(StreamEvent::Data(data)) => {
                             if let Some(w) = stdin.as_mut() {
@@ -145,17 +160,6 @@ pub(crate) async fn serve(
                             stdin_events = None;
                             break Step::CloseStdin;
                         }
-                    },
-                    event = next_event(&mut resize_events) => match event {
-                        Some(StreamEvent::Data(data)) => {
-                            resize_buf.extend_from_slice(&data);
-                            if let Some(size) = take_sizes(&mut resize_buf) {
-                                if let Err(e) = target.resize(size.width.into(), size.height.into()).await {
-                                    tracing::debug!("resize: {e}");
-                                }
-                            }
-                        }
-                        _ => resize_events = None,
                     },
                 }
             }

@@ -101,7 +101,7 @@ pub fn mount_base() -> std::io::Result<()> {
 }
 
 /// Where the pod's shared directory (container bundles) appears in the guest.
-pub const SHARED_DIR: &str = "/run/crio-rs/shared";
+pub const SHARED_DIR: &str = protocols::agent::GUEST_SHARED_DIR;
 
 /// The virtio-9p tag the host exports the shared directory under.
 pub const SHARED_TAG: &str = "shared";
@@ -117,6 +117,31 @@ pub fn mount_shared() -> std::io::Result<()> {
         Some("trans=virtio,version=9p2000.L,msize=262144,cache=none"),
     )
     .map_err(|e| std::io::Error::other(format!("mount 9p {SHARED_TAG} on {SHARED_DIR}: {e}")))
+}
+
+/// Where the pod's /dev/shm is in the guest (the containers bind it).
+pub const POD_SHM_DIR: &str = protocols::agent::GUEST_SHM_DIR;
+
+/// Mounts the pod's /dev/shm, a tmpfs of `size` bytes, at [`POD_SHM_DIR`]
+/// (once: a second call finds it mounted and leaves it).
+pub fn mount_pod_shm(size: u64) -> Result<(), shim_support::Error> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(POD_SHM_DIR))
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(POD_SHM_DIR)
+        .map_err(|e| shim_support::Error::io(format!("create {POD_SHM_DIR}"), e))?;
+    mount(
+        Some("shm"),
+        Path::new(POD_SHM_DIR),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .map_err(|e| shim_support::Error::io(format!("mount tmpfs on {POD_SHM_DIR}"), e.into()))
 }
 
 /// Powers the VM off: qemu runs with `-no-reboot` and the kernel with `reboot=t`,

@@ -13,5 +13,6 @@ pub mod network;
 pub mod port;
 pub mod ports;
 pub mod service;
+pub mod sysctl;
 
 pub use protocols::agent::{HELLO, PORT_NAME};

@@ -7,12 +7,12 @@ use protocols::agent::ttrpc::r#async::TtrpcContext;
 use protocols::agent::ttrpc::Result as TtrpcResult;
 use protocols::agent::{
     Agent, CheckRequest, CheckResponse, CloseStdinRequest, CloseStdinResponse,
-    ConfigureNetworkRequest, ConfigureNetworkResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, ReadStreamRequest,
-    ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse, ResizeTerminalRequest,
-    ResizeTerminalResponse, ShutdownRequest, ShutdownResponse, SignalContainerRequest,
-    SignalContainerResponse, StartContainerRequest, StartContainerResponse, Stream,
-    WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
+    ConfigureNetworkRequest, ConfigureNetworkResponse, ConfigurePodRequest, ConfigurePodResponse,
+    CreateContainerRequest, CreateContainerResponse, ExecProcessRequest, ExecProcessResponse,
+    ReadStreamRequest, ReadStreamResponse, RemoveContainerRequest, RemoveContainerResponse,
+    ResizeTerminalRequest, ResizeTerminalResponse, ShutdownRequest, ShutdownResponse,
+    SignalContainerRequest, SignalContainerResponse, StartContainerRequest, StartContainerResponse,
+    Stream, WaitContainerRequest, WaitContainerResponse, WriteStdinRequest, WriteStdinResponse,
 };
 use protocols::agent::{
     ClosePortRequest, ClosePortResponse, OpenPortRequest, OpenPortResponse, ReadPortRequest,
@@ -178,6 +178,18 @@ impl Agent for AgentService {
             .await
             .map_err(|e| shim_support::Error::Other(format!("configure the pod network: {e}")))??;
         Ok(ConfigureNetworkResponse::default())
+    }
+
+    async fn configure_pod(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConfigurePodRequest,
+    ) -> TtrpcResult<ConfigurePodResponse> {
+        crate::sysctl::set_all(std::path::Path::new("/proc/sys"), &req.sysctls)?;
+        if req.shm_size > 0 {
+            crate::init::mount_pod_shm(req.shm_size)?;
+        }
+        Ok(ConfigurePodResponse::default())
     }
 
     async fn create_container(
