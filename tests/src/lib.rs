@@ -76,6 +76,31 @@ macro_rules! per_handler {
         }
     };
 }
+/// Each scenario (an `async fn(handler: &str)`) on our runc shim (the default
+/// handler, `""`) and in a VM pod (`kata`, the test guest given by
+/// `kata::handler_dropin`).
+#[macro_export]
+macro_rules! on_runc_and_kata {
+    ($($scenario:ident),* $(,)?) => {
+        mod runc_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("").await;
+                }
+            )*
+        }
+        mod kata_shim {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario("kata").await;
+                }
+            )*
+        }
+    };
+}
+
 pub use registry::{Registry, TestImage};
 
 /// Runs the test only as root; says so loudly instead of passing silently.

@@ -1,7 +1,8 @@
 //! Pod networking through Debian's real CNI plugins (bridge, host-local, portmap,
 //! tuning, loopback) on a bridge and subnet each test owns, and the CNI protocol
 //! as plugins see it (through a recording plugin). Traffic stays on loopback and
-//! inside the test's own bridge and namespaces.
+//! inside the test's own bridge and namespaces. The pod scenarios run on our runc
+//! shim and in VM pods (`kata`: the pod's interface tied to the VM's tap).
 
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ fn daemon(registry: &Registry) -> Daemon {
 }
 
 fn daemon_with(registry: &Registry, builder: crio_tests::DaemonBuilder) -> Daemon {
-    builder.registries_conf(&registry.insecure_conf()).start()
+    builder
+        .dropin("10-kata.conf", &crio_tests::kata::handler_dropin())
+        .registries_conf(&registry.insecure_conf())
+        .start()
 }
 
 async fn stop(cri: &mut crio_tests::cri::CriClient, pod_id: &str) {
@@ -54,8 +58,7 @@ fn pinned_namespaces(daemon: &Daemon) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips() {
+async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips(handler: &str) {
     let net = TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -72,14 +75,14 @@ async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips() {
         &mut cri,
         &registry,
         &pod_config("web", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let (client, client_ctr) = client_pod(
         &mut cri,
         &registry,
         &pod_config("client", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let web_ips = pod_ips(&mut cri, &web).await;
@@ -119,8 +122,7 @@ async fn pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips() {
     assert!(pinned_namespaces(&daemon).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_host_reaches_tcp_and_udp_host_ports_on_loopback() {
+async fn the_host_reaches_tcp_and_udp_host_ports_on_loopback(handler: &str) {
     let net = TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -148,7 +150,7 @@ async fn the_host_reaches_tcp_and_udp_host_ports_on_loopback() {
             host_ip: "127.0.0.1".into(),
         },
     ];
-    let (pod_id, _) = web_pod(&mut cri, &registry, &pod, "").await;
+    let (pod_id, _) = web_pod(&mut cri, &registry, &pod, handler).await;
     // busybox has no UDP server: a static echo server, mounted in.
     let mut udp = container_config(
         "udp",
@@ -250,8 +252,7 @@ async fn a_host_network_pod_sees_the_host_interfaces_and_reports_its_ip() {
     assert!(pinned_namespaces(&daemon).is_empty(), "no namespace pinned");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6() {
+async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6(handler: &str) {
     let net = TestNetwork::new(true);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -265,14 +266,14 @@ async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6() {
         &mut cri,
         &registry,
         &pod_config("web6", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let (_, client) = client_pod(
         &mut cri,
         &registry,
         &pod_config("client6", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let ips = pod_ips(&mut cri, &web).await;
@@ -290,8 +291,7 @@ async fn a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_plugin_fails_the_pod_by_name_and_leaks_nothing() {
+async fn a_failing_plugin_fails_the_pod_by_name_and_leaks_nothing(handler: &str) {
     let net = TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -304,7 +304,7 @@ async fn a_failing_plugin_fails_the_pod_by_name_and_leaks_nothing() {
     );
     let mut cri = daemon.client().await;
     let err = cri
-        .run_pod(&pod_config("broken", &daemon.dirs.log_dir), "")
+        .run_pod(&pod_config("broken", &daemon.dirs.log_dir), handler)
         .await
         .expect_err("tuning fails");
     assert_eq!(err.code(), Code::Internal, "{err:?}");
@@ -320,10 +320,25 @@ async fn a_failing_plugin_fails_the_pod_by_name_and_leaks_nothing() {
         pinned_namespaces(&daemon).is_empty(),
         "no namespace is left"
     );
+    // The shim was told to shut down and exits on its own.
+    let begun = Instant::now();
+    loop {
+        let left: Vec<String> = crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.base)
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(5),
+            "no shim or VM is left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
+async fn restart_keeps_networking_and_a_later_stop_releases_ips(handler: &str) {
     let net = TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let mut daemon = daemon(&registry);
@@ -339,14 +354,14 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
         &mut cri,
         &registry,
         &pod_config("web-r", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let (gone, _) = client_pod(
         &mut cri,
         &registry,
         &pod_config("gone-r", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let web_ip = pod_ips(&mut cri, &web).await;
@@ -365,7 +380,7 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
         &mut cri,
         &registry,
         &pod_config("client-r", &daemon.dirs.log_dir),
-        "",
+        handler,
     )
     .await;
     let body = http_from(&mut cri, &client_ctr, &web_ip[0]).await;
@@ -383,8 +398,7 @@ async fn restart_keeps_networking_and_a_later_stop_releases_ips() {
     assert_eq!(net.allocated_ips(), [ip(&client_ip[0])]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin() {
+async fn bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin(handler: &str) {
     let net = TestNetwork::new(false);
     let registry = Registry::with_test_images();
     let daemon = daemon(&registry);
@@ -397,7 +411,7 @@ async fn bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin() {
     let mut pod = pod_config("shaped", &daemon.dirs.log_dir);
     pod.annotations
         .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
-    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    let pod_id = cri.run_pod(&pod, handler).await.expect("RunPodSandbox");
     // The pod's host-side veth is the one port of the test's bridge; ingress to the
     // pod is shaped there with a token bucket at the annotation's rate.
     let links = std::process::Command::new("ip")
@@ -658,3 +672,12 @@ async fn plugins_get_the_pod_args_capabilities_and_every_command() {
     assert_eq!(recorder.calls_of("DEL").len(), 1);
     assert!(!Path::new(&netns).exists());
 }
+
+crio_tests::on_runc_and_kata!(
+    pods_on_a_bridge_reach_each_other_and_stop_releases_their_ips,
+    the_host_reaches_tcp_and_udp_host_ports_on_loopback,
+    a_dual_stack_pod_gets_and_serves_on_ipv4_and_ipv6,
+    a_failing_plugin_fails_the_pod_by_name_and_leaks_nothing,
+    restart_keeps_networking_and_a_later_stop_releases_ips,
+    bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin,
+);

@@ -843,29 +843,7 @@ async fn sessions_beyond_the_limit_are_refused_until_one_ends() {
     }
 }
 
-/// Each scenario on our runc shim (the default handler) and in a VM pod.
-macro_rules! on_runc_and_kata {
-    ($($scenario:ident),*) => {
-        mod runc_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("").await;
-                }
-            )*
-        }
-        mod kata_shim {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $scenario() {
-                    super::$scenario("kata").await;
-                }
-            )*
-        }
-    };
-}
-
-on_runc_and_kata!(
+crio_tests::on_runc_and_kata!(
     exec_output_and_exit_code_in_every_websocket_protocol,
     exec_with_stdin_until_the_client_closes_it,
     exec_with_a_tty_follows_resizes,
