@@ -82,4 +82,8 @@ pub mod agent {
     /// Where the guest mounts the pod's /dev/shm (`ConfigurePod`), a tmpfs its
     /// containers bind.
     pub const GUEST_SHM_DIR: &str = "/run/crio-rs/shm";
+
+    /// The guest kernel command line's word that tells the agent to mount the
+    /// shared directory with virtio-fs (tag `shared`); without it, virtio-9p.
+    pub const VIRTIOFS_CMDLINE: &str = "crio_rs.shared_fs=virtiofs";
 }

@@ -77,9 +77,14 @@ pub fn initramfs_with_init(out: &Path, script: &str) {
 /// 64 MiB of overhead (the shim's default is 128) — through the handler's keys,
 /// as an operator sets them.
 pub fn handler_dropin() -> String {
+    handler_table("kata", "")
+}
+
+/// The same handler table named `name`, with `extra` keys.
+pub fn handler_table(name: &str, extra: &str) -> String {
     format!(
-        "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
-         vm_kernel = \"{}\"\nvm_initramfs = \"{}\"\nvm_memory_overhead_mib = 64\n",
+        "[crio.runtime.runtimes.{name}]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
+         vm_kernel = \"{}\"\nvm_initramfs = \"{}\"\nvm_memory_overhead_mib = 64\n{extra}",
         shim_binary().display(),
         guest().kernel.display(),
         guest().initramfs.display(),

@@ -68,6 +68,17 @@ pub fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `field` (`Pss:`, `Rss:`, ...) of `/proc/<pid>/smaps_rollup`, in KiB; 0 once
+/// the process is gone.
+pub fn rollup_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Linux reports CPU times in USER_HZ ticks, fixed at 100 per second in the ABI.
 const USER_HZ: u64 = 100;
 

@@ -1,7 +1,7 @@
-//! A VM pod through the daemon: a handler naming the VM pods' shim (as an
-//! operator's drop-in would; crio-rs offers no `kata` handler of its own until
-//! VM pods pass every suite), a pod whose container runs in the guest, its log in
-//! the CRI format, and no qemu left after the pod is removed.
+//! VM pods through the daemon (the `kata` handler, pointed at the test guest by
+//! a drop-in as an operator would): a container running in the guest, its log in
+//! the CRI format, the pod network, terminals, stats, OOM kills, sizing, restarts
+//! and crashes, refusals, VMs that cannot come up, and nothing left behind.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -694,4 +694,201 @@ async fn a_vm_pod_cannot_have_the_hosts_namespaces_and_leaves_nothing_when_refus
     }
     assert!(cri.pods().await.is_empty(), "no pod recorded");
     assert!(qemus_under(vms.path()).is_empty(), "no VM started");
+}
+
+/// A handler table of ours for a VM pod whose VM cannot come up.
+fn broken_handler(name: &str, qemu: &str, kernel: &Path, initramfs: &Path, extra: &str) -> String {
+    format!(
+        "[crio.runtime.runtimes.{name}]\nruntime_type = \"vm\"\nruntime_path = \"{}\"\n\
+         vm_hypervisor_path = \"{qemu}\"\nvm_kernel = \"{}\"\nvm_initramfs = \"{}\"\n{extra}",
+        crio_tests::kata::shim_binary().display(),
+        kernel.display(),
+        initramfs.display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_that_cannot_come_up_fails_its_pod_by_name_and_leaves_nothing() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let bad = tempfile::tempdir().expect("tempdir");
+    let corrupt = bad.path().join("vmlinux");
+    std::fs::write(&corrupt, "not a kernel").expect("write");
+    let silent = bad.path().join("silent.cpio");
+    crio_tests::kata::initramfs_with_init(&silent, "exec /bin/busybox sleep 1000");
+    let guest = crio_tests::kata::guest();
+    let qemu = "/usr/bin/qemu-system-x86_64";
+    let missing = Path::new("/nonexistent/crio-rs/vmlinux");
+    let cases = [
+        (
+            "vm-noqemu",
+            broken_handler(
+                "vm-noqemu",
+                "/nonexistent/crio-rs/qemu-system-x86_64",
+                &guest.kernel,
+                &guest.initramfs,
+                "",
+            ),
+            "/nonexistent/crio-rs/qemu-system-x86_64",
+        ),
+        (
+            "vm-nokernel",
+            broken_handler("vm-nokernel", qemu, missing, &guest.initramfs, ""),
+            "/nonexistent/crio-rs/vmlinux",
+        ),
+        (
+            "vm-badkernel",
+            broken_handler("vm-badkernel", qemu, &corrupt, &guest.initramfs, ""),
+            "kernel",
+        ),
+        (
+            "vm-silent",
+            broken_handler(
+                "vm-silent",
+                qemu,
+                &guest.kernel,
+                &silent,
+                "vm_boot_timeout_secs = 5\n",
+            ),
+            "did not answer within 5s",
+        ),
+    ];
+    let registry = Registry::with_test_images();
+    let mut builder = Daemon::builder()
+        .registries_conf(&registry.insecure_conf())
+        .env("CRIO_KATA_VM_ROOT", &vms.path().display().to_string());
+    for (name, table, _) in &cases {
+        builder = builder.dropin(&format!("20-{name}.conf"), table);
+    }
+    let daemon = builder.start();
+    let mut cri = daemon.client().await;
+    for (name, _, cause) in &cases {
+        let pod = pod_config(name, &daemon.dirs.log_dir);
+        let begun = Instant::now();
+        let err = cri
+            .run_pod(&pod, name)
+            .await
+            .expect_err("the VM cannot come up");
+        assert!(err.message().contains(cause), "{name}: {}", err.message());
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "{name}: failed after {:?}",
+            begun.elapsed()
+        );
+        assert!(cri.pods().await.is_empty(), "{name}: no pod is left");
+        assert!(
+            qemus_under(vms.path()).is_empty(),
+            "{name}: no qemu is left"
+        );
+        let vm_dirs: Vec<_> = std::fs::read_dir(vms.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            vm_dirs.is_empty(),
+            "{name}: VM directories left: {vm_dirs:?}"
+        );
+        assert!(
+            crio_tests::cleanup::mounts_under(vms.path()).is_empty()
+                && crio_tests::cleanup::mounts_under(&daemon.dirs.base).is_empty(),
+            "{name}: no mount is left"
+        );
+        let netns = std::fs::read_dir(daemon.dirs.runroot.join("netns"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(
+            netns, 0,
+            "{name}: no pod network namespace (nor its tap) is left"
+        );
+        // The pod's shim was told to go and exits on its own.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = crio_tests::cleanup::processes_with_cwd_under(&daemon.dirs.base);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: processes left: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The virtio-fs daemons whose command line names `dir`.
+fn virtiofsds_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    command_lines()
+        .into_iter()
+        .filter(|(_, c)| c.contains("virtiofsd") && c.contains(&needle))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_pod_on_virtio_fs_shares_bundles_and_volumes_and_leaves_nothing() {
+    crio_tests::require_root();
+    let vms = tempfile::tempdir().expect("tempdir");
+    let volume = tempfile::tempdir().expect("tempdir");
+    std::fs::write(volume.path().join("in"), "from the host\n").expect("write");
+    let registry = Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin(
+            "10-kata-vfs.conf",
+            &crio_tests::kata::handler_table("kata-vfs", "vm_shared_fs = \"virtio-fs\"\n"),
+        )
+        .registries_conf(&registry.insecure_conf())
+        .env("CRIO_KATA_VM_ROOT", &vms.path().display().to_string())
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull busybox");
+    let pod = pod_config("vm-vfs", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "kata-vfs").await.expect("RunPodSandbox");
+    // (C virtiofsd forks into its sandbox: a few processes, one daemon.)
+    assert!(
+        !virtiofsds_under(vms.path()).is_empty(),
+        "the pod's virtiofsd"
+    );
+    let mut config = container_config(
+        "app",
+        &image,
+        "grep ' / ' /proc/mounts; cat /data/in; echo out > /data/out; exec sleep 3600",
+    );
+    config.mounts = vec![protocols::cri::Mount {
+        container_path: "/data".into(),
+        host_path: volume.path().display().to_string(),
+        ..Default::default()
+    }];
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let log_path = cri.container_status(&id).await.expect("status").log_path;
+    let log = wait_for_file_text(
+        Path::new(&log_path),
+        "from the host",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        log.contains(" virtiofs "),
+        "the rootfs comes over virtio-fs: {log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(volume.path().join("out")).expect("written in the guest"),
+        "out\n"
+    );
+    // What the host writes later is seen (cache=auto revalidates).
+    std::fs::write(volume.path().join("late"), "later\n").expect("write");
+    let out = cri.exec(&id, &["cat", "/data/late"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "later\n");
+
+    remove_pod(&mut cri, &pod_id, vms.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !virtiofsds_under(vms.path()).is_empty() {
+        assert!(Instant::now() < deadline, "virtiofsd left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -136,6 +136,15 @@ pub struct RuntimeHandler {
     /// Memory added to a pod's memory limit for the guest's kernel and agent, MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_memory_overhead_mib: Option<u32>,
+    /// How long the VM may take to boot and its agent to answer, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_boot_timeout_secs: Option<u32>,
+    /// How the container bundles reach the guest: `virtio-9p` or `virtio-fs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_shared_fs: Option<String>,
+    /// virtio-fs's daemon (`virtiofsd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_virtiofsd_path: Option<String>,
 }
 
 /// The `vm_*` keys of a handler, as the VM shim reads them (its TOML
@@ -154,6 +163,12 @@ struct VmKeys<'a> {
     vm_vcpus: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vm_memory_overhead_mib: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_boot_timeout_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_shared_fs: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_virtiofsd_path: Option<&'a str>,
 }
 
 impl RuntimeHandler {
@@ -166,6 +181,9 @@ impl RuntimeHandler {
             vm_memory_mib: self.vm_memory_mib,
             vm_vcpus: self.vm_vcpus,
             vm_memory_overhead_mib: self.vm_memory_overhead_mib,
+            vm_boot_timeout_secs: self.vm_boot_timeout_secs,
+            vm_shared_fs: self.vm_shared_fs.as_deref(),
+            vm_virtiofsd_path: self.vm_virtiofsd_path.as_deref(),
         };
         if keys == VmKeys::default() {
             return None;
@@ -280,6 +298,9 @@ impl Default for RuntimeHandler {
             vm_memory_mib: None,
             vm_vcpus: None,
             vm_memory_overhead_mib: None,
+            vm_boot_timeout_secs: None,
+            vm_shared_fs: None,
+            vm_virtiofsd_path: None,
         }
     }
 }

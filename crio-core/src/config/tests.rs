@@ -414,6 +414,7 @@ fn vm_keys_belong_to_vm_handlers_and_are_checked() {
     d.main(
         "[crio.runtime.runtimes.kata]\nruntime_type = \"vm\"\nruntime_path = \"/usr/bin/shim\"\n\
          vm_kernel = \"boot/vmlinux\"\nvm_memory_mib = 16\nvm_vcpus = 2\n\
+         vm_boot_timeout_secs = 0\nvm_shared_fs = \"nfs\"\n\
          [crio.runtime.runtimes.runc]\nvm_vcpus = 2\n",
     );
     let p = d.problems();
@@ -429,6 +430,18 @@ fn vm_keys_belong_to_vm_handlers_and_are_checked() {
     assert_eq!(
         memory.accepted.as_deref(),
         Some("a number from 64 to 1048576")
+    );
+    assert_eq!(
+        find("crio.runtime.runtimes.kata.vm_boot_timeout_secs")
+            .accepted
+            .as_deref(),
+        Some("a number from 1 to 600")
+    );
+    assert_eq!(
+        find("crio.runtime.runtimes.kata.vm_shared_fs")
+            .accepted
+            .as_deref(),
+        Some("\"virtio-9p\" or \"virtio-fs\"")
     );
     assert!(find("crio.runtime.runtimes.runc.vm_vcpus")
         .message

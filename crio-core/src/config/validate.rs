@@ -207,13 +207,35 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
 }
 
 /// The `vm_*` keys: only on `vm` handlers, absolute paths, sizes in range.
+/// How a `vm` handler's guest may get the container bundles.
+const VM_SHARED_FS: [&str; 2] = ["virtio-9p", "virtio-fs"];
+
 fn check_vm_keys(out: &mut Checker<'_>, name: &str, handler: &super::model::RuntimeHandler) {
     let key = |field: &str| format!("crio.runtime.runtimes.{name}.{field}");
     let is_vm = handler.runtime_type == RUNTIME_TYPE_VM;
+    if let Some(fs) = &handler.vm_shared_fs {
+        if !is_vm {
+            out.problem(
+                &key("vm_shared_fs"),
+                format!(
+                    "vm_shared_fs is set on a {:?} handler",
+                    handler.runtime_type
+                ),
+                "only on handlers with runtime_type = \"vm\" served by containerd-shim-kata-rs-v2",
+            );
+        } else if !VM_SHARED_FS.contains(&fs.as_str()) {
+            out.problem(
+                &key("vm_shared_fs"),
+                format!("{fs:?} is not a shared filesystem"),
+                "\"virtio-9p\" or \"virtio-fs\"",
+            );
+        }
+    }
     for (field, value) in [
         ("vm_hypervisor_path", &handler.vm_hypervisor_path),
         ("vm_kernel", &handler.vm_kernel),
         ("vm_initramfs", &handler.vm_initramfs),
+        ("vm_virtiofsd_path", &handler.vm_virtiofsd_path),
     ] {
         let Some(value) = value else { continue };
         if !is_vm {
@@ -239,6 +261,7 @@ fn check_vm_keys(out: &mut Checker<'_>, name: &str, handler: &super::model::Runt
             0,
             1 << 16,
         ),
+        ("vm_boot_timeout_secs", handler.vm_boot_timeout_secs, 1, 600),
     ] {
         let Some(value) = value else { continue };
         if !is_vm {

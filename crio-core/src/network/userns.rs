@@ -202,6 +202,20 @@ mod tests {
                 length: 65536,
             },
         };
+        // Unpinned however the test ends.
+        struct Unpin(Vec<std::path::PathBuf>);
+        impl Drop for Unpin {
+            fn drop(&mut self) {
+                for path in &self.0 {
+                    let _ = super::super::pinned_ns::remove_pinned(path);
+                }
+            }
+        }
+        let _unpin = Unpin(
+            std::iter::once(user.clone())
+                .chain(owned.iter().map(|(_, p)| p.clone()))
+                .collect(),
+        );
         create_pinned_userns(&user, &owned, &mappings, "in-userns").expect("create");
         assert!(super::super::pinned_ns::is_pinned(&user));
         assert_ne!(
@@ -219,8 +233,5 @@ mod tests {
             owner.metadata().expect("owner").ino(),
             std::fs::metadata(&user).expect("user").ino()
         );
-        for path in std::iter::once(&user).chain(owned.iter().map(|(_, p)| p)) {
-            super::super::pinned_ns::remove_pinned(path).expect("unpin");
-        }
     }
 }

@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, RuntimeHandler, RUNTIME_TYPE_VM};
 
+/// virtio-fs's daemon for `vm` handlers without `vm_virtiofsd_path` (Debian's
+/// qemu-system-common; the kata shim's default too).
+const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
+
 /// The in-tree shim that drives runc/crun for `oci` handlers.
 pub(crate) const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
 
@@ -108,6 +112,22 @@ impl Handler {
                     reason: "GuestImageNotFound".into(),
                     message: format!(
                         "runtime handler {:?}: {what} {path:?} not found (packaging/install.sh builds and installs it)",
+                        self.name
+                    ),
+                };
+            }
+        }
+        if self.config.vm_shared_fs.as_deref() == Some("virtio-fs") {
+            let daemon = self
+                .config
+                .vm_virtiofsd_path
+                .as_deref()
+                .unwrap_or(VIRTIOFSD);
+            if find_executable(daemon, search).is_none() {
+                return Readiness::NotReady {
+                    reason: "VirtiofsdNotFound".into(),
+                    message: format!(
+                        "runtime handler {:?}: virtio-fs daemon {daemon:?} not found or not executable",
                         self.name
                     ),
                 };
@@ -274,6 +294,27 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         assert_eq!(h.readiness(&search), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_virtio_fs_handler_needs_its_daemon() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shim = dir.path().join("containerd-shim-kata-rs-v2");
+        std::fs::write(&shim, "#!/bin/sh\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut h = handler(RUNTIME_TYPE_VM, &shim.display().to_string(), "");
+        let search = vec![dir.path().to_path_buf()];
+        assert_eq!(h.readiness(&search), Readiness::Ready, "9p needs no daemon");
+        h.config.vm_shared_fs = Some("virtio-fs".into());
+        h.config.vm_virtiofsd_path = Some(dir.path().join("virtiofsd").display().to_string());
+        match h.readiness(&search) {
+            Readiness::NotReady { reason, message } => {
+                assert_eq!(reason, "VirtiofsdNotFound");
+                assert!(message.contains("virtiofsd"), "{message}");
+            }
+            Readiness::Ready => panic!("no virtiofsd in {search:?}"),
+        }
     }
 
     #[test]

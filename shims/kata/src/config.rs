@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::vmm::{tsc_khz, Accel, VmSpec};
+use crate::vmm::{tsc_khz, Accel, SharedFs, VmSpec};
 
 /// containerd's sandbox resource annotations (crio-core writes them on the
 /// sandbox spec from the pod's `linux.resources`).
@@ -27,7 +27,14 @@ pub struct VmKeys {
     pub vm_memory_mib: Option<u32>,
     pub vm_vcpus: Option<u32>,
     pub vm_memory_overhead_mib: Option<u32>,
+    pub vm_boot_timeout_secs: Option<u32>,
+    /// `virtio-9p` or `virtio-fs`.
+    pub vm_shared_fs: Option<String>,
+    pub vm_virtiofsd_path: Option<String>,
 }
+
+/// virtio-fs's daemon from Debian's qemu-system-common.
+pub const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
 
 /// Where `packaging/install.sh` puts the guest.
 pub const GUEST_DIR: &str = "/usr/local/share/crio-rs/kata";
@@ -44,6 +51,8 @@ pub struct KataConfig {
     /// Added to a pod's memory limit: the guest kernel's and agent's share.
     pub memory_overhead_mib: u32,
     pub boot_timeout: Duration,
+    /// How the container bundles reach the guest.
+    pub shared_fs: SharedFs,
     /// Each VM's run directory is a child of this (short: qemu's socket paths
     /// must fit in 108 bytes).
     pub vm_root: PathBuf,
@@ -66,6 +75,7 @@ impl KataConfig {
                 .unwrap_or(1),
             memory_overhead_mib: 128,
             boot_timeout: Duration::from_secs(30),
+            shared_fs: SharedFs::Virtio9p,
             vm_root: path("CRIO_KATA_VM_ROOT", "/run/crio-rs-vm".into()),
         }
     }
@@ -91,6 +101,27 @@ impl KataConfig {
         }
         if let Some(v) = keys.vm_memory_overhead_mib {
             self.memory_overhead_mib = v;
+        }
+        if let Some(v) = keys.vm_boot_timeout_secs {
+            self.boot_timeout = Duration::from_secs(v.into());
+        }
+        let daemon = keys.vm_virtiofsd_path.map(PathBuf::from);
+        match keys.vm_shared_fs.as_deref() {
+            None => {}
+            Some("virtio-9p") => self.shared_fs = SharedFs::Virtio9p,
+            Some("virtio-fs") => {
+                self.shared_fs = SharedFs::VirtioFs {
+                    daemon: daemon.clone().unwrap_or_else(|| VIRTIOFSD.into()),
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{origin}: vm_shared_fs {other:?}: accepted: \"virtio-9p\", \"virtio-fs\""
+                ))
+            }
+        }
+        if let (Some(path), SharedFs::VirtioFs { daemon }) = (daemon, &mut self.shared_fs) {
+            *daemon = path;
         }
         Ok(())
     }
@@ -165,6 +196,7 @@ impl KataConfig {
             accel: Accel::detect(),
             tsc_khz: tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
             nics: Vec::new(),
+            shared_fs: self.shared_fs.clone(),
         }
     }
 }
@@ -181,7 +213,7 @@ mod tests {
         std::fs::write(&file, "vm_kernel = \"/file/vmlinux\"\nvm_vcpus = 2\n").expect("write");
         let options = protocols::runtimeoptions::Options {
             config_path: file.display().to_string(),
-            config_body: "vm_vcpus = 3\nvm_memory_mib = 512\n".into(),
+            config_body: "vm_vcpus = 3\nvm_memory_mib = 512\nvm_boot_timeout_secs = 9\n".into(),
             ..Default::default()
         };
         let any = protocols::shim::protobuf::well_known_types::any::Any {
@@ -193,6 +225,7 @@ mod tests {
         c.apply_options(Some(&any)).expect("valid");
         assert_eq!(c.kernel, PathBuf::from("/file/vmlinux"));
         assert_eq!((c.vcpus, c.memory_mib), (3, 512), "the body comes last");
+        assert_eq!(c.boot_timeout, Duration::from_secs(9));
         let err = c
             .apply_toml("vm_kernal = \"/x\"\n", "/etc/kata.toml")
             .expect_err("typo");

@@ -87,8 +87,7 @@ fn delete_action(
         }
         // Each container's directory holds mounts (its rootfs, the host files
         // and volumes its spec binds): unmounted before anything is removed.
-        kata_shim::shared_mounts::release_all(&spec.shared_dir());
-        kata_shim::shared_mounts::remove_unmounted(&run_dir);
+        kata_shim::shared_mounts::remove_vm_dir(&run_dir, &spec.shared_dir());
     }
     shim_support::containerd_shim::DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,

@@ -235,7 +235,7 @@ impl Service {
         let nics = match pod_nics(&pod).await {
             Ok(nics) => nics,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                shared_mounts::remove_vm_dir(&spec.run_dir, &spec.shared_dir());
                 return Err(e);
             }
         };
@@ -259,7 +259,7 @@ impl Service {
         let mut booted = match booted {
             Ok(b) => b,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                shared_mounts::remove_vm_dir(&spec.run_dir, &spec.shared_dir());
                 return Err(Error::Other(format!("pod VM: {e}")));
             }
         };
@@ -281,7 +281,7 @@ impl Service {
         };
         if let Err(e) = prepared.await {
             let _ = booted.vm.stop().await;
-            let _ = std::fs::remove_dir_all(&spec.run_dir);
+            shared_mounts::remove_vm_dir(&spec.run_dir, &spec.shared_dir());
             return Err(Error::Other(format!("pod VM: {e}")));
         }
         tracing::info!(
@@ -615,7 +615,7 @@ impl Service {
         if sandbox {
             self.kill_sandbox().await?;
             if let Some(vm) = self.inner.vm.lock().await.take() {
-                let _ = std::fs::remove_dir_all(&vm.spec.run_dir);
+                shared_mounts::remove_vm_dir(&vm.spec.run_dir, &vm.spec.shared_dir());
             }
         } else if let Ok(agent) = self.agent().await {
             if let Err(e) = agent.remove_container(id, CALL_TIMEOUT).await {

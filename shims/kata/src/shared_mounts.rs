@@ -84,6 +84,32 @@ pub fn release(dir: &Path) {
     remove_unmounted(dir);
 }
 
+/// Makes `dir` a shared mount of its own (bound onto itself): a process that
+/// copies the mount table into a namespace of its own and makes it a slave
+/// (virtiofsd) still receives what is mounted below `dir` afterwards, whatever
+/// the propagation of the host's mount holding it.
+pub fn share(dir: &Path) -> Result<(), Error> {
+    let err = |e: nix::Error| Error::io(format!("share {}", dir.display()), e.into());
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(err)
+}
+
+/// Removes a VM's directory: its containers' mounts first, then the shared
+/// directory's own mount (see [`share`]), never through a mount left.
+pub fn remove_vm_dir(run_dir: &Path, shared: &Path) {
+    release_all(shared);
+    // Not a mount point (9p, or never shared): EINVAL, nothing to do.
+    let _ = umount2(shared, MntFlags::MNT_DETACH);
+    remove_unmounted(run_dir);
+}
+
 /// Releases every container directory in the VM's shared directory `shared`.
 pub fn release_all(shared: &Path) {
     if let Ok(entries) = std::fs::read_dir(shared) {

@@ -26,16 +26,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// `field` (kB) of `/proc/<pid>/smaps_rollup`.
-fn rollup_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn summary(name: &str, mut values: Vec<f64>, unit: &str) {
     values.sort_by(f64::total_cmp);
     println!(
@@ -78,8 +68,8 @@ async fn main() {
             }
         };
         boot_ms.push(booted.boot_time.as_secs_f64() * 1000.0);
-        pss.push(rollup_kb(booted.vm.pid(), "Pss:") as f64);
-        rss.push(rollup_kb(booted.vm.pid(), "Rss:") as f64);
+        pss.push(crio_tests::process::rollup_kib(booted.vm.pid(), "Pss:") as f64);
+        rss.push(crio_tests::process::rollup_kib(booted.vm.pid(), "Rss:") as f64);
         match booted.agent.check(Duration::from_secs(10)).await {
             Ok(c) => guest_ms.push(c.ready_after_ms as f64),
             Err(e) => failures.push(format!("boot {n}: check: {e}")),

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
+use protocols::agent::VIRTIOFS_CMDLINE;
 
 /// A filesystem PID 1 mounts at start.
 struct Mount {
@@ -106,17 +107,32 @@ pub const SHARED_DIR: &str = protocols::agent::GUEST_SHARED_DIR;
 /// The virtio-9p tag the host exports the shared directory under.
 pub const SHARED_TAG: &str = "shared";
 
-/// Mounts the host's shared directory (virtio-9p) at [`SHARED_DIR`].
+/// Whether the kernel command line `cmdline` asks for virtio-fs.
+pub fn wants_virtiofs(cmdline: &str) -> bool {
+    cmdline.split_whitespace().any(|w| w == VIRTIOFS_CMDLINE)
+}
+
+/// Mounts the host's shared directory at [`SHARED_DIR`]: virtio-fs when the
+/// kernel command line says so, else virtio-9p.
 pub fn mount_shared() -> std::io::Result<()> {
     std::fs::create_dir_all(SHARED_DIR)?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (fstype, data) = if wants_virtiofs(&cmdline) {
+        ("virtiofs", None)
+    } else {
+        (
+            "9p",
+            Some("trans=virtio,version=9p2000.L,msize=262144,cache=none"),
+        )
+    };
     mount(
         Some(SHARED_TAG),
         Path::new(SHARED_DIR),
-        Some("9p"),
+        Some(fstype),
         MsFlags::MS_NODEV,
-        Some("trans=virtio,version=9p2000.L,msize=262144,cache=none"),
+        data,
     )
-    .map_err(|e| std::io::Error::other(format!("mount 9p {SHARED_TAG} on {SHARED_DIR}: {e}")))
+    .map_err(|e| std::io::Error::other(format!("mount {fstype} {SHARED_TAG} on {SHARED_DIR}: {e}")))
 }
 
 /// Where the pod's /dev/shm is in the guest (the containers bind it).

@@ -27,7 +27,21 @@ pub struct VmSpec {
     pub tsc_khz: Option<u64>,
     /// The guest's NICs, one per pod interface.
     pub nics: Vec<Nic>,
+    /// How the shared directory reaches the guest.
+    pub shared_fs: SharedFs,
 }
+
+/// How the pod's shared directory (the container bundles) reaches the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedFs {
+    /// virtio-9p, served by the hypervisor itself.
+    Virtio9p,
+    /// virtio-fs, served by a `virtiofsd` process (this binary) beside the
+    /// hypervisor.
+    VirtioFs { daemon: PathBuf },
+}
+
+pub use protocols::agent::VIRTIOFS_CMDLINE;
 
 /// A guest NIC backed by a tap device on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +60,8 @@ impl VmSpec {
         self.run_dir.join("agent.sock")
     }
 
-    /// The directory shared with the guest (virtio-9p, tag `shared`): the pod's
-    /// container bundles.
+    /// The directory shared with the guest (tag `shared`): the pod's container
+    /// bundles.
     pub fn shared_dir(&self) -> PathBuf {
         self.run_dir.join("shared")
     }
@@ -56,6 +70,16 @@ impl VmSpec {
     /// lost shim kills.
     pub fn pid_file(&self) -> PathBuf {
         self.run_dir.join("hypervisor.pid")
+    }
+
+    /// The socket virtio-fs's daemon serves the hypervisor on.
+    pub fn virtiofsd_socket(&self) -> PathBuf {
+        self.run_dir.join("virtiofsd.sock")
+    }
+
+    /// virtio-fs's daemon's own messages.
+    pub fn virtiofsd_log(&self) -> PathBuf {
+        self.run_dir.join("virtiofsd.log")
     }
 
     /// The guest's serial console.
@@ -103,10 +127,12 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError>;
 }
 
-/// A started VM: its hypervisor process.
+/// A started VM: its hypervisor process (and virtio-fs's daemon, which ends
+/// with it).
 #[derive(Debug)]
 pub struct RunningVm {
     child: tokio::process::Child,
+    daemon: Option<tokio::process::Child>,
     pid: u32,
     binary: PathBuf,
     /// The hypervisor's own log (its stderr).
@@ -134,10 +160,17 @@ impl RunningVm {
             .ok_or_else(|| std::io::Error::other("the hypervisor exited at once"))?;
         Ok(RunningVm {
             child,
+            daemon: None,
             pid,
             binary,
             log,
         })
+    }
+
+    /// Ties a helper process (virtio-fs's daemon) to the VM: stopped with it.
+    pub(crate) fn with_daemon(mut self, daemon: tokio::process::Child) -> Self {
+        self.daemon = Some(daemon);
+        self
     }
 
     /// What to say of a hypervisor that ended while the VM was starting.
@@ -152,10 +185,16 @@ impl RunningVm {
     /// Waits for the hypervisor to end, however long it takes.
     pub async fn exit(&mut self) -> Result<std::process::ExitStatus, VmmError> {
         let pid = self.pid;
-        self.child
+        let status = self
+            .child
             .wait()
             .await
-            .map_err(|source| VmmError::Io { pid, source })
+            .map_err(|source| VmmError::Io { pid, source })?;
+        if let Some(daemon) = self.daemon.as_mut() {
+            let _ = daemon.start_kill();
+            let _ = daemon.wait().await;
+        }
+        Ok(status)
     }
 
     /// The hypervisor process's pid.
@@ -191,6 +230,11 @@ impl RunningVm {
                 .kill()
                 .await
                 .map_err(|source| VmmError::Io { pid, source })?;
+        }
+        if let Some(daemon) = self.daemon.as_mut() {
+            // It ends by itself once the hypervisor is gone; a stop does not wait.
+            let _ = daemon.start_kill();
+            let _ = daemon.wait().await;
         }
         Ok(())
     }

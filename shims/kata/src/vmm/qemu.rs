@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{Accel, Hypervisor, RunningVm, VmSpec, VmmError};
+use super::{Accel, Hypervisor, RunningVm, SharedFs, VmSpec, VmmError, VIRTIOFS_CMDLINE};
 
 /// How long qemu may take to open the agent socket (it does so before the guest
 /// runs).
@@ -40,6 +40,9 @@ impl Qemu {
         ];
         if let Some(khz) = spec.tsc_khz {
             cmdline.push(format!("tsc_early_khz={khz}"));
+        }
+        if matches!(spec.shared_fs, SharedFs::VirtioFs { .. }) {
+            cmdline.push(VIRTIOFS_CMDLINE.into());
         }
         let mut args: Vec<String> = vec![
             // Without ACPI in the guest kernel, qemu must not offer it: only then does
@@ -89,17 +92,28 @@ impl Qemu {
             ),
             "-device".into(),
             "virtserialport,chardev=agent,name=agent".into(),
+        ]);
+        match spec.shared_fs {
             // The pod's bundles. qemu reads the host's paths itself, so a rootfs
             // mounted there later is seen; `remap` keeps inode numbers apart across
             // the host filesystems below it.
-            "-fsdev".into(),
-            format!(
-                "local,id=shared,path={},security_model=passthrough,multidevs=remap",
-                spec.shared_dir().display()
-            ),
-            "-device".into(),
-            "virtio-9p-device,fsdev=shared,mount_tag=shared".into(),
-        ]);
+            SharedFs::Virtio9p => args.extend([
+                "-fsdev".into(),
+                format!(
+                    "local,id=shared,path={},security_model=passthrough,multidevs=remap",
+                    spec.shared_dir().display()
+                ),
+                "-device".into(),
+                "virtio-9p-device,fsdev=shared,mount_tag=shared".into(),
+            ]),
+            // virtiofsd serves them; guest memory is a shared memfd for it.
+            SharedFs::VirtioFs { .. } => args.extend([
+                "-chardev".into(),
+                format!("socket,id=vfs,path={}", spec.virtiofsd_socket().display()),
+                "-device".into(),
+                "vhost-user-fs-device,chardev=vfs,tag=shared".into(),
+            ]),
+        }
         for (index, nic) in spec.nics.iter().enumerate() {
             let fd = FIRST_NIC_FD + index as i32;
             args.extend([
@@ -160,6 +174,10 @@ impl Hypervisor for Qemu {
                 binary: self.binary.clone(),
                 source,
             })?;
+        let daemon = match &spec.shared_fs {
+            SharedFs::Virtio9p => None,
+            SharedFs::VirtioFs { daemon } => Some(start_virtiofsd(daemon, spec).await?),
+        };
         let taps = nic_fds_above(&spec.nics).map_err(|source| VmmError::Spawn {
             binary: self.binary.clone(),
             source,
@@ -195,6 +213,9 @@ impl Hypervisor for Qemu {
                 source,
             },
         )?;
+        if let Some(daemon) = daemon {
+            vm = vm.with_daemon(daemon);
+        }
         // qemu opens the socket before the guest runs; a wrong option or a missing
         // device makes it exit, before or soon after (see `boot`).
         let deadline = tokio::time::Instant::now() + SOCKET_TIMEOUT;
@@ -225,6 +246,51 @@ impl Hypervisor for Qemu {
     }
 }
 
+/// Starts virtio-fs's daemon on the shared directory and waits for its socket.
+/// It serves one hypervisor connection and exits when that ends; until qemu
+/// connects it is killed with its handle.
+async fn start_virtiofsd(binary: &Path, spec: &VmSpec) -> Result<tokio::process::Child, VmmError> {
+    let spawn_err = |source| VmmError::Spawn {
+        binary: binary.to_path_buf(),
+        source,
+    };
+    crate::shared_mounts::share(&spec.shared_dir()).map_err(|e| VmmError::Spawn {
+        binary: binary.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let log = std::fs::File::create(spec.virtiofsd_log()).map_err(spawn_err)?;
+    let mut child = tokio::process::Command::new(binary)
+        .arg(format!(
+            "--socket-path={}",
+            spec.virtiofsd_socket().display()
+        ))
+        .args(["-o", &format!("source={}", spec.shared_dir().display())])
+        // Its own mount namespace, a slave of the host's: the rootfs and volumes
+        // bound into the directory after the VM started still reach the guest.
+        .args(["-o", "sandbox=namespace", "-o", "cache=auto"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let deadline = tokio::time::Instant::now() + SOCKET_TIMEOUT;
+    while !spec.virtiofsd_socket().exists() {
+        let exited = child.try_wait().map_err(spawn_err)?;
+        if exited.is_some() || tokio::time::Instant::now() >= deadline {
+            let _ = child.kill().await;
+            return Err(VmmError::Exited {
+                binary: binary.to_path_buf(),
+                status: exited.map_or("did not open its socket".into(), |s| s.to_string()),
+                message: super::last_line(&spec.virtiofsd_log())
+                    .unwrap_or_else(|| "no message".into()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(child)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +305,7 @@ mod tests {
             accel,
             tsc_khz: Some(2_596_122),
             nics: Vec::new(),
+            shared_fs: SharedFs::Virtio9p,
         }
     }
 
@@ -313,6 +380,23 @@ mod tests {
         assert!(devices.contains(&"virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:05"));
         assert!(devices.contains(&"virtio-net-device,netdev=net1,mac=0a:58:0a:59:00:06"));
         assert!(value_of(&Qemu::args(&spec(Accel::Tcg)), "-netdev").is_empty());
+    }
+
+    #[test]
+    fn virtio_fs_replaces_9p_and_tells_the_agent() {
+        let mut s = spec(Accel::Tcg);
+        s.shared_fs = SharedFs::VirtioFs {
+            daemon: "/usr/lib/qemu/virtiofsd".into(),
+        };
+        let args = Qemu::args(&s);
+        assert!(value_of(&args, "-fsdev").is_empty());
+        assert!(value_of(&args, "-chardev").contains(&"socket,id=vfs,path=/run/vm/virtiofsd.sock"));
+        assert!(value_of(&args, "-device").contains(&"vhost-user-fs-device,chardev=vfs,tag=shared"));
+        assert!(value_of(&args, "-append")[0]
+            .split(' ')
+            .any(|w| w == VIRTIOFS_CMDLINE));
+        let nine_p = Qemu::args(&spec(Accel::Tcg));
+        assert!(!value_of(&nine_p, "-append")[0].contains(VIRTIOFS_CMDLINE));
     }
 
     #[test]
