@@ -442,6 +442,35 @@ async fn an_exit_that_beats_the_create_reply_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_oom_kill_and_the_exit_race_without_losing_either() {
+    let h = harness();
+    // Many rounds, the OOM and the exit recorded at once: whichever lands first,
+    // the container ends exited, with its code, as OOMKilled.
+    for round in 0..20 {
+        let pod = h
+            .run_pod(&format!("oom{round}"))
+            .await
+            .expect("RunPodSandbox");
+        let id = h.create(&pod, "hog").await.expect("CreateContainer");
+        h.pods.start_container(&id).await.expect("StartContainer");
+        let (a, b) = (h.pods.clone(), h.pods.clone());
+        let (ia, ib) = (id.clone(), id.clone());
+        let oom = tokio::spawn(async move { a.record_oom(&ia).await });
+        let exit = tokio::spawn(async move { b.record_exit(&ib, 137, 1).await });
+        oom.await.expect("join").expect("record_oom");
+        exit.await.expect("join");
+        let c = h.container(&id).expect("record");
+        assert_eq!(
+            c.state,
+            ContainerState::Exited,
+            "round {round}: the exit is kept"
+        );
+        assert_eq!(c.exit_code, Some(137));
+        assert_eq!(c.reason, "OOMKilled", "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dead_shim_exits_its_tasks_and_makes_the_pod_not_ready() {
     let h = harness();
     let (pod, id) = h.running_container().await;

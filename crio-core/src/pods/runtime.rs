@@ -336,6 +336,27 @@ impl PodRuntime {
         });
     }
 
+    /// Marks container `id` OOM-killed (its reason `OOMKilled` once exited), read
+    /// and written in one transaction: a separate read and write raced the exit's
+    /// own and put back a stale record, the container running again and its exit
+    /// lost.
+    pub(crate) async fn record_oom(&self, id: &str) -> Result<(), CriError> {
+        let key = id.to_string();
+        self.store
+            .write_async(move |tx| {
+                if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
+                    c.oom_killed = true;
+                    if c.state == ContainerState::Exited {
+                        c.reason = "OOMKilled".into();
+                    }
+                    tx.put(&c)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn persist_exit(&self, id: &str, status: u32, at: i64) -> Result<(), CriError> {
         // Read and write in one transaction: StartContainer may update the same record.
         let key = id.to_string();
@@ -473,12 +494,8 @@ impl PodRuntime {
                     RuntimeEvent::Exit { .. } => {}
                     RuntimeEvent::Oom { container_id } => {
                         tracing::info!(container = %container_id, "OOM kill reported");
-                        if let Ok(Some(mut c)) = this.store.get::<ContainerRecord>(&container_id) {
-                            c.oom_killed = true;
-                            if c.state == ContainerState::Exited {
-                                c.reason = "OOMKilled".into();
-                            }
-                            let _ = this.store.put_async(c).await;
+                        if let Err(e) = this.record_oom(&container_id).await {
+                            tracing::error!(container = %container_id, "cannot record OOM: {e}");
                         }
                     }
                 }
@@ -676,11 +693,19 @@ impl PodRuntime {
             Ok(s) => {
                 if s.status.enum_value_or_default() == protocols::shim::types::task::Status::RUNNING
                 {
-                    if let Ok(Some(mut c)) = self.store.get::<ContainerRecord>(id) {
-                        if c.mark_running() {
-                            let _ = self.store.put_async(c).await;
-                        }
-                    }
+                    // In one transaction: an exit event may be recorded meanwhile.
+                    let key = id.to_string();
+                    let _ = self
+                        .store
+                        .write_async(move |tx| {
+                            if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
+                                if c.mark_running() {
+                                    tx.put(&c)?;
+                                }
+                            }
+                            Ok(())
+                        })
+                        .await;
                 }
                 self.watch_exit(shim.clone(), sandbox_id.to_string(), id.to_string());
             }
