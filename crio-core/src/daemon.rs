@@ -195,10 +195,8 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             held_capabilities: crate::spec::held_capabilities(),
             min_oom_score_adj: crate::spec::own_oom_score_adj(),
             pids_limit: c.runtime.pids_limit,
-            container_min_memory: crate::size::parse(&c.runtime.container_min_memory)
-                .unwrap_or_default(),
             log_size_max: c.runtime.log_size_max,
-            image_volumes: c.runtime.image_volumes.clone(),
+            image_volumes: c.image.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
             drop_infra: c.runtime.drop_infra_ctr,
             host: crate::spec::HostFacts::read(),

@@ -154,6 +154,80 @@ fn unknown_keys_are_warned_about_with_file_and_line_but_start() {
     );
 }
 
+/// A handler table as CRI-O's docs write one for crun with conmon-rs: no
+/// runtime_path (CRI-O looks up the handler's name), `runtime_type = "pod"`, a
+/// conmon `monitor_path`, a per-handler `container_min_memory`. It serves pods
+/// through our shim driving crun, and says what it ignores.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cri_o_crun_handler_with_conmon_rs_runs_pods_through_our_shim() {
+    let registry = crio_tests::Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin(
+            "10-crun.conf",
+            "[crio.runtime.runtimes.crun]\nruntime_type = \"pod\"\nruntime_root = \"/run/crun\"\n\
+             monitor_path = \"/usr/libexec/crio/conmon-rs\"\nmonitor_cgroup = \"pod\"\n\
+             container_min_memory = \"64MiB\"\n",
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let log = daemon.log();
+    let file = daemon.dirs.config_dir.join("10-crun.conf");
+    for said in [
+        format!("{}:2: crio.runtime.runtimes.crun.runtime_type \"pod\" (conmon-rs) is served like \"oci\"", file.display()),
+        format!("{}:4: crio.runtime.runtimes.crun.monitor_path is ignored: it names conmon", file.display()),
+    ] {
+        assert!(log.contains(&said), "{said}\nin\n{log}");
+    }
+    let mut cri = daemon.client().await;
+    let image = registry.reference(crio_tests::TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let mut pod = crio_tests::pods::pod_config("crun-pod", &daemon.dirs.log_dir);
+    // Not in the handler's allowed_annotations: no effect, as in CRI-O.
+    pod.annotations
+        .insert("io.kubernetes.cri-o.ShmSize".into(), "16Mi".into());
+    let pod_id = cri
+        .run_pod(&pod, "crun")
+        .await
+        .expect("RunPodSandbox on crun");
+    // The handler's own minimum memory applies.
+    let mut small = crio_tests::pods::container_config("small", &image, "sleep 60");
+    small.linux = Some(protocols::cri::LinuxContainerConfig {
+        resources: Some(protocols::cri::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let err = cri
+        .create_container(&pod_id, &small, &pod)
+        .await
+        .expect_err("below the handler's container_min_memory");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let config = crio_tests::pods::container_config("app", &image, "sleep 60");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let df = cri
+        .exec(&id, &["sh", "-c", "df -k /dev/shm | tail -1"])
+        .await;
+    let df = String::from_utf8_lossy(&df.stdout).to_string();
+    assert_eq!(
+        df.split_whitespace().nth(1),
+        Some("65536"),
+        "the default 64 MiB: {df}"
+    );
+    // crun runs it: its state is under the handler's runtime_root (per
+    // containerd namespace, as containerd's runc shim keeps it).
+    let state = std::path::Path::new("/run/crun/k8s.io").join(&id);
+    assert!(
+        state.join("status").exists(),
+        "crun's state {}",
+        state.display()
+    );
+}
+
 #[test]
 fn version_plain_and_json() {
     let (ok, stdout, _) = run(Command::new(crio_binary()).arg("version"));

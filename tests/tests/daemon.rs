@@ -42,7 +42,7 @@ async fn status_tells_why_runtime_and_network_are_not_ready() {
     let daemon = Daemon::builder()
         .dropin(
             "50-missing-shim.conf",
-            "[crio.runtime.runtimes.runc]\nmonitor_path = \"/nonexistent/containerd-shim-runc-rs-v2\"\n",
+            "[crio.runtime.runtimes.runc]\nshim_path = \"/nonexistent/containerd-shim-runc-rs-v2\"\n",
         )
         .no_network()
         .start();

@@ -38,6 +38,14 @@ async fn fixture(handler: &str, extra_config: &str) -> Fixture {
     let daemon = Daemon::builder()
         .dropin("10-go-shim.conf", crio_tests::GO_SHIM_DROPIN)
         .dropin("10-kata.conf", &crio_tests::kata::handler_dropin())
+        // The annotations these scenarios use, allowed as CRI-O gates them.
+        .dropin(
+            "15-annotations.conf",
+            &format!(
+                "[crio.runtime.runtimes.{handler}]\nallowed_annotations = \
+                 [\"io.kubernetes.cri-o.ShmSize\", \"crio-rs.io/unmask\"]\n"
+            ),
+        )
         .dropin("20-spec.conf", extra_config)
         .registries_conf(&registry.insecure_conf())
         .start();

@@ -67,10 +67,14 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Loaded, ConfigEr
             accepted: None,
         }])
     })?;
-    let warnings = ignored
+    let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|key| format!("{}: unknown key {key} is ignored", origins.of(key)))
+        .map(|key| match misplaced(key) {
+            Some(place) => format!("{}: {key} is ignored: {place}", origins.of(key)),
+            None => format!("{}: unknown key {key} is ignored", origins.of(key)),
+        })
         .collect();
+    warnings.extend(not_applied(&config, &origins));
 
     apply_overrides(&mut config, &mut origins, overrides);
     let problems = validate(&config, &origins);
@@ -83,6 +87,54 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Loaded, ConfigEr
         files,
         warnings,
     })
+}
+
+/// Where CRI-O reads a key that sits in the wrong table (crio-rs read these
+/// two from `[crio.runtime]` before).
+fn misplaced(key: &str) -> Option<&'static str> {
+    match key {
+        "crio.runtime.image_volumes" => Some("CRI-O reads image_volumes from [crio.image]"),
+        "crio.runtime.container_min_memory" => {
+            Some("CRI-O reads container_min_memory per handler, from [crio.runtime.runtimes.NAME]")
+        }
+        _ => None,
+    }
+}
+
+/// CRI-O keys that are accepted with a value crio-rs does not apply as CRI-O
+/// would, each said once, with why.
+fn not_applied(config: &Config, origins: &Origins) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, handler) in &config.crio.runtime.runtimes {
+        let key = |field: &str| format!("crio.runtime.runtimes.{name}.{field}");
+        if !handler.monitor_path.is_empty() {
+            let k = key("monitor_path");
+            out.push(format!(
+                "{}: {k} is ignored: it names conmon in CRI-O, and crio-rs runs a shim v2 \
+                 per pod instead (an oci handler's shim is shim_path)",
+                origins.of(&k)
+            ));
+        }
+        for (i, annotation) in handler.allowed_annotations.iter().enumerate() {
+            if !super::model::APPLIED_ANNOTATIONS.contains(&annotation.as_str()) {
+                let k = format!("{}.{i}", key("allowed_annotations"));
+                out.push(format!(
+                    "{}: {k}: {annotation:?} is allowed, but crio-rs does not act on it: \
+                     pods' {annotation} annotations change nothing",
+                    origins.of(&k)
+                ));
+            }
+        }
+        if handler.runtime_type == super::model::RUNTIME_TYPE_POD {
+            let k = key("runtime_type");
+            out.push(format!(
+                "{}: {k} \"pod\" (conmon-rs) is served like \"oci\": by crio-rs's shim, \
+                 which already serves a whole pod",
+                origins.of(&k)
+            ));
+        }
+    }
+    out
 }
 
 /// The main file (if present) then every `*.conf` in the drop-in dir, sorted by name.

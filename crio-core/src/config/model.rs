@@ -76,13 +76,8 @@ pub struct RuntimeSection {
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     /// Processes per container (`pids.max`); -1 or 0 = unlimited.
     pub pids_limit: i64,
-    /// The smallest memory limit a container may ask for (a size: "12MiB").
-    pub container_min_memory: String,
     /// Bytes a container's log may grow to before it is truncated; -1 = no limit.
     pub log_size_max: i64,
-    /// What the image's `Volumes` become: `mkdir` (a directory in the container's
-    /// writable layer), `bind` (a private directory bind-mounted there) or `ignore`.
-    pub image_volumes: String,
     /// Where CDI spec files are read from; a later directory overrides an earlier one.
     pub cdi_spec_dirs: Vec<String>,
     /// Pods run no infra (pause) process where nothing needs one: the pod shares no
@@ -90,7 +85,7 @@ pub struct RuntimeSection {
     pub drop_infra_ctr: bool,
 }
 
-/// The accepted `[crio.runtime] image_volumes` values.
+/// The accepted `[crio.image] image_volumes` values.
 pub const IMAGE_VOLUMES: &[&str] = &["mkdir", "bind", "ignore"];
 
 /// Where packaging/install.sh installs the VM pods' guest kernel and initramfs.
@@ -109,8 +104,15 @@ pub struct RuntimeHandler {
     pub runtime_root: String,
     /// A config file handed to the runtime (e.g. kata's `configuration.toml`).
     pub runtime_config_path: String,
-    /// The shim binary for `oci` handlers (empty = the in-tree runc shim).
+    /// CRI-O's conmon path. crio-rs runs a shim v2 per pod, not conmon: accepted
+    /// and ignored with a warning (`shim_path` names the shim).
     pub monitor_path: String,
+    /// Ours: the shim v2 binary for `oci` handlers (empty = the in-tree
+    /// `containerd-shim-runc-rs-v2`).
+    pub shim_path: String,
+    /// The smallest memory limit a container of this handler may ask for (a size:
+    /// "12MiB"; empty = 12MiB, as CRI-O).
+    pub container_min_memory: String,
     /// Annotations a pod may use to tune this handler.
     pub allowed_annotations: Vec<String>,
     /// Privileged pods of this handler do not get the host's devices.
@@ -171,7 +173,60 @@ struct VmKeys<'a> {
     vm_virtiofsd_path: Option<&'a str>,
 }
 
+/// The pod annotations crio-rs acts on, each only for pods of a handler whose
+/// `allowed_annotations` names it (as CRI-O gates its annotation-driven features).
+pub const SHM_SIZE_ANNOTATION: &str = "io.kubernetes.cri-o.ShmSize";
+/// Ours: `/proc` paths to unmask (`procMount: Unmasked`, which the CRI cannot say).
+pub const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
+pub const APPLIED_ANNOTATIONS: &[&str] = &[SHM_SIZE_ANNOTATION, UNMASK_ANNOTATION];
+
+/// CRI-O 1.31's `AllAllowedAnnotations`: what its `allowed_annotations` accept
+/// (the others crio-rs accepts too, warning that it does not act on them).
+pub const CRIO_ALLOWED_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri-o.userns-mode",
+    "io.kubernetes.cri-o.cgroup2-mount-hierarchy-rw",
+    "io.kubernetes.cri-o.UnifiedCgroup",
+    SHM_SIZE_ANNOTATION,
+    "io.kubernetes.cri-o.Devices",
+    "cpu-load-balancing.crio.io",
+    "cpu-quota.crio.io",
+    "irq-load-balancing.crio.io",
+    "io.containers.trace-syscall",
+    "io.kubernetes.cri.rdt-class",
+    "io.kubernetes.cri-o.TrySkipVolumeSELinuxLabel",
+    "cpu-c-states.crio.io",
+    "cpu-freq-governor.crio.io",
+    "io.kubernetes.cri-o.seccompNotifierAction",
+    "io.kubernetes.cri-o.umask",
+    "io.kubernetes.cri-o.PodLinuxOverhead",
+    "io.kubernetes.cri-o.PodLinuxResources",
+    "io.kubernetes.cri-o.LinkLogs",
+    "cpu-shared.crio.io",
+    "seccomp-profile.kubernetes.cri-o.io",
+    "io.kubernetes.cri-o.DisableFIPS",
+    "bundle",
+    "org.systemd.property.",
+    "org.criu.config",
+    "module.wasm.image/variant",
+    "io.kubernetes.cri.container-type",
+    "run.oci.",
+];
+
+/// CRI-O's `container_min_memory` when a handler sets none.
+pub const DEFAULT_CONTAINER_MIN_MEMORY: u64 = 12 << 20;
+
 impl RuntimeHandler {
+    /// Whether pods of this handler may use `annotation`.
+    pub fn allows(&self, annotation: &str) -> bool {
+        self.allowed_annotations.iter().any(|a| a == annotation)
+    }
+
+    /// The smallest memory limit its containers may ask for, in bytes (the
+    /// config is validated: a value that is not a size reads as the default).
+    pub fn container_min_memory_bytes(&self) -> u64 {
+        crate::size::parse(&self.container_min_memory).unwrap_or(DEFAULT_CONTAINER_MIN_MEMORY)
+    }
+
     /// The `vm_*` keys set, as TOML; `None` when none is.
     pub fn vm_config(&self) -> Option<String> {
         let keys = VmKeys {
@@ -210,6 +265,9 @@ pub struct ImageConfig {
     /// Per-registry TLS files, in `<certs_dir>/<host[:port]>/` (containers-certs.d(5)):
     /// empty = `/etc/containers/certs.d`, then `/etc/docker/certs.d`.
     pub certs_dir: String,
+    /// What the image's `Volumes` become: `mkdir` (a directory in the container's
+    /// writable layer), `bind` (a private directory bind-mounted there) or `ignore`.
+    pub image_volumes: String,
 }
 
 /// `[crio.network]`: CNI.
@@ -290,6 +348,8 @@ impl Default for RuntimeHandler {
             runtime_root: String::new(),
             runtime_config_path: String::new(),
             monitor_path: String::new(),
+            shim_path: String::new(),
+            container_min_memory: String::new(),
             allowed_annotations: Vec::new(),
             privileged_without_host_devices: false,
             vm_hypervisor_path: None,
@@ -337,9 +397,7 @@ impl Default for RuntimeSection {
                 ("youki".to_string(), youki),
             ]),
             pids_limit: -1,
-            container_min_memory: "12MiB".into(),
             log_size_max: -1,
-            image_volumes: "mkdir".into(),
             drop_infra_ctr: true,
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
@@ -355,6 +413,7 @@ impl Default for ImageConfig {
             pull_progress_timeout: "0s".into(),
             global_auth_file: String::new(),
             certs_dir: String::new(),
+            image_volumes: "mkdir".into(),
         }
     }
 }
@@ -399,8 +458,11 @@ pub const METRIC_GROUPS: &[&str] = &[
 
 pub const RUNTIME_TYPE_OCI: &str = "oci";
 pub const RUNTIME_TYPE_VM: &str = "vm";
+/// CRI-O's conmon-rs type (one monitor per pod): served like `oci`, by our shim
+/// (one per pod already), with a warning.
+pub const RUNTIME_TYPE_POD: &str = "pod";
 /// Accepted `runtime_type` values.
-pub const RUNTIME_TYPES: &[&str] = &[RUNTIME_TYPE_OCI, RUNTIME_TYPE_VM];
+pub const RUNTIME_TYPES: &[&str] = &[RUNTIME_TYPE_OCI, RUNTIME_TYPE_VM, RUNTIME_TYPE_POD];
 pub const STORAGE_DRIVER_OVERLAY: &str = "overlay";
 pub const STORAGE_DRIVER_VFS: &str = "vfs";
 /// Accepted `storage_driver` values (empty = `overlay`).

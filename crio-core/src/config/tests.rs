@@ -108,7 +108,7 @@ fn runtime_tables_merge_with_defaults_and_each_other() {
     );
     d.dropin(
         "20-kata-more.conf",
-        "[crio.runtime.runtimes.kata]\nallowed_annotations = [\"io.katacontainers.config\"]\n",
+        "[crio.runtime.runtimes.kata]\nallowed_annotations = [\"io.kubernetes.cri-o.Devices\"]\n",
     );
     let c = d.load().expect("load").config.crio;
     assert!(
@@ -118,7 +118,7 @@ fn runtime_tables_merge_with_defaults_and_each_other() {
     let kata = &c.runtime.runtimes["kata"];
     assert_eq!(kata.runtime_type, "vm");
     assert_eq!(kata.runtime_path, "/usr/bin/shim");
-    assert_eq!(kata.allowed_annotations, ["io.katacontainers.config"]);
+    assert_eq!(kata.allowed_annotations, ["io.kubernetes.cri-o.Devices"]);
 }
 
 #[test]
@@ -140,6 +140,56 @@ fn flags_override_files() {
     assert_eq!(c.api.listen, Path::new("/flag.sock"));
     assert_eq!(c.runtime.log_level, "debug");
     assert_eq!(loaded.origins.of("crio.root"), Origin::Flag("--root"));
+}
+
+#[test]
+fn crio_keys_keep_their_meaning_and_tables() {
+    let d = Dirs::new();
+    let f = d.dropin(
+        "10.conf",
+        "[crio.runtime]\nimage_volumes = \"bind\"\ncontainer_min_memory = \"1MiB\"\n\
+         [crio.image]\nimage_volumes = \"ignore\"\n\
+         [crio.runtime.runtimes.crun]\nruntime_type = \"pod\"\n\
+         monitor_path = \"/usr/libexec/crio/conmon-rs\"\ncontainer_min_memory = \"500KiB\"\n",
+    );
+    let loaded = d.load().expect("a CRI-O drop-in loads");
+    let c = &loaded.config.crio;
+    assert_eq!(c.image.image_volumes, "ignore", "read from [crio.image]");
+    let crun = &c.runtime.runtimes["crun"];
+    assert_eq!(crun.container_min_memory_bytes(), 500 << 10, "per handler");
+    assert_eq!(
+        c.runtime.runtimes["runc"].container_min_memory_bytes(),
+        12 << 20
+    );
+    let w = loaded.warnings.join("\n");
+    for said in [
+        format!(
+            "{}:2: crio.runtime.image_volumes is ignored: CRI-O reads image_volumes from [crio.image]",
+            f.display()
+        ),
+        format!("{}:3: crio.runtime.container_min_memory is ignored", f.display()),
+        format!(
+            "{}:8: crio.runtime.runtimes.crun.monitor_path is ignored: it names conmon",
+            f.display()
+        ),
+        format!(
+            "{}:7: crio.runtime.runtimes.crun.runtime_type \"pod\" (conmon-rs) is served like \"oci\"",
+            f.display()
+        ),
+    ] {
+        assert!(w.contains(&said), "{said}\nin\n{w}");
+    }
+    // A bad size is named per handler.
+    d.dropin(
+        "20.conf",
+        "[crio.runtime.runtimes.crun]\ncontainer_min_memory = \"lots\"\n",
+    );
+    let p = d.problems();
+    assert!(
+        p.iter()
+            .any(|p| p.key == "crio.runtime.runtimes.crun.container_min_memory"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -207,7 +257,7 @@ fn bad_enum_values_list_what_is_accepted() {
     let d = Dirs::new();
     let f = d.dropin(
         "1.conf",
-        "[crio.runtime]\ncgroup_manager = \"cgroupv3\"\nlog_level = \"loud\"\n[crio.runtime.runtimes.x]\nruntime_type = \"pod\"\n",
+        "[crio.runtime]\ncgroup_manager = \"cgroupv3\"\nlog_level = \"loud\"\n[crio.runtime.runtimes.x]\nruntime_type = \"wasm\"\n",
     );
     let p = d.problems();
     let find = |key: &str| {
@@ -222,7 +272,7 @@ fn bad_enum_values_list_what_is_accepted() {
     assert!(ll.accepted.as_deref().unwrap_or("").contains("debug"));
     let rt = find("crio.runtime.runtimes.x.runtime_type");
     assert_eq!(rt.origin, at(&f, 5));
-    assert_eq!(rt.accepted.as_deref(), Some("oci, vm"));
+    assert_eq!(rt.accepted.as_deref(), Some("oci, vm, pod"));
     let shown = ConfigError::Invalid(p.clone()).to_string();
     assert!(shown.contains(&format!(
         "{}:2: key crio.runtime.cgroup_manager",
@@ -254,7 +304,7 @@ fn cdi_spec_dirs_must_be_absolute() {
 #[test]
 fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
     let d = Dirs::new();
-    d.main("[crio.runtime.runtimes.vmx]\nruntime_type = \"vm\"\nmonitor_path = \"bin/shim\"\n");
+    d.main("[crio.runtime.runtimes.vmx]\nruntime_type = \"vm\"\nshim_path = \"bin/shim\"\n");
     let p = d.problems();
     let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
     assert!(
@@ -262,7 +312,7 @@ fn vm_handler_needs_a_shim_path_and_paths_must_be_absolute() {
         "{keys:?}"
     );
     assert!(
-        keys.contains(&"crio.runtime.runtimes.vmx.monitor_path"),
+        keys.contains(&"crio.runtime.runtimes.vmx.shim_path"),
         "{keys:?}"
     );
 }

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use super::error::Problem;
 use super::model::{
-    Config, CGROUP_MANAGERS, IMAGE_VOLUMES, LOG_LEVELS, METRICS_ALL, METRIC_GROUPS, RUNTIME_TYPES,
-    RUNTIME_TYPE_VM, STORAGE_DRIVERS,
+    Config, APPLIED_ANNOTATIONS, CGROUP_MANAGERS, CRIO_ALLOWED_ANNOTATIONS, IMAGE_VOLUMES,
+    LOG_LEVELS, METRICS_ALL, METRIC_GROUPS, RUNTIME_TYPES, RUNTIME_TYPE_VM, STORAGE_DRIVERS,
+    UNMASK_ANNOTATION,
 };
 use super::origin::Origins;
 
@@ -79,17 +80,10 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
         out.absolute("crio.runtime.cdi_spec_dirs", std::path::Path::new(dir));
     }
     out.one_of(
-        "crio.runtime.image_volumes",
-        &c.runtime.image_volumes,
+        "crio.image.image_volumes",
+        &c.image.image_volumes,
         IMAGE_VOLUMES,
     );
-    if crate::size::parse(&c.runtime.container_min_memory).is_none() {
-        out.problem(
-            "crio.runtime.container_min_memory",
-            format!("{:?} is not a size", c.runtime.container_min_memory),
-            "a size such as \"12MiB\" or \"12582912\"",
-        );
-    }
     if c.runtime.log_size_max >= 0 && c.runtime.log_size_max < 8192 {
         out.problem(
             "crio.runtime.log_size_max",
@@ -151,10 +145,32 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             );
         }
         check_vm_keys(&mut out, name, handler);
+        for (i, annotation) in handler.allowed_annotations.iter().enumerate() {
+            let known = CRIO_ALLOWED_ANNOTATIONS.contains(&annotation.as_str())
+                || APPLIED_ANNOTATIONS.contains(&annotation.as_str());
+            if !known {
+                out.problem(
+                    &format!("{}.{i}", key("allowed_annotations")),
+                    format!("{annotation:?} is not an annotation a handler can allow"),
+                    &format!(
+                        "CRI-O's: {}; or ours: {UNMASK_ANNOTATION}",
+                        CRIO_ALLOWED_ANNOTATIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        let min_memory = &handler.container_min_memory;
+        if !min_memory.is_empty() && crate::size::parse(min_memory).is_none() {
+            out.problem(
+                &key("container_min_memory"),
+                format!("{min_memory:?} is not a size"),
+                "a size such as \"12MiB\" or \"12582912\", or empty for 12MiB",
+            );
+        }
         // Binaries may also be bare names, looked up next to crio and in PATH.
         for (field, value) in [
             ("runtime_path", &handler.runtime_path),
-            ("monitor_path", &handler.monitor_path),
+            ("shim_path", &handler.shim_path),
         ] {
             if value.contains('/') && !Path::new(value).is_absolute() {
                 out.problem(
@@ -206,10 +222,10 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     out.problems
 }
 
-/// The `vm_*` keys: only on `vm` handlers, absolute paths, sizes in range.
 /// How a `vm` handler's guest may get the container bundles.
 const VM_SHARED_FS: [&str; 2] = ["virtio-9p", "virtio-fs"];
 
+/// The `vm_*` keys: only on `vm` handlers, absolute paths, sizes in range.
 fn check_vm_keys(out: &mut Checker<'_>, name: &str, handler: &super::model::RuntimeHandler) {
     let key = |field: &str| format!("crio.runtime.runtimes.{name}.{field}");
     let is_vm = handler.runtime_type == RUNTIME_TYPE_VM;

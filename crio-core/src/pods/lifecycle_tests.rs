@@ -67,7 +67,6 @@ fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
         held_capabilities: crate::spec::held_capabilities(),
         min_oom_score_adj: crate::spec::own_oom_score_adj(),
         pids_limit: 0,
-        container_min_memory: 0,
         log_size_max: -1,
         image_volumes: "mkdir".into(),
         cdi_spec_dirs: Vec::new(),

@@ -49,11 +49,9 @@ pub struct PodRuntimeConfig {
     pub min_oom_score_adj: i32,
     /// `[crio.runtime] pids_limit` (<= 0 = unlimited).
     pub pids_limit: i64,
-    /// `[crio.runtime] container_min_memory`, in bytes.
-    pub container_min_memory: u64,
     /// `[crio.runtime] log_size_max` (< 0 = no limit).
     pub log_size_max: i64,
-    /// `[crio.runtime] image_volumes`: `mkdir`, `bind` or `ignore`.
+    /// `[crio.image] image_volumes`: `mkdir`, `bind` or `ignore`.
     pub image_volumes: String,
     /// `[crio.runtime] cdi_spec_dirs`, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,

@@ -73,18 +73,20 @@ impl Handler {
     pub(crate) fn shim_binary(&self) -> String {
         if self.config.runtime_type == RUNTIME_TYPE_VM {
             self.config.runtime_path.clone()
-        } else if !self.config.monitor_path.is_empty() {
-            self.config.monitor_path.clone()
+        } else if !self.config.shim_path.is_empty() {
+            self.config.shim_path.clone()
         } else {
             RUNC_SHIM_BINARY.to_string()
         }
     }
 
-    /// For `oci` handlers, the OCI runtime binary the runc shim drives.
+    /// For `oci` handlers, the OCI runtime binary the runc shim drives: an empty
+    /// `runtime_path` names the binary after the handler, as CRI-O looks it up
+    /// (`[crio.runtime.runtimes.crun]` runs `crun`).
     pub(crate) fn oci_runtime_binary(&self) -> Option<String> {
         (self.config.runtime_type != RUNTIME_TYPE_VM).then(|| {
             if self.config.runtime_path.is_empty() {
-                "runc".to_string()
+                self.name.clone()
             } else {
                 self.config.runtime_path.clone()
             }
@@ -246,13 +248,13 @@ mod tests {
     use super::*;
     use crate::config::RUNTIME_TYPE_OCI;
 
-    fn handler(runtime_type: &str, runtime_path: &str, monitor_path: &str) -> Handler {
+    fn handler(runtime_type: &str, runtime_path: &str, shim_path: &str) -> Handler {
         Handler {
-            name: "h".into(),
+            name: "runc".into(),
             config: RuntimeHandler {
                 runtime_type: runtime_type.into(),
                 runtime_path: runtime_path.into(),
-                monitor_path: monitor_path.into(),
+                shim_path: shim_path.into(),
                 ..Default::default()
             },
         }
@@ -266,6 +268,17 @@ mod tests {
         let h = handler(RUNTIME_TYPE_OCI, "", "/opt/shim");
         assert_eq!(h.shim_binary(), "/opt/shim");
         assert_eq!(h.oci_runtime_binary().as_deref(), Some("runc"));
+        // No runtime_path: the handler's name, as CRI-O looks it up; conmon-rs's
+        // "pod" type is served the same way.
+        let mut crun = handler(crate::config::RUNTIME_TYPE_POD, "", "");
+        crun.name = "crun".into();
+        crun.config.monitor_path = "/usr/libexec/crio/conmon-rs".into();
+        assert_eq!(crun.oci_runtime_binary().as_deref(), Some("crun"));
+        assert_eq!(
+            crun.shim_binary(),
+            RUNC_SHIM_BINARY,
+            "monitor_path is conmon's"
+        );
     }
 
     #[test]

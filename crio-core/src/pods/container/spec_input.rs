@@ -20,8 +20,9 @@ use crate::store::{ContainerRecord, SandboxRecord};
 
 /// Our annotation listing paths to unmask (`/proc/acpi:/proc/kcore`, or `ALL`). The
 /// CRI cannot say "unmasked" (an empty list is the same as none on the wire), so
-/// this is how a pod asks for what Kubernetes' `procMount: Unmasked` means.
-pub(super) const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
+/// this is how a pod asks for what Kubernetes' `procMount: Unmasked` means; only
+/// on handlers whose `allowed_annotations` name it.
+pub(super) use crate::config::UNMASK_ANNOTATION;
 
 fn invalid(msg: impl Into<String>) -> CriError {
     CriError::InvalidArgument(msg.into())
@@ -358,10 +359,10 @@ pub(crate) fn is_image_volume(m: &cri::Mount) -> bool {
 
 /// Masked and read-only paths: CRI-O's defaults, plus the kubelet's masked paths
 /// (CRI-O takes the union), the kubelet's read-only list when it sends one, minus
-/// what the unmask annotation names.
+/// what the unmask annotation (`unmask`, where allowed) names.
 fn proc_paths(
     sc: Option<&cri::LinuxContainerSecurityContext>,
-    annotations: &BTreeMap<String, String>,
+    unmask: Option<&str>,
 ) -> (Option<Vec<String>>, Option<Vec<String>>) {
     let mut masked: Vec<String> = spec::MASKED_PATHS.iter().map(|s| s.to_string()).collect();
     for p in sc.map(|s| s.masked_paths.as_slice()).unwrap_or_default() {
@@ -373,7 +374,7 @@ fn proc_paths(
         .map(|s| s.readonly_paths.clone())
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| spec::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
-    if let Some(unmask) = annotations.get(UNMASK_ANNOTATION) {
+    if let Some(unmask) = unmask {
         if unmask == "ALL" {
             masked.clear();
             readonly.clear();
@@ -456,7 +457,8 @@ pub(super) fn container_spec_input(
     }
 
     let res = linux.and_then(|l| l.resources.as_ref());
-    let mut resources = resources(res, rc.pids_limit, rc.container_min_memory)?;
+    let min_memory = handler.config.container_min_memory_bytes();
+    let mut resources = resources(res, rc.pids_limit, min_memory)?;
     fit_swap(&mut resources, rc.host.swap_accounting, false);
     let oom_score_adj = i32::try_from(resources.oom_score_adj)
         .unwrap_or(0)
@@ -505,7 +507,12 @@ pub(super) fn container_spec_input(
         pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32) && !pod.infra_dropped,
     };
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
-    let (masked_paths, readonly_paths) = proc_paths(sc, &record.annotations);
+    let unmask = crate::pods::sandbox::allowed_annotation(
+        &handler,
+        UNMASK_ANNOTATION,
+        record.annotations.get(UNMASK_ANNOTATION),
+    );
+    let (masked_paths, readonly_paths) = proc_paths(sc, unmask);
     let seccomp = security::seccomp_choice(
         sc.and_then(|s| s.seccomp.as_ref()),
         #[allow(deprecated)]
@@ -634,20 +641,28 @@ mod tests {
 
     #[test]
     fn unmask_annotation_clears_paths() {
-        let mut a = BTreeMap::new();
-        let (m, r) = proc_paths(None, &a);
+        let (m, r) = proc_paths(None, None);
         assert_eq!(m.expect("masked").len(), spec::MASKED_PATHS.len());
         assert_eq!(r.expect("ro").len(), spec::READONLY_PATHS.len());
-        a.insert(
-            UNMASK_ANNOTATION.to_string(),
-            "/proc/kcore:/proc/sys".to_string(),
-        );
-        let (m, r) = proc_paths(None, &a);
+        let (m, r) = proc_paths(None, Some("/proc/kcore:/proc/sys"));
         assert!(!m.expect("masked").contains(&"/proc/kcore".to_string()));
         assert!(!r.expect("ro").contains(&"/proc/sys".to_string()));
-        a.insert(UNMASK_ANNOTATION.to_string(), "ALL".to_string());
-        let (m, _) = proc_paths(None, &a);
+        let (m, _) = proc_paths(None, Some("ALL"));
         assert_eq!(m, Some(vec![]));
+    }
+
+    #[test]
+    fn annotations_count_only_where_the_handler_allows_them() {
+        let mut handler = crate::runtime::Handler {
+            name: "runc".into(),
+            config: crate::config::RuntimeHandler::default(),
+        };
+        let value = "ALL".to_string();
+        let gate = crate::pods::sandbox::allowed_annotation;
+        assert_eq!(gate(&handler, UNMASK_ANNOTATION, Some(&value)), None);
+        handler.config.allowed_annotations = vec![UNMASK_ANNOTATION.into()];
+        assert_eq!(gate(&handler, UNMASK_ANNOTATION, Some(&value)), Some("ALL"));
+        assert_eq!(gate(&handler, UNMASK_ANNOTATION, None), None);
     }
 
     #[test]

@@ -67,8 +67,17 @@ impl PodRuntime {
         let Some(linux) = linux else {
             return Ok(());
         };
-        let mut requested =
-            spec_input::resources(Some(linux), 0, self.config.container_min_memory)?;
+        let pod = self.sandbox(&record.sandbox_id)?.ok_or_else(|| {
+            CriError::NotFound(format!(
+                "pod sandbox {} of container {} not found",
+                record.sandbox_id, record.id
+            ))
+        })?;
+        let min_memory = self
+            .handler(&pod.runtime_handler)?
+            .config
+            .container_min_memory_bytes();
+        let mut requested = spec_input::resources(Some(linux), 0, min_memory)?;
         spec_input::fit_swap(&mut requested, self.config.host.swap_accounting, true);
         let merged = merge(&record.resources, &requested);
         if record.state == ContainerState::Running || record.state == ContainerState::Created {

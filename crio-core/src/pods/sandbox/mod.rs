@@ -105,7 +105,30 @@ fn resource_annotations(
     .collect()
 }
 
-fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSetup, CriError> {
+/// `value`, annotation `name`'s on a pod of `handler`: only where the handler
+/// allows it (`allowed_annotations`), as CRI-O gates annotation-driven features.
+pub(crate) fn allowed_annotation<'a>(
+    handler: &crate::runtime::Handler,
+    name: &str,
+    value: Option<&'a String>,
+) -> Option<&'a str> {
+    let value = value?;
+    if handler.config.allows(name) {
+        return Some(value);
+    }
+    tracing::info!(
+        handler = %handler.name,
+        annotation = name,
+        "annotation ignored: not in the handler's allowed_annotations"
+    );
+    None
+}
+
+fn pod_setup(
+    config: &cri::PodSandboxConfig,
+    ns: PodNamespaces,
+    handler: &crate::runtime::Handler,
+) -> Result<PodSetup, CriError> {
     let linux = config.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let sysctls = match linux {
@@ -119,12 +142,12 @@ fn pod_setup(config: &cri::PodSandboxConfig, ns: PodNamespaces) -> Result<PodSet
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
-    let shm_size = pod_files::shm_size(
-        config
-            .annotations
-            .get("io.kubernetes.cri-o.ShmSize")
-            .map(String::as_str),
-    )
+    let shm = crate::config::SHM_SIZE_ANNOTATION;
+    let shm_size = pod_files::shm_size(allowed_annotation(
+        handler,
+        shm,
+        config.annotations.get(shm),
+    ))
     .map_err(CriError::InvalidArgument)?;
     Ok(PodSetup {
         userns: userns::pod_mappings(config, ns)?,
@@ -261,7 +284,7 @@ impl PodRuntime {
         if self.features(&handler).pod_in_vm {
             refuse_host_sharing(&handler.name, ns)?;
         }
-        let setup = pod_setup(config, ns)?;
+        let setup = pod_setup(config, ns, &handler)?;
         if setup.userns.is_some() {
             self.check_userns_support(&handler)?;
         }
