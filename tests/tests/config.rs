@@ -140,14 +140,14 @@ fn unknown_keys_are_warned_about_with_file_and_line_but_start() {
     let file = daemon.dirs.config_dir.join("60-crio-o.conf");
     assert!(
         log.contains(&format!(
-            "{}:2: unknown key crio.runtime.conmon_cgroup is ignored",
+            "{}:2: crio.runtime.conmon_cgroup is ignored: it configures conmon",
             file.display()
         )),
         "{log}"
     );
     assert!(
         log.contains(&format!(
-            "{}:5: unknown key crio.runtime.runtimes.runc.monitor_env is ignored",
+            "{}:5: crio.runtime.runtimes.runc.monitor_env is ignored: it configures conmon",
             file.display()
         )),
         "{log}"
@@ -226,6 +226,63 @@ async fn a_cri_o_crun_handler_with_conmon_rs_runs_pods_through_our_shim() {
         "crun's state {}",
         state.display()
     );
+}
+
+/// CRI-O 1.31's own default configuration (`crio config --default`: every key
+/// written out; reconstructed from CRI-O's template into tests/fixtures) as the
+/// main file, with the drop-in a host without systemd needs: crio-rs starts,
+/// says of every key it does not apply why (none is merely "unknown"), and runs
+/// a pod on the file's default handler, `crun`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cri_o_s_own_default_config_starts_says_why_of_each_ignored_key_and_runs_a_pod() {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cri-o-1.31-default.conf"
+    ))
+    .expect("fixture");
+    let registry = crio_tests::Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .main_config(&fixture)
+        .dropin(
+            "10-cgroupfs.conf",
+            "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n",
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let log = daemon.log();
+    let unknown: Vec<&str> = log.lines().filter(|l| l.contains("unknown key")).collect();
+    assert!(
+        unknown.is_empty(),
+        "CRI-O keys without a reason: {unknown:#?}"
+    );
+    let main = daemon.dirs.base.join("crio.conf");
+    for said in [
+        "crio.runtime.conmon is ignored: it configures conmon",
+        "crio.runtime.runtimes.crun.monitor_env is ignored: it configures conmon",
+        "crio.nri is ignored: NRI plugins are not supported",
+        "crio.runtime.default_capabilities is ignored:",
+        "crio.image.signature_policy is ignored: crio-rs does not verify image signatures yet",
+    ] {
+        assert!(log.contains(said), "{said}\nin\n{log}");
+    }
+    assert!(
+        log.contains(&main.display().to_string()),
+        "warnings name the file"
+    );
+    let mut cri = daemon.client().await;
+    let image = registry.reference(crio_tests::TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = crio_tests::pods::pod_config("cri-o-defaults", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    assert_eq!(cri.pod_status(&pod_id).await.runtime_handler, "crun");
+    let config = crio_tests::pods::container_config("app", &image, "echo from crun");
+    let id = cri
+        .create_container(&pod_id, &config, &pod)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    let exited = cri.wait_exited(&id, Duration::from_secs(30)).await;
+    assert_eq!(exited.exit_code, 0);
 }
 
 #[test]

@@ -69,14 +69,22 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Loaded, ConfigEr
     })?;
     let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|key| match misplaced(key) {
-            Some(place) => format!("{}: {key} is ignored: {place}", origins.of(key)),
-            None => format!("{}: unknown key {key} is ignored", origins.of(key)),
-        })
+        .map(
+            |key| match misplaced(key).or_else(|| super::crio_keys::why_ignored(key)) {
+                Some(why) => format!("{}: {key} is ignored: {why}", origins.of(key)),
+                None => format!("{}: unknown key {key} is ignored", origins.of(key)),
+            },
+        )
         .collect();
     warnings.extend(not_applied(&config, &origins));
 
     apply_overrides(&mut config, &mut origins, overrides);
+    let network = &mut config.crio.network;
+    if let Some(dir) = network.plugin_dir.clone() {
+        if !network.plugin_dirs.contains(&dir) {
+            network.plugin_dirs.push(dir);
+        }
+    }
     let problems = validate(&config, &origins);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));

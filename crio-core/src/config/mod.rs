@@ -1,6 +1,7 @@
 //! CRI-O-compatible configuration: `crio.conf` + `crio.conf.d` drop-ins, validated,
 //! every problem reported with its file, line and key.
 
+mod crio_keys;
 mod error;
 mod load;
 mod model;

@@ -280,6 +280,10 @@ pub struct NetworkConfig {
     pub network_dir: PathBuf,
     /// Where CNI plugin binaries are searched, in order.
     pub plugin_dirs: Vec<PathBuf>,
+    /// CRI-O's older single plugin directory: appended to `plugin_dirs`, as
+    /// CRI-O does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_dir: Option<PathBuf>,
 }
 
 /// `[crio.stats]`: what the CRI's pod metrics (`ListPodSandboxMetrics`) include.
@@ -425,6 +429,7 @@ impl Default for NetworkConfig {
             network_dir: "/etc/cni/net.d".into(),
             // Debian's containernetworking-plugins install to /usr/lib/cni.
             plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            plugin_dir: None,
         }
     }
 }

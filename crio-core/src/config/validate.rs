@@ -195,6 +195,9 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     }
 
     out.absolute("crio.network.network_dir", &c.network.network_dir);
+    if let Some(dir) = &c.network.plugin_dir {
+        out.absolute("crio.network.plugin_dir", dir);
+    }
     for (i, dir) in c.network.plugin_dirs.iter().enumerate() {
         out.absolute(&format!("crio.network.plugin_dirs.{i}"), dir);
     }
