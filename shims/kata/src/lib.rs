@@ -6,7 +6,7 @@
 //! over the VM's virtio-serial port.
 //!
 //! [`service`] is the shim v2 task service of such a pod (the binary
-//! `containerd-shim-kata-rs-v2`). Work in progress (issue 19): see `docs/kata.md`.
+//! `containerd-shim-kata-rs-v2`); `docs/kata.md` says how it differs from runc pods.
 
 pub mod agent_channel;
 pub mod boot;
