@@ -195,6 +195,15 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             held_capabilities: crate::spec::held_capabilities(),
             min_oom_score_adj: crate::spec::own_oom_score_adj(),
             pids_limit: c.runtime.pids_limit,
+            default_capabilities: c.runtime.default_capabilities.clone(),
+            default_env: c.runtime.default_env.clone(),
+            // Validated at load: every entry parses.
+            default_ulimits: c
+                .runtime
+                .default_ulimits
+                .iter()
+                .filter_map(|u| crate::spec::rlimits::parse(u).ok())
+                .collect(),
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.image.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),

@@ -158,6 +158,21 @@ impl CriClient {
             .map(|r| r.into_inner().container_id)
     }
 
+    /// A container created (kubelet-shaped) and started; its id. Panics on failure.
+    pub async fn started_container(
+        &mut self,
+        pod_id: &str,
+        config: &ContainerConfig,
+        pod: &PodSandboxConfig,
+    ) -> String {
+        let id = self
+            .create_container(pod_id, config, pod)
+            .await
+            .expect("CreateContainer");
+        self.start_container(&id).await.expect("StartContainer");
+        id
+    }
+
     pub async fn start_container(&mut self, id: &str) -> Result<(), tonic::Status> {
         self.runtime
             .start_container(StartContainerRequest {

@@ -204,11 +204,7 @@ async fn a_cri_o_crun_handler_with_conmon_rs_runs_pods_through_our_shim() {
         .expect_err("below the handler's container_min_memory");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     let config = crio_tests::pods::container_config("app", &image, "sleep 60");
-    let id = cri
-        .create_container(&pod_id, &config, &pod)
-        .await
-        .expect("CreateContainer");
-    cri.start_container(&id).await.expect("StartContainer");
+    let id = cri.started_container(&pod_id, &config, &pod).await;
     let df = cri
         .exec(&id, &["sh", "-c", "df -k /dev/shm | tail -1"])
         .await;
@@ -260,7 +256,7 @@ async fn cri_o_s_own_default_config_starts_says_why_of_each_ignored_key_and_runs
         "crio.runtime.conmon is ignored: it configures conmon",
         "crio.runtime.runtimes.crun.monitor_env is ignored: it configures conmon",
         "crio.nri is ignored: NRI plugins are not supported",
-        "crio.runtime.default_capabilities is ignored:",
+        "crio.runtime.hooks_dir is ignored:",
         "crio.image.signature_policy is ignored: crio-rs does not verify image signatures yet",
     ] {
         assert!(log.contains(said), "{said}\nin\n{log}");
@@ -276,13 +272,62 @@ async fn cri_o_s_own_default_config_starts_says_why_of_each_ignored_key_and_runs
     let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
     assert_eq!(cri.pod_status(&pod_id).await.runtime_handler, "crun");
     let config = crio_tests::pods::container_config("app", &image, "echo from crun");
-    let id = cri
-        .create_container(&pod_id, &config, &pod)
-        .await
-        .expect("CreateContainer");
-    cri.start_container(&id).await.expect("StartContainer");
+    let id = cri.started_container(&pod_id, &config, &pod).await;
     let exited = cri.wait_exited(&id, Duration::from_secs(30)).await;
     assert_eq!(exited.exit_code, 0);
+}
+
+/// CRI-O's container defaults, set as an operator would: every container starts
+/// from these capabilities, this environment (under the image's and the pod's),
+/// these rlimits.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_capabilities_env_and_ulimits_reach_every_container() {
+    let registry = crio_tests::Registry::with_test_images();
+    let daemon = Daemon::builder()
+        .dropin(
+            "10-defaults.conf",
+            "[crio.runtime]\ndefault_capabilities = [\"CHOWN\", \"CAP_NET_RAW\"]\n\
+             default_env = [\"FROM_CRIO=yes\", \"OVERRIDDEN=crio\"]\n\
+             default_ulimits = [\"nofile=1000:2000\"]\n",
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(crio_tests::TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = crio_tests::pods::pod_config("defaults", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    let mut config = crio_tests::pods::container_config("app", &image, "sleep 60");
+    config.envs = vec![protocols::cri::KeyValue {
+        key: "OVERRIDDEN".into(),
+        value: "pod".into(),
+    }];
+    let id = cri.started_container(&pod_id, &config, &pod).await;
+    let out = cri
+        .exec(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "grep CapEff /proc/1/status; echo $FROM_CRIO $OVERRIDDEN; \
+                 echo $(ulimit -Sn) $(ulimit -Hn)",
+            ],
+        )
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    // CHOWN (bit 0) and NET_RAW (bit 13) only.
+    assert_eq!(
+        lines.first().map(|l| l.split_whitespace().nth(1)),
+        Some(Some("0000000000002001")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.get(1),
+        Some(&"yes pod"),
+        "the pod's entry wins: {text}"
+    );
+    assert_eq!(lines.get(2), Some(&"1000 2000"), "{text}");
 }
 
 #[test]

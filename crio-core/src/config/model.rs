@@ -83,6 +83,15 @@ pub struct RuntimeSection {
     /// Pods run no infra (pause) process where nothing needs one: the pod shares no
     /// PID namespace and its handler's shim runs containers without a sandbox task.
     pub drop_infra_ctr: bool,
+    /// The capabilities a container gets when it asks for none (names, with or
+    /// without `CAP_`); CRI-O's nine by default.
+    pub default_capabilities: Vec<String>,
+    /// `KEY=value` entries every container's environment starts from (the
+    /// image's and the CRI's entries override them).
+    pub default_env: Vec<String>,
+    /// `name=soft:hard` (or `name=limit`) resource limits of every container,
+    /// `name` as in `ulimit`: `nofile`, `nproc`, `core`, ... (`-1`: unlimited).
+    pub default_ulimits: Vec<String>,
 }
 
 /// The accepted `[crio.image] image_volumes` values.
@@ -404,6 +413,12 @@ impl Default for RuntimeSection {
             log_size_max: -1,
             drop_infra_ctr: true,
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
+            default_capabilities: crate::spec::DEFAULT_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            default_env: Vec::new(),
+            default_ulimits: Vec::new(),
         }
     }
 }

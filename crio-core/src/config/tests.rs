@@ -193,6 +193,24 @@ fn crio_keys_keep_their_meaning_and_tables() {
 }
 
 #[test]
+fn container_defaults_are_checked_by_entry() {
+    let d = Dirs::new();
+    d.dropin(
+        "1.conf",
+        "[crio.runtime]\ndefault_capabilities = [\"CHOWN\", \"FLY\"]\n\
+         default_env = [\"=x\"]\ndefault_ulimits = [\"nofile=9:3\"]\n",
+    );
+    let keys: Vec<String> = d.problems().into_iter().map(|p| p.key).collect();
+    for key in [
+        "crio.runtime.default_capabilities.1",
+        "crio.runtime.default_env.0",
+        "crio.runtime.default_ulimits.0",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+    }
+}
+
+#[test]
 fn unknown_keys_warn_with_file_and_line() {
     let d = Dirs::new();
     let f = d.dropin(

@@ -84,6 +84,34 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
         &c.image.image_volumes,
         IMAGE_VOLUMES,
     );
+    for (i, name) in c.runtime.default_capabilities.iter().enumerate() {
+        if crate::spec::capability(name).is_err() {
+            out.problem(
+                &format!("crio.runtime.default_capabilities.{i}"),
+                format!("{name:?} is not a Linux capability"),
+                "capability names such as \"CHOWN\" or \"CAP_NET_RAW\"",
+            );
+        }
+    }
+    for (i, entry) in c.runtime.default_env.iter().enumerate() {
+        let name = entry.split_once('=').map_or("", |(k, _)| k);
+        if name.is_empty() || entry.contains('\0') {
+            out.problem(
+                &format!("crio.runtime.default_env.{i}"),
+                format!("{entry:?} is not KEY=value"),
+                "entries such as \"NSS_SDB_USE_CACHE=no\"",
+            );
+        }
+    }
+    for (i, entry) in c.runtime.default_ulimits.iter().enumerate() {
+        if let Err(e) = crate::spec::rlimits::parse(entry) {
+            out.problem(
+                &format!("crio.runtime.default_ulimits.{i}"),
+                e,
+                "name=soft:hard or name=limit, name as ulimit says it (nofile, nproc, core, ...), -1 for unlimited",
+            );
+        }
+    }
     if c.runtime.log_size_max >= 0 && c.runtime.log_size_max < 8192 {
         out.problem(
             "crio.runtime.log_size_max",

@@ -49,6 +49,10 @@ pub struct PodRuntimeConfig {
     pub min_oom_score_adj: i32,
     /// `[crio.runtime] pids_limit` (<= 0 = unlimited).
     pub pids_limit: i64,
+    /// `[crio.runtime] default_capabilities`, `default_env`, `default_ulimits`.
+    pub default_capabilities: Vec<String>,
+    pub default_env: Vec<String>,
+    pub default_ulimits: Vec<crate::spec::rlimits::Ulimit>,
     /// `[crio.runtime] log_size_max` (< 0 = no limit).
     pub log_size_max: i64,
     /// `[crio.image] image_volumes`: `mkdir`, `bind` or `ignore`.

@@ -8,6 +8,7 @@ mod defaults;
 pub(crate) mod devices;
 mod host;
 pub(crate) mod propagation;
+pub(crate) mod rlimits;
 pub(crate) mod seccomp;
 mod seccomp_default;
 pub(crate) mod sysctl;
@@ -91,6 +92,8 @@ pub(crate) struct SandboxSpec {
     /// The pod's sysctls, for a shim whose pod has namespaces of its own (a
     /// VM's); empty where the pinned namespaces, which have them, are the pod's.
     pub sysctls: BTreeMap<String, String>,
+    /// `default_capabilities` (`None`: CRI-O's).
+    pub default_capabilities: Option<Vec<String>>,
 }
 
 /// A pod's pinned user namespace and its mappings, which runtimes want written out
@@ -136,6 +139,10 @@ pub(crate) use crate::store::Resources;
 /// What one application container needs.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ContainerSpec {
+    /// `default_capabilities` (`None`: CRI-O's).
+    pub default_capabilities: Option<Vec<String>>,
+    /// `default_ulimits`: the process's rlimits (none: the runtime's own).
+    pub ulimits: Vec<rlimits::Ulimit>,
     pub rootfs: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -217,7 +224,7 @@ pub(crate) fn cgroups_path(parent: &str, id: &str, systemd: bool) -> String {
 }
 
 /// Parses CRI capability names (`NET_ADMIN`, `CAP_NET_ADMIN`, any case).
-fn capability(name: &str) -> Result<Capability, SpecError> {
+pub(crate) fn capability(name: &str) -> Result<Capability, SpecError> {
     let upper = name.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
     bare.parse::<Capability>()
@@ -229,6 +236,7 @@ fn capability(name: &str) -> Result<Capability, SpecError> {
 /// added back explicitly). Never more than the daemon holds.
 pub(crate) fn capabilities(
     privileged: bool,
+    defaults: Option<&[String]>,
     add: &[String],
     drop: &[String],
     held: &HashSet<Capability>,
@@ -237,10 +245,16 @@ pub(crate) fn capabilities(
     let mut caps: HashSet<Capability> = if privileged || add.iter().any(is_all) {
         held.clone()
     } else {
-        DEFAULT_CAPABILITIES
-            .iter()
-            .map(|c| capability(c))
-            .collect::<Result<_, _>>()?
+        match defaults {
+            Some(names) => names
+                .iter()
+                .map(|c| capability(c))
+                .collect::<Result<_, _>>()?,
+            None => DEFAULT_CAPABILITIES
+                .iter()
+                .map(|c| capability(c))
+                .collect::<Result<_, _>>()?,
+        }
     };
     let added: HashSet<Capability> = add
         .iter()
@@ -382,7 +396,7 @@ pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result
     let ns = input.namespaces;
     let hostname = (!ns.host_network).then_some(input.hostname.as_str());
     let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);
-    let caps = capabilities(false, &[], &[], held)?;
+    let caps = capabilities(false, input.default_capabilities.as_deref(), &[], &[], held)?;
     let mut user = User::default();
     user.set_uid(0);
     user.set_gid(0);
@@ -506,6 +520,7 @@ pub(crate) fn container(
     let mut spec = base_spec(&input.rootfs, input.readonly_rootfs, hostname);
     let caps = capabilities(
         input.privileged,
+        input.default_capabilities.as_deref(),
         &input.add_capabilities,
         &input.drop_capabilities,
         held,
@@ -525,6 +540,9 @@ pub(crate) fn container(
         input.oom_score_adj,
     );
     p.set_terminal(Some(input.tty));
+    if !input.ulimits.is_empty() {
+        p.set_rlimits(Some(rlimits::to_oci(&input.ulimits)));
+    }
     p.set_no_new_privileges(Some(input.no_new_privileges));
     p.set_apparmor_profile(input.apparmor_profile.clone());
     p.set_selinux_label(input.selinux_label.clone());

@@ -25,7 +25,7 @@ fn the_restricted_host_lacks_only_sys_resource() {
 
 #[test]
 fn default_capabilities_are_crio_s() {
-    let caps = capabilities(false, &[], &[], &restricted_host()).expect("caps");
+    let caps = capabilities(false, None, &[], &[], &restricted_host()).expect("caps");
     assert_eq!(caps.len(), DEFAULT_CAPABILITIES.len());
     assert!(caps.contains(&Capability::NetBindService));
     assert!(!caps.contains(&Capability::NetRaw));
@@ -34,23 +34,25 @@ fn default_capabilities_are_crio_s() {
 #[test]
 fn add_drop_and_all_follow_crio_rules() {
     let held = restricted_host();
-    let caps = capabilities(false, &["net_admin".into()], &["KILL".into()], &held).expect("caps");
+    let caps =
+        capabilities(false, None, &["net_admin".into()], &["KILL".into()], &held).expect("caps");
     assert!(caps.contains(&Capability::NetAdmin));
     assert!(!caps.contains(&Capability::Kill));
-    let caps = capabilities(false, &["NET_RAW".into()], &["ALL".into()], &held).expect("caps");
+    let caps =
+        capabilities(false, None, &["NET_RAW".into()], &["ALL".into()], &held).expect("caps");
     assert_eq!(names(&caps), ["NET_RAW"]);
-    let caps = capabilities(false, &["ALL".into()], &[], &held).expect("caps");
+    let caps = capabilities(false, None, &["ALL".into()], &[], &held).expect("caps");
     assert_eq!(caps, held);
-    assert!(capabilities(false, &["NOPE".into()], &[], &held).is_err());
+    assert!(capabilities(false, None, &["NOPE".into()], &[], &held).is_err());
 }
 
 #[test]
 fn privileged_gets_what_the_host_holds_and_no_more() {
     let held = restricted_host();
-    let caps = capabilities(true, &[], &[], &held).expect("caps");
+    let caps = capabilities(true, None, &[], &[], &held).expect("caps");
     assert!(caps.contains(&Capability::SysAdmin));
     assert!(!caps.contains(&Capability::SysResource));
-    let caps = capabilities(false, &["SYS_RESOURCE".into()], &[], &held).expect("caps");
+    let caps = capabilities(false, None, &["SYS_RESOURCE".into()], &[], &held).expect("caps");
     assert!(!caps.contains(&Capability::SysResource));
 }
 
@@ -69,6 +71,8 @@ fn cgroup_paths_are_named_like_crio() {
 
 fn container_input() -> ContainerSpec {
     ContainerSpec {
+        default_capabilities: None,
+        ulimits: Vec::new(),
         rootfs: "/r".into(),
         args: vec!["sh".into()],
         env: vec!["A=1".into()],

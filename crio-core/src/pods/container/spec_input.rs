@@ -413,10 +413,14 @@ pub(super) fn container_spec_input(
             )
         })
         .collect();
-    let env = process::environment(
-        image_config.config.env.as_deref().unwrap_or_default(),
-        &cri_env,
-    );
+    // default_env first: the image's entries and then the CRI's override it.
+    let base_env: Vec<String> = rc
+        .default_env
+        .iter()
+        .chain(image_config.config.env.as_deref().unwrap_or_default())
+        .cloned()
+        .collect();
+    let env = process::environment(&base_env, &cri_env);
     let cwd = [&config.working_dir, &image_config.config.working_dir]
         .into_iter()
         .find(|d| !d.is_empty())
@@ -519,6 +523,8 @@ pub(super) fn container_spec_input(
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
     Ok(ContainerSpec {
+        default_capabilities: Some(rc.default_capabilities.clone()),
+        ulimits: rc.default_ulimits.clone(),
         rootfs: rootfs.to_path_buf(),
         args,
         env,

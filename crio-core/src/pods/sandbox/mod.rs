@@ -520,6 +520,7 @@ impl PodRuntime {
                 } else {
                     BTreeMap::new()
                 },
+                default_capabilities: Some(self.config.default_capabilities.clone()),
             },
             &self.config.held_capabilities,
         )?;
