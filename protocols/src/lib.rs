@@ -86,4 +86,8 @@ pub mod agent {
     /// The guest kernel command line's word that tells the agent to mount the
     /// shared directory with virtio-fs (tag `shared`); without it, virtio-9p.
     pub const VIRTIOFS_CMDLINE: &str = "crio_rs.shared_fs=virtiofs";
+
+    /// virtio-fs's daemon when a handler names none (Debian's
+    /// qemu-system-common): the VM shim runs it, crio checks it is there.
+    pub const DEFAULT_VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
 }

@@ -158,6 +158,22 @@ impl CriClient {
             .map(|r| r.into_inner().container_id)
     }
 
+    /// StopPodSandbox then RemovePodSandbox. Panics on failure.
+    pub async fn stop_and_remove_pod(&mut self, pod_id: &str) {
+        self.runtime
+            .stop_pod_sandbox(protocols::cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod_id.to_string(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        self.runtime
+            .remove_pod_sandbox(protocols::cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id.to_string(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    }
+
     /// A container created (kubelet-shaped) and started; its id. Panics on failure.
     pub async fn started_container(
         &mut self,

@@ -14,9 +14,7 @@ use crio_tests::network::{
 use crio_tests::pods::{container_config, pod_config, wait_for_file_text};
 use crio_tests::process::command_lines;
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::{
-    PodSandboxState, PortMapping, Protocol, RemovePodSandboxRequest, StopPodSandboxRequest,
-};
+use protocols::cri::{PodSandboxState, PortMapping, Protocol};
 
 /// Every host process's command line.
 fn host_processes() -> Vec<String> {
@@ -60,18 +58,7 @@ async fn vm_pod_running(
 
 /// Stops and removes the pod, then asserts its qemu is gone.
 async fn remove_pod(cri: &mut CriClient, pod_id: &str, vms: &Path) {
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        })
-        .await
-        .expect("StopPodSandbox");
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        })
-        .await
-        .expect("RemovePodSandbox");
+    cri.stop_and_remove_pod(pod_id).await;
     assert_eq!(
         qemus_gone_under(vms).await,
         Vec::<u32>::new(),
@@ -860,11 +847,7 @@ async fn a_vm_pod_on_virtio_fs_shares_bundles_and_volumes_and_leaves_nothing() {
         host_path: volume.path().display().to_string(),
         ..Default::default()
     }];
-    let id = cri
-        .create_container(&pod_id, &config, &pod)
-        .await
-        .expect("CreateContainer");
-    cri.start_container(&id).await.expect("StartContainer");
+    let id = cri.started_container(&pod_id, &config, &pod).await;
     let log_path = cri.container_status(&id).await.expect("status").log_path;
     let log = wait_for_file_text(
         Path::new(&log_path),

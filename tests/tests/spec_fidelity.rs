@@ -604,13 +604,13 @@ async fn security_context(handler: &str) {
         .await;
     if vm {
         assert_eq!(j.expect_err("Target in a VM").code(), Code::InvalidArgument);
-        return;
+    } else {
+        let j = j.expect("target namespace");
+        let inode = |s: String| s.split("pid:").nth(1).map(str::to_string);
+        let a = inode(f.sh(&target, "ls -l /proc/self/ns/pid").await);
+        let b = inode(f.sh(&j, "ls -l /proc/self/ns/pid").await);
+        assert!(a.is_some() && a == b, "{a:?} {b:?}");
     }
-    let j = j.expect("target namespace");
-    let inode = |s: String| s.split("pid:").nth(1).map(str::to_string);
-    let a = inode(f.sh(&target, "ls -l /proc/self/ns/pid").await);
-    let b = inode(f.sh(&j, "ls -l /proc/self/ns/pid").await);
-    assert!(a.is_some() && a == b, "{a:?} {b:?}");
 
     // Host IPC: the host's IPC namespace and /dev/shm.
     let mut ipc_pod = f.pod("hostipc");
@@ -624,6 +624,17 @@ async fn security_context(handler: &str) {
         }),
         ..Default::default()
     });
+    if vm {
+        // A VM's guest has no host IPC namespace to share: refused by name.
+        let err = f
+            .cri
+            .run_pod(&ipc_pod, handler)
+            .await
+            .expect_err("host IPC in a VM");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("IPC"), "{err}");
+        return;
+    }
     let ipc_id = f.run_pod(&ipc_pod).await;
     let c = f
         .sleeper(&ipc_id, &ipc_pod, "ipc", Default::default(), |_| {})

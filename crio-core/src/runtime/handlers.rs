@@ -4,10 +4,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, RuntimeHandler, RUNTIME_TYPE_VM};
 
-/// virtio-fs's daemon for `vm` handlers without `vm_virtiofsd_path` (Debian's
-/// qemu-system-common; the kata shim's default too).
-const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
-
 /// The in-tree shim that drives runc/crun for `oci` handlers.
 pub(crate) const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
 
@@ -124,7 +120,7 @@ impl Handler {
                 .config
                 .vm_virtiofsd_path
                 .as_deref()
-                .unwrap_or(VIRTIOFSD);
+                .unwrap_or(protocols::agent::DEFAULT_VIRTIOFSD);
             if find_executable(daemon, search).is_none() {
                 return Readiness::NotReady {
                     reason: "VirtiofsdNotFound".into(),

@@ -33,9 +33,6 @@ pub struct VmKeys {
     pub vm_virtiofsd_path: Option<String>,
 }
 
-/// virtio-fs's daemon from Debian's qemu-system-common.
-pub const VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
-
 /// Where `packaging/install.sh` puts the guest.
 pub const GUEST_DIR: &str = "/usr/local/share/crio-rs/kata";
 
@@ -105,13 +102,12 @@ impl KataConfig {
         if let Some(v) = keys.vm_boot_timeout_secs {
             self.boot_timeout = Duration::from_secs(v.into());
         }
-        let daemon = keys.vm_virtiofsd_path.map(PathBuf::from);
         match keys.vm_shared_fs.as_deref() {
             None => {}
             Some("virtio-9p") => self.shared_fs = SharedFs::Virtio9p,
             Some("virtio-fs") => {
                 self.shared_fs = SharedFs::VirtioFs {
-                    daemon: daemon.clone().unwrap_or_else(|| VIRTIOFSD.into()),
+                    daemon: protocols::agent::DEFAULT_VIRTIOFSD.into(),
                 }
             }
             Some(other) => {
@@ -120,8 +116,10 @@ impl KataConfig {
                 ))
             }
         }
-        if let (Some(path), SharedFs::VirtioFs { daemon }) = (daemon, &mut self.shared_fs) {
-            *daemon = path;
+        if let (Some(path), SharedFs::VirtioFs { daemon }) =
+            (keys.vm_virtiofsd_path, &mut self.shared_fs)
+        {
+            *daemon = path.into();
         }
         Ok(())
     }
@@ -231,6 +229,35 @@ mod tests {
             .expect_err("typo");
         assert!(
             err.contains("/etc/kata.toml") && err.contains("vm_kernal"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shared_filesystem_and_its_daemon_are_chosen_by_name() {
+        let mut c = KataConfig::from_env(|_| None);
+        assert_eq!(c.shared_fs, SharedFs::Virtio9p);
+        c.apply_toml("vm_shared_fs = \"virtio-fs\"\n", "t")
+            .expect("vfs");
+        assert_eq!(
+            c.shared_fs,
+            SharedFs::VirtioFs {
+                daemon: protocols::agent::DEFAULT_VIRTIOFSD.into()
+            }
+        );
+        c.apply_toml("vm_virtiofsd_path = \"/opt/virtiofsd\"\n", "t")
+            .expect("daemon");
+        assert_eq!(
+            c.shared_fs,
+            SharedFs::VirtioFs {
+                daemon: "/opt/virtiofsd".into()
+            }
+        );
+        let err = c
+            .apply_toml("vm_shared_fs = \"nfs\"\n", "/etc/kata.toml")
+            .expect_err("nfs");
+        assert!(
+            err.contains("/etc/kata.toml") && err.contains("virtio-9p"),
             "{err}"
         );
     }

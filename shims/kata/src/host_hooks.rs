@@ -7,7 +7,7 @@
 //! says). `createContainer` and `startContainer` would run in the container's
 //! namespaces, which are in the guest: they are left out, with a warning.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -111,11 +111,57 @@ pub async fn run(hooks: &[Hook], state: &Value) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `hooks` and logs a failure instead of returning it (poststart and
-/// poststop).
-pub async fn run_logged(hooks: &[Hook], state: &Value, stage: &str) {
-    if let Err(e) = run(hooks, state).await {
-        tracing::warn!(stage, "hook: {e}");
+/// When a container's hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `prestart` and `createRuntime`, before the container is created.
+    Create,
+    Poststart,
+    Poststop,
+}
+
+/// One container's host hooks and what their state names.
+#[derive(Debug)]
+pub struct ContainerHooks {
+    id: String,
+    bundle: PathBuf,
+    annotations: Value,
+    hooks: HostHooks,
+}
+
+impl ContainerHooks {
+    /// Container `id`'s `hooks` (taken from its spec, whose annotations the
+    /// state carries; its bundle on the host).
+    pub fn new(id: &str, bundle: &Path, spec: &Value, hooks: Option<&Value>) -> Self {
+        ContainerHooks {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            annotations: spec["annotations"].clone(),
+            hooks: HostHooks::from_spec(hooks),
+        }
+    }
+
+    /// Runs `stage`'s hooks (`vm_pid`: the state's pid); nothing to do builds
+    /// nothing.
+    pub async fn run(&self, stage: Stage, vm_pid: u32) -> Result<(), Error> {
+        let (hooks, status) = match stage {
+            Stage::Create => (&self.hooks.create, "creating"),
+            Stage::Poststart => (&self.hooks.poststart, "running"),
+            Stage::Poststop => (&self.hooks.poststop, "stopped"),
+        };
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let state = state(&self.id, status, vm_pid, &self.bundle, &self.annotations);
+        run(hooks, &state).await
+    }
+
+    /// The same, a failure logged instead of returned (poststart and poststop,
+    /// as the runtime spec says).
+    pub async fn run_logged(&self, stage: Stage, vm_pid: u32) {
+        if let Err(e) = self.run(stage, vm_pid).await {
+            tracing::warn!(container = %self.id, ?stage, "hook: {e}");
+        }
     }
 }
 
@@ -210,5 +256,39 @@ mod tests {
         };
         let err = run(&[slow], &state).await.expect_err("timeout");
         assert!(err.to_string().contains("killed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn each_stage_tells_its_status_and_an_empty_one_runs_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("state");
+        let copy =
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat >> {}", out.display())]}]);
+        let spec = json!({"annotations": {"k": "v"}});
+        let hooks = ContainerHooks::new(
+            "c1",
+            Path::new("/b"),
+            &spec,
+            Some(&json!({"createRuntime": copy, "poststop": copy})),
+        );
+        hooks.run(Stage::Create, 9).await.expect("create");
+        hooks
+            .run(Stage::Poststart, 9)
+            .await
+            .expect("no poststart hooks");
+        hooks.run_logged(Stage::Poststop, 0).await;
+        let text = std::fs::read_to_string(&out).expect("read");
+        let states: Vec<Value> = serde_json::Deserializer::from_str(&text)
+            .into_iter()
+            .map(|v| v.expect("json"))
+            .collect();
+        let statuses: Vec<&str> = states
+            .iter()
+            .map(|s| s["status"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(statuses, ["creating", "stopped"]);
+        assert_eq!(states[0]["pid"], 9);
+        assert_eq!(states[0]["annotations"]["k"], "v");
+        assert_eq!(states[0]["bundle"], "/b");
     }
 }

@@ -36,7 +36,7 @@ use crate::agent_channel::{Agent, Stream};
 use crate::boot::boot;
 use crate::config::KataConfig;
 use crate::guest_bundle;
-use crate::host_hooks::{self, Hook, HostHooks};
+use crate::host_hooks::{ContainerHooks, Stage};
 use crate::shared_mounts;
 use crate::vmm::{Nic, Qemu, RunningVm, VmSpec};
 
@@ -66,7 +66,7 @@ struct CreatedContainer {
     pid: u32,
     io: ProcessIo,
     shared: PathBuf,
-    hooks: Arc<(HostHooks, serde_json::Value)>,
+    hooks: Arc<ContainerHooks>,
 }
 
 /// One task: the sandbox (the VM), a container, or a process exec'd in one
@@ -89,8 +89,8 @@ struct TaskEntry {
     /// A terminal size asked for before an exec'd process exists in the guest:
     /// applied once it does.
     pending_size: Option<(u32, u32)>,
-    /// A container's OCI hooks (run on the host) and its spec's annotations.
-    hooks: Option<Arc<(HostHooks, serde_json::Value)>>,
+    /// A container's OCI hooks, run on the host.
+    hooks: Option<Arc<ContainerHooks>>,
 }
 
 /// The pod's VM, once booted.
@@ -361,9 +361,8 @@ impl Service {
         let text = std::fs::read(bundle.join("config.json"))
             .map_err(|e| Error::io(format!("read {}/config.json", bundle.display()), e))?;
         let spec: serde_json::Value = serde_json::from_slice(&text)?;
-        let annotations = spec["annotations"].clone();
         let fitted = guest_bundle::for_guest(spec, &req.id)?;
-        let hooks = HostHooks::from_spec(fitted.hooks.as_ref());
+        let hooks = ContainerHooks::new(&req.id, bundle, &fitted.spec, fitted.hooks.as_ref());
         let shared = shared_root.join(&req.id);
         // Joining an absolute path gives that path.
         let rootfs = bundle.join(&fitted.rootfs);
@@ -377,8 +376,7 @@ impl Service {
             terminal: false,
         };
         let created = async {
-            let state = host_hooks::state(&req.id, "creating", vm_pid, bundle, &annotations);
-            host_hooks::run(&hooks.create, &state).await?;
+            hooks.run(Stage::Create, vm_pid).await?;
             let (io, child) = ProcessIo::create(&stdio, &req.id, &self.inner.ctx.namespace)?;
             let pid = agent
                 .create_container(
@@ -399,7 +397,7 @@ impl Service {
                 pid,
                 io,
                 shared,
-                hooks: Arc::new((hooks, annotations)),
+                hooks: Arc::new(hooks),
             }),
             Err(e) => {
                 shared_mounts::release(&shared);
@@ -563,32 +561,23 @@ impl Service {
         self.inner.vm.lock().await.as_ref().map_or(0, |vm| vm.pid)
     }
 
-    /// Runs one stage of container `id`'s host hooks, logging a failure.
-    async fn run_hooks(
-        &self,
-        id: &str,
-        status: &str,
-        (name, stage): (&str, fn(&HostHooks) -> &Vec<Hook>),
-    ) {
-        let (hooks, bundle) = {
-            let tasks = self.inner.tasks.lock().await;
-            match tasks.get(id) {
-                Some(TaskEntry {
-                    hooks: Some(hooks),
-                    bundle,
-                    ..
-                }) => (Arc::clone(hooks), bundle.clone()),
-                _ => return,
-            }
-        };
-        let (hooks, annotations) = &*hooks;
-        let state = host_hooks::state(id, status, self.vm_pid().await, &bundle, annotations);
-        host_hooks::run_logged(stage(hooks), &state, name).await;
+    /// Runs `stage` of container `id`'s host hooks, logging a failure.
+    async fn run_hooks(&self, id: &str, stage: Stage) {
+        let hooks = self
+            .inner
+            .tasks
+            .lock()
+            .await
+            .get(id)
+            .and_then(|t| t.hooks.clone());
+        if let Some(hooks) = hooks {
+            hooks.run_logged(stage, self.vm_pid().await).await;
+        }
     }
 
     async fn delete_task(&self, id: &str) -> Result<api::DeleteResponse, Error> {
         let sandbox = self.is_sandbox(id).await;
-        let (pid, exit, shared, io, hooks, bundle) = {
+        let (pid, exit, shared, io, hooks) = {
             let mut tasks = self.inner.tasks.lock().await;
             let task = tasks
                 .get(id)
@@ -603,14 +592,7 @@ impl Service {
             let prefix = format!("{id}/");
             tasks.retain(|k, _| !k.starts_with(&prefix));
             let exit = *task.exit.borrow();
-            (
-                task.pid,
-                exit,
-                task.shared,
-                task.io,
-                task.hooks,
-                task.bundle,
-            )
+            (task.pid, exit, task.shared, task.io, task.hooks)
         };
         if sandbox {
             self.kill_sandbox().await?;
@@ -630,10 +612,7 @@ impl Service {
             shared_mounts::release(&shared);
         }
         if let Some(hooks) = hooks {
-            let (hooks, annotations) = &*hooks;
-            let vm_pid = self.vm_pid().await;
-            let state = host_hooks::state(id, "stopped", vm_pid, &bundle, annotations);
-            host_hooks::run_logged(&hooks.poststop, &state, "poststop").await;
+            hooks.run_logged(Stage::Poststop, self.vm_pid().await).await;
         }
         let (status, at) = exit.unwrap_or((VM_GONE_STATUS, SystemTime::now()));
         self.inner
@@ -893,8 +872,7 @@ impl Task for Service {
                     .await
                     .map_err(agent_err),
             )?;
-            self.run_hooks(&req.id, "running", ("poststart", |h| &h.poststart))
-                .await;
+            self.run_hooks(&req.id, Stage::Poststart).await;
         }
         if let Some(task) = self.inner.tasks.lock().await.get_mut(&req.id) {
             task.started = true;

@@ -124,8 +124,7 @@ pub fn release_all(shared: &Path) {
 /// Removes `dir` unless a mount is still below it: removing through a mount
 /// would delete what it shows (a container's volume is a host directory).
 pub fn remove_unmounted(dir: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if let Some(mount) = mount_below(&mountinfo, dir) {
+    if let Some(mount) = shim_support::mounts::mounted_below(dir) {
         tracing::warn!(dir = %dir.display(), %mount, "not removed: a mount is still below it");
         return;
     }
@@ -133,39 +132,5 @@ pub fn remove_unmounted(dir: &Path) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), "remove: {e}");
         }
-    }
-}
-
-/// The first mount point at or below `dir` in mountinfo text.
-fn mount_below(mountinfo: &str, dir: &Path) -> Option<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .find(|point| Path::new(point).starts_with(dir))
-        .map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_mount_below_a_directory_is_found() {
-        let info = "36 25 0:31 / /run/vm/abc/shared/c1/rootfs rw - overlay overlay rw\n\
-                    37 25 0:32 / /run/vmx rw - tmpfs tmpfs rw\n";
-        assert_eq!(
-            mount_below(info, Path::new("/run/vm/abc")).as_deref(),
-            Some("/run/vm/abc/shared/c1/rootfs")
-        );
-        assert_eq!(mount_below(info, Path::new("/run/vm/abd")), None);
-        assert_eq!(
-            mount_below(info, Path::new("/run/vm")).as_deref(),
-            Some("/run/vm/abc/shared/c1/rootfs")
-        );
-        assert_eq!(
-            mount_below(info, Path::new("/run/v")),
-            None,
-            "not a prefix of a name"
-        );
     }
 }

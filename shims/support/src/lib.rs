@@ -57,6 +57,7 @@ pub mod grouping;
 pub mod launch;
 pub mod logging;
 pub mod memory;
+pub mod mounts;
 pub mod oom;
 pub mod reaper;
 pub mod restrict;

@@ -16,7 +16,7 @@ use crio_tests::cri::CriClient;
 use crio_tests::kata::guest;
 use crio_tests::pods::{container_config, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
-use protocols::cri::{ExecSyncRequest, Mount, RemovePodSandboxRequest, StopPodSandboxRequest};
+use protocols::cri::{ExecSyncRequest, Mount};
 
 const HANDLERS: [(&str, &str); 2] = [("kata-9p", "virtio-9p"), ("kata-vfs", "virtio-fs")];
 /// What each pod's container does, timed as ExecSync (`N`: the pod's number).
@@ -151,18 +151,7 @@ async fn main() {
             if n == 0 {
                 memory[h] = pod_pss(&daemon.dirs.runroot.join("bundles").join(&pod_id), &pod_id);
             }
-            cri.runtime
-                .stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: pod_id.clone(),
-                })
-                .await
-                .expect("StopPodSandbox");
-            cri.runtime
-                .remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: pod_id,
-                })
-                .await
-                .expect("RemovePodSandbox");
+            cri.stop_and_remove_pod(&pod_id).await;
         }
     }
     println!("VM pods' shared directory, {pods} pods per handler, interleaved (p50, ms):");

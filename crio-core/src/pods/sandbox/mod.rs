@@ -83,6 +83,9 @@ struct PodSetup {
     /// `linux.resources` (the sum of its containers' limits): a VM handler sizes
     /// the pod's VM by them.
     resource_annotations: BTreeMap<String, String>,
+    /// The handler runs the pod in a VM, whose guest has namespaces of its own:
+    /// the pod's sysctls go in its sandbox spec too.
+    in_vm: bool,
 }
 
 /// containerd's annotations of a pod's summed limits (`io.kubernetes.cri.sandbox-*`),
@@ -156,6 +159,7 @@ fn pod_setup(
         dns: config.dns_config.clone(),
         shm_size,
         resource_annotations: resource_annotations(linux.and_then(|l| l.resources.as_ref())),
+        in_vm: false,
     })
 }
 
@@ -281,10 +285,14 @@ impl PodRuntime {
         let handler = self.handler(handler_name)?;
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
-        if self.features(&handler).pod_in_vm {
+        let in_vm = self.features(&handler).pod_in_vm;
+        if in_vm {
             refuse_host_sharing(&handler.name, ns)?;
         }
-        let setup = pod_setup(config, ns, &handler)?;
+        let setup = PodSetup {
+            in_vm,
+            ..pod_setup(config, ns, &handler)?
+        };
         if setup.userns.is_some() {
             self.check_userns_support(&handler)?;
         }
@@ -483,10 +491,6 @@ impl PodRuntime {
             }
         };
         let pinned = |path: &String| (!path.is_empty()).then(|| PathBuf::from(path));
-        // A VM's guest has namespaces of its own: the sysctls go in the spec.
-        let in_vm = self
-            .handler(&record.runtime_handler)
-            .is_ok_and(|h| self.features(&h).pod_in_vm);
         let mut annotations: BTreeMap<String, String> = record.annotations.clone();
         annotations.extend(grouping_annotations(&id, "sandbox"));
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
@@ -515,7 +519,7 @@ impl PodRuntime {
                 seccomp: setup.seccomp,
                 kernel_release: self.config.host.kernel_release.clone(),
                 userns: pod_user_namespace(record),
-                sysctls: if in_vm {
+                sysctls: if setup.in_vm {
                     setup.sysctls
                 } else {
                     BTreeMap::new()

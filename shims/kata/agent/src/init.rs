@@ -141,11 +141,7 @@ pub const POD_SHM_DIR: &str = protocols::agent::GUEST_SHM_DIR;
 /// Mounts the pod's /dev/shm, a tmpfs of `size` bytes, at [`POD_SHM_DIR`]
 /// (once: a second call finds it mounted and leaves it).
 pub fn mount_pod_shm(size: u64) -> Result<(), shim_support::Error> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if mountinfo
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(POD_SHM_DIR))
-    {
+    if shim_support::mounts::mounted_below(Path::new(POD_SHM_DIR)).is_some() {
         return Ok(());
     }
     std::fs::create_dir_all(POD_SHM_DIR)
