@@ -49,6 +49,10 @@ pub enum DaemonError {
         address: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    NodeDefaults(#[from] crate::pods::node_defaults::NodeDefaultsError),
+    #[error(transparent)]
+    Policy(crate::image::policy::PolicyError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -129,7 +133,9 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     create_state_dir(&container_root)?;
     create_state_dir(&c.runroot.join("bundles"))?;
     secure_existing_state(&[container_root.clone(), c.runroot.join("bundles")]);
-    let images = Arc::new(ImageStore::open(store.clone(), &image_root)?);
+    let images = Arc::new(ImageStore::open(store.clone(), &image_root)?.with_pinned(
+        crate::image::pinned::PinnedImages::new(&c.image.pinned_images, &c.image.pause_image),
+    ));
     // Interrupted pulls leave temp data and unrecorded layers: remove them first.
     images.recover(&image_root.join("tmp"))?;
     let (registries_file, registries_dir) = RegistriesConf::default_paths();
@@ -141,6 +147,19 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     };
     let progress_timeout =
         crate::duration::parse(&c.image.pull_progress_timeout).filter(|d| !d.is_zero());
+    let policy_source = crate::image::policy::PolicySource {
+        file: if c.image.signature_policy.is_empty() {
+            crate::image::policy::DEFAULT_POLICY.into()
+        } else {
+            c.image.signature_policy.clone().into()
+        },
+        explicit: !c.image.signature_policy.is_empty(),
+        namespace_dir: (!c.image.signature_policy_dir.is_empty())
+            .then(|| c.image.signature_policy_dir.clone().into()),
+        registries_d: c.image.registries_d.clone().into(),
+    };
+    // A policy that does not parse stops the start (each pull reads it again).
+    policy_source.policy(None).map_err(DaemonError::Policy)?;
     let puller = Puller::new(
         images.clone(),
         registries.clone(),
@@ -148,6 +167,9 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             platform: Platform::host(),
             progress_timeout,
             auth_file,
+            insecure: crate::image::insecure::InsecureRegistries::new(&c.image.insecure_registries),
+            enforce_short_names: c.image.short_name_mode == "enforcing",
+            policy: policy_source,
         },
     );
     // Shims report to this socket: it listens before any shim is started.
@@ -183,6 +205,8 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             tracing::info!("{note}");
         }
     }
+    let node = crate::pods::NodeDefaults::load(&c.runtime, crate::spec::HostFacts::read().apparmor)
+        .map_err(DaemonError::NodeDefaults)?;
     let pods = Arc::new(PodRuntime::new(
         PodRuntimeConfig {
             bundles_dir: c.runroot.join("bundles"),
@@ -195,15 +219,8 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             held_capabilities: crate::spec::held_capabilities(),
             min_oom_score_adj: crate::spec::own_oom_score_adj(),
             pids_limit: c.runtime.pids_limit,
-            default_capabilities: c.runtime.default_capabilities.clone(),
-            default_env: c.runtime.default_env.clone(),
-            // Validated at load: every entry parses.
-            default_ulimits: c
-                .runtime
-                .default_ulimits
-                .iter()
-                .filter_map(|u| crate::spec::rlimits::parse(u).ok())
-                .collect(),
+            node: Arc::new(node),
+            log_dir: c.log_dir.clone(),
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.image.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
@@ -239,6 +256,10 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
                 Path::new(&c.api.stream_tls_cert),
                 Path::new(&c.api.stream_tls_key),
                 ca,
+                &crate::streaming::tls::TlsPolicy::from_config(
+                    &c.api.tls_min_version,
+                    &c.api.tls_cipher_suites,
+                ),
             )
             .map_err(DaemonError::StreamingTls)?,
         )

@@ -39,6 +39,8 @@ pub enum CriError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
@@ -91,7 +93,9 @@ impl From<crate::network::CniError> for CriError {
 impl From<ImageError> for CriError {
     fn from(err: ImageError) -> Self {
         match err {
-            ImageError::InUse { .. } => CriError::FailedPrecondition(err.to_string()),
+            ImageError::InUse { .. } | ImageError::Pinned { .. } => {
+                CriError::FailedPrecondition(err.to_string())
+            }
             ImageError::Store(e) => CriError::Store(e),
             other => CriError::internal(other),
         }
@@ -109,6 +113,10 @@ impl From<PullError> for CriError {
             PullError::Registries(_) => CriError::FailedPrecondition(message),
             PullError::Unauthorized { .. } => CriError::Unauthenticated(message),
             PullError::Stalled { .. } => CriError::DeadlineExceeded(message),
+            PullError::Policy(crate::image::policy::PolicyError::Rejected { .. }) => {
+                CriError::PermissionDenied(message)
+            }
+            PullError::Policy(_) => CriError::FailedPrecondition(message),
             PullError::Registry { .. } | PullError::AllFailed(_) => CriError::Unavailable(message),
             _ => CriError::Internal(message),
         }
@@ -167,6 +175,7 @@ impl From<CriError> for Status {
             CriError::FailedPrecondition(_) => Code::FailedPrecondition,
             CriError::Store(_) | CriError::Internal(_) | CriError::Failed { .. } => Code::Internal,
             CriError::Unauthenticated(_) => Code::Unauthenticated,
+            CriError::PermissionDenied(_) => Code::PermissionDenied,
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CriError::Unavailable(_) => Code::Unavailable,
             CriError::ResourceExhausted(_) => Code::ResourceExhausted,

@@ -19,6 +19,7 @@ pub mod image;
 pub(crate) mod logs;
 pub mod memory;
 pub mod network;
+pub(crate) mod oci_hooks;
 pub mod pods;
 pub mod runtime;
 pub mod server;

@@ -116,22 +116,7 @@ fn add_hook(hooks: &mut Hooks, edit: &HookEdit) -> Result<(), String> {
     hook.set_args((!edit.args.is_empty()).then(|| edit.args.clone()));
     hook.set_env((!edit.env.is_empty()).then(|| edit.env.clone()));
     hook.set_timeout(edit.timeout);
-    let push = |list: &Option<Vec<Hook>>| {
-        let mut list = list.clone().unwrap_or_default();
-        list.push(hook.clone());
-        Some(list)
-    };
-    match edit.hook_name.as_str() {
-        #[allow(deprecated)]
-        "prestart" => hooks.set_prestart(push(hooks.prestart())),
-        "createRuntime" => hooks.set_create_runtime(push(hooks.create_runtime())),
-        "createContainer" => hooks.set_create_container(push(hooks.create_container())),
-        "startContainer" => hooks.set_start_container(push(hooks.start_container())),
-        "poststart" => hooks.set_poststart(push(hooks.poststart())),
-        "poststop" => hooks.set_poststop(push(hooks.poststop())),
-        other => return Err(format!("hook {other:?} is not an OCI hook")),
-    };
-    Ok(())
+    crate::spec::add_hook(hooks, &edit.hook_name, hook)
 }
 
 #[cfg(test)]

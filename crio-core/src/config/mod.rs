@@ -7,6 +7,7 @@ mod load;
 mod model;
 mod origin;
 mod validate;
+mod validate_node;
 
 pub use error::{ConfigError, Problem};
 pub use load::{load, Loaded, Overrides, Sources};

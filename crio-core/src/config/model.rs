@@ -60,6 +60,12 @@ pub struct ApiConfig {
     pub stream_max_sessions: usize,
     pub grpc_max_send_msg_size: usize,
     pub grpc_max_recv_msg_size: usize,
+    /// The streaming server's lowest TLS version: `VersionTLS12` or
+    /// `VersionTLS13` (empty = 1.2).
+    pub tls_min_version: String,
+    /// The TLS 1.2 cipher suites the streaming server offers, by their IANA
+    /// names (Go's); empty = all rustls has.
+    pub tls_cipher_suites: Vec<String>,
 }
 
 /// `[crio.runtime]`: handlers and process-wide runtime settings.
@@ -92,6 +98,39 @@ pub struct RuntimeSection {
     /// `name=soft:hard` (or `name=limit`) resource limits of every container,
     /// `name` as in `ulimit`: `nofile`, `nproc`, `core`, ... (`-1`: unlimited).
     pub default_ulimits: Vec<String>,
+    /// `key=value` sysctls every pod's namespaces get, under the pod's own (a
+    /// sysctl the pod cannot have, such as `net.*` with the host's network, is
+    /// skipped with a warning, as CRI-O does).
+    pub default_sysctls: Vec<String>,
+    /// Directories of OCI hook files (oci-hooks(5), version 1.0.0); a later
+    /// directory's file replaces an earlier one's of the same name.
+    pub hooks_dir: Vec<PathBuf>,
+    /// A mounts.conf (`/SRC:/DST` lines): host files and directories copied into
+    /// every container. Empty = `/etc/containers/mounts.conf`, else
+    /// `/usr/share/containers/mounts.conf`.
+    pub default_mounts_file: String,
+    /// Host paths a container's bind mount may not have created when missing:
+    /// CreateContainer fails instead.
+    pub absent_mount_sources_to_reject: Vec<PathBuf>,
+    /// Host devices pods may ask for with the `io.kubernetes.cri-o.Devices`
+    /// annotation (where their handler allows it).
+    pub allowed_devices: Vec<String>,
+    /// `/dev/host[:/dev/ctr][:rwm]` devices every container gets.
+    pub additional_devices: Vec<String>,
+    /// A container's devices belong to its RunAsUser/RunAsGroup (when not 0)
+    /// instead of the host node's owner.
+    pub device_ownership_from_security_context: bool,
+    /// The CPUs infra (pause) processes run on (`0-1,3`); empty = any.
+    pub infra_ctr_cpuset: String,
+    /// A seccomp profile (containers' JSON) for `RuntimeDefault`; empty or a
+    /// missing file = the built-in one.
+    pub seccomp_profile: String,
+    /// A seccomp profile every privileged container gets, whatever it asks for;
+    /// empty = none (privileged containers are unconfined).
+    pub privileged_seccomp_profile: String,
+    /// The AppArmor profile of `RuntimeDefault` on hosts with AppArmor;
+    /// `unconfined` = none.
+    pub apparmor_profile: String,
 }
 
 /// The accepted `[crio.image] image_volumes` values.
@@ -187,7 +226,11 @@ struct VmKeys<'a> {
 pub const SHM_SIZE_ANNOTATION: &str = "io.kubernetes.cri-o.ShmSize";
 /// Ours: `/proc` paths to unmask (`procMount: Unmasked`, which the CRI cannot say).
 pub const UNMASK_ANNOTATION: &str = "crio-rs.io/unmask";
-pub const APPLIED_ANNOTATIONS: &[&str] = &[SHM_SIZE_ANNOTATION, UNMASK_ANNOTATION];
+/// CRI-O's: host devices (`/dev/fuse,/dev/net/tun:rw`) from `allowed_devices`
+/// for every container of the pod.
+pub const DEVICES_ANNOTATION: &str = "io.kubernetes.cri-o.Devices";
+pub const APPLIED_ANNOTATIONS: &[&str] =
+    &[SHM_SIZE_ANNOTATION, UNMASK_ANNOTATION, DEVICES_ANNOTATION];
 
 /// CRI-O 1.31's `AllAllowedAnnotations`: what its `allowed_annotations` accept
 /// (the others crio-rs accepts too, warning that it does not act on them).
@@ -277,6 +320,24 @@ pub struct ImageConfig {
     /// What the image's `Volumes` become: `mkdir` (a directory in the container's
     /// writable layer), `bind` (a private directory bind-mounted there) or `ignore`.
     pub image_volumes: String,
+    /// Images never removed and reported `pinned` (the kubelet's GC skips them):
+    /// exact names, `prefix*` or `*keyword*`, as CRI-O matches them; the pause
+    /// image is always pinned.
+    pub pinned_images: Vec<String>,
+    /// Registries (`host[:port]`, or an IP range `10.0.0.0/8`) pulled from
+    /// without TLS verification, falling back to plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// `enforcing` (a short name with several candidates is refused),
+    /// `disabled` or empty (every candidate is tried, as CRI-O up to 1.33 does).
+    pub short_name_mode: String,
+    /// containers-policy.json(5): which images may be pulled, from where, signed
+    /// by whom. Empty = `/etc/containers/policy.json`; no file = accept all.
+    pub signature_policy: String,
+    /// Per-namespace policies: `<dir>/<namespace>.json` replaces the policy for
+    /// pulls made for a pod of that namespace.
+    pub signature_policy_dir: String,
+    /// registries.d(5): where each registry's signatures are (its `lookaside`).
+    pub registries_d: String,
 }
 
 /// `[crio.network]`: CNI.
@@ -293,6 +354,9 @@ pub struct NetworkConfig {
     /// CRI-O does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_dir: Option<PathBuf>,
+    /// How long the network may be failing before Status says NetworkReady
+    /// false (a Go duration; "0s" = at once).
+    pub cni_status_grace_period: String,
 }
 
 /// `[crio.stats]`: what the CRI's pod metrics (`ListPodSandboxMetrics`) include.
@@ -348,6 +412,8 @@ impl Default for ApiConfig {
             // CRI-O's defaults: 80 MiB.
             grpc_max_send_msg_size: 80 * 1024 * 1024,
             grpc_max_recv_msg_size: 80 * 1024 * 1024,
+            tls_min_version: "VersionTLS12".into(),
+            tls_cipher_suites: Vec::new(),
         }
     }
 }
@@ -419,6 +485,17 @@ impl Default for RuntimeSection {
                 .collect(),
             default_env: Vec::new(),
             default_ulimits: Vec::new(),
+            default_sysctls: Vec::new(),
+            hooks_dir: vec![crate::oci_hooks::DEFAULT_DIR.into()],
+            default_mounts_file: String::new(),
+            absent_mount_sources_to_reject: Vec::new(),
+            allowed_devices: vec!["/dev/fuse".into(), "/dev/net/tun".into()],
+            additional_devices: Vec::new(),
+            device_ownership_from_security_context: false,
+            infra_ctr_cpuset: String::new(),
+            seccomp_profile: String::new(),
+            privileged_seccomp_profile: String::new(),
+            apparmor_profile: "crio-default".into(),
         }
     }
 }
@@ -433,6 +510,12 @@ impl Default for ImageConfig {
             global_auth_file: String::new(),
             certs_dir: String::new(),
             image_volumes: "mkdir".into(),
+            pinned_images: Vec::new(),
+            insecure_registries: Vec::new(),
+            short_name_mode: String::new(),
+            signature_policy: String::new(),
+            signature_policy_dir: "/etc/crio/policies".into(),
+            registries_d: crate::image::policy::DEFAULT_REGISTRIES_D.into(),
         }
     }
 }
@@ -445,6 +528,7 @@ impl Default for NetworkConfig {
             // Debian's containernetworking-plugins install to /usr/lib/cni.
             plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             plugin_dir: None,
+            cni_status_grace_period: "0s".into(),
         }
     }
 }

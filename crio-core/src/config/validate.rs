@@ -250,6 +250,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
             "a Go-style duration such as \"0s\", \"90s\", \"10m\", \"1h30m\"",
         );
     }
+    super::validate_node::check(&mut out, c);
     out.problems
 }
 
@@ -327,13 +328,13 @@ fn check_vm_keys(out: &mut Checker<'_>, name: &str, handler: &super::model::Runt
     }
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     origins: &'a Origins,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: &str, message: String, accepted: &str) {
+    pub(super) fn problem(&mut self, key: &str, message: String, accepted: &str) {
         self.problems.push(Problem {
             origin: self.origins.of(key),
             key: key.to_string(),
@@ -342,7 +343,7 @@ impl Checker<'_> {
         });
     }
 
-    fn absolute(&mut self, key: &str, path: &Path) {
+    pub(super) fn absolute(&mut self, key: &str, path: &Path) {
         if !path.is_absolute() {
             self.problem(
                 key,
@@ -352,7 +353,7 @@ impl Checker<'_> {
         }
     }
 
-    fn one_of(&mut self, key: &str, value: &str, accepted: &[&str]) {
+    pub(super) fn one_of(&mut self, key: &str, value: &str, accepted: &[&str]) {
         if !accepted.contains(&value) {
             self.problem(
                 key,

@@ -22,6 +22,8 @@ pub enum ImageError {
     Layer(#[from] LayerError),
     #[error("image {image} is in use by container(s) {containers}: remove them first")]
     InUse { image: String, containers: String },
+    #[error("image {image} is pinned ([crio.image] pinned_images, or the pause image): it is not removed")]
+    Pinned { image: String },
     #[error("image config of {image}: {message}")]
     Config { image: String, message: String },
 }
@@ -34,6 +36,8 @@ pub struct ImageStore {
     pub layers: LayerStore,
     /// Layers a pull has installed but not yet recorded: GC must leave them alone.
     in_flight: Mutex<HashSet<String>>,
+    /// Images RemoveImage keeps (`pinned_images`).
+    pinned: super::pinned::PinnedImages,
 }
 
 /// The `name:tag` a pull of `name` records, if any (a digest-only pull records none).
@@ -75,7 +79,19 @@ impl ImageStore {
             layers: LayerStore::open(&root.join("layers"), &tmp)?,
             store,
             in_flight: Mutex::new(HashSet::new()),
+            pinned: Default::default(),
         })
+    }
+
+    /// The store with `pinned` images kept.
+    pub(crate) fn with_pinned(mut self, pinned: super::pinned::PinnedImages) -> Self {
+        self.pinned = pinned;
+        self
+    }
+
+    /// Whether the image is pinned (ListImages' and ImageStatus' `pinned`).
+    pub(crate) fn is_pinned(&self, image: &ImageRecord) -> bool {
+        self.pinned.pins(image)
     }
 
     pub(crate) fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
@@ -146,7 +162,6 @@ impl ImageStore {
                     merge_unique(&mut record.repo_tags, &other.repo_tags);
                     merge_unique(&mut record.repo_digests, &other.repo_digests);
                     merge_unique(&mut record.manifests, &other.manifests);
-                    record.pinned |= other.pinned;
                     continue;
                 }
                 let before = other.repo_tags.len();
@@ -184,11 +199,25 @@ impl ImageStore {
         } else {
             Vec::new()
         };
+        let pinned = || ImageError::Pinned {
+            image: spec.to_string(),
+        };
         if !remaining_tags.is_empty() {
+            // Untagging keeps the image: only a pinned name may not go.
+            let removed = image
+                .repo_tags
+                .iter()
+                .filter(|t| !remaining_tags.contains(t));
+            if removed.into_iter().any(|t| self.pinned.matches(t)) {
+                return Err(pinned());
+            }
             let mut untagged = image.clone();
             untagged.repo_tags = remaining_tags;
             self.store.put(&untagged)?;
             return Ok(true);
+        }
+        if self.pinned.pins(&image) {
+            return Err(pinned());
         }
         let users: Vec<String> = self
             .store

@@ -50,6 +50,9 @@ pub enum PullError {
     Storage { image: String, message: String },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     AllFailed(Vec<PullError>),
+    /// The signature policy refuses the image, or cannot be read.
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
 }
 
 impl PullError {
@@ -70,6 +73,13 @@ pub(crate) struct PullOptions {
     /// `None` = no stall timeout.
     pub progress_timeout: Option<Duration>,
     pub auth_file: PathBuf,
+    /// `insecure_registries`: pulled from as registries.conf's `insecure = true`.
+    pub insecure: super::insecure::InsecureRegistries,
+    /// `short_name_mode = "enforcing"`. Otherwise every candidate is tried, as
+    /// CRI-O up to 1.33 does whatever registries.conf says.
+    pub enforce_short_names: bool,
+    /// The signature policy and where signatures are found.
+    pub policy: super::policy::PolicySource,
 }
 
 /// Pulls images into an [`ImageStore`].
@@ -116,18 +126,26 @@ impl Puller {
         spec: &str,
         credentials: Option<Credentials>,
     ) -> Result<ImageRecord, PullError> {
-        self.pull_with(spec, credentials.map(CriAuth::Basic), &CertsDirs::default())
-            .await
+        self.pull_with(
+            spec,
+            credentials.map(CriAuth::Basic),
+            &CertsDirs::default(),
+            None,
+        )
+        .await
     }
 
     /// Pulls `spec` with the CRI request's auth (which wins over the auth file) and
-    /// per-registry TLS files from `certs` (`[crio.image] certs_dir`).
+    /// per-registry TLS files from `certs` (`[crio.image] certs_dir`), under the
+    /// signature policy of the pod's `namespace` (if the pull is for a pod).
     pub(crate) async fn pull_with(
         &self,
         spec: &str,
         request_auth: Option<CriAuth>,
         certs: &CertsDirs,
+        namespace: Option<&str>,
     ) -> Result<ImageRecord, PullError> {
+        let policy = self.options.policy.policy(namespace)?;
         let registries = self
             .registries
             .current()
@@ -136,6 +154,22 @@ impl Puller {
             name: spec.to_string(),
             message: e.to_string(),
         })?;
+        // containers/image without a terminal: an enforcing mode refuses a short
+        // name that could mean several images rather than guess.
+        if self.options.enforce_short_names && candidates.len() > 1 {
+            return Err(PullError::InvalidName {
+                name: spec.to_string(),
+                message: format!(
+                    "short name mode is enforcing, but the name is ambiguous: {} \
+                     (use a fully qualified name or an alias in registries.conf)",
+                    candidates
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         let auth_file = AuthFile::load(&self.options.auth_file)
             .map_err(|e| PullError::Registries(e.to_string()))?;
         let mut errors = Vec::new();
@@ -143,14 +177,20 @@ impl Puller {
             let sources = registries
                 .pull_sources(&name)
                 .map_err(|e| PullError::Registries(e.to_string()))?;
-            for source in sources {
+            for mut source in sources {
+                source.insecure |= self.options.insecure.contains(&source.name.registry).await;
                 let creds = request_auth.clone().or_else(|| {
                     auth_file
                         .lookup(&source.name.registry, &source.name.repository)
                         .map(CriAuth::Basic)
                 });
-                match self.pull_from(&name, &source, creds, certs).await {
+                match self
+                    .pull_from(&name, &source, creds, certs, policy.as_ref())
+                    .await
+                {
                     Ok(record) => return Ok(record),
+                    // The policy's verdict is final: another mirror does not change it.
+                    Err(e @ PullError::Policy(_)) => return Err(e),
                     Err(e) => {
                         tracing::info!(image = %name, source = %source.name, "pull attempt failed: {e}");
                         errors.push(e);
@@ -178,6 +218,7 @@ impl Puller {
         source: &PullSource,
         creds: Option<CriAuth>,
         certs: &CertsDirs,
+        policy: Option<&super::policy::Policy>,
     ) -> Result<ImageRecord, PullError> {
         let shown = source.name.to_string();
         let registry = source.name.registry.as_str();
@@ -292,6 +333,14 @@ impl Puller {
                 }
             };
 
+        // The policy judges the image manifest (a platform's, for an index) before
+        // anything of the image is stored, as containers/image does.
+        if let (Some(policy), Some((digest, _))) = (policy, kept.last()) {
+            self.options
+                .policy
+                .check(policy, name, &source.name, digest)
+                .await?;
+        }
         let mut config_bytes = Vec::new();
         self.timed(
             &shown,
@@ -348,7 +397,6 @@ impl Puller {
             layers: chains,
             manifests: kept.into_iter().map(|(d, _)| d).collect(),
             pulled_at: now,
-            pinned: false,
             user: config.config.user.clone(),
         };
         // The commit waits on fsync: off the async workers.

@@ -28,11 +28,55 @@ pub const POD_IFNAME: &str = "eth0";
 pub struct PodNetworks {
     config: NetworkConfig,
     exec: Arc<dyn PluginExec>,
+    health: Arc<std::sync::Mutex<Health>>,
+}
+
+/// What `cni_status_grace_period` needs to remember.
+#[derive(Debug, Default)]
+struct Health {
+    /// The network was ready once: before that, no grace.
+    was_ready: bool,
+    /// When the failures since the last ready answer began.
+    failing_since: Option<std::time::Instant>,
 }
 
 impl PodNetworks {
     pub(crate) fn new(config: NetworkConfig, exec: Arc<dyn PluginExec>) -> Self {
-        Self { config, exec }
+        Self {
+            config,
+            exec,
+            health: Default::default(),
+        }
+    }
+
+    /// CRI-O's `cni_status_grace_period`: a network that was ready stays
+    /// reported ready while its failures are younger than the period.
+    fn graced(&self, result: Result<(), String>) -> Result<(), String> {
+        let grace =
+            crate::duration::parse(&self.config.cni_status_grace_period).unwrap_or_default();
+        let Ok(mut health) = self.health.lock() else {
+            return result;
+        };
+        match result {
+            Ok(()) => {
+                health.was_ready = true;
+                health.failing_since = None;
+                Ok(())
+            }
+            Err(message) => {
+                let since = *health
+                    .failing_since
+                    .get_or_insert_with(std::time::Instant::now);
+                if health.was_ready && since.elapsed() < grace {
+                    tracing::warn!(
+                        "network not ready ({message}); still reported ready for the rest of \
+                         cni_status_grace_period ({grace:?})"
+                    );
+                    return Ok(());
+                }
+                Err(message)
+            }
+        }
     }
 
     /// The network new pods attach to.
@@ -65,11 +109,41 @@ impl PodNetworks {
     /// `Ok` when new pods can get a network: a valid list whose plugins are all
     /// present, and (1.1.0 lists) whose plugins all report STATUS ready.
     pub(crate) async fn readiness(&self) -> Result<(), String> {
-        let net = self.current().map_err(|e| e.to_string())?;
-        self.cni()
-            .status(&net)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let result = match self.current() {
+            Ok(net) => self
+                .cni()
+                .status(&net)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.graced(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_graced_only_after_the_network_was_ready() {
+        let config = NetworkConfig {
+            cni_status_grace_period: "1h".into(),
+            ..NetworkConfig::default()
+        };
+        let graced = PodNetworks::new(config, Arc::new(ProcessExec));
+        assert!(
+            graced.graced(Err("down".into())).is_err(),
+            "never ready: no grace"
+        );
+        assert!(graced.graced(Ok(())).is_ok());
+        assert!(
+            graced.graced(Err("down".into())).is_ok(),
+            "within the period"
+        );
+        let strict = PodNetworks::new(NetworkConfig::default(), Arc::new(ProcessExec));
+        assert!(strict.graced(Ok(())).is_ok());
+        assert!(strict.graced(Err("down".into())).is_err(), "0s: at once");
     }
 }

@@ -67,12 +67,8 @@ fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
         held_capabilities: crate::spec::held_capabilities(),
         min_oom_score_adj: crate::spec::own_oom_score_adj(),
         pids_limit: 0,
-        default_capabilities: crate::config::Config::default()
-            .crio
-            .runtime
-            .default_capabilities,
-        default_env: Vec::new(),
-        default_ulimits: Vec::new(),
+        node: Default::default(),
+        log_dir: dir.join("pod-logs"),
         log_size_max: -1,
         image_volumes: "mkdir".into(),
         cdi_spec_dirs: Vec::new(),

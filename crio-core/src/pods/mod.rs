@@ -13,9 +13,11 @@ mod fake_shim;
 #[cfg(test)]
 mod lifecycle_tests;
 mod names;
+pub mod node_defaults;
 mod runtime;
 pub mod sandbox;
 
+pub use node_defaults::NodeDefaults;
 pub(crate) use runtime::{PodRuntime, PodRuntimeConfig};
 pub(crate) use sandbox::network::PodWriter;
 

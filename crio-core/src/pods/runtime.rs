@@ -49,10 +49,12 @@ pub struct PodRuntimeConfig {
     pub min_oom_score_adj: i32,
     /// `[crio.runtime] pids_limit` (<= 0 = unlimited).
     pub pids_limit: i64,
-    /// `[crio.runtime] default_capabilities`, `default_env`, `default_ulimits`.
-    pub default_capabilities: Vec<String>,
-    pub default_env: Vec<String>,
-    pub default_ulimits: Vec<crate::spec::rlimits::Ulimit>,
+    /// `[crio.runtime]`'s node-wide defaults (capabilities, env, ulimits,
+    /// sysctls, mounts, devices, hooks, seccomp and AppArmor).
+    pub node: std::sync::Arc<super::NodeDefaults>,
+    /// `[crio] log_dir`: pods the kubelet gives no log directory log in
+    /// `<log_dir>/<pod id>`.
+    pub log_dir: PathBuf,
     /// `[crio.runtime] log_size_max` (< 0 = no limit).
     pub log_size_max: i64,
     /// `[crio.image] image_volumes`: `mkdir`, `bind` or `ignore`.

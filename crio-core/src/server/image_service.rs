@@ -46,7 +46,7 @@ impl ImageServiceImpl {
                 image: record.id.clone(),
                 ..Default::default()
             }),
-            pinned: record.pinned,
+            pinned: self.state.images.is_pinned(record),
         }
     }
 
@@ -143,7 +143,17 @@ impl ImageService for ImageServiceImpl {
         };
         // certs.d is read at every pull (containers/image does the same).
         let certs = CertsDirs::from_config(&self.state.config.crio.image.certs_dir);
-        let pulled = self.state.puller.pull_with(&name, auth, &certs).await;
+        let namespace = request
+            .sandbox_config
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| m.namespace.as_str())
+            .filter(|n| !n.is_empty());
+        let pulled = self
+            .state
+            .puller
+            .pull_with(&name, auth, &certs, namespace)
+            .await;
         // A pull's buffers are freed now, whatever its outcome.
         let _ = crate::memory::trim_soon();
         let record = pulled.map_err(CriError::from)?;

@@ -50,6 +50,39 @@ pub(crate) fn permissions(path: &Path, p: &str) -> Result<String, DeviceError> {
     }
 }
 
+/// CRI-O's device syntax (`additional_devices`, the Devices annotation):
+/// `SRC`, `SRC:DST`, `SRC:PERMS` or `SRC:DST:PERMS`; PERMS default `rwm`, DST
+/// default SRC and under `/dev/`.
+pub(crate) fn parse_device_spec(spec: &str) -> Result<(PathBuf, PathBuf, String), String> {
+    let valid_mode = |m: &str| {
+        !m.is_empty()
+            && m.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+            && ['r', 'w', 'm'].iter().all(|c| m.matches(*c).count() <= 1)
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, perms) = match parts.as_slice() {
+        [src] => (*src, *src, "rwm"),
+        [src, mode] if valid_mode(mode) => (*src, *src, *mode),
+        [src, dst] if dst.starts_with('/') => (*src, *dst, "rwm"),
+        [src, dst, mode] if valid_mode(mode) => (*src, *dst, *mode),
+        [_, mode] | [_, _, mode] => {
+            return Err(format!(
+                "{spec:?}: invalid device mode {mode:?} (r, w and m, each once)"
+            ))
+        }
+        _ => return Err(format!("{spec:?} is not SRC[:DST][:PERMS]")),
+    };
+    if !src.starts_with('/') {
+        return Err(format!(
+            "{spec:?}: the host device must be an absolute path"
+        ));
+    }
+    if !dst.starts_with("/dev/") {
+        return Err(format!("{spec:?}: the container path must be under /dev/"));
+    }
+    Ok((src.into(), dst.into(), perms.to_string()))
+}
+
 fn node(host: &Path, container: PathBuf, perms: &str) -> Result<Option<Device>, DeviceError> {
     let meta = std::fs::metadata(host).map_err(|source| DeviceError::Stat {
         path: host.to_path_buf(),
@@ -207,6 +240,41 @@ mod tests {
         assert!(!rules[0].allow());
         assert_eq!(rules[1].access().as_deref(), Some("rw"));
         assert_eq!(rules[1].major(), Some(1));
+    }
+
+    #[test]
+    fn cri_o_device_specs() {
+        let p = |s: &str| {
+            parse_device_spec(s)
+                .map(|(a, b, c)| (a.display().to_string(), b.display().to_string(), c))
+        };
+        assert_eq!(
+            p("/dev/fuse"),
+            Ok(("/dev/fuse".into(), "/dev/fuse".into(), "rwm".into()))
+        );
+        assert_eq!(
+            p("/dev/sdc:r"),
+            Ok(("/dev/sdc".into(), "/dev/sdc".into(), "r".into()))
+        );
+        assert_eq!(
+            p("/dev/sdc:/dev/xvdc"),
+            Ok(("/dev/sdc".into(), "/dev/xvdc".into(), "rwm".into()))
+        );
+        assert_eq!(
+            p("/dev/sdc:/dev/xvdc:rw"),
+            Ok(("/dev/sdc".into(), "/dev/xvdc".into(), "rw".into()))
+        );
+        for bad in [
+            "/dev/sdc:rr",
+            "/dev/sdc:x",
+            "/dev/a:/dev/b:q",
+            "/dev/a:/dev/b:r:w",
+            "/dev/a:/xvdc",
+            "sdc",
+            "",
+        ] {
+            assert!(parse_device_spec(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

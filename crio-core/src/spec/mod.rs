@@ -94,6 +94,8 @@ pub(crate) struct SandboxSpec {
     pub sysctls: BTreeMap<String, String>,
     /// `default_capabilities` (`None`: CRI-O's).
     pub default_capabilities: Option<Vec<String>>,
+    /// `infra_ctr_cpuset`: the CPUs pause runs on (empty = any).
+    pub cpuset: String,
 }
 
 /// A pod's pinned user namespace and its mappings, which runtimes want written out
@@ -143,6 +145,9 @@ pub(crate) struct ContainerSpec {
     pub default_capabilities: Option<Vec<String>>,
     /// `default_ulimits`: the process's rlimits (none: the runtime's own).
     pub ulimits: Vec<rlimits::Ulimit>,
+    /// The seccomp filter applies although the container is privileged
+    /// (`privileged_seccomp_profile`).
+    pub seccomp_privileged: bool,
     pub rootfs: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -194,6 +199,30 @@ pub(crate) struct ContainerSpec {
     pub device_mounts: Vec<Mount>,
     /// OCI hooks (from CDI devices).
     pub hooks: Option<Hooks>,
+}
+
+/// Appends `hook` to the OCI hooks of `stage` (`prestart`, `createRuntime`, ...).
+pub(crate) fn add_hook(
+    hooks: &mut Hooks,
+    stage: &str,
+    hook: oci_spec::runtime::Hook,
+) -> Result<(), String> {
+    let push = |list: &Option<Vec<oci_spec::runtime::Hook>>| {
+        let mut list = list.clone().unwrap_or_default();
+        list.push(hook.clone());
+        Some(list)
+    };
+    match stage {
+        #[allow(deprecated)]
+        "prestart" => hooks.set_prestart(push(hooks.prestart())),
+        "createRuntime" => hooks.set_create_runtime(push(hooks.create_runtime())),
+        "createContainer" => hooks.set_create_container(push(hooks.create_container())),
+        "startContainer" => hooks.set_start_container(push(hooks.start_container())),
+        "poststart" => hooks.set_poststart(push(hooks.poststart())),
+        "poststop" => hooks.set_poststop(push(hooks.poststop())),
+        other => return Err(format!("hook {other:?} is not an OCI hook")),
+    };
+    Ok(())
 }
 
 /// A pod file or directory bind-mounted into its containers (CRI-O's options).
@@ -441,6 +470,13 @@ pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result
         Seccomp::RuntimeDefault => Some(seccomp_default::runtime_default(&caps)),
         Seccomp::Profile(file) => Some(seccomp::to_oci(file, &caps, &input.kernel_release)?),
     });
+    if !input.cpuset.is_empty() {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_cpus(Some(input.cpuset.clone()));
+        let mut resources = LinuxResources::default();
+        resources.set_cpu(Some(cpu));
+        linux.set_resources(Some(resources));
+    }
     set_user_namespace(input.userns.as_ref(), &mut linux);
     if !input.sysctls.is_empty() {
         linux.set_sysctl(Some(input.sysctls.clone().into_iter().collect()));
@@ -631,10 +667,11 @@ pub(crate) fn container(
         linux.set_readonly_paths(Some(or_default(&input.readonly_paths, READONLY_PATHS)));
     }
     // Privileged containers run unconfined, as under CRI-O.
-    let seccomp = match (&input.seccomp, input.privileged) {
-        (_, true) | (Seccomp::Unconfined, _) => None,
-        (Seccomp::RuntimeDefault, false) => Some(seccomp_default::runtime_default(&caps)),
-        (Seccomp::Profile(file), false) => {
+    let confined = !input.privileged || input.seccomp_privileged;
+    let seccomp = match (&input.seccomp, confined) {
+        (_, false) | (Seccomp::Unconfined, _) => None,
+        (Seccomp::RuntimeDefault, true) => Some(seccomp_default::runtime_default(&caps)),
+        (Seccomp::Profile(file), true) => {
             Some(seccomp::to_oci(file, &caps, &input.kernel_release)?)
         }
     };

@@ -5,7 +5,7 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitBuilder, PosixRlimitType};
 
 /// One parsed entry: the OCI type (`RLIMIT_NOFILE`), soft and hard limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ulimit {
+pub(crate) struct Ulimit {
     pub typ: String,
     pub soft: u64,
     pub hard: u64,

@@ -72,6 +72,7 @@ fn cgroup_paths_are_named_like_crio() {
 fn container_input() -> ContainerSpec {
     ContainerSpec {
         default_capabilities: None,
+        seccomp_privileged: false,
         ulimits: Vec::new(),
         rootfs: "/r".into(),
         args: vec!["sh".into()],

@@ -51,3 +51,31 @@ pub fn private_dir(dir: &std::path::Path, group: Option<u32>) -> std::io::Result
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// Copies a file, or a directory tree, following symlinks, keeping each file's
+/// and directory's mode (containers/common's copy of mounts.conf sources).
+pub(crate) fn copy_tree(src: &std::path::Path, dst: &std::path::Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(src)?;
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(dst)?;
+        for entry in std::fs::read_dir(src)? {
+            let entry = entry?;
+            match copy_tree(&entry.path(), &dst.join(entry.file_name())) {
+                // A dangling symlink is skipped, as containers/common does.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        std::fs::set_permissions(dst, meta.permissions())
+    } else if meta.is_file() {
+        std::fs::copy(src, dst).map(|_| ())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is neither a file nor a directory",
+            src.display()
+        )))
+    }
+}

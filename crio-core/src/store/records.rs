@@ -347,9 +347,6 @@ pub struct ImageRecord {
     /// Unix nanoseconds of the pull.
     #[serde(default)]
     pub pulled_at: i64,
-    /// Pinned images are never garbage-collected (the kubelet is told so).
-    #[serde(default)]
-    pub pinned: bool,
     /// The config's `User`, kept here so listing images reads no blob.
     #[serde(default)]
     pub user: String,

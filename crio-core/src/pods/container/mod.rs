@@ -207,9 +207,14 @@ impl PodRuntime {
         }
         let id = new_id();
         let bundle = self.bundle_dir(&id);
-        let log_path = validate::log_file(&pod.log_directory, &config.log_path)?
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        // No log_path: CRI-O's `<log directory>/<container id>.log`.
+        let log_path = if config.log_path.is_empty() && !pod.log_directory.is_empty() {
+            Some(Path::new(&pod.log_directory).join(format!("{id}.log")))
+        } else {
+            validate::log_file(&pod.log_directory, &config.log_path)?
+        }
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
         let record = ContainerRecord {
             id: id.clone(),
             sandbox_id: pod.id.clone(),

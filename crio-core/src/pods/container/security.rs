@@ -72,17 +72,24 @@ pub(crate) fn apparmor_profile(
     profile: Option<&cri::SecurityProfile>,
     legacy: &str,
     enabled: bool,
+    runtime_default: Option<&str>,
 ) -> Option<String> {
     if !enabled {
         return None;
     }
     use cri::security_profile::ProfileType;
+    let default = || runtime_default.map(str::to_string);
     match profile {
         Some(p) if p.profile_type == ProfileType::Localhost as i32 => {
             Some(p.localhost_ref.clone()).filter(|r| !r.is_empty())
         }
+        Some(p) if p.profile_type == ProfileType::RuntimeDefault as i32 => default(),
         Some(_) => None,
-        None => legacy.strip_prefix("localhost/").map(str::to_string),
+        None => match legacy {
+            // CRI-O: nothing asked is RuntimeDefault (`apparmor_profile`).
+            "" | "runtime/default" => default(),
+            other => other.strip_prefix("localhost/").map(str::to_string),
+        },
     }
 }
 
@@ -165,10 +172,28 @@ mod tests {
             localhost_ref: "my-profile".into(),
         };
         assert_eq!(
-            apparmor_profile(Some(&lh), "", true).as_deref(),
+            apparmor_profile(Some(&lh), "", true, Some("node")).as_deref(),
             Some("my-profile")
         );
-        assert_eq!(apparmor_profile(Some(&lh), "", false), None);
+        assert_eq!(apparmor_profile(Some(&lh), "", false, Some("node")), None);
+        // apparmor_profile: what RuntimeDefault (or nothing asked) means.
+        let rd = cri::SecurityProfile {
+            profile_type: 0,
+            localhost_ref: String::new(),
+        };
+        assert_eq!(
+            apparmor_profile(Some(&rd), "", true, Some("node")).as_deref(),
+            Some("node")
+        );
+        assert_eq!(
+            apparmor_profile(None, "", true, Some("node")).as_deref(),
+            Some("node")
+        );
+        assert_eq!(
+            apparmor_profile(None, "unconfined", true, Some("node")),
+            None
+        );
+        assert_eq!(apparmor_profile(Some(&rd), "", true, None), None);
         let o = cri::SeLinuxOption {
             level: "s0:c1,c2".into(),
             r#type: "spc_t".into(),

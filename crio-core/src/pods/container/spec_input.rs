@@ -18,6 +18,7 @@ use crate::spec::{self, devices, BindMount, ContainerSpec, PodNamespaces, Resour
 use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord};
 
+use crate::config::DEVICES_ANNOTATION;
 /// Our annotation listing paths to unmask (`/proc/acpi:/proc/kcore`, or `ALL`). The
 /// CRI cannot say "unmasked" (an empty list is the same as none on the wire), so
 /// this is how a pod asks for what Kubernetes' `procMount: Unmasked` means; only
@@ -254,6 +255,7 @@ fn image_volumes(
 fn cri_mounts(
     config: &cri::ContainerConfig,
     pod_userns: Option<&UsernsMappings>,
+    reject_absent: &[PathBuf],
 ) -> Result<Vec<BindMount>, CriError> {
     let mut mounts = Vec::new();
     for m in &config.mounts {
@@ -295,6 +297,15 @@ fn cri_mounts(
         }
         let host = PathBuf::from(&m.host_path);
         if !host.exists() {
+            // `absent_mount_sources_to_reject`: CRI-O's exact-path check and message.
+            let cleaned: PathBuf = host.components().collect();
+            if reject_absent.contains(&cleaned) {
+                return Err(invalid(format!(
+                    "cannot mount {}: path does not exist and will cause issues as a directory \
+                     (absent_mount_sources_to_reject)",
+                    cleaned.display()
+                )));
+            }
             std::fs::create_dir_all(&host).map_err(|e| {
                 invalid(format!(
                     "mount host path {} does not exist and cannot be created: {e}",
@@ -415,7 +426,8 @@ pub(super) fn container_spec_input(
         .collect();
     // default_env first: the image's entries and then the CRI's override it.
     let base_env: Vec<String> = rc
-        .default_env
+        .node
+        .env
         .iter()
         .chain(image_config.config.env.as_deref().unwrap_or_default())
         .cloned()
@@ -430,7 +442,8 @@ pub(super) fn container_spec_input(
     std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
         .map_err(|e| CriError::internal_in(format!("working directory {cwd}"), e))?;
     crate::pods::sandbox::userns::check_container(config, pod.userns.as_ref())?;
-    let mut mounts = cri_mounts(config, pod.userns.as_ref())?;
+    let mut mounts = cri_mounts(config, pod.userns.as_ref(), &rc.node.reject_absent)?;
+    mounts.extend(default_mounts(&rc.node, storage, &mounts)?);
     let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;
     mounts.extend(volumes);
 
@@ -445,20 +458,7 @@ pub(super) fn container_spec_input(
     if rt.features(&handler).pod_in_vm {
         refuse_in_vm(&handler.name, config)?;
     }
-    let mut devices = Vec::new();
-    if privileged && !handler.config.privileged_without_host_devices {
-        devices = devices::all_host_devices();
-    }
-    for d in &config.devices {
-        let found = devices::host_devices(
-            Path::new(&d.host_path),
-            Path::new(&d.container_path),
-            &d.permissions,
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        devices.retain(|x| !found.iter().any(|f| f.container_path == x.container_path));
-        devices.extend(found);
-    }
+    let devices = container_devices(rt, &handler, pod, config, sc, privileged)?;
 
     let res = linux.and_then(|l| l.resources.as_ref());
     let min_memory = handler.config.container_min_memory_bytes();
@@ -517,14 +517,17 @@ pub(super) fn container_spec_input(
         record.annotations.get(UNMASK_ANNOTATION),
     );
     let (masked_paths, readonly_paths) = proc_paths(sc, unmask);
-    let seccomp = security::seccomp_choice(
+    let asked = security::seccomp_choice(
         sc.and_then(|s| s.seccomp.as_ref()),
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
+    let (seccomp, seccomp_privileged) = rc.node.seccomp(asked, privileged)?;
+    let hooks = oci_hooks(rt, pod, record, config, &args);
     Ok(ContainerSpec {
-        default_capabilities: Some(rc.default_capabilities.clone()),
-        ulimits: rc.default_ulimits.clone(),
+        default_capabilities: Some(rc.node.capabilities.clone()),
+        ulimits: rc.node.ulimits.clone(),
+        seccomp_privileged,
         rootfs: rootfs.to_path_buf(),
         args,
         env,
@@ -568,15 +571,143 @@ pub(super) fn container_spec_input(
             sc.and_then(|s| s.apparmor.as_ref()),
             #[allow(deprecated)]
             sc.map_or("", |s| s.apparmor_profile.as_str()),
-            rc.host.apparmor,
+            rc.host.apparmor && !privileged,
+            rc.node.apparmor_default.as_deref(),
         ),
         selinux_label: security::selinux_label(
             sc.and_then(|s| s.selinux_options.as_ref()),
             rc.host.selinux,
         ),
         device_mounts: Vec::new(),
-        hooks: None,
+        hooks,
     })
+}
+
+/// CRI-O's order: `additional_devices`, the pod's Devices annotation (where its
+/// handler allows it), every host device for a privileged container, then the
+/// CRI's devices; a later one at the same container path replaces an earlier.
+fn container_devices(
+    rt: &PodRuntime,
+    handler: &crate::runtime::Handler,
+    pod: &SandboxRecord,
+    config: &cri::ContainerConfig,
+    sc: Option<&cri::LinuxContainerSecurityContext>,
+    privileged: bool,
+) -> Result<Vec<spec::Device>, CriError> {
+    let node = &rt.config.node;
+    let mut devices = node.additional_devices.clone();
+    let add = |devices: &mut Vec<spec::Device>, found: Vec<spec::Device>| {
+        devices.retain(|x| !found.iter().any(|f| f.container_path == x.container_path));
+        devices.extend(found);
+    };
+    let annotated = crate::pods::sandbox::allowed_annotation(
+        handler,
+        DEVICES_ANNOTATION,
+        pod.annotations.get(DEVICES_ANNOTATION),
+    );
+    for entry in annotated
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.is_empty())
+    {
+        let (host, container, perms) = devices::parse_device_spec(entry)
+            .map_err(|e| invalid(format!("annotation {DEVICES_ANNOTATION}: {e}")))?;
+        if !node.allowed_devices.contains(&host) {
+            return Err(invalid(format!(
+                "annotation {DEVICES_ANNOTATION}: device {} is not in allowed_devices",
+                host.display()
+            )));
+        }
+        let found = devices::host_devices(&host, &container, &perms)
+            .map_err(|e| invalid(format!("annotation {DEVICES_ANNOTATION}: {e}")))?;
+        add(&mut devices, found);
+    }
+    if privileged && !handler.config.privileged_without_host_devices {
+        add(&mut devices, devices::all_host_devices());
+    }
+    // device_ownership_from_security_context: a device node the CRI names
+    // belongs to the container's user and group (not root's 0).
+    let owner = |v: Option<&cri::Int64Value>| {
+        v.and_then(|v| u32::try_from(v.value).ok())
+            .filter(|id| *id > 0 && node.device_ownership_from_security_context)
+    };
+    let uid = owner(sc.and_then(|s| s.run_as_user.as_ref()));
+    let gid = owner(sc.and_then(|s| s.run_as_group.as_ref()));
+    for d in &config.devices {
+        let host = Path::new(&d.host_path);
+        let mut found = devices::host_devices(host, Path::new(&d.container_path), &d.permissions)
+            .map_err(|e| invalid(e.to_string()))?;
+        if !host.is_dir() {
+            for f in &mut found {
+                f.uid = uid.unwrap_or(f.uid);
+                f.gid = gid.unwrap_or(f.gid);
+            }
+        }
+        add(&mut devices, found);
+    }
+    Ok(devices)
+}
+
+/// `default_mounts_file`'s entries, copied into the container's storage (once:
+/// a restart finds them there) and bind-mounted read-write, as containers/common
+/// does; a CRI mount at the same place wins.
+fn default_mounts(
+    node: &crate::pods::NodeDefaults,
+    storage: &Path,
+    cri: &[BindMount],
+) -> Result<Vec<BindMount>, CriError> {
+    let mut out = Vec::new();
+    for m in node.default_mounts() {
+        if cri.iter().any(|c| c.container_path == m.destination) {
+            continue;
+        }
+        let copy = secure_join(&storage.join("default-mounts"), &m.destination);
+        if !copy.exists() {
+            crate::storage::copy_tree(&m.source, &copy).map_err(|e| {
+                CriError::internal_in(format!("default mount {}", m.source.display()), e)
+            })?;
+        }
+        out.push(BindMount {
+            host_path: copy,
+            container_path: m.destination,
+            readonly: false,
+            propagation: "rprivate",
+            recursive_readonly: false,
+            hardened: false,
+            idmapped: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The hooks-directory hooks this container gets: matched on its annotations
+/// with the pod's over them, its command, and whether the CRI asked for bind
+/// mounts (CRI-O's inputs). `prestart` hooks run as `createRuntime`, as CRI-O
+/// puts them.
+fn oci_hooks(
+    rt: &PodRuntime,
+    pod: &SandboxRecord,
+    record: &ContainerRecord,
+    config: &cri::ContainerConfig,
+    args: &[String],
+) -> Option<oci_spec::runtime::Hooks> {
+    let all = rt.config.node.hooks.current();
+    if all.is_empty() {
+        return None;
+    }
+    let mut annotations = record.annotations.clone();
+    annotations.extend(pod.annotations.clone());
+    let target = crate::oci_hooks::Target {
+        annotations: &annotations,
+        command: args.first().map(String::as_str).unwrap_or_default(),
+        has_bind_mounts: !config.mounts.is_empty(),
+    };
+    let mut hooks = None;
+    let applied = crate::oci_hooks::apply(&all, &target, &mut hooks);
+    if !applied.is_empty() {
+        tracing::debug!(container = %record.id, ?applied, "OCI hooks from hooks_dir");
+    }
+    hooks
 }
 
 #[cfg(test)]

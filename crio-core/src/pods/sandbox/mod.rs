@@ -131,6 +131,7 @@ fn pod_setup(
     config: &cri::PodSandboxConfig,
     ns: PodNamespaces,
     handler: &crate::runtime::Handler,
+    node: &crate::pods::NodeDefaults,
 ) -> Result<PodSetup, CriError> {
     let linux = config.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());
@@ -140,11 +141,13 @@ fn pod_setup(
         }
         None => BTreeMap::new(),
     };
-    let seccomp = crate::pods::container::security::seccomp_choice(
+    let sysctls = node.pod_sysctls(sysctls, ns.host_network, ns.host_ipc);
+    let asked = crate::pods::container::security::seccomp_choice(
         sc.and_then(|s| s.seccomp.as_ref()),
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
+    let (seccomp, _) = node.seccomp(asked, privileged(config))?;
     let shm = crate::config::SHM_SIZE_ANNOTATION;
     let shm_size = pod_files::shm_size(allowed_annotation(
         handler,
@@ -291,7 +294,7 @@ impl PodRuntime {
         }
         let setup = PodSetup {
             in_vm,
-            ..pod_setup(config, ns, &handler)?
+            ..pod_setup(config, ns, &handler, &self.config.node)?
         };
         if setup.userns.is_some() {
             self.check_userns_support(&handler)?;
@@ -321,7 +324,12 @@ impl PodRuntime {
             annotations: config.annotations.clone().into_iter().collect(),
             full_name: full_name(meta),
             hostname: config.hostname.clone(),
-            log_directory: config.log_directory.clone(),
+            // CRI-O's: a pod the kubelet gave no log directory logs under log_dir.
+            log_directory: if config.log_directory.is_empty() {
+                self.config.log_dir.join(&id).display().to_string()
+            } else {
+                config.log_directory.clone()
+            },
             cgroup_parent,
             host_network: ns.host_network,
             host_pid: ns.host_pid,
@@ -524,7 +532,8 @@ impl PodRuntime {
                 } else {
                     BTreeMap::new()
                 },
-                default_capabilities: Some(self.config.default_capabilities.clone()),
+                default_capabilities: Some(self.config.node.capabilities.clone()),
+                cpuset: self.config.node.infra_cpuset.clone(),
             },
             &self.config.held_capabilities,
         )?;
@@ -970,6 +979,16 @@ impl PodRuntime {
         );
         self.destroy_sandbox(&record).await;
         self.cpu_samples.forget(&record.id);
+        // The log directory crio made (under log_dir) goes with the pod; the
+        // kubelet's own stays for the kubelet to remove.
+        let own_logs = self.config.log_dir.join(&record.id);
+        if Path::new(&record.log_directory) == own_logs {
+            if let Err(e) = std::fs::remove_dir_all(&own_logs) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(pod = %record.id, "remove {}: {e}", own_logs.display());
+                }
+            }
+        }
         Ok(())
     }
 
