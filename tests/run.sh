@@ -25,6 +25,7 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 PACKAGES=(
     runc crun containerd containernetworking-plugins iptables iproute2  # runtime parts
     docker-registry skopeo umoci apache2-utils         # registry, pushing, htpasswd
+    gnupg openssl                                      # image signatures, TLS clients
     busybox-static                                     # test images
     pkg-config gcc make libseccomp-dev                 # building the youki shim
     libelf-dev zlib1g-dev                              # (libbpf: v2 device rules)

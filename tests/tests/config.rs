@@ -256,10 +256,18 @@ async fn cri_o_s_own_default_config_starts_says_why_of_each_ignored_key_and_runs
         "crio.runtime.conmon is ignored: it configures conmon",
         "crio.runtime.runtimes.crun.monitor_env is ignored: it configures conmon",
         "crio.nri is ignored: NRI plugins are not supported",
-        "crio.runtime.hooks_dir is ignored:",
-        "crio.image.signature_policy is ignored: crio-rs does not verify image signatures yet",
+        "crio.image.big_files_temporary_dir is ignored: crio-rs writes no big temporary files",
     ] {
         assert!(log.contains(said), "{said}\nin\n{log}");
+    }
+    // Applied now, so not said to be ignored.
+    for applied in [
+        "crio.runtime.hooks_dir is ignored",
+        "crio.image.signature_policy is ignored",
+        "crio.runtime.default_sysctls is ignored",
+        "crio.image.pinned_images is ignored",
+    ] {
+        assert!(!log.contains(applied), "{applied}\nin\n{log}");
     }
     assert!(
         log.contains(&main.display().to_string()),

@@ -857,3 +857,80 @@ crio_tests::on_runc_and_kata!(
     attach_over_spdy,
     an_idle_session_is_closed_and_its_process_killed
 );
+
+/// Whether openssl completes a TLS handshake with `addr` given `args`.
+fn openssl_handshake(addr: &str, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(["s_client", "-brief", "-connect", addr])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+/// `tls_min_version` and `tls_cipher_suites` (CRI-O 1.35's keys) as a TLS client
+/// (openssl) meets them.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_min_version_and_cipher_suites_bound_the_streaming_server() {
+    use crio_tests::registry::TestCa;
+    let ca = TestCa::new();
+    let files = format!(
+        "[crio.api]\nstream_enable_tls = true\nstream_tls_cert = {:?}\nstream_tls_key = {:?}\n",
+        ca.server_cert, ca.server_key
+    );
+    let address = |url: &str| {
+        url.trim_start_matches("https://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .to_string()
+    };
+    let mut tls13 = fixture_with(
+        false,
+        Some(&format!("{files}tls_min_version = \"VersionTLS13\"\n")),
+    )
+    .await;
+    let url = exec_url(
+        &mut tls13.cri,
+        exec_request(&tls13.container, &["true"], false, false),
+    )
+    .await;
+    let addr = address(&url);
+    assert!(!openssl_handshake(&addr, &["-tls1_2"]), "TLS 1.2 refused");
+    assert!(openssl_handshake(&addr, &["-tls1_3"]), "TLS 1.3 served");
+    drop(tls13);
+
+    let mut one_suite = fixture_with(
+        false,
+        Some(&format!(
+            "{files}tls_cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]\n"
+        )),
+    )
+    .await;
+    let url = exec_url(
+        &mut one_suite.cri,
+        exec_request(&one_suite.container, &["true"], false, false),
+    )
+    .await;
+    let addr = address(&url);
+    assert!(
+        !openssl_handshake(
+            &addr,
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+        ),
+        "a suite not listed is refused"
+    );
+    assert!(
+        openssl_handshake(
+            &addr,
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"]
+        ),
+        "the listed suite is served"
+    );
+    assert!(
+        openssl_handshake(&addr, &["-tls1_3"]),
+        "TLS 1.3 suites stay on"
+    );
+}
