@@ -280,6 +280,9 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         source,
     })?;
     let listen = c.api.listen.clone();
+    // Handlers first: a SIGINT or SIGTERM sent as soon as the socket exists must
+    // stop the daemon cleanly, not kill it.
+    let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
         handlers,
@@ -295,7 +298,6 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         config,
         pod_cidrs: Default::default(),
     });
-    let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
     tracing::info!(socket = %listen.display(), "serving CRI");
     let result = server::serve(listener, state, shutdown).await;
     if let Err(e) = std::fs::remove_file(&listen) {
