@@ -221,6 +221,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             pids_limit: c.runtime.pids_limit,
             node: Arc::new(node),
             log_dir: c.log_dir.clone(),
+            hostport_mapping: !c.runtime.disable_hostport_mapping,
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.image.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),

@@ -681,3 +681,44 @@ crio_tests::on_runc_and_kata!(
     restart_keeps_networking_and_a_later_stop_releases_ips,
     bandwidth_annotations_shape_the_pod_through_the_bandwidth_plugin,
 );
+
+/// `disable_hostport_mapping`: a pod's hostPorts are accepted and not handed to
+/// the plugins (whatever maps them on the node does), as CRI-O does.
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_hostport_mapping_keeps_port_mappings_from_the_plugins() {
+    let recorder = Recorder::new();
+    let registry = Registry::with_test_images();
+    let daemon = daemon_with(
+        &registry,
+        Daemon::builder()
+            .no_network()
+            .dropin("50-recorder.conf", &recorder.dropin())
+            .dropin(
+                "60-hostports.conf",
+                "[crio.runtime]\ndisable_hostport_mapping = true\n",
+            ),
+    );
+    std::fs::write(
+        daemon.dirs.network_dir.join("10-test.conflist"),
+        recorder.conflist(false),
+    )
+    .expect("write");
+    let mut cri = daemon.client().await;
+    let mut pod = pod_config("no-hostports", &daemon.dirs.log_dir);
+    pod.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 80,
+        host_port: 8080,
+        host_ip: String::new(),
+    }];
+    pod.annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    let add = &recorder.calls_of("ADD")[0];
+    assert_eq!(
+        add["config"]["runtimeConfig"],
+        json!({"bandwidth": {"ingressRate": 1_000_000u64, "ingressBurst": 34_359_738_359u64}}),
+        "no portMappings"
+    );
+    stop(&mut cri, &pod_id).await;
+}

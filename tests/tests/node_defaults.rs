@@ -777,3 +777,158 @@ async fn seccomp_profiles_from_the_node_config() {
     assert_eq!(out, "mkdir-ok", "privileged_seccomp_profile: {out}");
     cri.stop_and_remove_pod(&pod_id).await;
 }
+
+/// `read_only`, `timezone`, `add_inheritable_capabilities` and `no_pivot` for
+/// every container, and a handler's `default_annotations`, `seccomp_profile` and
+/// `platform_runtime_paths` (the OCI runtime: a wrapper logging how it is run).
+#[tokio::test(flavor = "multi_thread")]
+async fn node_and_handler_settings_shape_every_container() {
+    crio_tests::require_root();
+    let registry = crio_tests::Registry::with_test_images();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let wrapper = t.join("runc-logged");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {}/runc-args\nexec runc \"$@\"\n",
+            t.display()
+        ),
+    );
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let profile = t.join("handler-seccomp.json");
+    refusing_profile(&profile, &["mkdir", "mkdirat"]);
+    let platform = format!(
+        "linux/{}",
+        std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64")
+    );
+    let daemon = Daemon::builder()
+        .dropin(
+            "20-shape.conf",
+            &format!(
+                "[crio.runtime]\nread_only = true\ntimezone = \"Asia/Tokyo\"\n\
+                 add_inheritable_capabilities = true\nno_pivot = true\n\
+                 [crio.runtime.runtimes.logged]\nruntime_path = \"/nonexistent/runc\"\n\
+                 runtime_root = \"/run/runc-logged\"\n\
+                 allowed_annotations = [\"io.kubernetes.cri-o.ShmSize\"]\n\
+                 seccomp_profile = \"{}\"\n\
+                 [crio.runtime.runtimes.logged.platform_runtime_paths]\n\"{platform}\" = \"{}\"\n\
+                 [crio.runtime.runtimes.logged.default_annotations]\n\"io.kubernetes.cri-o.ShmSize\" = \"32Mi\"\n",
+                profile.display(),
+                wrapper.display()
+            ),
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let mut cri = daemon.client().await;
+    let image = registry.reference(TestImage::Busybox);
+    cri.pull(&image, None).await.expect("pull");
+    let pod = crio_tests::pods::pod_config("shaped", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "logged").await.expect("RunPodSandbox");
+    let mut config = crio_tests::pods::container_config("c", &image, "sleep 60");
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+        localhost_ref: String::new(),
+    });
+    let id = cri.started_container(&pod_id, &config, &pod).await;
+    let out = cri
+        .exec(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "touch /rootfs-file 2>/dev/null || echo rootfs-ro; touch /tmp/f && echo tmp-rw; \
+                 date +%Z; grep -E 'CapInh|CapBnd' /proc/1/status | awk '{print $2}' | uniq | wc -l; \
+                 df -k /dev/shm | awk 'NR==2 {print $2}'; mkdir /tmp/d 2>/dev/null || echo mkdir-refused",
+            ],
+        )
+        .await;
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["rootfs-ro", "tmp-rw", "JST", "1", "32768", "mkdir-refused"],
+        "read_only, timezone, inheritable = bounding, default ShmSize annotation, handler seccomp: {text}"
+    );
+    let args = std::fs::read_to_string(t.join("runc-args")).expect("the platform's runtime ran");
+    assert!(
+        args.lines()
+            .any(|l| l.contains("create") && l.contains("--no-pivot")),
+        "{args}"
+    );
+    cri.stop_and_remove_pod(&pod_id).await;
+}
+
+/// `pause_image_auth_file`: the pause image comes from a registry that wants
+/// credentials, which only that file has.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pause_image_is_pulled_with_its_own_credentials() {
+    crio_tests::require_root();
+    let registry = crio_tests::Registry::start_with_auth("pause", "s3cret");
+    registry.push_test_images(&[TestImage::Pause]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let auth = tmp.path().join("pause-auth.json");
+    write(
+        &auth,
+        &format!(
+            r#"{{"auths": {{"{}": {{"auth": "cGF1c2U6czNjcmV0"}}}}}}"#,
+            registry.addr
+        ),
+    );
+    let pause = registry.reference(TestImage::Pause);
+    let shared_pid = |mut pod: cri::PodSandboxConfig| {
+        pod.linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options = Some(cri::NamespaceOption {
+            pid: cri::NamespaceMode::Pod as i32,
+            ..Default::default()
+        });
+        pod
+    };
+    let without = Daemon::builder()
+        .dropin(
+            "20-pause.conf",
+            &format!("[crio.image]\npause_image = \"{pause}\"\npause_command = \"\"\n"),
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let mut cri = without.client().await;
+    let pod = shared_pid(crio_tests::pods::pod_config(
+        "no-creds",
+        &without.dirs.log_dir,
+    ));
+    let err = cri.run_pod(&pod, "").await.expect_err("no credentials");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    drop(cri);
+    drop(without);
+
+    let daemon = Daemon::builder()
+        .dropin(
+            "20-pause.conf",
+            &format!(
+                "[crio.image]\npause_image = \"{pause}\"\npause_command = \"\"\npause_image_auth_file = \"{}\"\n",
+                auth.display()
+            ),
+        )
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let mut cri = daemon.client().await;
+    let pod = shared_pid(crio_tests::pods::pod_config("creds", &daemon.dirs.log_dir));
+    let pod_id = cri
+        .run_pod(&pod, "")
+        .await
+        .expect("pulled with the pause credentials");
+    assert!(
+        pause_pid(&pod_id).is_some(),
+        "the pause image's /pause runs"
+    );
+    cri.stop_and_remove_pod(&pod_id).await;
+}

@@ -6,8 +6,6 @@
 /// crio-rs has no conmon: CRI-O's container monitor settings have nothing to set.
 const CONMON: &str =
     "it configures conmon, CRI-O's container monitor; crio-rs runs a shim v2 per pod instead";
-/// Not applied yet: said plainly rather than ignored silently.
-const NOT_YET: &str = "crio-rs does not apply it yet (its default applies)";
 const STORAGE: &str =
     "it configures containers/storage; crio-rs has its own store (storage_driver overlay or vfs)";
 const CPU_TUNING: &str = "CPU and IRQ tuning of high-performance pods is not supported by crio-rs";
@@ -27,7 +25,6 @@ const KEYS: &[(&str, &str)] = &[
     ("crio.image.default_transport", "crio-rs pulls from registries only (docker://)"),
     ("crio.image.auto_reload_registries", "crio-rs always reloads registries.conf when it changes"),
     ("crio.image.big_files_temporary_dir", "crio-rs writes no big temporary files: layer blobs stream straight into their unpacked layer"),
-    ("crio.image.pause_image_auth_file", NOT_YET),
     ("crio.metrics.metrics_cert", "crio-rs serves no metrics endpoint yet"),
     ("crio.metrics.metrics_key", "crio-rs serves no metrics endpoint yet"),
     ("crio.metrics.metrics_socket", "crio-rs serves no metrics endpoint yet"),
@@ -44,14 +41,9 @@ const KEYS: &[(&str, &str)] = &[
     ("crio.runtime.container_exits_dir", CONMON),
     ("crio.runtime.container_attach_socket_dir", CONMON),
     ("crio.runtime.log_to_journald", CONMON),
-    ("crio.runtime.add_inheritable_capabilities", NOT_YET),
     ("crio.runtime.ctr_stop_timeout", "CRI-O only raises it to 30 and reads it for nothing else; StopContainer's timeout is the kubelet's"),
-    ("crio.runtime.log_filter", NOT_YET),
-    ("crio.runtime.no_pivot", NOT_YET),
-    ("crio.runtime.read_only", NOT_YET),
-    ("crio.runtime.separate_pull_cgroup", NOT_YET),
-    ("crio.runtime.timezone", NOT_YET),
-    ("crio.runtime.disable_hostport_mapping", NOT_YET),
+    ("crio.runtime.log_filter", "crio-rs filters its log by level (log_level), not by a message pattern"),
+    ("crio.runtime.separate_pull_cgroup", "crio-rs pulls in its own cgroup; pulling in a pod's or a separate systemd cgroup is not supported"),
     ("crio.runtime.bind_mount_prefix", "it is for running CRI-O in a container, which crio-rs does not support"),
     ("crio.runtime.blockio_config_file", "blockio classes are not supported by crio-rs"),
     ("crio.runtime.blockio_reload", "blockio classes are not supported by crio-rs"),
@@ -81,14 +73,14 @@ const HANDLER_KEYS: &[(&str, &str)] = &[
         "inherit_default_runtime",
         "crio-rs merges handler tables key by key: a table always keeps what earlier files set",
     ),
-    ("platform_runtime_paths", NOT_YET),
     (
         "stream_websockets",
         "crio-rs's streaming server always serves WebSocket and SPDY",
     ),
-    ("seccomp_profile", NOT_YET),
-    ("no_sync_log", NOT_YET),
-    ("default_annotations", NOT_YET),
+    (
+        "no_sync_log",
+        "crio-rs never fsyncs container logs: they behave as with no_sync_log = true",
+    ),
     ("exec_cpu_affinity", CPU_TUNING),
     (
         "runtime_pull_image",

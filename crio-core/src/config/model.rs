@@ -131,6 +131,20 @@ pub struct RuntimeSection {
     /// The AppArmor profile of `RuntimeDefault` on hosts with AppArmor;
     /// `unconfined` = none.
     pub apparmor_profile: String,
+    /// Capabilities are put in the inheritable set too (CRI-O before 1.24).
+    pub add_inheritable_capabilities: bool,
+    /// Every container's root filesystem is read-only, with tmpfs on `/run`,
+    /// `/tmp` and `/var/tmp`.
+    pub read_only: bool,
+    /// Containers' `/etc/localtime`: empty = the image's, `Local` = the host's,
+    /// else a time zone name (`Europe/Paris`).
+    pub timezone: String,
+    /// Pods' hostPort mappings are accepted and not set up (another component
+    /// maps them).
+    pub disable_hostport_mapping: bool,
+    /// The OCI runtime creates containers without pivot_root (MS_MOVE), for
+    /// roots on ramfs.
+    pub no_pivot: bool,
 }
 
 /// The accepted `[crio.image] image_volumes` values.
@@ -165,6 +179,12 @@ pub struct RuntimeHandler {
     pub allowed_annotations: Vec<String>,
     /// Privileged pods of this handler do not get the host's devices.
     pub privileged_without_host_devices: bool,
+    /// Annotations every pod of this handler gets unless it sets them.
+    pub default_annotations: BTreeMap<String, String>,
+    /// `"os/arch" = "/path"`: the `runtime_path` on that platform.
+    pub platform_runtime_paths: BTreeMap<String, String>,
+    /// A seccomp profile for `RuntimeDefault` on this handler (over the node's).
+    pub seccomp_profile: String,
     /// Ours (`vm_*`), for `vm` handlers served by crio-rs's VM shim
     /// (`containerd-shim-kata-rs-v2`): its pod VMs. Unset keys keep the shim's
     /// defaults. Passed to the shim in the sandbox task's Create options.
@@ -314,6 +334,8 @@ pub struct ImageConfig {
     /// Registry credentials (containers-auth.json); empty = `REGISTRY_AUTH_FILE`,
     /// else `/etc/containers/auth.json`.
     pub global_auth_file: String,
+    /// Credentials used only to pull `pause_image` (containers-auth.json).
+    pub pause_image_auth_file: String,
     /// Per-registry TLS files, in `<certs_dir>/<host[:port]>/` (containers-certs.d(5)):
     /// empty = `/etc/containers/certs.d`, then `/etc/docker/certs.d`.
     pub certs_dir: String,
@@ -431,6 +453,9 @@ impl Default for RuntimeHandler {
             container_min_memory: String::new(),
             allowed_annotations: Vec::new(),
             privileged_without_host_devices: false,
+            default_annotations: BTreeMap::new(),
+            platform_runtime_paths: BTreeMap::new(),
+            seccomp_profile: String::new(),
             vm_hypervisor_path: None,
             vm_kernel: None,
             vm_initramfs: None,
@@ -496,6 +521,11 @@ impl Default for RuntimeSection {
             seccomp_profile: String::new(),
             privileged_seccomp_profile: String::new(),
             apparmor_profile: "crio-default".into(),
+            add_inheritable_capabilities: false,
+            read_only: false,
+            timezone: String::new(),
+            disable_hostport_mapping: false,
+            no_pivot: false,
         }
     }
 }
@@ -508,6 +538,7 @@ impl Default for ImageConfig {
             registries: Vec::new(),
             pull_progress_timeout: "0s".into(),
             global_auth_file: String::new(),
+            pause_image_auth_file: String::new(),
             certs_dir: String::new(),
             image_volumes: "mkdir".into(),
             pinned_images: Vec::new(),

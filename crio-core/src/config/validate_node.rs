@@ -48,6 +48,10 @@ pub(super) fn check(out: &mut Checker<'_>, c: &CrioConfig) {
             &c.image.signature_policy_dir,
         ),
         ("crio.image.registries_d", &c.image.registries_d),
+        (
+            "crio.image.pause_image_auth_file",
+            &c.image.pause_image_auth_file,
+        ),
     ] {
         if !value.is_empty() {
             out.absolute(key, Path::new(value));
@@ -69,6 +73,24 @@ pub(super) fn check(out: &mut Checker<'_>, c: &CrioConfig) {
                 e,
                 "\"/dev/SRC[:/dev/DST][:PERMS]\", PERMS of r, w and m (default rwm)",
             );
+        }
+    }
+    for (name, handler) in &r.runtimes {
+        if !handler.seccomp_profile.is_empty() {
+            out.absolute(
+                &format!("crio.runtime.runtimes.{name}.seccomp_profile"),
+                Path::new(&handler.seccomp_profile),
+            );
+        }
+        for platform in handler.platform_runtime_paths.keys() {
+            let parts: Vec<&str> = platform.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                out.problem(
+                    &format!("crio.runtime.runtimes.{name}.platform_runtime_paths"),
+                    format!("{platform:?} is not os/arch"),
+                    "\"os/arch\" keys such as \"linux/amd64\"",
+                );
+            }
         }
     }
     if !r.infra_ctr_cpuset.is_empty() && !valid_cpu_list(&r.infra_ctr_cpuset) {

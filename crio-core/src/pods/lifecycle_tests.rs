@@ -69,6 +69,7 @@ fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
         pids_limit: 0,
         node: Default::default(),
         log_dir: dir.join("pod-logs"),
+        hostport_mapping: true,
         log_size_max: -1,
         image_volumes: "mkdir".into(),
         cdi_spec_dirs: Vec::new(),

@@ -67,6 +67,44 @@ pub struct NodeDefaults {
     /// The AppArmor profile `RuntimeDefault` gets on hosts with AppArmor (`None`:
     /// the runtime's own default).
     pub(crate) apparmor_default: Option<String>,
+    /// Handlers' own `seccomp_profile`s, parsed, by handler name.
+    pub(crate) handler_seccomp: std::collections::HashMap<String, ProfileFile>,
+    /// `add_inheritable_capabilities`.
+    pub(crate) inheritable_capabilities: bool,
+    /// `read_only`: every container's rootfs read-only, tmpfs on /run, /tmp, /var/tmp.
+    pub(crate) read_only: bool,
+    /// `timezone`: the zone file containers get as /etc/localtime (`None`: the
+    /// image's).
+    pub(crate) timezone: Option<PathBuf>,
+}
+
+/// The zone file `timezone` names: `Local` is the host's /etc/localtime, another
+/// name a file of the host's zoneinfo (`$TZDIR`, else /usr/share/zoneinfo).
+pub(crate) fn zone_file(timezone: &str) -> Result<Option<PathBuf>, String> {
+    if timezone.is_empty() {
+        return Ok(None);
+    }
+    let path = if timezone.eq_ignore_ascii_case("local") {
+        PathBuf::from("/etc/localtime")
+    } else {
+        if timezone.starts_with('/') || timezone.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(format!("{timezone:?} is not a time zone name"));
+        }
+        let dir = std::env::var_os("TZDIR")
+            .map_or_else(|| PathBuf::from("/usr/share/zoneinfo"), PathBuf::from);
+        dir.join(timezone)
+    };
+    let resolved = std::fs::canonicalize(&path)
+        .map_err(|e| format!("{timezone:?}: {}: {e}", path.display()))?;
+    let head = std::fs::read(&resolved)
+        .map_err(|e| format!("{timezone:?}: {}: {e}", resolved.display()))?;
+    if !head.starts_with(b"TZif") {
+        return Err(format!(
+            "{timezone:?}: {} is not a zoneinfo file",
+            resolved.display()
+        ));
+    }
+    Ok(Some(resolved))
 }
 
 /// `key=value`, as CRI-O's `default_sysctls` takes it: no spaces around `=` or
@@ -103,6 +141,18 @@ impl NodeDefaults {
     /// Loads what `[crio.runtime]` names; `apparmor` says whether the host
     /// enforces AppArmor. The config's syntax is already validated.
     pub fn load(c: &RuntimeSection, apparmor: bool) -> Result<Self, NodeDefaultsError> {
+        let mut handler_seccomp = std::collections::HashMap::new();
+        for (name, handler) in &c.runtimes {
+            if handler.seccomp_profile.is_empty() {
+                continue;
+            }
+            // No fallback for a missing file here, as CRI-O's handler key.
+            let file = seccomp::read_profile(Path::new(&handler.seccomp_profile)).map_err(|e| {
+                key_error("runtimes.*.seccomp_profile", format!("handler {name}: {e}"))
+            })?;
+            handler_seccomp.insert(name.clone(), file);
+        }
+        let timezone = zone_file(&c.timezone).map_err(|m| key_error("timezone", m))?;
         let sysctls = c
             .default_sysctls
             .iter()
@@ -180,6 +230,10 @@ impl NodeDefaults {
             privileged_seccomp: (!c.privileged_seccomp_profile.is_empty())
                 .then(|| PathBuf::from(&c.privileged_seccomp_profile)),
             apparmor_default,
+            handler_seccomp,
+            inheritable_capabilities: c.add_inheritable_capabilities,
+            read_only: c.read_only,
+            timezone,
         })
     }
 
@@ -242,6 +296,7 @@ impl NodeDefaults {
         &self,
         asked: crate::spec::Seccomp,
         privileged: bool,
+        handler: &str,
     ) -> Result<(crate::spec::Seccomp, bool), crate::error::CriError> {
         use crate::spec::Seccomp;
         if privileged {
@@ -254,7 +309,12 @@ impl NodeDefaults {
                 return Ok((Seccomp::Profile(Box::new(file)), true));
             }
         }
-        Ok(match (asked, &self.seccomp_default) {
+        // The handler's own profile wins over the node's (CRI-O 1.34).
+        let default = self
+            .handler_seccomp
+            .get(handler)
+            .or(self.seccomp_default.as_ref());
+        Ok(match (asked, default) {
             (Seccomp::RuntimeDefault, Some(file)) => {
                 (Seccomp::Profile(Box::new(file.clone())), false)
             }

@@ -52,6 +52,9 @@ pub struct PodRuntimeConfig {
     /// `[crio.runtime]`'s node-wide defaults (capabilities, env, ulimits,
     /// sysctls, mounts, devices, hooks, seccomp and AppArmor).
     pub node: std::sync::Arc<super::NodeDefaults>,
+    /// Pods' hostPorts are mapped (`[crio.runtime] disable_hostport_mapping`
+    /// false).
+    pub hostport_mapping: bool,
     /// `[crio] log_dir`: pods the kubelet gives no log directory log in
     /// `<log_dir>/<pod id>`.
     pub log_dir: PathBuf,

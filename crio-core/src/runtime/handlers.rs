@@ -12,6 +12,8 @@ pub(crate) const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-rs-v2";
 pub(crate) struct Handler {
     pub name: String,
     pub config: RuntimeHandler,
+    /// `[crio.runtime] no_pivot`, for the OCI runtime's create.
+    pub no_pivot: bool,
 }
 
 /// Whether a handler can run pods now, and if not why (CamelCase reason + message).
@@ -36,6 +38,7 @@ impl Handler {
             binary_name: binary,
             root: self.config.runtime_root.clone(),
             systemd_cgroup,
+            no_pivot_root: self.no_pivot,
             ..Default::default()
         };
         let mut any = protocols::shim::protobuf::well_known_types::any::Any::new();
@@ -65,10 +68,20 @@ impl Handler {
         Some(any)
     }
 
+    /// `runtime_path`, or `platform_runtime_paths`' entry for this platform
+    /// (`linux/amd64`), as CRI-O picks it.
+    fn runtime_path(&self) -> &str {
+        let platform = format!("linux/{}", crate::spec::seccomp::go_arch());
+        self.config
+            .platform_runtime_paths
+            .get(&platform)
+            .unwrap_or(&self.config.runtime_path)
+    }
+
     /// The shim v2 binary this handler is served by, as configured (maybe a bare name).
     pub(crate) fn shim_binary(&self) -> String {
         if self.config.runtime_type == RUNTIME_TYPE_VM {
-            self.config.runtime_path.clone()
+            self.runtime_path().to_string()
         } else if !self.config.shim_path.is_empty() {
             self.config.shim_path.clone()
         } else {
@@ -81,10 +94,10 @@ impl Handler {
     /// (`[crio.runtime.runtimes.crun]` runs `crun`).
     pub(crate) fn oci_runtime_binary(&self) -> Option<String> {
         (self.config.runtime_type != RUNTIME_TYPE_VM).then(|| {
-            if self.config.runtime_path.is_empty() {
+            if self.runtime_path().is_empty() {
                 self.name.clone()
             } else {
-                self.config.runtime_path.clone()
+                self.runtime_path().to_string()
             }
         })
     }
@@ -164,6 +177,7 @@ impl HandlerRegistry {
             .map(|(name, config)| Handler {
                 name: name.clone(),
                 config: config.clone(),
+                no_pivot: runtime.no_pivot,
             })
             .collect();
         Self {
@@ -253,7 +267,23 @@ mod tests {
                 shim_path: shim_path.into(),
                 ..Default::default()
             },
+            no_pivot: false,
         }
+    }
+
+    #[test]
+    fn platform_runtime_paths_win_on_their_platform() {
+        let mut h = handler("oci", "/usr/bin/runc", "");
+        h.config.platform_runtime_paths.insert(
+            format!("linux/{}", crate::spec::seccomp::go_arch()),
+            "/opt/runc-native".into(),
+        );
+        h.config
+            .platform_runtime_paths
+            .insert("linux/other".into(), "/opt/runc-other".into());
+        assert_eq!(h.oci_runtime_binary().as_deref(), Some("/opt/runc-native"));
+        h.config.platform_runtime_paths.clear();
+        assert_eq!(h.oci_runtime_binary().as_deref(), Some("/usr/bin/runc"));
     }
 
     #[test]

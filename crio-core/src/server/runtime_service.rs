@@ -48,6 +48,25 @@ type EventStream =
 const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
+/// `pause_image_auth_file`'s credentials for the pause image's registry (the
+/// pause image is a fully qualified name; empty file = none).
+fn pause_credentials(
+    name: &str,
+    auth_file: &str,
+) -> Result<Option<crate::image::auth::Credentials>, CriError> {
+    if auth_file.is_empty() {
+        return Ok(None);
+    }
+    let file = crate::image::auth::AuthFile::load(std::path::Path::new(auth_file))
+        .map_err(|e| CriError::FailedPrecondition(format!("pause_image_auth_file: {e}")))?;
+    Ok(match crate::image::reference::ImageName::parse(name) {
+        Ok(crate::image::reference::ParsedName::Qualified(n)) => {
+            file.lookup(&n.registry, &n.repository)
+        }
+        _ => None,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeServiceImpl {
     state: Arc<State>,
@@ -106,7 +125,9 @@ impl RuntimeServiceImpl {
             Some(image) => image,
             None => {
                 tracing::info!(image = %name, "pulling the pause image");
-                self.state.puller.pull(name, None).await?
+                let credentials =
+                    pause_credentials(name, &self.state.config.crio.image.pause_image_auth_file)?;
+                self.state.puller.pull(name, credentials).await?
             }
         };
         let config = self.state.images.config(&image)?;

@@ -96,6 +96,8 @@ pub(crate) struct SandboxSpec {
     pub default_capabilities: Option<Vec<String>>,
     /// `infra_ctr_cpuset`: the CPUs pause runs on (empty = any).
     pub cpuset: String,
+    /// `add_inheritable_capabilities`: the capabilities are inheritable too.
+    pub inheritable_capabilities: bool,
 }
 
 /// A pod's pinned user namespace and its mappings, which runtimes want written out
@@ -148,6 +150,9 @@ pub(crate) struct ContainerSpec {
     /// The seccomp filter applies although the container is privileged
     /// (`privileged_seccomp_profile`).
     pub seccomp_privileged: bool,
+    /// `add_inheritable_capabilities`: the capabilities are inheritable too
+    /// (not for privileged containers, which get every set whole anyway).
+    pub inheritable_capabilities: bool,
     pub rootfs: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -393,6 +398,19 @@ fn base_spec(rootfs: &Path, readonly: bool, hostname: Option<&str>) -> Spec {
     spec
 }
 
+/// CRI-O's `add_inheritable_capabilities`: the inheritable set mirrors the
+/// bounding one (empty otherwise, since CVE-2022-27652).
+fn inherit(p: &mut Process, inheritable: bool) {
+    if !inheritable {
+        return;
+    }
+    if let Some(c) = p.capabilities().clone() {
+        let mut c = c;
+        c.set_inheritable(c.bounding().clone());
+        p.set_capabilities(Some(c));
+    }
+}
+
 fn process(
     args: Vec<String>,
     env: Vec<String>,
@@ -429,14 +447,16 @@ pub(crate) fn sandbox(input: &SandboxSpec, held: &HashSet<Capability>) -> Result
     let mut user = User::default();
     user.set_uid(0);
     user.set_gid(0);
-    spec.set_process(Some(process(
+    let mut p = process(
         input.command.clone(),
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         "/",
         user,
         caps.clone(),
         input.oom_score_adj,
-    )));
+    );
+    inherit(&mut p, input.inheritable_capabilities);
+    spec.set_process(Some(p));
     let mut mounts = default_mounts(!input.privileged);
     for m in &input.pod_mounts {
         mounts.retain(|d| d.destination() != m.destination());
@@ -576,6 +596,7 @@ pub(crate) fn container(
         input.oom_score_adj,
     );
     p.set_terminal(Some(input.tty));
+    inherit(&mut p, input.inheritable_capabilities && !input.privileged);
     if !input.ulimits.is_empty() {
         p.set_rlimits(Some(rlimits::to_oci(&input.ulimits)));
     }

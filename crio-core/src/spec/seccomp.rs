@@ -44,8 +44,9 @@ pub(crate) fn native_arch() -> &'static str {
     }
 }
 
-/// Go's arch names, which profiles' `includes.arches` use.
-fn go_arch() -> &'static str {
+/// Go's arch names, which profiles' `includes.arches` use (and CRI-O's
+/// `platform_runtime_paths` keys).
+pub(crate) fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "x86" => "386",

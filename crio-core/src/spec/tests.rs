@@ -73,6 +73,7 @@ fn container_input() -> ContainerSpec {
     ContainerSpec {
         default_capabilities: None,
         seccomp_privileged: false,
+        inheritable_capabilities: false,
         ulimits: Vec::new(),
         rootfs: "/r".into(),
         args: vec!["sh".into()],

@@ -510,7 +510,7 @@ pub(super) fn container_spec_input(
         // own, as the pod declared.
         pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32) && !pod.infra_dropped,
     };
-    let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
+    let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs) || rc.node.read_only;
     let unmask = crate::pods::sandbox::allowed_annotation(
         &handler,
         UNMASK_ANNOTATION,
@@ -522,12 +522,13 @@ pub(super) fn container_spec_input(
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
-    let (seccomp, seccomp_privileged) = rc.node.seccomp(asked, privileged)?;
+    let (seccomp, seccomp_privileged) = rc.node.seccomp(asked, privileged, &handler.name)?;
     let hooks = oci_hooks(rt, pod, record, config, &args);
     Ok(ContainerSpec {
         default_capabilities: Some(rc.node.capabilities.clone()),
         ulimits: rc.node.ulimits.clone(),
         seccomp_privileged,
+        inheritable_capabilities: rc.node.inheritable_capabilities,
         rootfs: rootfs.to_path_buf(),
         args,
         env,
@@ -565,7 +566,12 @@ pub(super) fn container_spec_input(
         readonly_paths,
         sysctls: BTreeMap::new(),
         devices,
-        pod_mounts: crate::pods::sandbox::pod_files::mounts(pod, readonly_rootfs),
+        pod_mounts: node_mounts(
+            &rc.node,
+            storage,
+            readonly_rootfs,
+            crate::pods::sandbox::pod_files::mounts(pod, readonly_rootfs),
+        )?,
         target_pid,
         apparmor_profile: security::apparmor_profile(
             sc.and_then(|s| s.apparmor.as_ref()),
@@ -581,6 +587,44 @@ pub(super) fn container_spec_input(
         device_mounts: Vec::new(),
         hooks,
     })
+}
+
+/// The pod's files and shm, then what the node adds: with `read_only`, tmpfs on
+/// `/run`, `/tmp` and `/var/tmp` (CRI-O's options); with `timezone`, the zone
+/// file (copied into the container's storage) on `/etc/localtime`. A CRI mount
+/// at one of these places replaces it.
+fn node_mounts(
+    node: &crate::pods::NodeDefaults,
+    storage: &Path,
+    readonly: bool,
+    mut mounts: Vec<oci_spec::runtime::Mount>,
+) -> Result<Vec<oci_spec::runtime::Mount>, CriError> {
+    if node.read_only {
+        for (dest, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/var/tmp", "1777")] {
+            let mut m = oci_spec::runtime::Mount::default();
+            m.set_destination(PathBuf::from(dest));
+            m.set_typ(Some("tmpfs".into()));
+            m.set_source(Some(PathBuf::from("tmpfs")));
+            m.set_options(Some(
+                ["rw", "noexec", "nosuid", "nodev", "tmpcopyup"]
+                    .iter()
+                    .map(|o| o.to_string())
+                    .chain(std::iter::once(format!("mode={mode}")))
+                    .collect(),
+            ));
+            mounts.retain(|p| p.destination() != m.destination());
+            mounts.push(m);
+        }
+    }
+    if let Some(zone) = &node.timezone {
+        let copy = storage.join("localtime");
+        if !copy.exists() {
+            std::fs::copy(zone, &copy)
+                .map_err(|e| CriError::internal_in(format!("timezone {}", zone.display()), e))?;
+        }
+        mounts.push(spec::pod_mount(&copy, "/etc/localtime", readonly));
+    }
+    Ok(mounts)
 }
 
 /// CRI-O's order: `additional_devices`, the pod's Devices annotation (where its
@@ -793,6 +837,7 @@ mod tests {
         let mut handler = crate::runtime::Handler {
             name: "runc".into(),
             config: crate::config::RuntimeHandler::default(),
+            no_pivot: false,
         };
         let value = "ALL".to_string();
         let gate = crate::pods::sandbox::allowed_annotation;

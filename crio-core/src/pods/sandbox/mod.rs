@@ -147,7 +147,7 @@ fn pod_setup(
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
-    let (seccomp, _) = node.seccomp(asked, privileged(config))?;
+    let (seccomp, _) = node.seccomp(asked, privileged(config), &handler.name)?;
     let shm = crate::config::SHM_SIZE_ANNOTATION;
     let shm_size = pod_files::shm_size(allowed_annotation(
         handler,
@@ -286,6 +286,18 @@ impl PodRuntime {
     ) -> Result<String, CriError> {
         let meta = validate::pod_request(config)?;
         let handler = self.handler(handler_name)?;
+        // The handler's `default_annotations`, under the pod's own (CRI-O 1.31).
+        let defaulted;
+        let config = if handler.config.default_annotations.is_empty() {
+            config
+        } else {
+            let mut c = config.clone();
+            for (k, v) in &handler.config.default_annotations {
+                c.annotations.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            defaulted = c;
+            &defaulted
+        };
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
         let in_vm = self.features(&handler).pod_in_vm;
@@ -533,6 +545,7 @@ impl PodRuntime {
                     BTreeMap::new()
                 },
                 default_capabilities: Some(self.config.node.capabilities.clone()),
+                inheritable_capabilities: self.config.node.inheritable_capabilities,
                 cpuset: self.config.node.infra_cpuset.clone(),
             },
             &self.config.held_capabilities,

@@ -37,8 +37,12 @@ impl PodRuntime {
         config: &cri::PodSandboxConfig,
         cgroup_parent: &str,
     ) -> Result<NetworkPlan, CriError> {
-        let runtime_config = pod_request::runtime_config(config, cgroup_parent)
+        let mut runtime_config = pod_request::runtime_config(config, cgroup_parent)
             .map_err(|e| CriError::InvalidArgument(e.to_string()))?;
+        if !self.config.hostport_mapping {
+            // `disable_hostport_mapping`: accepted, left to whatever maps them.
+            runtime_config.remove("portMappings");
+        }
         let network = self
             .network
             .current()
