@@ -53,6 +53,8 @@ pub enum DaemonError {
     NodeDefaults(#[from] crate::pods::node_defaults::NodeDefaultsError),
     #[error(transparent)]
     Policy(crate::image::policy::PolicyError),
+    #[error(transparent)]
+    Metrics(crate::metrics::MetricsServerError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -114,9 +116,11 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     let c = &config.crio;
     create_state_dir(&c.root)?;
     create_state_dir(&c.runroot)?;
-    if c.metrics.enable_metrics {
-        tracing::warn!("[crio.metrics] enable_metrics is set, but the metrics endpoint is not implemented yet: nothing listens on {}:{}", c.metrics.metrics_host, c.metrics.metrics_port);
-    }
+    let metrics = crate::metrics::Metrics::new(
+        c.metrics.enable_metrics,
+        &c.metrics.metrics_collectors,
+        &c.runtime.default_runtime,
+    );
     let store = Arc::new(Store::open(&c.root.join(STORE_FILE))?);
     // Records name pods, labels and annotations: root's to read.
     let _ = std::fs::set_permissions(
@@ -170,6 +174,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             insecure: crate::image::insecure::InsecureRegistries::new(&c.image.insecure_registries),
             enforce_short_names: c.image.short_name_mode == "enforcing",
             policy: policy_source,
+            metrics: metrics.clone(),
         },
     );
     // Shims report to this socket: it listens before any shim is started.
@@ -221,6 +226,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
             pids_limit: c.runtime.pids_limit,
             node: Arc::new(node),
             log_dir: c.log_dir.clone(),
+            metrics: metrics.clone(),
             hostport_mapping: !c.runtime.disable_hostport_mapping,
             log_size_max: c.runtime.log_size_max,
             image_volumes: c.image.image_volumes.clone(),
@@ -280,6 +286,39 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         address: format!("{}:{}", c.api.stream_address, c.api.stream_port),
         source,
     })?;
+    if metrics.enabled() {
+        let weak = Arc::downgrade(&pods);
+        metrics.set_shim_list(Box::new(move || {
+            weak.upgrade().map(|p| p.shim_pids()).unwrap_or_default()
+        }));
+        let m = &c.metrics;
+        let tls = if m.metrics_cert.is_empty() {
+            None
+        } else {
+            Some(
+                crate::streaming::tls::acceptor(
+                    Path::new(&m.metrics_cert),
+                    Path::new(&m.metrics_key),
+                    None,
+                    &crate::streaming::tls::TlsPolicy::from_config(
+                        &c.api.tls_min_version,
+                        &c.api.tls_cipher_suites,
+                    ),
+                )
+                .map_err(DaemonError::StreamingTls)?,
+            )
+        };
+        let socket = (!m.metrics_socket.is_empty()).then(|| Path::new(&m.metrics_socket));
+        crate::metrics::serve(
+            metrics.clone(),
+            &m.metrics_host,
+            m.metrics_port,
+            socket,
+            tls,
+        )
+        .await
+        .map_err(DaemonError::Metrics)?;
+    }
     let listen = c.api.listen.clone();
     // Handlers first: a SIGINT or SIGTERM sent as soon as the socket exists must
     // stop the daemon cleanly, not kill it.
@@ -298,6 +337,7 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         container_root,
         config,
         pod_cidrs: Default::default(),
+        metrics,
     });
     tracing::info!(socket = %listen.display(), "serving CRI");
     let result = server::serve(listener, state, shutdown).await;

@@ -18,6 +18,7 @@ pub mod failpoint;
 pub mod image;
 pub(crate) mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod network;
 pub(crate) mod oci_hooks;
 pub mod pods;

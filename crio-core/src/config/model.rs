@@ -397,9 +397,18 @@ pub struct StatsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
+    /// Serve Prometheus metrics on `metrics_host:metrics_port` at `/metrics`.
     pub enable_metrics: bool,
     pub metrics_host: String,
     pub metrics_port: u16,
+    /// Also serve them on this unix socket (empty = no socket).
+    pub metrics_socket: String,
+    /// TLS for the endpoint: both PEM files, or neither.
+    pub metrics_cert: String,
+    pub metrics_key: String,
+    /// CRI-O's collectors to serve (names with or without `crio_` or
+    /// `container_runtime_crio_`); all by default.
+    pub metrics_collectors: Vec<String>,
 }
 
 impl Default for CrioConfig {
@@ -580,6 +589,13 @@ impl Default for MetricsConfig {
             enable_metrics: false,
             metrics_host: "127.0.0.1".into(),
             metrics_port: 9090,
+            metrics_socket: String::new(),
+            metrics_cert: String::new(),
+            metrics_key: String::new(),
+            metrics_collectors: crate::metrics::COLLECTORS
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect(),
         }
     }
 }

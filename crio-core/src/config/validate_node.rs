@@ -118,6 +118,36 @@ pub(super) fn check(out: &mut Checker<'_>, c: &CrioConfig) {
             );
         }
     }
+    let m = &c.metrics;
+    for (i, name) in m.metrics_collectors.iter().enumerate() {
+        if crate::metrics::Collector::parse(name).is_none() {
+            out.problem(
+                &format!("crio.metrics.metrics_collectors.{i}"),
+                format!("{name:?} is not a collector"),
+                &crate::metrics::COLLECTORS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+    }
+    if m.metrics_cert.is_empty() != m.metrics_key.is_empty() {
+        out.problem(
+            "crio.metrics.metrics_cert",
+            "metrics_cert and metrics_key go together".into(),
+            "both PEM files (TLS), or neither (plain HTTP)",
+        );
+    }
+    for (key, value) in [
+        ("crio.metrics.metrics_cert", &m.metrics_cert),
+        ("crio.metrics.metrics_key", &m.metrics_key),
+        ("crio.metrics.metrics_socket", &m.metrics_socket),
+    ] {
+        if !value.is_empty() {
+            out.absolute(key, Path::new(value));
+        }
+    }
     out.one_of(
         "crio.image.short_name_mode",
         &c.image.short_name_mode,

@@ -80,6 +80,26 @@ pub(crate) struct PullOptions {
     pub enforce_short_names: bool,
     /// The signature policy and where signatures are found.
     pub policy: super::policy::PolicySource,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl PullError {
+    /// CRI-O's `image_pulls_failure_total` label: the registry error code the
+    /// failure carries, else the connection failure, else `UNKNOWN`.
+    pub(crate) fn metric_label(&self) -> &'static str {
+        if self.is_not_found() {
+            return "MANIFEST_UNKNOWN";
+        }
+        let text = self.to_string().to_lowercase();
+        match self {
+            PullError::Unauthorized { .. } => "UNAUTHORIZED",
+            _ if text.contains("connection refused") => "CONNECTION_REFUSED",
+            _ if text.contains("timed out") => "CONNECTION_TIMEOUT",
+            _ if text.contains("too many requests") => "TOOMANYREQUESTS",
+            _ if text.contains("denied") => "DENIED",
+            _ => "UNKNOWN",
+        }
+    }
 }
 
 /// Pulls images into an [`ImageStore`].
@@ -184,10 +204,14 @@ impl Puller {
                         .lookup(&source.name.registry, &source.name.repository)
                         .map(CriAuth::Basic)
                 });
-                match self
+                let pulled = self
                     .pull_from(&name, &source, creds, certs, policy.as_ref())
-                    .await
-                {
+                    .await;
+                match &pulled {
+                    Ok(_) => self.options.metrics.pull_succeeded(),
+                    Err(e) => self.options.metrics.pull_failed(e.metric_label()),
+                }
+                match pulled {
                     Ok(record) => return Ok(record),
                     // The policy's verdict is final: another mirror does not change it.
                     Err(e @ PullError::Policy(_)) => return Err(e),
@@ -422,6 +446,9 @@ impl Puller {
         };
         let _guard = lock.lock().await;
         if self.images.layers.contains(chain_id) {
+            self.options
+                .metrics
+                .layer_reused(&format!("{}@{}", ctx.image, layer.descriptor.digest));
             return Ok(());
         }
         let shown = ctx.image.as_str();
@@ -500,6 +527,11 @@ impl Puller {
                 image: shown.to_string(),
                 timeout: self.options.progress_timeout.unwrap_or_default(),
             });
+        }
+        if installed.is_ok() {
+            self.options
+                .metrics
+                .layer_pulled(&layer.descriptor.media_type, layer.descriptor.size);
         }
         installed.map(|_| ()).map_err(|e| match e {
             // The registry served other bytes than the image names.

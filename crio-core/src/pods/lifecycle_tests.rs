@@ -70,6 +70,7 @@ fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
         node: Default::default(),
         log_dir: dir.join("pod-logs"),
         hostport_mapping: true,
+        metrics: crate::metrics::Metrics::new(false, &[], "fake"),
         log_size_max: -1,
         image_volumes: "mkdir".into(),
         cdi_spec_dirs: Vec::new(),

@@ -55,6 +55,8 @@ pub struct PodRuntimeConfig {
     /// Pods' hostPorts are mapped (`[crio.runtime] disable_hostport_mapping`
     /// false).
     pub hostport_mapping: bool,
+    /// The Prometheus families the pods update (OOM kills, shim starts...).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// `[crio] log_dir`: pods the kubelet gives no log directory log in
     /// `<log_dir>/<pod id>`.
     pub log_dir: PathBuf,
@@ -347,20 +349,40 @@ impl PodRuntime {
     /// and written in one transaction: a separate read and write raced the exit's
     /// own and put back a stale record, the container running again and its exit
     /// lost.
+    /// `(handler, shim pid)` of every pod's shim (from the `shim.pid` file a shim
+    /// writes in the bundle it was started in).
+    pub(crate) fn shim_pids(&self) -> Vec<(String, u32)> {
+        self.shims
+            .list()
+            .into_iter()
+            .filter_map(|(pod, bundle)| {
+                let pid = std::fs::read_to_string(bundle.join("shim.pid")).ok()?;
+                let handler = self.store.get::<SandboxRecord>(&pod).ok()??.runtime_handler;
+                Some((handler, pid.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     pub(crate) async fn record_oom(&self, id: &str) -> Result<(), CriError> {
         let key = id.to_string();
-        self.store
+        let newly: Option<String> = self
+            .store
             .write_async(move |tx| {
-                if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
-                    c.oom_killed = true;
-                    if c.state == ContainerState::Exited {
-                        c.reason = "OOMKilled".into();
-                    }
-                    tx.put(&c)?;
+                let Some(mut c) = tx.get::<ContainerRecord>(&key)? else {
+                    return Ok(None);
+                };
+                let first = !c.oom_killed;
+                c.oom_killed = true;
+                if c.state == ContainerState::Exited {
+                    c.reason = "OOMKilled".into();
                 }
-                Ok(())
+                tx.put(&c)?;
+                Ok(first.then_some(c.full_name))
             })
             .await?;
+        if let Some(name) = newly {
+            self.config.metrics.oom_killed(&name);
+        }
         Ok(())
     }
 
@@ -434,6 +456,7 @@ impl PodRuntime {
                 .map(|d| d.exit_status)
                 .unwrap_or(255);
             self.kill_leftovers(&cgroup_parent, &c.id).await;
+            self.config.metrics.monitor_stopped(&c.full_name);
             if let Ok(Some(mut rec)) = self.store.get::<ContainerRecord>(&c.id) {
                 rec.message = "the container's shim died".into();
                 let _ = self.store.put_async(rec).await;

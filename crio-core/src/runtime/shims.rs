@@ -142,6 +142,18 @@ impl ShimHost {
         self.pods.lock().ok()?.get(sandbox_id).cloned()
     }
 
+    /// Every pod's shim: `(pod id, the shim's bundle)`.
+    pub(crate) fn list(&self) -> Vec<(String, PathBuf)> {
+        self.pods
+            .lock()
+            .map(|p| {
+                p.values()
+                    .map(|s| (s.sandbox_id.clone(), s.bundle.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn require(&self, sandbox_id: &str) -> Result<Arc<PodShim>, ShimError> {
         self.get(sandbox_id)
             .ok_or_else(|| ShimError::NoShim(sandbox_id.to_string()))

@@ -49,12 +49,38 @@ pub struct State {
     pub container_root: std::path::PathBuf,
     /// The pod CIDRs from the last `UpdateRuntimeConfig` (reported by `Status`).
     pub pod_cidrs: std::sync::Mutex<Vec<String>>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("CRI server: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// CRI-O's interceptor: every unary CRI call counted by its method name, its
+/// latency, and whether it failed (a gRPC status other than OK in the response
+/// head, where tonic puts an error's).
+async fn count_operation(
+    axum::extract::State(metrics): axum::extract::State<Arc<crate::metrics::Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let operation = (path.starts_with("/runtime.v1.")
+        && metrics.enabled()
+        && !path.ends_with("/GetContainerEvents"))
+    .then(|| path.rsplit('/').next().unwrap_or_default().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if let Some(operation) = operation {
+        let failed = response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|s| s.as_bytes() != b"0");
+        metrics.operation(&operation, started.elapsed(), failed);
+    }
+    response
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight calls finish (up to
@@ -82,7 +108,11 @@ pub(crate) async fn serve(
     let grpc = Routes::new(runtime)
         .add_service(image)
         .add_service(health_service)
-        .into_axum_router();
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_operation,
+        ));
     let routes = Routes::from(inspect::routes(grpc, state.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -650,12 +650,14 @@ impl RuntimeService for RuntimeServiceImpl {
         _request: Request<GetEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let rx = self.state.pods.subscribe_events();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let metrics = self.state.metrics.clone();
+        let stream = futures::stream::unfold((rx, metrics), |(mut rx, metrics)| async move {
             loop {
                 match rx.recv().await {
-                    Ok(event) => return Some((Ok(event), rx)),
+                    Ok(event) => return Some((Ok(event), (rx, metrics))),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(dropped = n, "a GetContainerEvents client fell behind");
+                        metrics.events_dropped(n);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }

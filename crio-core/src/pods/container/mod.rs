@@ -748,6 +748,7 @@ impl PodRuntime {
         };
         self.destroy_container(&record).await;
         self.cpu_samples.forget(&record.id);
+        self.config.metrics.container_removed(&record.full_name);
         self.emit(
             &record.id,
             &record.sandbox_id,

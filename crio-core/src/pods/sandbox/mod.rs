@@ -724,6 +724,9 @@ impl PodRuntime {
             record.pid = *pid;
         }
         let cni_time = added.as_ref().map(|a| a.elapsed);
+        if let Some(a) = added.as_ref().filter(|a| a.result.is_ok()) {
+            self.config.metrics.network_setup(a.elapsed);
+        }
         let attached = added.map_or(Ok(()), |a| a.result.map(drop)).and(hosts);
         if started.is_ok() && attached.is_ok() {
             record.state = SandboxState::Ready;
@@ -827,7 +830,13 @@ impl PodRuntime {
         shim_binary: &Path,
         bundle: &Path,
     ) -> Result<Arc<crate::runtime::PodShim>, CriError> {
+        let started = std::time::Instant::now();
         let shim = self.shims.start(shim_binary, id, id, bundle).await?;
+        if let Ok(Some(record)) = self.store.get::<SandboxRecord>(id) {
+            self.config
+                .metrics
+                .shim_started(&record.runtime_handler, started.elapsed());
+        }
         crate::failpoint::hit("run_sandbox.shim_started");
         if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
             record.shim_address = shim.address().address.clone();
