@@ -105,8 +105,12 @@ fn secure_existing_state(dirs: &[PathBuf]) {
     }
 }
 
-/// Runs the daemon to completion.
-pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
+/// Runs the daemon to completion; `log_level` lets a SIGHUP change the log level.
+pub async fn run(
+    loaded: Loaded,
+    log_level: Option<crate::reload::LogLevelHook>,
+) -> Result<(), DaemonError> {
+    let notifier = crate::systemd::Notifier::from_env();
     // Registry TLS uses rustls with ring; an error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     for warning in &loaded.warnings {
@@ -323,6 +327,19 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
     // Handlers first: a SIGINT or SIGTERM sent as soon as the socket exists must
     // stop the daemon cleanly, not kill it.
     let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
+    let stopping = notifier.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.notify("STOPPING=1");
+    };
+    crate::reload::spawn(
+        loaded.sources.clone(),
+        loaded.overrides.clone(),
+        config.clone(),
+        log_level.map(std::sync::Arc::new),
+        notifier.clone(),
+    )
+    .map_err(DaemonError::Signal)?;
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
         handlers,
@@ -340,6 +357,8 @@ pub async fn run(loaded: Loaded) -> Result<(), DaemonError> {
         metrics,
     });
     tracing::info!(socket = %listen.display(), "serving CRI");
+    notifier.notify("READY=1");
+    notifier.spawn_watchdog();
     let result = server::serve(listener, state, shutdown).await;
     if let Err(e) = std::fs::remove_file(&listen) {
         tracing::warn!("cannot remove socket {}: {e}", listen.display());

@@ -153,9 +153,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            init_logging(&loaded.config.crio.runtime.log_level);
+            let log_level = init_logging(&loaded.config.crio.runtime.log_level);
             runtime()?
-                .block_on(crio_core::daemon::run(loaded))
+                .block_on(crio_core::daemon::run(loaded, log_level))
                 .context("crio daemon")
         }
     }
@@ -225,8 +225,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Maps CRI-O's logrus level names onto tracing's.
-fn init_logging(level: &str) {
+/// The filter of CRI-O's logrus level name (libraries' own debug output, HTTP/2
+/// frames and TLS, only when CRIO_LOG asks for it).
+fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let level = match level {
         "fatal" | "panic" | "error" => "error",
         "warn" => "warn",
@@ -234,18 +235,35 @@ fn init_logging(level: &str) {
         "trace" => "trace",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRIO_LOG")
-        // Libraries' own debug output (HTTP/2 frames, TLS) only when asked for by CRIO_LOG.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!(
-                "{level},h2=warn,hyper=warn,hyper_util=warn,tower=warn,reqwest=warn,rustls=warn,tonic=info"
-            ))
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    tracing_subscriber::EnvFilter::new(format!(
+        "{level},h2=warn,hyper=warn,hyper_util=warn,tower=warn,reqwest=warn,rustls=warn,tonic=info"
+    ))
+}
+
+/// Logs to stderr at `level`; the hook changes the level later (SIGHUP), unless
+/// CRIO_LOG set the filter.
+fn init_logging(level: &str) -> Option<crio_core::reload::LogLevelHook> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("CRIO_LOG").ok();
+    let fixed = from_env.is_some();
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(from_env.unwrap_or_else(|| level_filter(level)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    (!fixed).then(|| {
+        Box::new(move |level: &str| {
+            handle
+                .reload(level_filter(level))
+                .map_err(|e| e.to_string())
+        }) as crio_core::reload::LogLevelHook
+    })
 }
 
 #[cfg(test)]

@@ -407,3 +407,113 @@ async fn publish_subcommand_forwards_an_event() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// The datagrams a daemon sent to its NOTIFY_SOCKET, read for up to `within`
+/// until `until` is among them.
+fn notifications(
+    socket: &std::os::unix::net::UnixDatagram,
+    until: &str,
+    within: Duration,
+) -> Vec<String> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while std::time::Instant::now() < deadline && !got.iter().any(|s| s == until) {
+        if let Ok(len) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+    }
+    got
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec`): READY=1 once the socket serves,
+/// WATCHDOG=1 pings, RELOADING=1/READY=1 around a SIGHUP, STOPPING=1 on SIGTERM.
+#[test]
+fn systemd_hears_ready_watchdog_reload_and_stopping() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+    let mut daemon = Daemon::builder()
+        .env("NOTIFY_SOCKET", path.to_str().expect("utf-8"))
+        .env("WATCHDOG_USEC", "400000")
+        .start();
+    let got = notifications(&socket, "READY=1", Duration::from_secs(10));
+    assert!(got.contains(&"READY=1".to_string()), "{got:?}");
+    assert!(daemon.dirs.socket.exists(), "READY after the socket");
+    let got = notifications(&socket, "WATCHDOG=1", Duration::from_secs(3));
+    assert!(got.contains(&"WATCHDOG=1".to_string()), "{got:?}");
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let got = notifications(&socket, "READY=1", Duration::from_secs(5));
+    assert!(
+        got.contains(&"RELOADING=1".to_string())
+            && got.last().map(String::as_str) == Some("READY=1"),
+        "{got:?}"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let got = notifications(&socket, "STOPPING=1", Duration::from_secs(5));
+    assert!(got.contains(&"STOPPING=1".to_string()), "{got:?}");
+    assert!(daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits")
+        .success());
+}
+
+/// SIGHUP re-reads the files: the log level changes live, other changes are named
+/// as taking effect at the next start, and a broken file changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
+    let daemon = Daemon::builder()
+        .dropin("90-level.conf", "[crio.runtime]\nlog_level = \"info\"\n")
+        .start();
+    let reload = |daemon: &Daemon| {
+        let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    };
+    let wait_for = |daemon: &Daemon, text: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !daemon.log().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} not in\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let dropin = daemon.dirs.config_dir.join("90-level.conf");
+    std::fs::write(
+        &dropin,
+        "[crio.runtime]\nlog_level = \"debug\"\n[crio.image]\npinned_images = [\"x*\"]\n",
+    )
+    .expect("edit");
+    reload(&daemon);
+    wait_for(&daemon, "SIGHUP: log_level is now debug");
+    wait_for(
+        &daemon,
+        "SIGHUP: crio.image.pinned_images changed; it takes effect at the next start",
+    );
+    // Debug lines appear now (a pod's shim connecting logs one): the filter changed.
+    let mut cri = daemon.client().await;
+    let pod = crio_tests::pods::pod_config("reloaded", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    cri.stop_and_remove_pod(&pod_id).await;
+    std::fs::write(&dropin, "[crio.runtime]\nlog_level = \"loud\"\n").expect("break");
+    reload(&daemon);
+    wait_for(
+        &daemon,
+        "SIGHUP: the configuration is not reloaded, nothing changes",
+    );
+    assert!(
+        daemon.log().contains("crio.runtime.log_level"),
+        "the error names the key"
+    );
+    assert!(
+        daemon.log().contains("DEBUG"),
+        "debug logging is on:\n{}",
+        daemon.log()
+    );
+}

@@ -36,6 +36,9 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// Unknown keys, with file and line. They are ignored, not fatal.
     pub warnings: Vec<String>,
+    /// What was loaded, to load it again (SIGHUP).
+    pub sources: Sources,
+    pub overrides: Overrides,
 }
 
 /// Loads, merges, overrides and validates.
@@ -94,6 +97,8 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Loaded, ConfigEr
         origins,
         files,
         warnings,
+        sources: sources.clone(),
+        overrides: overrides.clone(),
     })
 }
 

@@ -117,6 +117,10 @@ impl Launch {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // systemd's notify socket is the daemon's, not its shims'.
+        for var in crate::systemd::ENV {
+            cmd.env_remove(var);
+        }
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
