@@ -10,6 +10,7 @@
 
 pub(crate) mod blocking;
 pub(crate) mod cdi;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub(crate) mod duration;

@@ -68,6 +68,13 @@ enum Command {
         #[arg(short = 'j', long)]
         json: bool,
     },
+    /// Check the store (crio stopped) for broken images and leftovers; exits 1
+    /// when it finds any.
+    Check {
+        /// Remove broken image records and leftover layers and blobs.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Ask the running daemon.
     Status {
         /// The daemon's socket (default: the configured [crio.api] listen).
@@ -140,6 +147,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{}", loaded.config.to_toml());
             Ok(())
+        }
+        Some(Command::Check { repair }) => {
+            let report = crio_core::check::check(&loaded.config.crio.root, repair)?;
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+            for r in &report.repaired {
+                println!("repaired: {r}");
+            }
+            if report.problems.is_empty() {
+                println!("the store is consistent");
+                Ok(())
+            } else if repair {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} problem(s): run crio check --repair",
+                    report.problems.len()
+                )
+            }
         }
         Some(Command::Status { socket, what }) => {
             let socket = socket.unwrap_or_else(|| loaded.config.crio.api.listen.clone());

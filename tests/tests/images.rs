@@ -753,3 +753,91 @@ async fn a_layer_cut_inside_a_file_is_refused_and_leaves_nothing() {
         .unwrap_or_default();
     assert!(tmp.is_empty(), "unpack leftovers: {tmp:?}");
 }
+
+/// `crio check` on a store broken on purpose (a layer deleted by hand, as a full
+/// disk or an admin might): it names the image, `--repair` removes its record
+/// and the leftovers, and the image pulls again whole. It refuses a running
+/// daemon's store.
+#[tokio::test(flavor = "multi_thread")]
+async fn crio_check_finds_and_repairs_a_broken_image() {
+    let registry = Registry::with_test_images();
+    let mut daemon = Daemon::builder()
+        .registries_conf(&registry.insecure_conf())
+        .start();
+    let mut cri = daemon.client().await;
+    let busybox = registry.reference(TestImage::Busybox);
+    let web = registry.reference(TestImage::Web);
+    cri.pull(&busybox, None).await.expect("pull");
+    cri.pull(&web, None).await.expect("pull");
+    drop(cri);
+    let check = |daemon: &Daemon, repair: bool| {
+        let mut cmd = daemon.command();
+        cmd.arg("check");
+        if repair {
+            cmd.arg("--repair");
+        }
+        let out = cmd.output().expect("crio check");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = check(&daemon, false);
+    assert!(
+        !ok && text.contains("stop it first"),
+        "a running daemon's store: {text}"
+    );
+    daemon.stop();
+    let (ok, text) = check(&daemon, false);
+    assert!(ok && text.contains("the store is consistent"), "{text}");
+
+    // The layer only web has (its last), deleted by hand.
+    let layers = daemon.dirs.root.join("images/layers");
+    let mut dirs: Vec<_> = std::fs::read_dir(&layers)
+        .expect("layers")
+        .flatten()
+        .map(|e| {
+            (
+                e.metadata().and_then(|m| m.modified()).expect("mtime"),
+                e.path(),
+            )
+        })
+        .collect();
+    dirs.sort();
+    let (_, newest) = dirs.last().expect("a layer").clone();
+    std::fs::remove_dir_all(&newest).expect("break the store");
+    let (ok, text) = check(&daemon, false);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("problem: image") && text.contains("test/web") && text.contains("is missing"),
+        "{text}"
+    );
+    let (ok, text) = check(&daemon, true);
+    assert!(ok && text.contains("repaired: removed image"), "{text}");
+    let (ok, text) = check(&daemon, false);
+    assert!(ok && text.contains("the store is consistent"), "{text}");
+
+    daemon.restart();
+    let mut cri = daemon.client().await;
+    let tags: Vec<String> = cri
+        .images()
+        .await
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect();
+    assert!(tags.contains(&busybox) && !tags.contains(&web), "{tags:?}");
+    cri.pull(&web, None).await.expect("pulled again, whole");
+    let pod = crio_tests::pods::pod_config("checked", &daemon.dirs.log_dir);
+    let pod_id = cri.run_pod(&pod, "").await.expect("RunPodSandbox");
+    let mut config = crio_tests::pods::container_config("web", &web, "echo whole");
+    config.command = vec!["sh".into(), "-c".into(), "echo whole".into()];
+    let id = cri.started_container(&pod_id, &config, &pod).await;
+    assert_eq!(
+        cri.wait_exited(&id, std::time::Duration::from_secs(30))
+            .await
+            .exit_code,
+        0
+    );
+    cri.stop_and_remove_pod(&pod_id).await;
+}

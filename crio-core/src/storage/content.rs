@@ -64,7 +64,6 @@ impl ContentStore {
         Ok(self.dir.join("sha256").join(hex))
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|p| p.is_file())
     }
