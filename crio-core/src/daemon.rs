@@ -336,7 +336,10 @@ pub async fn run(
         loaded.sources.clone(),
         loaded.overrides.clone(),
         config.clone(),
-        log_level.map(std::sync::Arc::new),
+        crate::reload::Live {
+            log_level,
+            images: images.clone(),
+        },
         notifier.clone(),
     )
     .map_err(DaemonError::Signal)?;

@@ -209,6 +209,13 @@ impl OciHook {
         hook.set_env((!self.command.env.is_empty()).then(|| self.command.env.clone()));
         hook.set_timeout(self.command.timeout);
         for stage in &self.stages {
+            // CRI-O's containers/common puts `prestart` hooks with `createRuntime`
+            // (the same moment; `prestart` is deprecated in the runtime spec).
+            let stage = if stage == "prestart" {
+                "createRuntime"
+            } else {
+                stage
+            };
             // Checked at read: every stage is an OCI one.
             let _ = crate::spec::add_hook(hooks, stage, hook.clone());
         }

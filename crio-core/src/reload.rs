@@ -1,5 +1,5 @@
 //! SIGHUP: the configuration files are read again. What changed and can change
-//! live is applied (`log_level`); every other changed key is named in a warning
+//! live is applied (`log_level`, `pinned_images`); every other changed key is named in a warning
 //! saying it takes effect at the next start. A configuration that no longer
 //! loads leaves everything as it is, with the error logged.
 
@@ -49,12 +49,18 @@ pub(crate) fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     keys
 }
 
+/// What a reload can change in the running daemon.
+pub(crate) struct Live {
+    pub log_level: Option<LogLevelHook>,
+    pub images: Arc<crate::image::images::ImageStore>,
+}
+
 /// Reloads on every SIGHUP for the life of the runtime.
 pub(crate) fn spawn(
     sources: Sources,
     overrides: Overrides,
     running: Config,
-    log_level: Option<Arc<LogLevelHook>>,
+    live: Live,
     notifier: crate::systemd::Notifier,
 ) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -63,19 +69,14 @@ pub(crate) fn spawn(
         let mut current = running;
         while hup.recv().await.is_some() {
             notifier.notify("RELOADING=1");
-            current = reload(&sources, &overrides, current, log_level.as_deref());
+            current = reload(&sources, &overrides, current, &live);
             notifier.notify("READY=1");
         }
     });
     Ok(())
 }
 
-fn reload(
-    sources: &Sources,
-    overrides: &Overrides,
-    current: Config,
-    log_level: Option<&LogLevelHook>,
-) -> Config {
+fn reload(sources: &Sources, overrides: &Overrides, current: Config, live: &Live) -> Config {
     let loaded = match config::load(sources, overrides) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -86,9 +87,20 @@ fn reload(
     let changed = changed_keys(&current, &loaded.config);
     let mut applied = current.clone();
     for key in &changed {
-        if key == "crio.runtime.log_level" {
+        if key.starts_with("crio.image.pinned_images") {
+            let patterns = &loaded.config.crio.image.pinned_images;
+            if applied.crio.image.pinned_images != *patterns {
+                live.images
+                    .set_pinned(crate::image::pinned::PinnedImages::new(
+                        patterns,
+                        &current.crio.image.pause_image,
+                    ));
+                applied.crio.image.pinned_images = patterns.clone();
+                tracing::info!("SIGHUP: pinned_images is now {patterns:?}");
+            }
+        } else if key == "crio.runtime.log_level" {
             let level = &loaded.config.crio.runtime.log_level;
-            match log_level.map(|set| set(level)) {
+            match live.log_level.as_ref().map(|set| set(level)) {
                 Some(Ok(())) => {
                     applied.crio.runtime.log_level = level.clone();
                     tracing::info!("SIGHUP: log_level is now {level}");

@@ -487,14 +487,15 @@ async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
     let dropin = daemon.dirs.config_dir.join("90-level.conf");
     std::fs::write(
         &dropin,
-        "[crio.runtime]\nlog_level = \"debug\"\n[crio.image]\npinned_images = [\"x*\"]\n",
+        "[crio.runtime]\nlog_level = \"debug\"\ndefault_env = [\"A=1\"]\n[crio.image]\npinned_images = [\"x*\"]\n",
     )
     .expect("edit");
     reload(&daemon);
     wait_for(&daemon, "SIGHUP: log_level is now debug");
+    wait_for(&daemon, "SIGHUP: pinned_images is now [\"x*\"]");
     wait_for(
         &daemon,
-        "SIGHUP: crio.image.pinned_images changed; it takes effect at the next start",
+        "SIGHUP: crio.runtime.default_env changed; it takes effect at the next start",
     );
     // Debug lines appear now (a pod's shim connecting logs one): the filter changed.
     let mut cri = daemon.client().await;

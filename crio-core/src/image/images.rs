@@ -36,8 +36,8 @@ pub struct ImageStore {
     pub layers: LayerStore,
     /// Layers a pull has installed but not yet recorded: GC must leave them alone.
     in_flight: Mutex<HashSet<String>>,
-    /// Images RemoveImage keeps (`pinned_images`).
-    pinned: super::pinned::PinnedImages,
+    /// Images RemoveImage keeps (`pinned_images`; SIGHUP replaces them).
+    pinned: std::sync::RwLock<super::pinned::PinnedImages>,
 }
 
 /// The `name:tag` a pull of `name` records, if any (a digest-only pull records none).
@@ -84,14 +84,21 @@ impl ImageStore {
     }
 
     /// The store with `pinned` images kept.
-    pub(crate) fn with_pinned(mut self, pinned: super::pinned::PinnedImages) -> Self {
-        self.pinned = pinned;
+    pub(crate) fn with_pinned(self, pinned: super::pinned::PinnedImages) -> Self {
+        self.set_pinned(pinned);
         self
+    }
+
+    /// Replaces the pinned patterns (a SIGHUP with a new `pinned_images`).
+    pub(crate) fn set_pinned(&self, pinned: super::pinned::PinnedImages) {
+        if let Ok(mut p) = self.pinned.write() {
+            *p = pinned;
+        }
     }
 
     /// Whether the image is pinned (ListImages' and ImageStatus' `pinned`).
     pub(crate) fn is_pinned(&self, image: &ImageRecord) -> bool {
-        self.pinned.pins(image)
+        self.pinned.read().is_ok_and(|p| p.pins(image))
     }
 
     pub(crate) fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
@@ -208,7 +215,11 @@ impl ImageStore {
                 .repo_tags
                 .iter()
                 .filter(|t| !remaining_tags.contains(t));
-            if removed.into_iter().any(|t| self.pinned.matches(t)) {
+            let pinned_name = self
+                .pinned
+                .read()
+                .map(|p| removed.into_iter().any(|t| p.matches(t)));
+            if pinned_name.unwrap_or(true) {
                 return Err(pinned());
             }
             let mut untagged = image.clone();
@@ -216,7 +227,7 @@ impl ImageStore {
             self.store.put(&untagged)?;
             return Ok(true);
         }
-        if self.pinned.pins(&image) {
+        if self.is_pinned(&image) {
             return Err(pinned());
         }
         let users: Vec<String> = self

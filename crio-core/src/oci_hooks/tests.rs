@@ -134,8 +134,10 @@ fn later_directories_replace_same_named_files_and_order_is_by_name() {
         "b's 10-a says always: false"
     );
     let spec_hooks = spec_hooks.expect("hooks");
-    #[allow(deprecated)]
-    let prestart = spec_hooks.prestart().clone().expect("prestart");
+    let prestart = spec_hooks
+        .create_runtime()
+        .clone()
+        .expect("prestart runs as createRuntime");
     assert_eq!(prestart[0].path(), Path::new("/bin/true"));
     assert_eq!(
         prestart[0].args().as_deref(),
