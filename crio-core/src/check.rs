@@ -81,24 +81,9 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, CheckError> {
             ));
         }
     }
-    let used_layers: std::collections::HashSet<&String> =
-        records.iter().flat_map(|i| &i.layers).collect();
-    let orphan_layers = images
-        .layers
-        .list()?
-        .into_iter()
-        .filter(|l| !used_layers.contains(l))
-        .count();
-    let used_blobs: std::collections::HashSet<&String> = records
-        .iter()
-        .flat_map(|i| i.manifests.iter().chain(std::iter::once(&i.id)))
-        .collect();
-    let orphan_blobs = images
-        .content
-        .list()?
-        .into_iter()
-        .filter(|b| !used_blobs.contains(b))
-        .count();
+    // What the daemon's own GC would remove (no pull runs while crio is stopped).
+    let (layers, blobs) = images.unreferenced()?;
+    let (orphan_layers, orphan_blobs) = (layers.len(), blobs.len());
     if orphan_layers + orphan_blobs > 0 {
         report.problems.push(format!(
             "{orphan_layers} layer(s) and {orphan_blobs} blob(s) belong to no image"

@@ -214,7 +214,8 @@ pub async fn run(
             tracing::info!("{note}");
         }
     }
-    let node = crate::pods::NodeDefaults::load(&c.runtime, crate::spec::HostFacts::read().apparmor)
+    let host = crate::spec::HostFacts::read();
+    let node = crate::pods::NodeDefaults::load(&c.runtime, host.apparmor)
         .map_err(DaemonError::NodeDefaults)?;
     let pods = Arc::new(PodRuntime::new(
         PodRuntimeConfig {
@@ -236,7 +237,7 @@ pub async fn run(
             image_volumes: c.image.image_volumes.clone(),
             cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
             drop_infra: c.runtime.drop_infra_ctr,
-            host: crate::spec::HostFacts::read(),
+            host,
             metric_groups,
             handler_features: features.clone(),
         },

@@ -15,15 +15,7 @@ use serde::Deserialize;
 /// CRI-O's default `hooks_dir` (containers/common's `hooks.DefaultDir`).
 pub(crate) const DEFAULT_DIR: &str = "/usr/share/containers/oci/hooks.d";
 
-/// The stages a hook file may name (the OCI runtime spec's).
-pub(crate) const STAGES: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
+use crate::spec::HOOK_STAGES as STAGES;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HookError {

@@ -82,15 +82,8 @@ pub(crate) struct HookEdit {
     pub timeout: Option<i64>,
 }
 
-/// The OCI hook stages a CDI hook may name (`prestart` is OCI's deprecated one).
-pub(super) const HOOK_NAMES: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
+/// The OCI hook stages a CDI hook may name.
+use crate::spec::HOOK_STAGES as HOOK_NAMES;
 
 /// Parses a spec file's text: `.json` as JSON, anything else as YAML.
 pub(super) fn parse(path: &Path, text: &str) -> Result<SpecFile, String> {

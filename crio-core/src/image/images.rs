@@ -259,25 +259,43 @@ impl ImageStore {
     /// Removes layers and blobs no image record names (and no pull holds), and
     /// leftovers of interrupted work in the temp dir. Run at start-up and after removals.
     pub(crate) fn collect_garbage(&self) -> Result<(), ImageError> {
+        let (layers, blobs) = self.unreferenced()?;
+        for layer in layers {
+            tracing::debug!(layer, "removing unreferenced layer");
+            self.layers.remove(&layer)?;
+        }
+        for blob in blobs {
+            self.content.delete(&blob)?;
+        }
+        Ok(())
+    }
+
+    /// The layers and blobs no image record names (and no pull holds; no blob
+    /// while any pull runs, since its manifests are not recorded yet).
+    pub(crate) fn unreferenced(&self) -> Result<(Vec<String>, Vec<String>), ImageError> {
         let images = self.list()?;
         let held = self.in_flight.lock().map(|h| h.clone()).unwrap_or_default();
         let used_layers: HashSet<&String> = images.iter().flat_map(|i| &i.layers).collect();
-        for layer in self.layers.list()? {
-            if !used_layers.contains(&layer) && !held.contains(&layer) {
-                tracing::debug!(layer, "removing unreferenced layer");
-                self.layers.remove(&layer)?;
-            }
-        }
+        let layers = self
+            .layers
+            .list()?
+            .into_iter()
+            .filter(|l| !used_layers.contains(l) && !held.contains(l))
+            .collect();
         let used_blobs: HashSet<&String> = images
             .iter()
             .flat_map(|i| i.manifests.iter().chain(std::iter::once(&i.id)))
             .collect();
-        for blob in self.content.list()? {
-            if !used_blobs.contains(&blob) && held.is_empty() {
-                self.content.delete(&blob)?;
-            }
-        }
-        Ok(())
+        let blobs = if held.is_empty() {
+            self.content
+                .list()?
+                .into_iter()
+                .filter(|b| !used_blobs.contains(b))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((layers, blobs))
     }
 
     /// Start-up cleanup: interrupted pulls leave temp files and unrecorded layers.

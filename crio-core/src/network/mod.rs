@@ -29,6 +29,8 @@ pub struct PodNetworks {
     config: NetworkConfig,
     exec: Arc<dyn PluginExec>,
     health: Arc<std::sync::Mutex<Health>>,
+    /// `cni_status_grace_period` (validated at load).
+    grace: std::time::Duration,
 }
 
 /// What `cni_status_grace_period` needs to remember.
@@ -43,6 +45,7 @@ struct Health {
 impl PodNetworks {
     pub(crate) fn new(config: NetworkConfig, exec: Arc<dyn PluginExec>) -> Self {
         Self {
+            grace: crate::duration::parse(&config.cni_status_grace_period).unwrap_or_default(),
             config,
             exec,
             health: Default::default(),
@@ -52,8 +55,7 @@ impl PodNetworks {
     /// CRI-O's `cni_status_grace_period`: a network that was ready stays
     /// reported ready while its failures are younger than the period.
     fn graced(&self, result: Result<(), String>) -> Result<(), String> {
-        let grace =
-            crate::duration::parse(&self.config.cni_status_grace_period).unwrap_or_default();
+        let grace = self.grace;
         let Ok(mut health) = self.health.lock() else {
             return result;
         };

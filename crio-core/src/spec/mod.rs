@@ -138,6 +138,22 @@ pub(crate) struct BindMount {
     pub idmapped: bool,
 }
 
+impl BindMount {
+    /// A plain read-write bind, private: what crio itself mounts in (image
+    /// volumes in `bind` mode, mounts.conf's copies).
+    pub(crate) fn private(host_path: PathBuf, container_path: PathBuf) -> Self {
+        Self {
+            host_path,
+            container_path,
+            readonly: false,
+            propagation: "rprivate",
+            recursive_readonly: false,
+            hardened: false,
+            idmapped: false,
+        }
+    }
+}
+
 pub(crate) use crate::store::Resources;
 
 /// What one application container needs.
@@ -205,6 +221,17 @@ pub(crate) struct ContainerSpec {
     /// OCI hooks (from CDI devices).
     pub hooks: Option<Hooks>,
 }
+
+/// The OCI runtime spec's hook stages (`prestart` is its deprecated one), as CDI
+/// specs and hook files name them.
+pub(crate) const HOOK_STAGES: &[&str] = &[
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
 
 /// Appends `hook` to the OCI hooks of `stage` (`prestart`, `createRuntime`, ...).
 pub(crate) fn add_hook(

@@ -235,15 +235,7 @@ fn image_volumes(
             let host = storage.join("volumes").join(i.to_string());
             std::fs::create_dir_all(&host)
                 .map_err(|e| CriError::internal_in(format!("image volume {dest}"), e))?;
-            out.push(BindMount {
-                host_path: host,
-                container_path: PathBuf::from(dest),
-                readonly: false,
-                propagation: "rprivate",
-                recursive_readonly: false,
-                hardened: false,
-                idmapped: false,
-            });
+            out.push(BindMount::private(host, PathBuf::from(dest)));
         }
     }
     Ok(out)
@@ -711,15 +703,7 @@ fn default_mounts(
                 CriError::internal_in(format!("default mount {}", m.source.display()), e)
             })?;
         }
-        out.push(BindMount {
-            host_path: copy,
-            container_path: m.destination,
-            readonly: false,
-            propagation: "rprivate",
-            recursive_readonly: false,
-            hardened: false,
-            idmapped: false,
-        });
+        out.push(BindMount::private(copy, m.destination));
     }
     Ok(out)
 }

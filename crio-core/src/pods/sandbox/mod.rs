@@ -832,13 +832,12 @@ impl PodRuntime {
     ) -> Result<Arc<crate::runtime::PodShim>, CriError> {
         let started = std::time::Instant::now();
         let shim = self.shims.start(shim_binary, id, id, bundle).await?;
-        if let Ok(Some(record)) = self.store.get::<SandboxRecord>(id) {
-            self.config
-                .metrics
-                .shim_started(&record.runtime_handler, started.elapsed());
-        }
+        let elapsed = started.elapsed();
         crate::failpoint::hit("run_sandbox.shim_started");
         if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
+            self.config
+                .metrics
+                .shim_started(&record.runtime_handler, elapsed);
             record.shim_address = shim.address().address.clone();
             record.task_version = shim.address().version;
             self.store.put_async(record.clone()).await?;
