@@ -188,20 +188,7 @@ pub async fn run(
             path: c.root.join("pause"),
             source,
         })?;
-    let handlers = HandlerRegistry::from_config(&config);
-    // Probed together: start-up waits for the slowest handler, not their sum.
-    let probes = handlers.handlers().iter().map(|handler| {
-        let shim = handlers.locate_shim(handler);
-        async move {
-            let found = crate::runtime::features::probe(handler, shim.as_deref()).await;
-            tracing::debug!(handler = %handler.name, ?found, "handler features");
-            (handler.name.clone(), found)
-        }
-    });
-    let features: std::collections::HashMap<_, _> = futures::future::join_all(probes)
-        .await
-        .into_iter()
-        .collect();
+    let handlers = HandlerRegistry::from_config(&config).probed(None).await;
     let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
     let (metric_groups, omitted) = crate::pods::container::metrics::resolve_groups(
         &c.stats.included_pod_metrics,
@@ -215,7 +202,7 @@ pub async fn run(
         }
     }
     let host = crate::spec::HostFacts::read();
-    let node = crate::pods::NodeDefaults::load(&c.runtime, host.apparmor)
+    let node = crate::pods::NodeDefaults::load(&c.runtime, &c.image, host.apparmor)
         .map_err(DaemonError::NodeDefaults)?;
     let pods = Arc::new(PodRuntime::new(
         PodRuntimeConfig {
@@ -223,13 +210,12 @@ pub async fn run(
             containers_dir: container_root.clone(),
             pause_rootfs,
             run_root: c.runroot.clone(),
-            pause_command: c.image.pause_command.clone(),
             storage_driver: c.storage_driver.parse().unwrap_or_default(),
             systemd_cgroup: c.runtime.cgroup_manager == "systemd",
             held_capabilities: crate::spec::held_capabilities(),
             min_oom_score_adj: crate::spec::own_oom_score_adj(),
             pids_limit: c.runtime.pids_limit,
-            node: Arc::new(node),
+            node: crate::pods::node_defaults::LiveNode::new(node),
             log_dir: c.log_dir.clone(),
             metrics: metrics.clone(),
             hostport_mapping: !c.runtime.disable_hostport_mapping,
@@ -239,11 +225,10 @@ pub async fn run(
             drop_infra: c.runtime.drop_infra_ctr,
             host,
             metric_groups,
-            handler_features: features.clone(),
         },
         store.clone(),
         images.clone(),
-        handlers.clone(),
+        handlers,
         ShimHost::new(
             events.path().to_path_buf(),
             publish_binary,
@@ -333,23 +318,24 @@ pub async fn run(
         shutdown.await;
         stopping.notify("STOPPING=1");
     };
+    let live = Arc::new(crate::config::LiveConfig::new(config.clone()));
     crate::reload::spawn(
         loaded.sources.clone(),
         loaded.overrides.clone(),
-        config.clone(),
         crate::reload::Live {
             log_level,
             images: images.clone(),
+            pods: pods.clone(),
+            config: live.clone(),
+            apparmor: pods.config.host.apparmor,
         },
         notifier.clone(),
     )
     .map_err(DaemonError::Signal)?;
     let listener = socket::bind(&listen)?;
     let state = Arc::new(State {
-        handlers,
         pods,
         streaming,
-        features,
         store,
         images,
         puller,
@@ -357,6 +343,7 @@ pub async fn run(
         image_root,
         container_root,
         config,
+        live,
         pod_cidrs: Default::default(),
         metrics,
     });

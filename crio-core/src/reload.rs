@@ -1,13 +1,18 @@
-//! SIGHUP: the configuration files are read again. What changed and can change
-//! live is applied (`log_level`, `pinned_images`); every other changed key is named in a warning
-//! saying it takes effect at the next start. A configuration that no longer
-//! loads leaves everything as it is, with the error logged.
+//! Reloading the configuration files. On SIGHUP, what CRI-O reloads is applied
+//! live: `log_level`, the pause image (`pause_image`, `pause_image_auth_file`,
+//! `pause_command`), the default seccomp and AppArmor profiles, `pinned_images` and
+//! the runtime handlers. A change to the files themselves (watched) applies the
+//! runtime handlers at once and names the SIGHUP keys as waiting for a signal.
+//! Every other changed key is named in a warning saying it takes effect at the
+//! next start. A configuration that no longer loads leaves everything as it is,
+//! with the error (file, line, key) logged.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{self, Config, Overrides, Sources};
-
+use crate::config::{self, Config, LiveConfig, Overrides, Sources};
+use crate::pods::{NodeDefaults, PodRuntime};
+use crate::runtime::HandlerRegistry;
 /// Sets the daemon's log level (`log_level`'s values), from the binary's logger.
 pub type LogLevelHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -53,69 +58,215 @@ pub(crate) fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
 pub(crate) struct Live {
     pub log_level: Option<LogLevelHook>,
     pub images: Arc<crate::image::images::ImageStore>,
+    pub pods: Arc<PodRuntime>,
+    pub config: Arc<LiveConfig>,
+    /// Whether the host has AppArmor (fixed): node defaults are loaded for it.
+    pub apparmor: bool,
 }
 
-/// Reloads on every SIGHUP for the life of the runtime.
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Trigger {
+    Signal,
+    Files,
+}
+
+/// Keys a SIGHUP applies live; the runtime handlers' are [`is_handler_key`].
+const SIGNAL_KEYS: &[&str] = &[
+    "crio.runtime.log_level",
+    "crio.image.pinned_images",
+    "crio.image.pause_image",
+    "crio.image.pause_image_auth_file",
+    "crio.image.pause_command",
+    "crio.runtime.seccomp_profile",
+    "crio.runtime.privileged_seccomp_profile",
+    "crio.runtime.apparmor_profile",
+];
+
+/// The keys of the runtime handlers, which a file change applies too.
+fn is_handler_key(key: &str) -> bool {
+    key.starts_with("crio.runtime.runtimes.") || key == "crio.runtime.default_runtime"
+}
+
+/// Whether `key` (dotted, maybe inside a list) is `name` or under it.
+fn under(key: &str, name: &str) -> bool {
+    key == name
+        || key
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Reloads on every SIGHUP and every change to the configuration files, one at a
+/// time, for the life of the runtime.
 pub(crate) fn spawn(
     sources: Sources,
     overrides: Overrides,
-    running: Config,
     live: Live,
     notifier: crate::systemd::Notifier,
 ) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
+    let mut files = config::watch::changes(&sources)?;
     tokio::spawn(async move {
-        let mut current = running;
-        while hup.recv().await.is_some() {
-            notifier.notify("RELOADING=1");
-            current = reload(&sources, &overrides, current, &live);
-            notifier.notify("READY=1");
+        let mut watching = true;
+        loop {
+            let trigger = tokio::select! {
+                signal = hup.recv() => match signal {
+                    Some(()) => Trigger::Signal,
+                    None => return,
+                },
+                change = files.recv(), if watching => match change {
+                    Some(()) => {
+                        // Editors and tools write a file in steps: settle first.
+                        tokio::time::sleep(SETTLE).await;
+                        while files.try_recv().is_ok() {}
+                        Trigger::Files
+                    }
+                    None => {
+                        watching = false;
+                        continue;
+                    }
+                },
+            };
+            if trigger == Trigger::Signal {
+                notifier.notify("RELOADING=1");
+            }
+            reload(trigger, &sources, &overrides, &live).await;
+            if trigger == Trigger::Signal {
+                notifier.notify("READY=1");
+            }
         }
     });
     Ok(())
 }
 
-fn reload(sources: &Sources, overrides: &Overrides, current: Config, live: &Live) -> Config {
-    let loaded = match config::load(sources, overrides) {
-        Ok(loaded) => loaded,
+/// How long changes to the files settle before they are read.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+async fn reload(trigger: Trigger, sources: &Sources, overrides: &Overrides, live: &Live) {
+    let what = match trigger {
+        Trigger::Signal => "SIGHUP",
+        Trigger::Files => "configuration files changed",
+    };
+    let next = match config::load(sources, overrides) {
+        Ok(loaded) => loaded.config,
         Err(e) => {
-            tracing::error!("SIGHUP: the configuration is not reloaded, nothing changes: {e}");
-            return current;
+            tracing::error!("{what}: the configuration is not reloaded, nothing changes: {e}");
+            return;
         }
     };
-    let changed = changed_keys(&current, &loaded.config);
-    let mut applied = current.clone();
+    let current = live.config.current();
+    let changed = changed_keys(&current, &next);
+    if changed.is_empty() {
+        tracing::info!("{what}: the configuration is unchanged");
+        return;
+    }
+    let signal = trigger == Trigger::Signal;
+    let mut wanted = (*current).clone();
+    let mut handlers_changed = false;
     for key in &changed {
-        if key.starts_with("crio.image.pinned_images") {
-            let patterns = &loaded.config.crio.image.pinned_images;
-            if applied.crio.image.pinned_images != *patterns {
-                live.images
-                    .set_pinned(crate::image::pinned::PinnedImages::new(
-                        patterns,
-                        &current.crio.image.pause_image,
-                    ));
-                applied.crio.image.pinned_images = patterns.clone();
-                tracing::info!("SIGHUP: pinned_images is now {patterns:?}");
-            }
-        } else if key == "crio.runtime.log_level" {
-            let level = &loaded.config.crio.runtime.log_level;
-            match live.log_level.as_ref().map(|set| set(level)) {
-                Some(Ok(())) => {
-                    applied.crio.runtime.log_level = level.clone();
-                    tracing::info!("SIGHUP: log_level is now {level}");
-                }
-                Some(Err(e)) => tracing::warn!("SIGHUP: log_level {level}: {e}"),
-                None => tracing::warn!("SIGHUP: log_level changed; CRIO_LOG decides the log level"),
-            }
-        } else {
-            tracing::warn!("SIGHUP: {key} changed; it takes effect at the next start");
+        if is_handler_key(key) {
+            handlers_changed = true;
+        } else if !SIGNAL_KEYS.iter().any(|name| under(key, name)) {
+            tracing::warn!("{what}: {key} changed; it takes effect at the next start");
+        } else if !signal {
+            tracing::info!("{what}: {key} changed; a SIGHUP applies it");
         }
     }
-    if changed.is_empty() {
-        tracing::info!("SIGHUP: the configuration is unchanged");
+    if handlers_changed {
+        let (r, n) = (&mut wanted.crio.runtime, &next.crio.runtime);
+        r.runtimes = n.runtimes.clone();
+        r.default_runtime = n.default_runtime.clone();
     }
-    applied
+    if signal {
+        let (r, n) = (&mut wanted.crio.runtime, &next.crio.runtime);
+        r.seccomp_profile = n.seccomp_profile.clone();
+        r.privileged_seccomp_profile = n.privileged_seccomp_profile.clone();
+        r.apparmor_profile = n.apparmor_profile.clone();
+        let (i, n) = (&mut wanted.crio.image, &next.crio.image);
+        i.pause_image = n.pause_image.clone();
+        i.pause_image_auth_file = n.pause_image_auth_file.clone();
+        i.pause_command = n.pause_command.clone();
+        i.pinned_images = n.pinned_images.clone();
+    }
+    if let Err(e) = apply(what, &current, &wanted, live).await {
+        tracing::error!("{what}: nothing changes: {e}");
+        return;
+    }
+    if signal && next.crio.runtime.log_level != current.crio.runtime.log_level {
+        let level = &next.crio.runtime.log_level;
+        match live.log_level.as_ref().map(|set| set(level)) {
+            Some(Ok(())) => {
+                wanted.crio.runtime.log_level = level.clone();
+                tracing::info!("{what}: log_level is now {level}");
+            }
+            Some(Err(e)) => tracing::warn!("{what}: log_level {level}: {e}"),
+            None => tracing::warn!("{what}: log_level changed; CRIO_LOG decides the log level"),
+        }
+    }
+    live.config.replace(wanted);
+}
+
+/// Puts `wanted`'s node defaults, handlers and pinned images in place of
+/// `current`'s: all of them or, when one does not load, none.
+async fn apply(what: &str, current: &Config, wanted: &Config, live: &Live) -> Result<(), String> {
+    let (r, w) = (&current.crio.runtime, &wanted.crio.runtime);
+    // Handlers' own seccomp profiles are node defaults too.
+    let node_changed = r.runtimes != w.runtimes
+        || r.seccomp_profile != w.seccomp_profile
+        || r.privileged_seccomp_profile != w.privileged_seccomp_profile
+        || r.apparmor_profile != w.apparmor_profile
+        || current.crio.image.pause_command != wanted.crio.image.pause_command;
+    let node = if node_changed {
+        let node = NodeDefaults::load(&wanted.crio.runtime, &wanted.crio.image, live.apparmor)
+            .map_err(|e| e.to_string())?;
+        Some(node)
+    } else {
+        None
+    };
+    let handlers_changed = r.runtimes != w.runtimes || r.default_runtime != w.default_runtime;
+    let handlers = if handlers_changed {
+        let running = live.pods.handlers.current();
+        Some(
+            HandlerRegistry::from_config(wanted)
+                .probed(Some(&running))
+                .await,
+        )
+    } else {
+        None
+    };
+    if let Some(handlers) = handlers {
+        let changes = live
+            .pods
+            .replace_handlers(handlers)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            added = ?changes.added,
+            changed = ?changes.changed,
+            removed = ?changes.removed,
+            pods_keeping_theirs = changes.kept_for.len(),
+            default = %wanted.crio.runtime.default_runtime,
+            "{what}: runtime handlers reloaded"
+        );
+    }
+    if let Some(node) = node {
+        live.pods.config.node.replace(node);
+        tracing::info!("{what}: the node's default profiles and pause command are reloaded");
+    }
+    let (old, new) = (&current.crio.image, &wanted.crio.image);
+    if old.pinned_images != new.pinned_images || old.pause_image != new.pause_image {
+        live.images
+            .set_pinned(crate::image::pinned::PinnedImages::new(
+                &new.pinned_images,
+                &new.pause_image,
+            ));
+        tracing::info!(
+            "{what}: pinned images are now {:?} and the pause image {:?}",
+            new.pinned_images,
+            new.pause_image
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -492,7 +492,7 @@ async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
     .expect("edit");
     reload(&daemon);
     wait_for(&daemon, "SIGHUP: log_level is now debug");
-    wait_for(&daemon, "SIGHUP: pinned_images is now [\"x*\"]");
+    wait_for(&daemon, "SIGHUP: pinned images are now [\"x*\"]");
     wait_for(
         &daemon,
         "SIGHUP: crio.runtime.default_env changed; it takes effect at the next start",

@@ -3,13 +3,16 @@
 
 mod crio_keys;
 mod error;
+mod live;
 mod load;
 mod model;
 mod origin;
 mod validate;
 mod validate_node;
+pub(crate) mod watch;
 
 pub use error::{ConfigError, Problem};
+pub use live::LiveConfig;
 pub use load::{load, Loaded, Overrides, Sources};
 pub use model::*;
 pub use origin::{Origin, Origins};

@@ -53,15 +53,12 @@ fn config(dir: &std::path::Path) -> crate::config::Config {
     config
 }
 
-/// `pod_wide`: the fake shim says, as ours do, that it serves a pod without a
-/// sandbox task (pods then run no pause task).
-fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
+fn runtime_config(dir: &std::path::Path) -> PodRuntimeConfig {
     PodRuntimeConfig {
         bundles_dir: dir.join("run/bundles"),
         containers_dir: dir.join("root/containers"),
         pause_rootfs: dir.join("root/pause/rootfs"),
         run_root: dir.join("run"),
-        pause_command: "/pause".into(),
         storage_driver: crate::storage::rootfs::StorageDriver::Vfs,
         systemd_cgroup: false,
         held_capabilities: crate::spec::held_capabilities(),
@@ -77,14 +74,6 @@ fn runtime_config(dir: &std::path::Path, pod_wide: bool) -> PodRuntimeConfig {
         drop_infra: true,
         host: crate::spec::HostFacts::read(),
         metric_groups: Vec::new(),
-        handler_features: [(
-            "fake".to_string(),
-            crate::runtime::HandlerFeatures {
-                sandbox_task_optional: pod_wide,
-                ..Default::default()
-            },
-        )]
-        .into(),
     }
 }
 
@@ -96,6 +85,8 @@ fn runtime_on(
     pod_wide: bool,
 ) -> Harness2 {
     let config = config(dir);
+    // `pod_wide`: the fake shim says, as ours do, that it serves a pod without a
+    // sandbox task (pods then run no pause task).
     let images =
         Arc::new(ImageStore::open(store.clone(), &dir.join("root/images")).expect("images"));
     let network = crate::network::PodNetworks::new(
@@ -106,10 +97,16 @@ fn runtime_on(
         Arc::new(crate::network::ProcessExec),
     );
     let pods = Arc::new(PodRuntime::new(
-        runtime_config(dir, pod_wide),
+        runtime_config(dir),
         store.clone(),
         images,
-        HandlerRegistry::from_config(&config),
+        HandlerRegistry::from_config(&config).with_features(
+            "fake",
+            crate::runtime::HandlerFeatures {
+                sandbox_task_optional: pod_wide,
+                ..Default::default()
+            },
+        ),
         ShimHost::with_launcher(Arc::new(shim.clone())),
         network,
     ));

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::RuntimeSection;
+use crate::config::{ImageConfig, RuntimeSection};
 use crate::oci_hooks::HooksDirs;
 use crate::spec::devices::{self, Device};
 use crate::spec::rlimits::Ulimit;
@@ -60,6 +60,9 @@ pub struct NodeDefaults {
     pub(crate) device_ownership_from_security_context: bool,
     /// The infra process's CPUs (`infra_ctr_cpuset`; empty = any).
     pub(crate) infra_cpuset: String,
+    /// `[crio.image] pause_command`: what a `pause_image`'s infra container runs
+    /// (empty = the image's own command).
+    pub(crate) pause_command: String,
     /// `seccomp_profile`, parsed: what `RuntimeDefault` means (`None` = built in).
     pub(crate) seccomp_default: Option<ProfileFile>,
     /// `privileged_seccomp_profile`: read at each privileged container's create.
@@ -76,6 +79,28 @@ pub struct NodeDefaults {
     /// `timezone`: the zone file containers get as /etc/localtime (`None`: the
     /// image's).
     pub(crate) timezone: Option<PathBuf>,
+}
+
+/// The node's defaults a SIGHUP may replace (`seccomp_profile`, `apparmor_profile`,
+/// `pause_command`, handlers' profiles); each use takes the current ones.
+/// Clones share one value.
+#[derive(Debug, Default, Clone)]
+pub struct LiveNode(std::sync::Arc<std::sync::RwLock<std::sync::Arc<NodeDefaults>>>);
+
+impl LiveNode {
+    pub(crate) fn new(node: NodeDefaults) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(node),
+        )))
+    }
+
+    pub(crate) fn current(&self) -> std::sync::Arc<NodeDefaults> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn replace(&self, node: NodeDefaults) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(node);
+    }
 }
 
 /// The zone file `timezone` names: `Local` is the host's /etc/localtime, another
@@ -140,7 +165,11 @@ pub(crate) fn parse_mounts_conf(text: &str) -> Vec<DefaultMount> {
 impl NodeDefaults {
     /// Loads what `[crio.runtime]` names; `apparmor` says whether the host
     /// enforces AppArmor. The config's syntax is already validated.
-    pub fn load(c: &RuntimeSection, apparmor: bool) -> Result<Self, NodeDefaultsError> {
+    pub fn load(
+        c: &RuntimeSection,
+        image: &ImageConfig,
+        apparmor: bool,
+    ) -> Result<Self, NodeDefaultsError> {
         let mut handler_seccomp = std::collections::HashMap::new();
         for (name, handler) in &c.runtimes {
             if handler.seccomp_profile.is_empty() {
@@ -226,6 +255,7 @@ impl NodeDefaults {
             additional_devices,
             device_ownership_from_security_context: c.device_ownership_from_security_context,
             infra_cpuset: c.infra_ctr_cpuset.clone(),
+            pause_command: image.pause_command.clone(),
             seccomp_default,
             privileged_seccomp: (!c.privileged_seccomp_profile.is_empty())
                 .then(|| PathBuf::from(&c.privileged_seccomp_profile)),

@@ -14,7 +14,9 @@ use crate::error::CriError;
 use crate::image::images::ImageStore;
 use crate::logs::ContainerLog;
 use crate::network::pinned_ns::{self, PodNamespace};
-use crate::runtime::{Handler, HandlerRegistry, PodShim, RuntimeEvent, ShimAddress, ShimHost};
+use crate::runtime::{
+    Handler, HandlerRegistry, LiveHandlers, PodShim, RuntimeEvent, ShimAddress, ShimHost,
+};
 use crate::store::now_nanos;
 use crate::store::ContainerState;
 use crate::store::{ContainerRecord, SandboxRecord, Store};
@@ -38,9 +40,6 @@ pub struct PodRuntimeConfig {
     /// The run root: pinned pod namespaces live in `netns/`, `utsns/` and `ipcns/`
     /// under it, one file per pod id.
     pub run_root: PathBuf,
-    /// `[crio.image] pause_command`: what runs in a `pause_image` (empty = its
-    /// Entrypoint and Cmd).
-    pub pause_command: String,
     /// How container root filesystems are built (`[crio] storage_driver`).
     pub storage_driver: crate::storage::rootfs::StorageDriver,
     pub systemd_cgroup: bool,
@@ -51,7 +50,7 @@ pub struct PodRuntimeConfig {
     pub pids_limit: i64,
     /// `[crio.runtime]`'s node-wide defaults (capabilities, env, ulimits,
     /// sysctls, mounts, devices, hooks, seccomp and AppArmor).
-    pub node: std::sync::Arc<super::NodeDefaults>,
+    pub node: super::node_defaults::LiveNode,
     /// Pods' hostPorts are mapped (`[crio.runtime] disable_hostport_mapping`
     /// false).
     pub hostport_mapping: bool,
@@ -73,8 +72,6 @@ pub struct PodRuntimeConfig {
     /// The CRI pod metric groups served (`[crio.stats] included_pod_metrics`, less
     /// what the host cannot serve), fixed for the daemon's life.
     pub metric_groups: Vec<crate::pods::container::metrics::MetricGroup>,
-    /// What each handler can do (probed at start), by name.
-    pub handler_features: HashMap<String, crate::runtime::HandlerFeatures>,
 }
 
 /// Serializes operations on one pod or container.
@@ -106,7 +103,8 @@ pub struct PodRuntime {
     pub config: PodRuntimeConfig,
     pub store: Arc<Store>,
     pub images: Arc<ImageStore>,
-    pub handlers: HandlerRegistry,
+    /// The handlers, replaced whole by a reload.
+    pub(crate) handlers: LiveHandlers,
     pub shims: ShimHost,
     pub network: crate::network::PodNetworks,
     pub(crate) locks: KeyedLocks,
@@ -137,7 +135,7 @@ impl PodRuntime {
             config,
             store,
             images,
-            handlers,
+            handlers: LiveHandlers::new(handlers),
             shims,
             network,
             locks: KeyedLocks::default(),
@@ -151,26 +149,44 @@ impl PodRuntime {
         }
     }
 
+    /// The handler a new pod named `name` gets.
     pub(crate) fn handler(&self, name: &str) -> Result<Handler, CriError> {
-        self.handlers.resolve(name).cloned().ok_or_else(|| {
+        let handlers = self.handlers.current();
+        handlers.resolve(name).cloned().ok_or_else(|| {
             CriError::InvalidArgument(format!(
                 "runtime handler {name:?} is not configured (configured: {})",
-                self.handlers.names().join(", ")
+                handlers.names().join(", ")
             ))
         })
     }
 
-    /// What `handler` can do, as probed at start (nothing, if it was not probed).
-    pub(crate) fn features(&self, handler: &Handler) -> crate::runtime::HandlerFeatures {
-        self.config
-            .handler_features
-            .get(&handler.name)
-            .copied()
-            .unwrap_or_default()
+    /// The handler an existing pod runs on: the one it was started with, even
+    /// when a reload has changed or removed it since.
+    pub(crate) fn pod_handler(&self, pod: &SandboxRecord) -> Result<Handler, CriError> {
+        self.handlers
+            .for_pod(&pod.id, &pod.runtime_handler)
+            .ok_or_else(|| {
+                CriError::FailedPrecondition(format!(
+                    "pod sandbox {}: its runtime handler {:?} is no longer configured",
+                    pod.id, pod.runtime_handler
+                ))
+            })
+    }
+
+    /// Starts new pods on `next` from now on; pods already running keep the
+    /// handler they were started with.
+    pub(crate) fn replace_handlers(
+        &self,
+        next: HandlerRegistry,
+    ) -> Result<crate::runtime::live::HandlerChanges, CriError> {
+        let pods = self.store.list::<SandboxRecord>()?;
+        Ok(self
+            .handlers
+            .replace(next, pods.into_iter().map(|p| (p.id, p.runtime_handler))))
     }
 
     pub(crate) fn shim_binary(&self, handler: &Handler) -> Result<PathBuf, CriError> {
-        self.handlers.locate_shim(handler).ok_or_else(|| {
+        self.handlers.current().locate_shim(handler).ok_or_else(|| {
             CriError::FailedPrecondition(format!(
                 "runtime handler {:?}: shim v2 binary {:?} not found or not executable",
                 handler.name,

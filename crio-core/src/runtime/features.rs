@@ -28,7 +28,7 @@ pub(crate) const POD_ISOLATION_ANNOTATION: &str = "io.crio-rs.pod-isolation";
 /// The CRI `RuntimeHandlerFeatures` of one handler, and what the core needs to know
 /// of its shim.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HandlerFeatures {
+pub(crate) struct HandlerFeatures {
     pub recursive_read_only_mounts: bool,
     pub user_namespaces: bool,
     /// The shim serves a pod's containers in one server whether or not the pod has

@@ -14,6 +14,8 @@ pub(crate) struct Handler {
     pub config: RuntimeHandler,
     /// `[crio.runtime] no_pivot`, for the OCI runtime's create.
     pub no_pivot: bool,
+    /// What the handler's shim and runtime support, as probed (nothing before).
+    pub features: crate::runtime::HandlerFeatures,
 }
 
 /// Whether a handler can run pods now, and if not why (CamelCase reason + message).
@@ -102,6 +104,11 @@ impl Handler {
         })
     }
 
+    /// Whether `other` is this handler configured the same way (features aside).
+    pub(crate) fn same_config(&self, other: &Handler) -> bool {
+        self.name == other.name && self.config == other.config && self.no_pivot == other.no_pivot
+    }
+
     /// Checks that every binary the handler needs exists and is executable.
     pub(crate) fn readiness(&self, search: &[PathBuf]) -> Readiness {
         let shim = self.shim_binary();
@@ -161,7 +168,7 @@ impl Handler {
 
 /// Every configured handler, and which one is the default.
 #[derive(Debug, Clone)]
-pub struct HandlerRegistry {
+pub(crate) struct HandlerRegistry {
     handlers: Vec<Handler>,
     default: String,
     /// Where bare binary names are looked up: the crio binary's own dir, then `PATH`.
@@ -178,6 +185,7 @@ impl HandlerRegistry {
                 name: name.clone(),
                 config: config.clone(),
                 no_pivot: runtime.no_pivot,
+                features: Default::default(),
             })
             .collect();
         Self {
@@ -185,6 +193,43 @@ impl HandlerRegistry {
             default: runtime.default_runtime.clone(),
             search: default_search_path(),
         }
+    }
+
+    /// Asks every handler's shim what it supports. Handlers configured as in
+    /// `known` keep the features probed for them there: a reload probes only what
+    /// it adds or changes. Probed together: the wait is the slowest handler's.
+    pub(crate) async fn probed(mut self, known: Option<&HandlerRegistry>) -> Self {
+        let search = &self.search;
+        let probes = self.handlers.iter().map(|handler| async move {
+            if let Some(same) = known
+                .and_then(|k| k.resolve(&handler.name))
+                .filter(|k| k.same_config(handler))
+            {
+                return same.features;
+            }
+            let shim = find_executable(&handler.shim_binary(), search);
+            let found = crate::runtime::features::probe(handler, shim.as_deref()).await;
+            tracing::debug!(handler = %handler.name, ?found, "handler features");
+            found
+        });
+        let found = futures::future::join_all(probes).await;
+        for (handler, features) in self.handlers.iter_mut().zip(found) {
+            handler.features = features;
+        }
+        self
+    }
+
+    /// The registry with `name`'s features set, as a probe would find them.
+    #[cfg(test)]
+    pub(crate) fn with_features(
+        mut self,
+        name: &str,
+        features: crate::runtime::HandlerFeatures,
+    ) -> Self {
+        for handler in self.handlers.iter_mut().filter(|h| h.name == name) {
+            handler.features = features;
+        }
+        self
     }
 
     /// Resolves a pod's handler name; empty means the default. `None` = unknown handler.
@@ -195,10 +240,6 @@ impl HandlerRegistry {
 
     pub(crate) fn handlers(&self) -> &[Handler] {
         &self.handlers
-    }
-
-    pub(crate) fn default_name(&self) -> &str {
-        &self.default
     }
 
     /// The absolute path of a handler's shim binary, if it is installed.
@@ -268,6 +309,7 @@ mod tests {
                 ..Default::default()
             },
             no_pivot: false,
+            features: Default::default(),
         }
     }
 

@@ -58,7 +58,7 @@ pub fn routes(router: axum::Router, state: Arc<State>) -> axum::Router {
         .route(
             "/config",
             get(move || {
-                let body = state.config.to_toml();
+                let body = state.live.current().to_toml();
                 async move { ([(header::CONTENT_TYPE, "application/toml")], body) }
             }),
         )

@@ -24,7 +24,6 @@ use crate::image::images::ImageStore;
 use crate::image::pull::Puller;
 use crate::image::registries::RegistriesWatcher;
 use crate::pods::PodRuntime;
-use crate::runtime::HandlerRegistry;
 use crate::store::Store;
 
 /// How long in-flight calls get to finish after a shutdown signal.
@@ -33,13 +32,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// What the services share.
 #[derive(Debug)]
 pub struct State {
+    /// The configuration the daemon started with.
     pub config: Config,
-    pub handlers: HandlerRegistry,
+    /// The configuration with what reloads applied since: what the pause image
+    /// and `crio status config` read.
+    pub live: Arc<crate::config::LiveConfig>,
     pub pods: Arc<PodRuntime>,
     /// Where Exec and PortForward sessions connect.
     pub streaming: Arc<crate::streaming::StreamingServer>,
-    /// What each handler supports, asked once at start-up.
-    pub features: std::collections::HashMap<String, crate::runtime::HandlerFeatures>,
     pub store: Arc<Store>,
     pub images: Arc<ImageStore>,
     pub puller: Puller,

@@ -86,9 +86,10 @@ impl RuntimeServiceImpl {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default();
+        let live = self.state.live.current();
         let config = serde_json::json!({
-            "sandboxImage": self.state.config.crio.image.pause_image,
-            "crio": self.state.config,
+            "sandboxImage": live.crio.image.pause_image,
+            "crio": *live,
         });
         let facts = &self.state.pods.config.host;
         let host = serde_json::json!({
@@ -112,7 +113,8 @@ impl RuntimeServiceImpl {
 
     /// The configured `pause_image`, pulled when missing (`None` = built-in pause).
     async fn infra_image(&self) -> Result<Option<(ImageRecord, ImageConfig)>, CriError> {
-        let name = &self.state.config.crio.image.pause_image;
+        let live = self.state.live.current();
+        let name = &live.crio.image.pause_image;
         if name.is_empty() {
             return Ok(None);
         }
@@ -125,8 +127,7 @@ impl RuntimeServiceImpl {
             Some(image) => image,
             None => {
                 tracing::info!(image = %name, "pulling the pause image");
-                let credentials =
-                    pause_credentials(name, &self.state.config.crio.image.pause_image_auth_file)?;
+                let credentials = pause_credentials(name, &live.crio.image.pause_image_auth_file)?;
                 self.state.puller.pull(name, credentials).await?
             }
         };
@@ -135,7 +136,7 @@ impl RuntimeServiceImpl {
     }
 
     async fn conditions(&self) -> Vec<RuntimeCondition> {
-        let runtime = match self.state.handlers.default_readiness() {
+        let runtime = match self.state.pods.handlers.current().default_readiness() {
             Readiness::Ready => condition(RUNTIME_READY, true, "", ""),
             Readiness::NotReady { reason, message } => {
                 condition(RUNTIME_READY, false, &reason, &message)
@@ -148,30 +149,27 @@ impl RuntimeServiceImpl {
         vec![runtime, network]
     }
 
+    /// The live handlers, "" first as the default.
     fn handlers(&self) -> Vec<RuntimeHandler> {
-        let features = |name: &str| {
-            let f = self.state.features.get(name).copied().unwrap_or_default();
-            RuntimeHandlerFeatures {
-                recursive_read_only_mounts: f.recursive_read_only_mounts,
-                user_namespaces: f.user_namespaces,
-            }
+        let handlers = self.state.pods.handlers.current();
+        let features = |h: &crate::runtime::Handler| {
+            Some(RuntimeHandlerFeatures {
+                recursive_read_only_mounts: h.features.recursive_read_only_mounts,
+                user_namespaces: h.features.user_namespaces,
+            })
         };
-        // "" is the default handler, with the default's features.
-        let mut out = vec![RuntimeHandler {
-            name: String::new(),
-            features: Some(features(self.state.handlers.default_name())),
-        }];
-        out.extend(
-            self.state
-                .handlers
-                .handlers()
-                .iter()
-                .map(|h| RuntimeHandler {
-                    name: h.name.clone(),
-                    features: Some(features(&h.name)),
-                }),
-        );
-        out
+        handlers
+            .resolve("")
+            .map(|default| RuntimeHandler {
+                name: String::new(),
+                features: features(default),
+            })
+            .into_iter()
+            .chain(handlers.handlers().iter().map(|h| RuntimeHandler {
+                name: h.name.clone(),
+                features: features(h),
+            }))
+            .collect()
     }
 }
 

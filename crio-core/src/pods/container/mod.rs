@@ -342,8 +342,8 @@ impl PodRuntime {
         record.stdin_fifo = fifos.paths.stdin.clone();
         self.store.put_async(record.clone()).await?;
 
-        let handler = self.handler(&pod.runtime_handler)?;
-        let pod_wide = self.features(&handler).sandbox_task_optional;
+        let handler = self.pod_handler(pod)?;
+        let pod_wide = handler.features.sandbox_task_optional;
         let shim = self
             .shims
             .for_task(&pod.shim_binary, &pod.id, &id, &bundle, pod_wide)

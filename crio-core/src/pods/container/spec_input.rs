@@ -403,6 +403,7 @@ pub(super) fn container_spec_input(
     args: Vec<String>,
 ) -> Result<ContainerSpec, CriError> {
     let rc = &rt.config;
+    let node = rc.node.current();
     let linux = config.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let (user, groups) = user_and_groups(sc, image_config, rootfs)?;
@@ -417,8 +418,7 @@ pub(super) fn container_spec_input(
         })
         .collect();
     // default_env first: the image's entries and then the CRI's override it.
-    let base_env: Vec<String> = rc
-        .node
+    let base_env: Vec<String> = node
         .env
         .iter()
         .chain(image_config.config.env.as_deref().unwrap_or_default())
@@ -434,8 +434,8 @@ pub(super) fn container_spec_input(
     std::fs::create_dir_all(secure_join(rootfs, Path::new(&cwd)))
         .map_err(|e| CriError::internal_in(format!("working directory {cwd}"), e))?;
     crate::pods::sandbox::userns::check_container(config, pod.userns.as_ref())?;
-    let mut mounts = cri_mounts(config, pod.userns.as_ref(), &rc.node.reject_absent)?;
-    mounts.extend(default_mounts(&rc.node, storage, &mounts)?);
+    let mut mounts = cri_mounts(config, pod.userns.as_ref(), &node.reject_absent)?;
+    mounts.extend(default_mounts(&node, storage, &mounts)?);
     let volumes = image_volumes(&rc.image_volumes, image_config, rootfs, storage, &mounts)?;
     mounts.extend(volumes);
 
@@ -446,8 +446,8 @@ pub(super) fn container_spec_input(
              (LinuxSandboxSecurityContext.privileged)",
         ));
     }
-    let handler = rt.handler(&pod.runtime_handler)?;
-    if rt.features(&handler).pod_in_vm {
+    let handler = rt.pod_handler(pod)?;
+    if handler.features.pod_in_vm {
         refuse_in_vm(&handler.name, config)?;
     }
     let devices = container_devices(rt, &handler, pod, config, sc, privileged)?;
@@ -502,7 +502,7 @@ pub(super) fn container_spec_input(
         // own, as the pod declared.
         pod_pid: pid_mode == Some(cri::NamespaceMode::Pod as i32) && !pod.infra_dropped,
     };
-    let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs) || rc.node.read_only;
+    let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs) || node.read_only;
     let unmask = crate::pods::sandbox::allowed_annotation(
         &handler,
         UNMASK_ANNOTATION,
@@ -514,13 +514,13 @@ pub(super) fn container_spec_input(
         #[allow(deprecated)]
         sc.map_or("", |s| s.seccomp_profile_path.as_str()),
     )?;
-    let (seccomp, seccomp_privileged) = rc.node.seccomp(asked, privileged, &handler.name)?;
+    let (seccomp, seccomp_privileged) = node.seccomp(asked, privileged, &handler.name)?;
     let hooks = oci_hooks(rt, pod, record, config, &args);
     Ok(ContainerSpec {
-        default_capabilities: Some(rc.node.capabilities.clone()),
-        ulimits: rc.node.ulimits.clone(),
+        default_capabilities: Some(node.capabilities.clone()),
+        ulimits: node.ulimits.clone(),
         seccomp_privileged,
-        inheritable_capabilities: rc.node.inheritable_capabilities,
+        inheritable_capabilities: node.inheritable_capabilities,
         rootfs: rootfs.to_path_buf(),
         args,
         env,
@@ -559,7 +559,7 @@ pub(super) fn container_spec_input(
         sysctls: BTreeMap::new(),
         devices,
         pod_mounts: node_mounts(
-            &rc.node,
+            &node,
             storage,
             readonly_rootfs,
             crate::pods::sandbox::pod_files::mounts(pod, readonly_rootfs),
@@ -570,7 +570,7 @@ pub(super) fn container_spec_input(
             #[allow(deprecated)]
             sc.map_or("", |s| s.apparmor_profile.as_str()),
             rc.host.apparmor && !privileged,
-            rc.node.apparmor_default.as_deref(),
+            node.apparmor_default.as_deref(),
         ),
         selinux_label: security::selinux_label(
             sc.and_then(|s| s.selinux_options.as_ref()),
@@ -630,7 +630,7 @@ fn container_devices(
     sc: Option<&cri::LinuxContainerSecurityContext>,
     privileged: bool,
 ) -> Result<Vec<spec::Device>, CriError> {
-    let node = &rt.config.node;
+    let node = rt.config.node.current();
     let mut devices = node.additional_devices.clone();
     let add = |devices: &mut Vec<spec::Device>, found: Vec<spec::Device>| {
         devices.retain(|x| !found.iter().any(|f| f.container_path == x.container_path));
@@ -719,7 +719,7 @@ fn oci_hooks(
     config: &cri::ContainerConfig,
     args: &[String],
 ) -> Option<oci_spec::runtime::Hooks> {
-    let all = rt.config.node.hooks.current();
+    let all = rt.config.node.current().hooks.current();
     if all.is_empty() {
         return None;
     }
@@ -822,6 +822,7 @@ mod tests {
             name: "runc".into(),
             config: crate::config::RuntimeHandler::default(),
             no_pivot: false,
+            features: Default::default(),
         };
         let value = "ALL".to_string();
         let gate = crate::pods::sandbox::allowed_annotation;

@@ -73,10 +73,7 @@ impl PodRuntime {
                 record.sandbox_id, record.id
             ))
         })?;
-        let min_memory = self
-            .handler(&pod.runtime_handler)?
-            .config
-            .container_min_memory_bytes();
+        let min_memory = self.pod_handler(&pod)?.config.container_min_memory_bytes();
         let mut requested = spec_input::resources(Some(linux), 0, min_memory)?;
         spec_input::fit_swap(&mut requested, self.config.host.swap_accounting, true);
         let merged = merge(&record.resources, &requested);

@@ -245,7 +245,7 @@ impl PodRuntime {
     /// A pod with its own user namespace needs a handler whose runtime can join one
     /// (the daemon ID-maps the rootfs and volumes itself) and overlay storage.
     fn check_userns_support(&self, handler: &crate::runtime::Handler) -> Result<(), CriError> {
-        if !self.features(handler).user_namespaces {
+        if !handler.features.user_namespaces {
             return Err(CriError::FailedPrecondition(format!(
                 "runtime handler {:?} does not support user namespaces (hostUsers: false): its \
                  runtime reports none it can join, or the kernel cannot ID-map mounts",
@@ -271,7 +271,7 @@ impl PodRuntime {
         let Ok(handler) = self.handler(handler_name) else {
             return true;
         };
-        let droppable = self.config.drop_infra && self.features(&handler).sandbox_task_optional;
+        let droppable = self.config.drop_infra && handler.features.sandbox_task_optional;
         !droppable || namespaces(config).pod_pid || privileged(config)
     }
 
@@ -300,13 +300,13 @@ impl PodRuntime {
         };
         let shim_binary = self.shim_binary(&handler)?;
         let ns = namespaces(config);
-        let in_vm = self.features(&handler).pod_in_vm;
+        let in_vm = handler.features.pod_in_vm;
         if in_vm {
             refuse_host_sharing(&handler.name, ns)?;
         }
         let setup = PodSetup {
             in_vm,
-            ..pod_setup(config, ns, &handler, &self.config.node)?
+            ..pod_setup(config, ns, &handler, &self.config.node.current())?
         };
         if setup.userns.is_some() {
             self.check_userns_support(&handler)?;
@@ -516,6 +516,7 @@ impl PodRuntime {
         annotations.insert(spec::CRI_SANDBOX_NAME.into(), record.name.clone());
         annotations.insert(spec::CRI_SANDBOX_NAMESPACE.into(), record.namespace.clone());
         annotations.extend(setup.resource_annotations.clone());
+        let node = self.config.node.current();
         let oci = spec::sandbox(
             &SandboxSpec {
                 hostname: record.hostname.clone(),
@@ -544,9 +545,9 @@ impl PodRuntime {
                 } else {
                     BTreeMap::new()
                 },
-                default_capabilities: Some(self.config.node.capabilities.clone()),
-                inheritable_capabilities: self.config.node.inheritable_capabilities,
-                cpuset: self.config.node.infra_cpuset.clone(),
+                default_capabilities: Some(node.capabilities.clone()),
+                inheritable_capabilities: node.inheritable_capabilities,
+                cpuset: node.infra_cpuset.clone(),
             },
             &self.config.held_capabilities,
         )?;
@@ -601,8 +602,9 @@ impl PodRuntime {
         image: &ImageRecord,
         image_config: &ImageConfig,
     ) -> Result<Vec<String>, CriError> {
-        if !self.config.pause_command.is_empty() {
-            return Ok(vec![self.config.pause_command.clone()]);
+        let node = self.config.node.current();
+        if !node.pause_command.is_empty() {
+            return Ok(vec![node.pause_command.clone()]);
         }
         crate::pods::container::process::command_line(&[], &[], &image_config.config).ok_or_else(
             || {
@@ -687,7 +689,7 @@ impl PodRuntime {
         };
         // A shim that needs its sandbox task (a VM's: it gives the guest the pod's
         // interfaces at boot) gets the network first, as containerd does it.
-        let network_first = !self.features(handler).sandbox_task_optional;
+        let network_first = !handler.features.sandbox_task_optional;
         let (added, (started, infra_time)) = match attach {
             Some(attach) if network_first => {
                 let added = attach.await;
@@ -1000,6 +1002,7 @@ impl PodRuntime {
         );
         self.destroy_sandbox(&record).await;
         self.cpu_samples.forget(&record.id);
+        self.handlers.forget_pod(&record.id);
         // The log directory crio made (under log_dir) goes with the pod; the
         // kubelet's own stays for the kubelet to remove.
         let own_logs = self.config.log_dir.join(&record.id);

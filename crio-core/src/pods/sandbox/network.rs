@@ -168,8 +168,8 @@ impl PodRuntime {
             )));
         }
         if self
-            .handler(&record.runtime_handler)
-            .is_ok_and(|h| self.features(&h).pod_in_vm)
+            .pod_handler(&record)
+            .is_ok_and(|h| h.features.pod_in_vm)
         {
             return dial_relay(&record, port).await.map(PodConnection::Relay);
         }
