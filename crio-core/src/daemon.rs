@@ -57,6 +57,12 @@ pub enum DaemonError {
     Metrics(crate::metrics::MetricsServerError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot write the version and clean-shutdown files ([crio] version_file, version_file_persist, clean_shutdown_file): {source}")]
+    Markers { source: std::io::Error },
+    #[error("{0} (is crio running? stop it first)")]
+    StoreBusy(StoreError),
+    #[error("checking the store after an unclean stop: {0}")]
+    Check(#[from] crate::check::CheckError),
 }
 
 fn create_dir(path: &Path) -> Result<(), DaemonError> {
@@ -69,7 +75,7 @@ fn create_dir(path: &Path) -> Result<(), DaemonError> {
 /// Where state lives: others may pass through (a pod in its own user namespace
 /// reaches its rootfs and files by path) but not list or read; what is below is
 /// private per pod and container. An existing directory gets the mode too.
-fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
+pub(crate) fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::PermissionsExt;
     create_dir(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711)).map_err(|source| {
@@ -118,34 +124,28 @@ pub async fn run(
     }
     let config = loaded.config;
     let c = &config.crio;
-    create_state_dir(&c.root)?;
-    create_state_dir(&c.runroot)?;
     let metrics = crate::metrics::Metrics::new(
         c.metrics.enable_metrics,
         &c.metrics.metrics_collectors,
         &c.runtime.default_runtime,
     );
-    let store = Arc::new(Store::open(&c.root.join(STORE_FILE))?);
-    // Records name pods, labels and annotations: root's to read.
-    let _ = std::fs::set_permissions(
-        c.root.join(STORE_FILE),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    );
-    let image_root = c.root.join("images");
-    // Private images' layers: root's (overlayfs reads them with the mounter's rights).
-    crate::storage::private_dir(&image_root, None).map_err(|source| DaemonError::Dir {
-        path: image_root.clone(),
-        source,
-    })?;
-    let container_root = c.root.join("containers");
-    create_state_dir(&container_root)?;
-    create_state_dir(&c.runroot.join("bundles"))?;
-    secure_existing_state(&[container_root.clone(), c.runroot.join("bundles")]);
-    let images = Arc::new(ImageStore::open(store.clone(), &image_root)?.with_pinned(
-        crate::image::pinned::PinnedImages::new(&c.image.pinned_images, &c.image.pause_image),
-    ));
-    // Interrupted pulls leave temp data and unrecorded layers: remove them first.
-    images.recover(&image_root.join("tmp"))?;
+    let plan = crate::wipe::plan(c, false);
+    if plan.unclean && c.internal_repair {
+        repair_store(&c.root)?;
+    }
+    let Opened {
+        store,
+        images,
+        image_root,
+        container_root,
+        events,
+        pods,
+    } = open(&config, &metrics).await?;
+    if c.internal_wipe && plan.containers {
+        tracing::info!(reasons = ?plan.reasons, "wiping");
+        crate::wipe::remove_all(&pods, &images, &plan).await;
+    }
+    crate::wipe::mark_started(c).map_err(|source| DaemonError::Markers { source })?;
     let (registries_file, registries_dir) = RegistriesConf::default_paths();
     let registries = Arc::new(RegistriesWatcher::new(registries_file, registries_dir));
     let auth_file = if c.image.global_auth_file.is_empty() {
@@ -181,65 +181,6 @@ pub async fn run(
             metrics: metrics.clone(),
         },
     );
-    // Shims report to this socket: it listens before any shim is started.
-    let (events, events_rx) = EventServer::start(&c.runroot.join(EVENTS_SOCKET)).await?;
-    let pause_rootfs =
-        pause::install(&c.root.join("pause")).map_err(|source| DaemonError::Dir {
-            path: c.root.join("pause"),
-            source,
-        })?;
-    let handlers = HandlerRegistry::from_config(&config).probed(None).await;
-    let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
-    let (metric_groups, omitted) = crate::pods::container::metrics::resolve_groups(
-        &c.stats.included_pod_metrics,
-        crate::pods::container::metrics::MetricHost::read(),
-    );
-    for note in omitted.notes {
-        if omitted.named {
-            tracing::warn!("{note}");
-        } else {
-            tracing::info!("{note}");
-        }
-    }
-    let host = crate::spec::HostFacts::read();
-    let node = crate::pods::NodeDefaults::load(&c.runtime, &c.image, host.apparmor)
-        .map_err(DaemonError::NodeDefaults)?;
-    let pods = Arc::new(PodRuntime::new(
-        PodRuntimeConfig {
-            bundles_dir: c.runroot.join("bundles"),
-            containers_dir: container_root.clone(),
-            pause_rootfs,
-            run_root: c.runroot.clone(),
-            storage_driver: c.storage_driver.parse().unwrap_or_default(),
-            systemd_cgroup: c.runtime.cgroup_manager == "systemd",
-            held_capabilities: crate::spec::held_capabilities(),
-            min_oom_score_adj: crate::spec::own_oom_score_adj(),
-            pids_limit: c.runtime.pids_limit,
-            node: crate::pods::node_defaults::LiveNode::new(node),
-            log_dir: c.log_dir.clone(),
-            metrics: metrics.clone(),
-            hostport_mapping: !c.runtime.disable_hostport_mapping,
-            log_size_max: c.runtime.log_size_max,
-            image_volumes: c.image.image_volumes.clone(),
-            cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
-            drop_infra: c.runtime.drop_infra_ctr,
-            host,
-            metric_groups,
-        },
-        store.clone(),
-        images.clone(),
-        handlers,
-        ShimHost::new(
-            events.path().to_path_buf(),
-            publish_binary,
-            c.runtime.log_level == "debug" || c.runtime.log_level == "trace",
-        ),
-        crate::network::PodNetworks::new(c.network.clone(), Arc::new(crate::network::ProcessExec)),
-    ));
-    pods.spawn_event_loop(events_rx);
-    pods.recover()
-        .await
-        .map_err(|e| DaemonError::Recover(e.to_string()))?;
     // Validated: a port number.
     let stream_port = c.api.stream_port.parse::<u16>().unwrap_or(0);
     // Validated: empty or a duration.
@@ -310,6 +251,7 @@ pub async fn run(
         .map_err(DaemonError::Metrics)?;
     }
     let listen = c.api.listen.clone();
+    let clean_shutdown_file = c.clean_shutdown_file.clone();
     // Handlers first: a SIGINT or SIGTERM sent as soon as the socket exists must
     // stop the daemon cleanly, not kill it.
     let shutdown = shutdown_signal().map_err(DaemonError::Signal)?;
@@ -355,8 +297,135 @@ pub async fn run(
         tracing::warn!("cannot remove socket {}: {e}", listen.display());
     }
     events.stop().await;
+    result?;
+    // Every commit is on disk when its call returns: nothing to flush first.
+    if let Err(e) = crate::wipe::mark_clean_shutdown(&clean_shutdown_file) {
+        tracing::warn!("cannot write {clean_shutdown_file}: {e}");
+    }
     tracing::info!("stopped");
-    Ok(result?)
+    Ok(())
+}
+
+/// The store, images and pods of a daemon, recovered, with the events socket the
+/// pods' shims report to.
+pub(crate) struct Opened {
+    pub store: Arc<Store>,
+    pub images: Arc<ImageStore>,
+    pub image_root: PathBuf,
+    pub container_root: PathBuf,
+    pub events: EventServer,
+    pub pods: Arc<PodRuntime>,
+}
+
+/// Opens the state under `[crio] root` and `runroot` and recovers the pods in it.
+pub(crate) async fn open(
+    config: &crate::config::Config,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Opened, DaemonError> {
+    let c = &config.crio;
+    create_state_dir(&c.root)?;
+    create_state_dir(&c.runroot)?;
+    let store = Arc::new(Store::open(&c.root.join(STORE_FILE))?);
+    // Records name pods, labels and annotations: root's to read.
+    let _ = std::fs::set_permissions(
+        c.root.join(STORE_FILE),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    );
+    let image_root = c.root.join("images");
+    // Private images' layers: root's (overlayfs reads them with the mounter's rights).
+    crate::storage::private_dir(&image_root, None).map_err(|source| DaemonError::Dir {
+        path: image_root.clone(),
+        source,
+    })?;
+    let container_root = c.root.join("containers");
+    create_state_dir(&container_root)?;
+    create_state_dir(&c.runroot.join("bundles"))?;
+    secure_existing_state(&[container_root.clone(), c.runroot.join("bundles")]);
+    let images = Arc::new(ImageStore::open(store.clone(), &image_root)?.with_pinned(
+        crate::image::pinned::PinnedImages::new(&c.image.pinned_images, &c.image.pause_image),
+    ));
+    // Interrupted pulls leave temp data and unrecorded layers: remove them first.
+    images.recover(&image_root.join("tmp"))?;
+    // Shims report to this socket: it listens before any shim is started.
+    let (events, events_rx) = EventServer::start(&c.runroot.join(EVENTS_SOCKET)).await?;
+    let pause_rootfs =
+        pause::install(&c.root.join("pause")).map_err(|source| DaemonError::Dir {
+            path: c.root.join("pause"),
+            source,
+        })?;
+    let handlers = HandlerRegistry::from_config(config).probed(None).await;
+    let publish_binary = std::env::current_exe().unwrap_or_else(|_| "crio".into());
+    let (metric_groups, omitted) = crate::pods::container::metrics::resolve_groups(
+        &c.stats.included_pod_metrics,
+        crate::pods::container::metrics::MetricHost::read(),
+    );
+    for note in omitted.notes {
+        if omitted.named {
+            tracing::warn!("{note}");
+        } else {
+            tracing::info!("{note}");
+        }
+    }
+    let host = crate::spec::HostFacts::read();
+    let node = crate::pods::NodeDefaults::load(&c.runtime, &c.image, host.apparmor)
+        .map_err(DaemonError::NodeDefaults)?;
+    let pods = Arc::new(PodRuntime::new(
+        PodRuntimeConfig {
+            bundles_dir: c.runroot.join("bundles"),
+            containers_dir: container_root.clone(),
+            pause_rootfs,
+            run_root: c.runroot.clone(),
+            storage_driver: c.storage_driver.parse().unwrap_or_default(),
+            systemd_cgroup: c.runtime.cgroup_manager == "systemd",
+            held_capabilities: crate::spec::held_capabilities(),
+            min_oom_score_adj: crate::spec::own_oom_score_adj(),
+            pids_limit: c.runtime.pids_limit,
+            node: crate::pods::node_defaults::LiveNode::new(node),
+            log_dir: c.log_dir.clone(),
+            metrics: metrics.clone(),
+            hostport_mapping: !c.runtime.disable_hostport_mapping,
+            log_size_max: c.runtime.log_size_max,
+            image_volumes: c.image.image_volumes.clone(),
+            cdi_spec_dirs: c.runtime.cdi_spec_dirs.iter().map(PathBuf::from).collect(),
+            drop_infra: c.runtime.drop_infra_ctr,
+            host,
+            metric_groups,
+        },
+        store.clone(),
+        images.clone(),
+        handlers,
+        ShimHost::new(
+            events.path().to_path_buf(),
+            publish_binary,
+            c.runtime.log_level == "debug" || c.runtime.log_level == "trace",
+        ),
+        crate::network::PodNetworks::new(c.network.clone(), Arc::new(crate::network::ProcessExec)),
+    ));
+    pods.spawn_event_loop(events_rx);
+    pods.recover()
+        .await
+        .map_err(|e| DaemonError::Recover(e.to_string()))?;
+    Ok(Opened {
+        store,
+        images,
+        image_root,
+        container_root,
+        events,
+        pods,
+    })
+}
+
+/// After an unclean stop: `crio check --repair`'s work, before the store opens.
+pub(crate) fn repair_store(root: &Path) -> Result<(), DaemonError> {
+    tracing::warn!("crio did not stop cleanly: checking the store");
+    let report = crate::check::check(root, true)?;
+    for problem in &report.problems {
+        tracing::warn!("store check: {problem}");
+    }
+    for repaired in &report.repaired {
+        tracing::warn!("store repair: {repaired}");
+    }
+    Ok(())
 }
 
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {

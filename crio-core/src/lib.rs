@@ -34,3 +34,4 @@ pub mod store;
 pub(crate) mod streaming;
 pub(crate) mod systemd;
 pub mod version;
+pub mod wipe;

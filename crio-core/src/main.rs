@@ -75,6 +75,15 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Wipe pods, containers and images as CRI-O's `crio wipe` does (crio
+    /// stopped): pods after a reboot ([crio] version_file missing), images too
+    /// after an upgrade (version_file_persist); with internal_wipe on, the daemon
+    /// does it at its next start instead.
+    Wipe {
+        /// Wipe pods, containers and images whatever the version files say.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Ask the running daemon.
     Status {
         /// The daemon's socket (default: the configured [crio.api] listen).
@@ -167,6 +176,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     report.problems.len()
                 )
             }
+        }
+        Some(Command::Wipe { force }) => {
+            // The pods' removal logs what it does: to stderr, at info.
+            let _ = init_logging("info");
+            let said = runtime()?
+                .block_on(crio_core::wipe::offline(loaded, force))
+                .context("crio wipe")?;
+            for line in said {
+                println!("{line}");
+            }
+            Ok(())
         }
         Some(Command::Status { socket, what }) => {
             let socket = socket.unwrap_or_else(|| loaded.config.crio.api.listen.clone());

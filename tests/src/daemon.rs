@@ -195,9 +195,28 @@ impl DaemonDirs {
 
     fn test_dropin(&self) -> String {
         format!(
-            "# written by the test harness\n[crio]\nroot = {:?}\nrunroot = {:?}\nlog_dir = {:?}\n\n[crio.api]\nlisten = {:?}\n\n[crio.runtime]\nlog_level = \"debug\"\n\n[crio.network]\nnetwork_dir = {:?}\nplugin_dirs = [\"/usr/lib/cni\"]\n",
-            self.root, self.runroot, self.log_dir, self.socket, self.network_dir
+            "# written by the test harness\n[crio]\nroot = {:?}\nrunroot = {:?}\nlog_dir = {:?}\n\
+             version_file = {:?}\nclean_shutdown_file = {:?}\n\n\
+             [crio.api]\nlisten = {:?}\n\n[crio.runtime]\nlog_level = \"debug\"\n\n\
+             [crio.network]\nnetwork_dir = {:?}\nplugin_dirs = [\"/usr/lib/cni\"]\n",
+            self.root,
+            self.runroot,
+            self.log_dir,
+            self.version_file(),
+            self.clean_shutdown_file(),
+            self.socket,
+            self.network_dir
         )
+    }
+
+    /// `[crio] version_file`: on the runroot, as on a tmpfs.
+    pub fn version_file(&self) -> PathBuf {
+        self.runroot.join("version")
+    }
+
+    /// `[crio] clean_shutdown_file`.
+    pub fn clean_shutdown_file(&self) -> PathBuf {
+        self.root.join("clean.shutdown")
     }
 }
 

@@ -15,11 +15,6 @@ const SELINUX: &str = "SELinux labelling is not supported by crio-rs";
 
 /// `[crio.runtime]` (and other tables') keys, by dotted path.
 const KEYS: &[(&str, &str)] = &[
-    ("crio.clean_shutdown_file", "crio-rs's store commits each change as one transaction: nothing to repair after an unclean shutdown"),
-    ("crio.internal_wipe", "crio-rs's store commits each change as one transaction: nothing to wipe"),
-    ("crio.internal_repair", "crio-rs's store commits each change as one transaction: nothing to repair"),
-    ("crio.version_file", "crio-rs does not wipe its state on a version change"),
-    ("crio.version_file_persist", "crio-rs does not wipe its state on a version change"),
     ("crio.imagestore", STORAGE),
     ("crio.storage_option", STORAGE),
     ("crio.image.default_transport", "crio-rs pulls from registries only (docker://)"),

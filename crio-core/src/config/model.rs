@@ -28,6 +28,20 @@ pub struct CrioConfig {
     /// (an overlayfs mount) or `vfs` (a private copy, where overlayfs is unavailable).
     /// Empty means `overlay`, as CRI-O's empty value means containers/storage's default.
     pub storage_driver: String,
+    /// On a tmpfs: missing at start means the node rebooted, and pods from before
+    /// are wiped (see `crate::wipe`). Empty = never.
+    pub version_file: String,
+    /// Kept across reboots: another major.minor version in it means crio was
+    /// upgraded, and images are wiped. Empty (the default) = never.
+    pub version_file_persist: String,
+    /// Written at a clean stop; missing at start means the store is checked and
+    /// repaired first (`internal_repair`). Empty = never.
+    pub clean_shutdown_file: String,
+    /// The daemon wipes at start what the version files say (else `crio wipe`
+    /// must).
+    pub internal_wipe: bool,
+    /// After an unclean stop the daemon checks and repairs the store at start.
+    pub internal_repair: bool,
     pub api: ApiConfig,
     pub runtime: RuntimeSection,
     pub image: ImageConfig,
@@ -418,6 +432,11 @@ impl Default for CrioConfig {
             runroot: "/run/crio-rs".into(),
             log_dir: "/var/log/crio/pods".into(),
             storage_driver: STORAGE_DRIVER_OVERLAY.into(),
+            version_file: "/run/crio-rs/version".into(),
+            version_file_persist: String::new(),
+            clean_shutdown_file: "/var/lib/crio-rs/clean.shutdown".into(),
+            internal_wipe: true,
+            internal_repair: true,
             api: ApiConfig::default(),
             runtime: RuntimeSection::default(),
             image: ImageConfig::default(),

@@ -20,6 +20,15 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Vec<Problem> {
     out.absolute("crio.root", &c.root);
     out.absolute("crio.runroot", &c.runroot);
     out.absolute("crio.log_dir", &c.log_dir);
+    for (key, file) in [
+        ("crio.version_file", &c.version_file),
+        ("crio.version_file_persist", &c.version_file_persist),
+        ("crio.clean_shutdown_file", &c.clean_shutdown_file),
+    ] {
+        if !file.is_empty() {
+            out.absolute(key, std::path::Path::new(file));
+        }
+    }
     if !c.storage_driver.is_empty() {
         out.one_of("crio.storage_driver", &c.storage_driver, STORAGE_DRIVERS);
     }
