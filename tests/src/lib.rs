@@ -3,6 +3,7 @@
 //! Everything a test starts is stopped, and everything it mounts is unmounted, when
 //! its handle drops — also when the test panics.
 
+pub mod bench_results;
 pub mod bundle;
 pub mod cleanup;
 pub mod containerd;

@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use crio_tests::bench_results::record;
 use crio_tests::cri_containerd::{endpoint, CriContainerd};
 use crio_tests::pods::{container_config, host_network, pod_config};
 use crio_tests::{Daemon, Registry, TestImage};
@@ -173,6 +174,16 @@ async fn main() {
             percentile(&p.remove, 0.5),
             rss[h],
         );
+        for (figure, values) in [
+            ("create + start p50", &create_start),
+            ("CreateContainer p50", &p.create),
+            ("StartContainer p50", &p.start),
+            ("StopContainer p50", &p.stop),
+            ("RemoveContainer p50", &p.remove),
+            ("create + start + stop + remove p50", &p.total),
+        ] {
+            record("containers", figure, handler, percentile(values, 0.5), "ms");
+        }
     }
     // The daemon's log, to read where the time went.
     if let Some(path) = std::env::var_os("BENCH_LOG") {

@@ -12,10 +12,12 @@
 //! subnet), and the report adds how long our RunPodSandbox spent in CNI ADD and in
 //! starting the pause task (they run side by side), from the daemon's log. Then every
 //! pod is stopped and removed (timed), and the RSS of crio and containerd once they
-//! are all gone is reported. `BENCH_LOG` keeps the daemon's log.
+//! are all gone is reported. `BENCH_LOG` keeps the daemon's log; `BENCH_RESULTS`
+//! gets the figures (see `crio_tests::bench_results`).
 
 use std::time::{Duration, Instant};
 
+use crio_tests::bench_results::record;
 use crio_tests::cri_containerd::{endpoint, CriContainerd};
 use crio_tests::network::TestNetwork;
 use crio_tests::pods::{container_config, host_network, pod_config};
@@ -144,6 +146,7 @@ async fn main() {
 
     let mut phases: Vec<Phases> = vec![Phases::default(); handlers.len()];
     let mut rss: Vec<u64> = vec![0; handlers.len()];
+    let mut pss: Vec<u64> = vec![0; handlers.len()];
     let mut detail: Vec<String> = vec![String::new(); handlers.len()];
     let mut pod_ids = Vec::new();
     for n in 0..pods {
@@ -188,6 +191,10 @@ async fn main() {
         };
         let pids = crio_tests::cleanup::processes_with_cwd_under(&bundle);
         rss[h] = pids.iter().copied().map(crio_tests::process::rss_kib).sum();
+        pss[h] = pids
+            .iter()
+            .map(|p| crio_tests::process::rollup_kib(*p as u32, "Pss:"))
+            .sum();
         detail[h] = pids
             .iter()
             .map(|p| memory_detail(*p))
@@ -245,6 +252,40 @@ async fn main() {
             rss[h]
         );
         println!("          {}", detail[h]);
+        let suffix = if network.is_some() {
+            " (CNI bridge)"
+        } else {
+            " (host network)"
+        };
+        for (figure, values, p) in [
+            ("pod start p50", &p.total, 0.5),
+            ("pod start p95", &p.total, 0.95),
+            ("RunPodSandbox p50", &p.sandbox, 0.5),
+            ("CreateContainer p50", &p.create, 0.5),
+            ("StartContainer p50", &p.start, 0.5),
+            ("StopPodSandbox p50", &p.stop_pod, 0.5),
+            ("RemovePodSandbox p50", &p.remove_pod, 0.5),
+        ] {
+            if !values.is_empty() {
+                let figure = format!("{figure}{suffix}");
+                record("pods", &figure, handler, ms(percentile(values, p)), "ms");
+            }
+        }
+        let shim_memory = format!("shim memory per pod, {pods} pods running");
+        record(
+            "memory",
+            &format!("{shim_memory}: PSS"),
+            handler,
+            pss[h] as f64,
+            "KiB",
+        );
+        record(
+            "memory",
+            &format!("{shim_memory}: RSS"),
+            handler,
+            rss[h] as f64,
+            "KiB",
+        );
         println!(
             "          p50: RunPodSandbox {:.1} CreateContainer {:.1} StartContainer {:.1} | StopPodSandbox {:.1} RemovePodSandbox {:.1} ms",
             ms(percentile(&p.sandbox, 0.5)),
@@ -255,6 +296,19 @@ async fn main() {
         );
     }
     // What the runtime itself keeps once every pod is gone.
+    let started = pods * handlers.iter().filter(|h| *h != "containerd").count();
+    let daemon_rss = format!("daemon RSS after {started} pods started and removed");
+    record(
+        "memory",
+        &daemon_rss,
+        "crio",
+        crio_tests::process::rss_kib(daemon.pid() as i32) as f64,
+        "KiB",
+    );
+    if let Some(c) = &containerd {
+        let kib = crio_tests::process::rss_kib(c.pid() as i32) as f64;
+        record("memory", &daemon_rss, "containerd", kib, "KiB");
+    }
     println!(
         "RSS after {pods} pods per handler started and removed: crio {} KiB ({}){}",
         crio_tests::process::rss_kib(daemon.pid() as i32),

@@ -8,6 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crio_tests::bench_results::record;
 use crio_tests::cri_containerd::CriContainerd;
 use crio_tests::images::{Entry, ImageSpec, OciLayout};
 use crio_tests::process::cpu_time;
@@ -168,6 +169,15 @@ async fn main() {
         layers * mib
     );
     let c = median(containerd.clone());
+    let figure = format!("PullImage, {layers} layers x {mib} MiB, median");
+    record("pull", &figure, "crio", o.as_secs_f64() * 1000.0, "ms");
+    record(
+        "pull",
+        &figure,
+        "containerd",
+        c.as_secs_f64() * 1000.0,
+        "ms",
+    );
     println!("crio PullImage (download+verify+unpack+sync): median {o:?}  all {ours:?}");
     println!("containerd CRI PullImage (download+unpack):   median {c:?}  all {containerd:?}");
     println!("skopeo copy to OCI dir (download+verify):     median {s:?}  all {skopeo:?}");
