@@ -61,6 +61,9 @@ install -m 0755 "$unit" "$nobody_dir/crio-core-unit"
 chmod 0777 "$nobody_dir"
 (cd "$nobody_dir" && TMPDIR="$nobody_dir" setpriv --reuid=nobody --regid=nogroup --clear-groups \
     ./crio-core-unit pods::lifecycle_tests) 2>&1 | tee -a "$log" || status=$?
+echo "==> packages: each installed into a fresh Debian root, a pod run there"
+# The suite's debug binaries, packed quickly: what is tested is the packaging.
+tests/package-install.sh --fast target/debug 2>&1 | tee -a "$log" || status=$?
 # One closing line over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

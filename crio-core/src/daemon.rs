@@ -55,6 +55,8 @@ pub enum DaemonError {
     Policy(crate::image::policy::PolicyError),
     #[error(transparent)]
     Metrics(crate::metrics::MetricsServerError),
+    #[error(transparent)]
+    MetricsCert(crate::metrics::self_signed::SelfSignedError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
     #[error("cannot write the version and clean-shutdown files ([crio] version_file, version_file_persist, clean_shutdown_file): {source}")]
@@ -226,6 +228,17 @@ pub async fn run(
         let tls = if m.metrics_cert.is_empty() {
             None
         } else {
+            let names = vec!["localhost".to_string(), m.metrics_host.clone()];
+            let (cert, key) = (Path::new(&m.metrics_cert), Path::new(&m.metrics_key));
+            if crate::metrics::self_signed::ensure(cert, key, &names)
+                .map_err(DaemonError::MetricsCert)?
+            {
+                tracing::info!(
+                    cert = %cert.display(),
+                    key = %key.display(),
+                    "metrics: neither file existed, a self-signed certificate was generated"
+                );
+            }
             Some(
                 crate::streaming::tls::acceptor(
                     Path::new(&m.metrics_cert),

@@ -180,3 +180,65 @@ fn an_unknown_collector_or_half_a_tls_pair_stops_the_start() {
         "{log}"
     );
 }
+
+/// `metrics_cert` and `metrics_key` where neither file exists: a self-signed pair
+/// is made there (as CRI-O does) and the endpoint serves TLS with it, with the
+/// process's own families.
+#[test]
+fn a_self_signed_certificate_when_none_is_on_disk() {
+    crio_tests::require_root();
+    let port = free_port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (
+        tmp.path().join("tls/metrics.crt"),
+        tmp.path().join("tls/metrics.key"),
+    );
+    let _daemon = Daemon::builder()
+        .dropin(
+            "20-metrics.conf",
+            &format!(
+                "[crio.metrics]\nenable_metrics = true\nmetrics_port = {port}\nmetrics_cert = \"{}\"\nmetrics_key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .start();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key)
+        .expect("key made")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let subject = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl x509");
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(subject.contains("DNS:localhost"), "{subject}");
+    // A scrape over TLS, trusting the generated certificate.
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile"])
+        .arg(&cert)
+        .args(["-servername", "localhost", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let out = client.wait_with_output().expect("response");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        sample(&text, "process_resident_memory_bytes").is_some_and(|v| v > 1e6),
+        "{text}"
+    );
+}

@@ -4,6 +4,7 @@
 //! with metrics disabled every update is a no-op.
 
 mod collectors;
+pub(crate) mod self_signed;
 mod server;
 mod summary;
 
@@ -244,6 +245,10 @@ impl Metrics {
                 tracing::warn!("metrics collector {name} is not served: {why}");
             }
         }
+        // The process's own families, as Go's default registry gives CRI-O's.
+        must(self.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
         // Ours, always with the endpoint.
         must(self.registry.register(Box::new(self.shim_starts.clone())));
         must(self.registry.register(Box::new(self.shim_gauges.clone())));
