@@ -15,8 +15,9 @@ echo "==> cargo build --release (crio: no PIE)"
 # No PIE: the loader has no relocations to apply to crio's read-only data, whose
 # pages then stay clean and shared with the page cache (0.7 MB less of the daemon's
 # private memory).
-RUSTFLAGS="-C relocation-model=static" \
-    cargo build --release --locked -p crio-core --bins --target "$HOST"
+# Only the binary is built so (`cargo rustc` passes the flag to the last crate):
+# dependencies stay PIC, as a dependency that is also a cdylib (pgp) must be.
+cargo rustc --release --locked -p crio-core --bin crio --target "$HOST" -- -C relocation-model=static
 
 echo "==> cargo build --profile shim ($SHIM, $YOUKI_SHIM, $KATA_SHIM: static, built for size)"
 # Static (no PIE: no relocations to apply) and size-optimised: one shim runs per
