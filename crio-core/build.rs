@@ -42,5 +42,12 @@ fn build_pause(rustc: &str) {
         .status()
         .expect("run rustc for pause");
     assert!(status.success(), "building pause/pause.rs failed");
+    let binary = std::fs::read(out.join("pause")).expect("read pause");
+    let digest: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&binary))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    println!("cargo:rustc-env=CRIO_PAUSE_SHA256={digest}");
     println!("cargo:rerun-if-changed=pause/pause.rs");
 }

@@ -21,14 +21,47 @@ pub(crate) fn install(dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(rootfs.join(d))?;
     }
     let target = rootfs.join("pause");
-    let current = std::fs::read(&target).ok();
-    if current.as_deref() != Some(PAUSE_BINARY) {
+    // Compared by digest: reading the embedded copy would keep its 1.2 MB resident
+    // in the daemon for nothing.
+    let current = std::fs::read(&target).ok().map(|bytes| sha256_hex(&bytes));
+    if current.as_deref() != Some(PAUSE_SHA256) {
         let tmp = rootfs.join(".pause.tmp");
         std::fs::write(&tmp, PAUSE_BINARY)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&tmp, &target)?;
+        release_embedded_copy();
     }
     Ok(rootfs)
+}
+
+/// The digest of [`PAUSE_BINARY`], computed when it was built.
+const PAUSE_SHA256: &str = env!("CRIO_PAUSE_SHA256");
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Unmaps the pages of the embedded copy just written out: they are the
+/// executable's read-only data, so a later read (there is none) would fault them
+/// back in from the file.
+fn release_embedded_copy() {
+    let page = 4096usize;
+    let start = PAUSE_BINARY.as_ptr() as usize;
+    let first = start.div_ceil(page) * page;
+    let end = (start + PAUSE_BINARY.len()) / page * page;
+    if end > first {
+        // SAFETY: [first, end) lies inside PAUSE_BINARY, a static in the
+        // executable's read-only, file-backed mapping; MADV_DONTNEED on such pages
+        // only drops them from this process, and any later access refaults them
+        // unchanged from the file.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,5 +95,7 @@ mod tests {
             .expect("run pause -v");
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("pause (crio-rs)"));
         install(dir.path()).expect("idempotent");
+        assert_eq!(sha256_hex(PAUSE_BINARY), PAUSE_SHA256, "the build's digest");
+        assert_eq!(std::fs::read(&pause).expect("read"), PAUSE_BINARY);
     }
 }
