@@ -107,6 +107,10 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
     let mut with_extra = before.clone();
     with_extra.push("extra".into());
     wait_handlers(&daemon, &mut cri, &with_extra).await;
+    let readiness: serde_json::Value =
+        serde_json::from_str(&cri.status(true).await.info["runtimeHandlers"])
+            .expect("runtimeHandlers is JSON");
+    assert_eq!(readiness["extra"]["ready"], true, "{readiness}");
     let extra_pod = crio_tests::pods::pod_config("extra-pod", &daemon.dirs.log_dir);
     let extra_pod_id = cri.run_pod(&extra_pod, "extra").await.expect("on extra");
     let first = cri
@@ -142,6 +146,26 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
         "a new pod gets the changed handler"
     );
     cri.stop_and_remove_pod(&other_pod_id).await;
+
+    // A handler whose runtime is missing is served, and said not ready.
+    let missing = daemon.dirs.config_dir.join("60-missing.conf");
+    write(
+        &missing,
+        "[crio.runtime.runtimes.missing]\nruntime_path = \"/nonexistent/runc\"\n",
+    );
+    let mut with_missing = with_extra.clone();
+    with_missing.push("missing".into());
+    wait_handlers(&daemon, &mut cri, &with_missing).await;
+    let readiness: serde_json::Value =
+        serde_json::from_str(&cri.status(true).await.info["runtimeHandlers"])
+            .expect("runtimeHandlers is JSON");
+    assert_eq!(readiness["missing"]["ready"], false, "{readiness}");
+    assert_eq!(
+        readiness["missing"]["reason"], "RuntimeBinaryNotFound",
+        "{readiness}"
+    );
+    std::fs::remove_file(&missing).expect("remove");
+    wait_handlers(&daemon, &mut cri, &with_extra).await;
 
     // Broken: the running set stays, the log names the file and line.
     write(

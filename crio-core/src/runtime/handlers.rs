@@ -252,6 +252,14 @@ impl HandlerRegistry {
         self.handlers.iter().map(|h| h.name.clone()).collect()
     }
 
+    /// Readiness of every handler, by name (verbose `Status`).
+    pub(crate) fn readiness(&self) -> Vec<(String, Readiness)> {
+        self.handlers
+            .iter()
+            .map(|h| (h.name.clone(), h.readiness(&self.search)))
+            .collect()
+    }
+
     /// Readiness of the default handler: the CRI `RuntimeReady` condition.
     pub(crate) fn default_readiness(&self) -> Readiness {
         match self.resolve("") {

@@ -98,6 +98,25 @@ impl RuntimeServiceImpl {
             "kernel": facts.kernel_release,
             "swapAccounting": facts.swap_accounting,
         });
+        // Each live handler's readiness: RuntimeReady covers the default only, and
+        // a handler dropped in with a missing binary or guest shows here.
+        let handlers: serde_json::Map<String, serde_json::Value> = self
+            .state
+            .pods
+            .handlers
+            .current()
+            .readiness()
+            .into_iter()
+            .map(|(name, readiness)| {
+                let value = match readiness {
+                    Readiness::Ready => serde_json::json!({"ready": true}),
+                    Readiness::NotReady { reason, message } => {
+                        serde_json::json!({"ready": false, "reason": reason, "message": message})
+                    }
+                };
+                (name, value)
+            })
+            .collect();
         let encode = |v: &serde_json::Value| {
             serde_json::to_string(v).map_err(|e| Status::internal(format!("encoding info: {e}")))
         };
@@ -108,6 +127,10 @@ impl RuntimeServiceImpl {
                 encode(&serde_json::json!(pod_cidrs))?,
             ),
             ("host".to_string(), encode(&host)?),
+            (
+                "runtimeHandlers".to_string(),
+                encode(&serde_json::Value::Object(handlers))?,
+            ),
         ]))
     }
 
