@@ -71,29 +71,26 @@ enum Trigger {
     Files,
 }
 
-/// Keys a SIGHUP applies live; the runtime handlers' are [`is_handler_key`].
-const SIGNAL_KEYS: &[&str] = &[
-    "crio.runtime.log_level",
-    "crio.image.pinned_images",
-    "crio.image.pause_image",
-    "crio.image.pause_image_auth_file",
-    "crio.image.pause_command",
-    "crio.runtime.seccomp_profile",
-    "crio.runtime.privileged_seccomp_profile",
-    "crio.runtime.apparmor_profile",
-];
-
-/// The keys of the runtime handlers, which a file change applies too.
-fn is_handler_key(key: &str) -> bool {
-    key.starts_with("crio.runtime.runtimes.") || key == "crio.runtime.default_runtime"
+/// What a SIGHUP applies live, copied from `next` (as CRI-O reloads it); the
+/// runtime handlers are [`copy_handlers`]'.
+fn copy_signal_keys(into: &mut Config, next: &Config) {
+    let (r, n) = (&mut into.crio.runtime, &next.crio.runtime);
+    r.log_level = n.log_level.clone();
+    r.seccomp_profile = n.seccomp_profile.clone();
+    r.privileged_seccomp_profile = n.privileged_seccomp_profile.clone();
+    r.apparmor_profile = n.apparmor_profile.clone();
+    let (i, n) = (&mut into.crio.image, &next.crio.image);
+    i.pause_image = n.pause_image.clone();
+    i.pause_image_auth_file = n.pause_image_auth_file.clone();
+    i.pause_command = n.pause_command.clone();
+    i.pinned_images = n.pinned_images.clone();
 }
 
-/// Whether `key` (dotted, maybe inside a list) is `name` or under it.
-fn under(key: &str, name: &str) -> bool {
-    key == name
-        || key
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+/// The runtime handlers, which a change to the files applies as well as a SIGHUP.
+fn copy_handlers(into: &mut Config, next: &Config) {
+    let (r, n) = (&mut into.crio.runtime, &next.crio.runtime);
+    r.runtimes = n.runtimes.clone();
+    r.default_runtime = n.default_runtime.clone();
 }
 
 /// Reloads on every SIGHUP and every change to the configuration files, one at a
@@ -162,33 +159,30 @@ async fn reload(trigger: Trigger, sources: &Sources, overrides: &Overrides, live
         return;
     }
     let signal = trigger == Trigger::Signal;
-    let mut wanted = (*current).clone();
-    let mut handlers_changed = false;
-    for key in &changed {
-        if is_handler_key(key) {
-            handlers_changed = true;
-        } else if !SIGNAL_KEYS.iter().any(|name| under(key, name)) {
+    // Which changed keys each kind of reload applies, derived from what it copies.
+    let mut with_signal = (*current).clone();
+    copy_signal_keys(&mut with_signal, &next);
+    let mut with_handlers = (*current).clone();
+    copy_handlers(&mut with_handlers, &next);
+    let (signal_keys, handler_keys) = (
+        changed_keys(&current, &with_signal),
+        changed_keys(&current, &with_handlers),
+    );
+    for key in changed.iter().filter(|k| !handler_keys.contains(k)) {
+        if !signal_keys.contains(key) {
             tracing::warn!("{what}: {key} changed; it takes effect at the next start");
         } else if !signal {
             tracing::info!("{what}: {key} changed; a SIGHUP applies it");
         }
     }
-    if handlers_changed {
-        let (r, n) = (&mut wanted.crio.runtime, &next.crio.runtime);
-        r.runtimes = n.runtimes.clone();
-        r.default_runtime = n.default_runtime.clone();
-    }
-    if signal {
-        let (r, n) = (&mut wanted.crio.runtime, &next.crio.runtime);
-        r.seccomp_profile = n.seccomp_profile.clone();
-        r.privileged_seccomp_profile = n.privileged_seccomp_profile.clone();
-        r.apparmor_profile = n.apparmor_profile.clone();
-        let (i, n) = (&mut wanted.crio.image, &next.crio.image);
-        i.pause_image = n.pause_image.clone();
-        i.pause_image_auth_file = n.pause_image_auth_file.clone();
-        i.pause_command = n.pause_command.clone();
-        i.pinned_images = n.pinned_images.clone();
-    }
+    let mut wanted = if signal {
+        with_signal
+    } else {
+        (*current).clone()
+    };
+    copy_handlers(&mut wanted, &next);
+    // The log level is the logger's to change (below), once the rest applied.
+    wanted.crio.runtime.log_level = current.crio.runtime.log_level.clone();
     if let Err(e) = apply(what, &current, &wanted, live).await {
         tracing::error!("{what}: nothing changes: {e}");
         return;
@@ -211,12 +205,10 @@ async fn reload(trigger: Trigger, sources: &Sources, overrides: &Overrides, live
 /// `current`'s: all of them or, when one does not load, none.
 async fn apply(what: &str, current: &Config, wanted: &Config, live: &Live) -> Result<(), String> {
     let (r, w) = (&current.crio.runtime, &wanted.crio.runtime);
-    // Handlers' own seccomp profiles are node defaults too.
-    let node_changed = r.runtimes != w.runtimes
-        || r.seccomp_profile != w.seccomp_profile
-        || r.privileged_seccomp_profile != w.privileged_seccomp_profile
-        || r.apparmor_profile != w.apparmor_profile
-        || current.crio.image.pause_command != wanted.crio.image.pause_command;
+    // Node defaults come from the runtime table (handlers' own seccomp profiles
+    // too) and the pause command.
+    let node_changed =
+        r != w || current.crio.image.pause_command != wanted.crio.image.pause_command;
     let node = if node_changed {
         let node = NodeDefaults::load(&wanted.crio.runtime, &wanted.crio.image, live.apparmor)
             .map_err(|e| e.to_string())?;
@@ -284,5 +276,26 @@ mod tests {
             ["crio.image.pinned_images", "crio.runtime.log_level"]
         );
         assert!(changed_keys(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn a_signal_applies_what_cri_o_reloads_and_files_the_handlers() {
+        let old = Config::default();
+        let mut next = old.clone();
+        next.crio.runtime.seccomp_profile = "/p.json".into();
+        next.crio.runtime.default_env = vec!["A=1".into()];
+        next.crio.runtime.default_runtime = "crun".into();
+        let mut with_signal = old.clone();
+        copy_signal_keys(&mut with_signal, &next);
+        assert_eq!(
+            changed_keys(&old, &with_signal),
+            ["crio.runtime.seccomp_profile"]
+        );
+        let mut with_handlers = old.clone();
+        copy_handlers(&mut with_handlers, &next);
+        assert_eq!(
+            changed_keys(&old, &with_handlers),
+            ["crio.runtime.default_runtime"]
+        );
     }
 }

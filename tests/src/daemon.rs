@@ -209,6 +209,23 @@ impl DaemonDirs {
         )
     }
 
+    /// The layer directory stored last (the one only the last-pulled image has),
+    /// for tests that break the store by hand.
+    pub fn newest_layer(&self) -> PathBuf {
+        let mut dirs: Vec<_> = fs::read_dir(self.root.join("images/layers"))
+            .expect("layers")
+            .flatten()
+            .map(|e| {
+                (
+                    e.metadata().and_then(|m| m.modified()).expect("mtime"),
+                    e.path(),
+                )
+            })
+            .collect();
+        dirs.sort();
+        dirs.pop().expect("a layer").1
+    }
+
     /// `[crio] version_file`: on the runroot, as on a tmpfs.
     pub fn version_file(&self) -> PathBuf {
         self.runroot.join("version")
@@ -316,6 +333,20 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Waits up to 15 s until the daemon has logged `text` `times` times; panics
+    /// with the log otherwise.
+    pub fn wait_for_log(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.log().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not logged {times} time(s):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Everything the daemon wrote to stdout and stderr.

@@ -297,3 +297,15 @@ pub async fn wait_for_file_text(path: &Path, needle: &str, timeout: Duration) ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Writes a seccomp profile in the containers/Docker format that allows
+/// everything but `syscalls` (they fail with an errno).
+pub fn refusing_seccomp_profile(path: &Path, syscalls: &[&str]) {
+    let names: Vec<String> = syscalls.iter().map(|s| format!("{s:?}")).collect();
+    let profile = format!(
+        r#"{{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}}],
+            "syscalls": [{{"names": [{}], "action": "SCMP_ACT_ERRNO"}}]}}"#,
+        names.join(", ")
+    );
+    std::fs::write(path, profile).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

@@ -473,17 +473,6 @@ async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
         let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     };
-    let wait_for = |daemon: &Daemon, text: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !daemon.log().contains(text) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} not in\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let dropin = daemon.dirs.config_dir.join("90-level.conf");
     std::fs::write(
         &dropin,
@@ -491,11 +480,11 @@ async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
     )
     .expect("edit");
     reload(&daemon);
-    wait_for(&daemon, "SIGHUP: log_level is now debug");
-    wait_for(&daemon, "SIGHUP: pinned images are now [\"x*\"]");
-    wait_for(
-        &daemon,
+    daemon.wait_for_log("SIGHUP: log_level is now debug", 1);
+    daemon.wait_for_log("SIGHUP: pinned images are now [\"x*\"]", 1);
+    daemon.wait_for_log(
         "SIGHUP: crio.runtime.default_env changed; it takes effect at the next start",
+        1,
     );
     // Debug lines appear now (a pod's shim connecting logs one): the filter changed.
     let mut cri = daemon.client().await;
@@ -504,9 +493,9 @@ async fn sighup_reloads_the_log_level_and_names_what_waits_for_a_restart() {
     cri.stop_and_remove_pod(&pod_id).await;
     std::fs::write(&dropin, "[crio.runtime]\nlog_level = \"loud\"\n").expect("break");
     reload(&daemon);
-    wait_for(
-        &daemon,
+    daemon.wait_for_log(
         "SIGHUP: the configuration is not reloaded, nothing changes",
+        1,
     );
     assert!(
         daemon.log().contains("crio.runtime.log_level"),

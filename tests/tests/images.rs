@@ -793,19 +793,7 @@ async fn crio_check_finds_and_repairs_a_broken_image() {
     assert!(ok && text.contains("the store is consistent"), "{text}");
 
     // The layer only web has (its last), deleted by hand.
-    let layers = daemon.dirs.root.join("images/layers");
-    let mut dirs: Vec<_> = std::fs::read_dir(&layers)
-        .expect("layers")
-        .flatten()
-        .map(|e| {
-            (
-                e.metadata().and_then(|m| m.modified()).expect("mtime"),
-                e.path(),
-            )
-        })
-        .collect();
-    dirs.sort();
-    let (_, newest) = dirs.last().expect("a layer").clone();
+    let newest = daemon.dirs.newest_layer();
     std::fs::remove_dir_all(&newest).expect("break the store");
     let (ok, text) = check(&daemon, false);
     assert!(!ok, "{text}");

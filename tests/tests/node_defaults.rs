@@ -696,19 +696,6 @@ async fn cni_status_grace_period_keeps_network_ready_for_a_while() {
     }
 }
 
-/// A profile in the containers/Docker format that refuses one syscall family.
-fn refusing_profile(path: &Path, syscalls: &[&str]) {
-    let names: Vec<String> = syscalls.iter().map(|s| format!("{s:?}")).collect();
-    write(
-        path,
-        &format!(
-            r#"{{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}}],
-                "syscalls": [{{"names": [{}], "action": "SCMP_ACT_ERRNO"}}]}}"#,
-            names.join(", ")
-        ),
-    );
-}
-
 /// `seccomp_profile` is what RuntimeDefault means; `privileged_seccomp_profile`
 /// confines privileged containers, whatever they ask.
 #[tokio::test(flavor = "multi_thread")]
@@ -718,8 +705,11 @@ async fn seccomp_profiles_from_the_node_config() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let default_profile = tmp.path().join("default.json");
     let privileged_profile = tmp.path().join("privileged.json");
-    refusing_profile(&default_profile, &["mkdir", "mkdirat"]);
-    refusing_profile(&privileged_profile, &["chmod", "fchmodat", "fchmodat2"]);
+    crio_tests::pods::refusing_seccomp_profile(&default_profile, &["mkdir", "mkdirat"]);
+    crio_tests::pods::refusing_seccomp_profile(
+        &privileged_profile,
+        &["chmod", "fchmodat", "fchmodat2"],
+    );
     let daemon = Daemon::builder()
         .dropin(
             "20-seccomp.conf",
@@ -798,7 +788,7 @@ async fn node_and_handler_settings_shape_every_container() {
     );
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let profile = t.join("handler-seccomp.json");
-    refusing_profile(&profile, &["mkdir", "mkdirat"]);
+    crio_tests::pods::refusing_seccomp_profile(&profile, &["mkdir", "mkdirat"]);
     let platform = format!(
         "linux/{}",
         std::env::consts::ARCH

@@ -25,6 +25,12 @@ async fn handler_names(cri: &mut CriClient) -> Vec<String> {
         .collect()
 }
 
+/// Each handler's readiness, as verbose `Status` reports it.
+async fn handler_readiness(cri: &mut CriClient) -> serde_json::Value {
+    serde_json::from_str(&cri.status(true).await.info["runtimeHandlers"])
+        .expect("runtimeHandlers is JSON")
+}
+
 /// Waits until `Status` lists the `wanted` handlers (in any order), or panics with the daemon's log.
 async fn wait_handlers(daemon: &Daemon, cri: &mut CriClient, wanted: &[String]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -42,23 +48,6 @@ async fn wait_handlers(daemon: &Daemon, cri: &mut CriClient, wanted: &[String]) 
             daemon.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn wait_log(daemon: &Daemon, text: &str) {
-    wait_log_times(daemon, text, 1);
-}
-
-/// Waits until the daemon has logged `text` `times` times.
-fn wait_log_times(daemon: &Daemon, text: &str, times: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while daemon.log().matches(text).count() < times {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{text:?} not in\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -107,9 +96,7 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
     let mut with_extra = before.clone();
     with_extra.push("extra".into());
     wait_handlers(&daemon, &mut cri, &with_extra).await;
-    let readiness: serde_json::Value =
-        serde_json::from_str(&cri.status(true).await.info["runtimeHandlers"])
-            .expect("runtimeHandlers is JSON");
+    let readiness = handler_readiness(&mut cri).await;
     assert_eq!(readiness["extra"]["ready"], true, "{readiness}");
     let extra_pod = crio_tests::pods::pod_config("extra-pod", &daemon.dirs.log_dir);
     let extra_pod_id = cri.run_pod(&extra_pod, "extra").await.expect("on extra");
@@ -124,7 +111,7 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
     // Changed: a new runtime_root. New pods get it; the running pod keeps the
     // definition it was started with, for its new containers too.
     write(&dropin, &extra_handler(&second_root));
-    wait_log_times(&daemon, "runtime handlers reloaded", 2);
+    daemon.wait_for_log("runtime handlers reloaded", 2);
     let second = cri
         .started_container(
             &extra_pod_id,
@@ -156,9 +143,7 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
     let mut with_missing = with_extra.clone();
     with_missing.push("missing".into());
     wait_handlers(&daemon, &mut cri, &with_missing).await;
-    let readiness: serde_json::Value =
-        serde_json::from_str(&cri.status(true).await.info["runtimeHandlers"])
-            .expect("runtimeHandlers is JSON");
+    let readiness = handler_readiness(&mut cri).await;
     assert_eq!(readiness["missing"]["ready"], false, "{readiness}");
     assert_eq!(
         readiness["missing"]["reason"], "RuntimeBinaryNotFound",
@@ -172,10 +157,7 @@ async fn handlers_dropped_in_changed_removed_and_broken_without_a_restart() {
         &dropin,
         "[crio.runtime.runtimes.extra]\nruntime_type = \"bogus\"\n",
     );
-    wait_log(
-        &daemon,
-        "the configuration is not reloaded, nothing changes",
-    );
+    daemon.wait_for_log("the configuration is not reloaded, nothing changes", 1);
     let log = daemon.log();
     assert!(
         log.contains("50-extra.conf:2"),
@@ -220,11 +202,7 @@ async fn sighup_applies_the_seccomp_profile_and_pause_image() {
     let registry = crio_tests::Registry::with_test_images();
     let tmp = tempfile::tempdir().expect("tempdir");
     let profile = tmp.path().join("no-mkdir.json");
-    write(
-        &profile,
-        r#"{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
-            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
-    );
+    crio_tests::pods::refusing_seccomp_profile(&profile, &["mkdir", "mkdirat"]);
     let daemon = Daemon::builder()
         .registries_conf(&registry.insecure_conf())
         .start();
@@ -261,13 +239,13 @@ async fn sighup_applies_the_seccomp_profile_and_pause_image() {
         ),
     );
     // The files changed: SIGHUP keys wait for the signal.
-    wait_log(
-        &daemon,
+    daemon.wait_for_log(
         "crio.runtime.seccomp_profile changed; a SIGHUP applies it",
+        1,
     );
     let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
-    wait_log(&daemon, "SIGHUP: the node's default profiles");
+    daemon.wait_for_log("SIGHUP: the node's default profiles", 1);
     let after = cri
         .started_container(&pod_id, &runtime_default("after"), &pod)
         .await;

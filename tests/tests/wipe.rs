@@ -28,22 +28,6 @@ fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-/// The newest layer directory: the one only the last-pulled image has.
-fn newest_layer(root: &Path) -> std::path::PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir(root.join("images/layers"))
-        .expect("layers")
-        .flatten()
-        .map(|e| {
-            (
-                e.metadata().and_then(|m| m.modified()).expect("mtime"),
-                e.path(),
-            )
-        })
-        .collect();
-    dirs.sort();
-    dirs.pop().expect("a layer").1
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_and_reboot_repair_the_store_and_wipe_the_pods_at_start() {
     let registry = Registry::with_test_images();
@@ -69,7 +53,7 @@ async fn a_crash_and_reboot_repair_the_store_and_wipe_the_pods_at_start() {
     // A crash, then a reboot, and a layer lost on the way.
     daemon.kill9();
     reboot(&daemon);
-    std::fs::remove_dir_all(newest_layer(&daemon.dirs.root)).expect("break the store");
+    std::fs::remove_dir_all(daemon.dirs.newest_layer()).expect("break the store");
     daemon.restart();
     let log = daemon.log();
     assert!(
