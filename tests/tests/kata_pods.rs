@@ -859,10 +859,9 @@ async fn a_vm_pod_on_virtio_fs_shares_bundles_and_volumes_and_leaves_nothing() {
         log.contains(" virtiofs "),
         "the rootfs comes over virtio-fs: {log}"
     );
-    assert_eq!(
-        std::fs::read_to_string(volume.path().join("out")).expect("written in the guest"),
-        "out\n"
-    );
+    // The log line comes before the write: wait for the file, not the line.
+    let out = wait_for_file_text(&volume.path().join("out"), "out", Duration::from_secs(30)).await;
+    assert_eq!(out, "out\n", "written in the guest");
     // What the host writes later is seen (cache=auto revalidates).
     std::fs::write(volume.path().join("late"), "later\n").expect("write");
     let out = cri.exec(&id, &["cat", "/data/late"]).await;
