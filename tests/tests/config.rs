@@ -160,6 +160,7 @@ fn unknown_keys_are_warned_about_with_file_and_line_but_start() {
 /// through our shim driving crun, and says what it ignores.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cri_o_crun_handler_with_conmon_rs_runs_pods_through_our_shim() {
+    crio_tests::containerd::prepare_crun();
     let registry = crio_tests::Registry::with_test_images();
     let daemon = Daemon::builder()
         .dropin(
@@ -231,6 +232,8 @@ async fn a_cri_o_crun_handler_with_conmon_rs_runs_pods_through_our_shim() {
 /// a pod on the file's default handler, `crun`.
 #[tokio::test(flavor = "multi_thread")]
 async fn cri_o_s_own_default_config_starts_says_why_of_each_ignored_key_and_runs_a_pod() {
+    // CRI-O's default handler is crun.
+    crio_tests::containerd::prepare_crun();
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/cri-o-1.31-default.conf"

@@ -13,7 +13,10 @@
 //! starting the pause task (they run side by side), from the daemon's log. Then every
 //! pod is stopped and removed (timed), and the RSS of crio and containerd once they
 //! are all gone is reported. `BENCH_LOG` keeps the daemon's log; `BENCH_RESULTS`
-//! gets the figures (see `crio_tests::bench_results`).
+//! gets the figures (see `crio_tests::bench_results`). `BENCH_GAP_MS` waits that
+//! long between RunPodSandbox and CreateContainer (not counted): a diagnostic, to
+//! tell what the sandbox left running (a new veth's udev and IPv6 work) from the
+//! create's own cost.
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +115,10 @@ async fn main() {
     if handlers.is_empty() {
         handlers = vec!["go".into(), "runc".into()];
     }
+    let gap = std::env::var("BENCH_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let network = std::env::var_os("BENCH_NETWORK").map(|_| TestNetwork::new(false));
     let conflist = network.as_ref().map(|net| {
         net.conflist(
@@ -167,7 +174,13 @@ async fn main() {
             let p = &mut phases[h];
             p.sandbox.push(t1 - t0);
             // BENCH_PODS_ONLY: just the sandbox (to tell a shim's base cost from a task's).
+            let mut waited = Duration::ZERO;
             if std::env::var_os("BENCH_PODS_ONLY").is_none() {
+                if let Some(gap) = gap {
+                    tokio::time::sleep(gap).await;
+                    waited = t1.elapsed();
+                }
+                let t1 = t1 + waited;
                 let id = cri
                     .create_container(&pod_id, &container_config("c", &image, "sleep 1000"), &pod)
                     .await
@@ -177,7 +190,7 @@ async fn main() {
                 p.create.push(t2 - t1);
                 p.start.push(t2.elapsed());
             }
-            p.total.push(t0.elapsed());
+            p.total.push(t0.elapsed() - waited);
             pod_ids.push((h, pod_id));
         }
     }
