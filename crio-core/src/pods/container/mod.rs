@@ -124,6 +124,20 @@ fn retire_container_files(
     trashed
 }
 
+/// How long the steps of a container's create took.
+struct CreateSteps {
+    /// Storage, rootfs mount and spec.
+    bundle: Duration,
+    /// Log, FIFOs, the record's commit and the pod's shim looked up.
+    files: Duration,
+    /// The shim's Create (the runtime's create inside it).
+    shim_create: Duration,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record
     /// planned and reserved under its name, then its bundle and task.
@@ -135,6 +149,7 @@ impl PodRuntime {
         image_config: &ImageConfig,
         volumes: &[ImageVolume],
     ) -> Result<String, CriError> {
+        let started = std::time::Instant::now();
         let meta = validate::request(config)?;
         let pod = self
             .sandbox(sandbox_id)?
@@ -145,6 +160,7 @@ impl PodRuntime {
         self.reserve_container(&record, image).await?;
         crate::failpoint::hit("create_container.recorded");
         let _lock = self.locks.lock(&id).await;
+        let reserved = started.elapsed();
         let inputs = BundleInputs {
             pod,
             config: config.clone(),
@@ -155,7 +171,17 @@ impl PodRuntime {
         };
         let mut record = record;
         match self.create_task(&mut record, inputs).await {
-            Ok(()) => {
+            Ok(steps) => {
+                // Where a create's time goes (docs/performance.md).
+                tracing::debug!(
+                    container = %id,
+                    reserve_ms = ms(reserved),
+                    bundle_ms = ms(steps.bundle),
+                    files_ms = ms(steps.files),
+                    shim_create_ms = ms(steps.shim_create),
+                    total_ms = ms(started.elapsed()),
+                    "CreateContainer steps"
+                );
                 self.emit(
                     &id,
                     &record.sandbox_id,
@@ -319,7 +345,8 @@ impl PodRuntime {
         self: &Arc<Self>,
         record: &mut ContainerRecord,
         inputs: BundleInputs,
-    ) -> Result<(), CriError> {
+    ) -> Result<CreateSteps, CriError> {
+        let started = std::time::Instant::now();
         let this = Arc::clone(self);
         let mut planned = record.clone();
         // On failure the record stays as planned: cleanup needs only its paths.
@@ -329,6 +356,7 @@ impl PodRuntime {
         })
         .await?;
         *record = planned;
+        let bundle_done = std::time::Instant::now();
         let id = record.id.clone();
         let bundle = record.bundle.clone();
         let (config, pod) = (&inputs.config, &inputs.pod);
@@ -359,6 +387,7 @@ impl PodRuntime {
             ..Default::default()
         };
         crate::failpoint::while_awaiting("create_container.creating");
+        let files_done = std::time::Instant::now();
         let created = match shim.client.create(&create).await {
             Ok(created) => created,
             Err(e) => {
@@ -374,6 +403,11 @@ impl PodRuntime {
             }
         };
         crate::failpoint::hit("create_container.created");
+        let steps = CreateSteps {
+            bundle: bundle_done - started,
+            files: files_done - bundle_done,
+            shim_create: files_done.elapsed(),
+        };
         // Only the pid: an exit that came before this reply is recorded already
         // and must not be overwritten with "created".
         record.pid = created.pid;
@@ -390,7 +424,7 @@ impl PodRuntime {
         fifos.release();
         self.spawn_log_drains(&id, fifos, log);
         self.watch_exit(shim, pod.id.clone(), id);
-        Ok(())
+        Ok(steps)
     }
 
     /// The container's storage and its rootfs from the image's layers; in a pod

@@ -284,6 +284,7 @@ impl PodRuntime {
         handler_name: &str,
         infra: Option<(&ImageRecord, &ImageConfig)>,
     ) -> Result<String, CriError> {
+        let begun = std::time::Instant::now();
         let meta = validate::pod_request(config)?;
         let handler = self.handler(handler_name)?;
         // The handler's `default_annotations`, under the pod's own (CRI-O 1.31).
@@ -365,6 +366,7 @@ impl PodRuntime {
         if let Some(plan) = &network {
             Self::record_attachment(&mut record, plan);
         }
+        let planned = begun.elapsed();
         {
             // Name reservation and the record land together.
             let mut names = self.names.lock().await;
@@ -378,6 +380,12 @@ impl PodRuntime {
             names.hold(&record);
         }
         crate::failpoint::hit("run_sandbox.recorded");
+        tracing::debug!(
+            pod = %id,
+            plan_ms = planned.as_secs_f64() * 1000.0,
+            record_ms = (begun.elapsed() - planned).as_secs_f64() * 1000.0,
+            "pod sandbox recorded"
+        );
         let _lock = self.locks.lock(&id).await;
         match self
             .start_sandbox(&mut record, &handler, ns, infra, network, setup)
@@ -411,7 +419,13 @@ impl PodRuntime {
         let this = Arc::clone(self);
         let planned = record.clone();
         let sysctls = setup.sysctls.clone();
+        let begun = std::time::Instant::now();
         super::off_worker(move || this.make_pod_namespaces(&planned, ns, &sysctls)).await?;
+        tracing::debug!(
+            pod = %record.id,
+            ms = begun.elapsed().as_secs_f64() * 1000.0,
+            "pod namespaces pinned"
+        );
         let infra = infra.map(|(image, config)| (image.clone(), config.clone()));
         let this = Arc::clone(self);
         let planned = record.clone();
@@ -733,6 +747,7 @@ impl PodRuntime {
         if started.is_ok() && attached.is_ok() {
             record.state = SandboxState::Ready;
         }
+        let committing = std::time::Instant::now();
         self.store.put_async(record.clone()).await?;
         attached?;
         let (shim, _) = started?;
@@ -741,6 +756,7 @@ impl PodRuntime {
             pod = %id,
             cni_add_ms = cni_time.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
             infra_ms = infra_time.as_secs_f64() * 1000.0,
+            commit_ms = committing.elapsed().as_secs_f64() * 1000.0,
             "pod sandbox ready"
         );
         if !record.infra_dropped {

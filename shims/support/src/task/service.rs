@@ -106,6 +106,7 @@ impl Service {
         &self,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse, Error> {
+        let started = std::time::Instant::now();
         let ns = self.inner.ctx.namespace.clone();
         if req.id.is_empty() {
             return Err(Error::InvalidArgument("container id is empty".into()));
@@ -204,6 +205,12 @@ impl Service {
                 },
             )
             .await;
+        // The shim's whole Create, beside the runtime's share ("runtime command done").
+        tracing::debug!(
+            container = %req.id,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "task create done"
+        );
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
