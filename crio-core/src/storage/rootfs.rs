@@ -179,7 +179,9 @@ fn prepare(
     let target = container_dir.join(ROOTFS_DIR);
     match driver {
         StorageDriver::Overlay => {
-            if is_mounted(&target) {
+            // A rootfs directory not made yet is not mounted: only a retry reads
+            // mountinfo, which grows with every pod of the node.
+            if target.exists() && is_mounted(&target) {
                 return Ok(target);
             }
             let (upper, work) = (container_dir.join(UPPER_DIR), container_dir.join(WORK_DIR));

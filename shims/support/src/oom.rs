@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -44,9 +45,29 @@ pub fn cgroup_mounts(mountinfo: &str) -> (Option<PathBuf>, Option<PathBuf>) {
     (v1, v2)
 }
 
+/// The cgroup mount points of this process's mount namespace, read once: they do
+/// not move during a shim's life, while mountinfo grows with every pod of the node
+/// (each container's create read it whole).
+fn own_cgroup_mounts() -> Result<&'static (Option<PathBuf>, Option<PathBuf>)> {
+    static MOUNTS: OnceLock<(Option<PathBuf>, Option<PathBuf>)> = OnceLock::new();
+    if let Some(mounts) = MOUNTS.get() {
+        return Ok(mounts);
+    }
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
+    Ok(MOUNTS.get_or_init(|| cgroup_mounts(&mountinfo)))
+}
+
 /// The memory cgroup of a process from its `/proc/<pid>/cgroup` text.
 pub fn memory_cgroup(proc_cgroup: &str, mountinfo: &str) -> Option<MemoryCgroup> {
-    let (v1_mount, v2_mount) = cgroup_mounts(mountinfo);
+    memory_cgroup_under(proc_cgroup, &cgroup_mounts(mountinfo))
+}
+
+/// The memory cgroup of a process under the (v1 memory, cgroup2) mount points.
+fn memory_cgroup_under(
+    proc_cgroup: &str,
+    (v1_mount, v2_mount): &(Option<PathBuf>, Option<PathBuf>),
+) -> Option<MemoryCgroup> {
     let mut v2_path = None;
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -82,9 +103,7 @@ pub fn oom_kills(memory_events: &str) -> u64 {
 pub fn watch(pid: u32) -> Result<mpsc::UnboundedReceiver<()>> {
     let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
-    let cgroup = memory_cgroup(&proc_cgroup, &mountinfo)
+    let cgroup = memory_cgroup_under(&proc_cgroup, own_cgroup_mounts()?)
         .ok_or_else(|| Error::NotFound(format!("no memory cgroup for pid {pid}")))?;
     let (tx, rx) = mpsc::unbounded_channel();
     match cgroup {
@@ -202,9 +221,7 @@ impl OomCounter {
     pub fn of(pid: u32) -> Result<Self> {
         let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
-        let mountinfo =
-            std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
-        match memory_cgroup(&proc_cgroup, &mountinfo) {
+        match memory_cgroup_under(&proc_cgroup, own_cgroup_mounts()?) {
             Some(MemoryCgroup::V2(dir)) => Self::new(dir),
             _ => Err(Error::NotFound(format!(
                 "no cgroup v2 memory cgroup for pid {pid}"
