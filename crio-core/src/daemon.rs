@@ -241,8 +241,8 @@ pub async fn run(
             }
             Some(
                 crate::streaming::tls::acceptor(
-                    Path::new(&m.metrics_cert),
-                    Path::new(&m.metrics_key),
+                    cert,
+                    key,
                     None,
                     &crate::streaming::tls::TlsPolicy::from_config(
                         &c.api.tls_min_version,

@@ -253,18 +253,17 @@ impl Puller {
         if let Some((cert, _)) = tls.client_pairs.first() {
             tracing::warn!(registry, cert = %cert.display(), "client certificates are not supported: pulling without presenting it");
         }
-        let client_err = |e: OciDistributionError| {
-            PullError::Registry {
+        let client_err = |e: OciDistributionError| PullError::Registry {
             image: shown.clone(),
             message: match tls.dir.as_deref() {
                 Some(dir) => format!("TLS settings from {}: {}", dir.display(), chain(&e)),
                 // The system's CA store is the only other input of the client.
                 None => format!(
-                    "the registry client (with the system's CA certificates: is                      ca-certificates installed?): {}",
+                    "the registry client (with the system's CA certificates: \
+                     is ca-certificates installed?): {}",
                     chain(&e)
                 ),
             },
-        }
         };
         // An insecure registry is tried over HTTPS without verification first, then
         // over plain HTTP, as containers/image does.
