@@ -75,42 +75,78 @@ fn err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) 
 }
 
 /// Creates a new namespace of `kind` and pins it at `path` (a bind mount of the
-/// namespace file). The namespace is entered by a short-lived thread of its own, so
-/// the daemon's threads never change namespace. A network namespace gets `lo` up; a
-/// UTS namespace gets `hostname` (when not empty), so it is set whatever the runtime
-/// does with a joined UTS namespace (youki's libcontainer sets none).
+/// namespace file). See [`create_pinned_set`].
 pub fn create_pinned(kind: PodNamespace, path: &Path, hostname: &str) -> Result<(), NetnsError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err(dir, "create directory"))?;
+    create_pinned_set(&[(kind, path.to_path_buf())], hostname)
+}
+
+/// Creates a new namespace of each kind in `pins` and pins it at its path (a bind
+/// mount of the namespace file). One short-lived thread unshares them all at once,
+/// so the daemon's threads never change namespace. A network namespace gets `lo`
+/// up; a UTS namespace gets `hostname` (when not empty), so it is set whatever the
+/// runtime does with a joined UTS namespace (youki's libcontainer sets none). On
+/// failure none of them is left pinned.
+pub fn create_pinned_set(
+    pins: &[(PodNamespace, PathBuf)],
+    hostname: &str,
+) -> Result<(), NetnsError> {
+    if pins.is_empty() {
+        return Ok(());
     }
-    std::fs::File::create(path).map_err(err(path, "create mount point"))?;
-    let target = path.to_path_buf();
+    let mount_point = |path: &Path| -> Result<(), NetnsError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err(dir, "create directory"))?;
+        }
+        std::fs::File::create(path).map_err(err(path, "create mount point"))?;
+        Ok(())
+    };
+    if let Err(e) = pins.iter().try_for_each(|(_, path)| mount_point(path)) {
+        remove_all(pins);
+        return Err(e);
+    }
+    let flags = pins
+        .iter()
+        .fold(nix::sched::CloneFlags::empty(), |f, (kind, _)| {
+            f | kind.clone_flag()
+        });
+    let owned = pins.to_vec();
     let hostname = hostname.to_string();
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
-        nix::sched::unshare(kind.clone_flag()).map_err(|e| err(&target, "unshare")(e.into()))?;
-        configure(kind, &target, &hostname)?;
-        let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
-        nix::mount::mount(
-            Some(source.as_str()),
-            &target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| err(&target, "bind mount")(e.into()))
+        let first = owned.first().map_or(Path::new(""), |(_, p)| p.as_path());
+        nix::sched::unshare(flags).map_err(|e| err(first, "unshare")(e.into()))?;
+        for (kind, target) in &owned {
+            configure(*kind, target, &hostname)?;
+            let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
+            nix::mount::mount(
+                Some(source.as_str()),
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| err(target, "bind mount")(e.into()))?;
+        }
+        Ok(())
     })
     .join()
     .unwrap_or_else(|_| {
         Err(NetnsError::Io {
-            path: path.to_path_buf(),
+            path: pins.first().map(|(_, p)| p.clone()).unwrap_or_default(),
             action: "pin",
             source: std::io::Error::other("pinning thread panicked"),
         })
     });
     if pinned.is_err() {
-        let _ = std::fs::remove_file(path);
+        remove_all(pins);
     }
     pinned
+}
+
+/// Unpins (or removes the mount point of) every path in `pins`, best effort.
+fn remove_all(pins: &[(PodNamespace, PathBuf)]) {
+    for (_, path) in pins {
+        let _ = remove_pinned(path);
+    }
 }
 
 /// Sets up the calling thread's new namespace of `kind` (pinned at `path`): `lo` up
@@ -288,6 +324,45 @@ mod tests {
             }))
         })
         .expect("read lo in the namespace")
+    }
+
+    #[test]
+    fn pins_a_set_of_namespaces_from_one_thread() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pins: Vec<(PodNamespace, PathBuf)> = PodNamespace::ALL
+            .iter()
+            .map(|k| (*k, dir.path().join(k.dir_name()).join("pod")))
+            .collect();
+        create_pinned_set(&pins, "set-host").expect("pin");
+        for (kind, path) in &pins {
+            assert!(is_pinned(path), "{kind:?}");
+            let own = format!("/proc/self/ns/{}", kind.proc_name());
+            assert_ne!(
+                std::fs::metadata(path).expect("stat").ino(),
+                std::fs::metadata(own).expect("stat own").ino(),
+                "{kind:?} is a new namespace"
+            );
+        }
+        assert!(loopback_is_up_in(&pins[0].1));
+        let name = on_thread_in(PodNamespace::Uts, &pins[1].1, || {
+            Ok(nix::unistd::gethostname()?)
+        })
+        .expect("hostname in the namespace");
+        assert_eq!(name, "set-host");
+        for (_, path) in &pins {
+            remove_pinned(path).expect("unpin");
+        }
+
+        // A pin that cannot be made leaves none of the set behind.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, "").expect("write");
+        let bad = vec![
+            (PodNamespace::Net, dir.path().join("netns/other")),
+            (PodNamespace::Uts, blocked.join("under-a-file")),
+        ];
+        create_pinned_set(&bad, "").expect_err("a path under a file");
+        assert!(!bad[0].1.exists(), "the first pin was undone");
     }
 
     #[test]

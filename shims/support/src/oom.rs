@@ -45,17 +45,44 @@ pub fn cgroup_mounts(mountinfo: &str) -> (Option<PathBuf>, Option<PathBuf>) {
     (v1, v2)
 }
 
-/// The cgroup mount points of this process's mount namespace, read once: they do
-/// not move during a shim's life, while mountinfo grows with every pod of the node
-/// (each container's create read it whole).
+/// The cgroup mount points of this process's mount namespace, found once: they do
+/// not move during a shim's life. Where the host mounts them in the usual places
+/// they are checked there; mountinfo, which grows with every pod of the node and
+/// costs a millisecond to read on a busy one, only where it does not.
 fn own_cgroup_mounts() -> Result<&'static (Option<PathBuf>, Option<PathBuf>)> {
     static MOUNTS: OnceLock<(Option<PathBuf>, Option<PathBuf>)> = OnceLock::new();
     if let Some(mounts) = MOUNTS.get() {
         return Ok(mounts);
     }
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?;
-    Ok(MOUNTS.get_or_init(|| cgroup_mounts(&mountinfo)))
+    let found = match usual_cgroup_mounts() {
+        Some(mounts) => mounts,
+        None => cgroup_mounts(
+            &std::fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read mountinfo"))?,
+        ),
+    };
+    Ok(MOUNTS.get_or_init(|| found))
+}
+
+/// The cgroup mount points where systemd (and Debian without it) mounts them: the
+/// v1 memory hierarchy at `/sys/fs/cgroup/memory` (a cgroup file system holding
+/// `memory.oom_control`), cgroup2 at `/sys/fs/cgroup` or, on a hybrid host,
+/// `/sys/fs/cgroup/unified`. `None` when the host has neither a v1 memory
+/// hierarchy there nor cgroup2 at `/sys/fs/cgroup`: mountinfo decides then.
+fn usual_cgroup_mounts() -> Option<(Option<PathBuf>, Option<PathBuf>)> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    let is = |path: &Path, magic| statfs(path).is_ok_and(|s| s.filesystem_type() == magic);
+    let v2 = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| is(p, CGROUP2_SUPER_MAGIC))
+        .map(Path::to_path_buf);
+    let memory = Path::new("/sys/fs/cgroup/memory");
+    if is(memory, CGROUP_SUPER_MAGIC) && memory.join("memory.oom_control").exists() {
+        return Some((Some(memory.to_path_buf()), v2));
+    }
+    // Pure cgroup2: the memory controller cannot be in a v1 hierarchy as well.
+    v2.filter(|p| p == Path::new("/sys/fs/cgroup"))
+        .map(|p| (None, Some(p)))
 }
 
 /// The memory cgroup of a process from its `/proc/<pid>/cgroup` text.
@@ -255,6 +282,17 @@ mod tests {
         let (v1, v2) = cgroup_mounts(MOUNTINFO);
         assert_eq!(v1, Some(PathBuf::from("/sys/fs/cgroup/memory")));
         assert_eq!(v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+    }
+
+    /// The mount points checked in their usual places are the ones mountinfo
+    /// names, on this host (cgroup v1 with cgroup2 at `unified` here; any host
+    /// whose hierarchies are where systemd puts them).
+    #[test]
+    fn the_usual_places_agree_with_mountinfo() {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let from_mountinfo = cgroup_mounts(&mountinfo);
+        let usual = usual_cgroup_mounts().expect("this host mounts cgroups in the usual places");
+        assert_eq!(usual, from_mountinfo);
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn retire_container_files(
 struct CreateSteps {
     /// Storage, rootfs mount and spec.
     bundle: Duration,
-    /// Log, FIFOs, the record's commit and the pod's shim looked up.
+    /// Log, FIFOs and the pod's shim looked up.
     files: Duration,
     /// The shim's Create (the runtime's create inside it).
     shim_create: Duration,
@@ -368,7 +368,6 @@ impl PodRuntime {
         record.stdout_fifo = fifos.paths.stdout.clone();
         record.stderr_fifo = fifos.paths.stderr.clone();
         record.stdin_fifo = fifos.paths.stdin.clone();
-        self.store.put_async(record.clone()).await?;
 
         let handler = self.pod_handler(pod)?;
         let pod_wide = handler.features.sandbox_task_optional;
@@ -408,16 +407,18 @@ impl PodRuntime {
             files: files_done - bundle_done,
             shim_create: files_done.elapsed(),
         };
-        // Only the pid: an exit that came before this reply is recorded already
-        // and must not be overwritten with "created".
+        // One commit for what the bundle and the FIFOs filled in and the pid (a
+        // crash before it leaves the reserved record, which start-up reaps by its
+        // bundle). Onto the stored record: an exit that came before this reply is
+        // recorded already and must not be overwritten with "created".
         record.pid = created.pid;
-        let (key, pid) = (id.clone(), created.pid);
+        let made = record.clone();
         self.store
             .write_async(move |tx| {
-                let Some(mut current) = tx.get::<ContainerRecord>(&key)? else {
+                let Some(mut current) = tx.get::<ContainerRecord>(&made.id)? else {
                     return Ok(());
                 };
-                current.pid = pid;
+                current.take_created(&made);
                 tx.put(&current)
             })
             .await?;

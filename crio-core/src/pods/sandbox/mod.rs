@@ -367,8 +367,12 @@ impl PodRuntime {
             Self::record_attachment(&mut record, plan);
         }
         let planned = begun.elapsed();
-        {
-            // Name reservation and the record land together.
+        let _lock = self.locks.lock(&id).await;
+        let pinned = {
+            // Name reservation and the record land together. The pod's namespaces
+            // are made while the record commits: a crash before the commit lands
+            // leaves pins and a bundle no record names, which start-up removes, and
+            // nothing reaches the network before both are done.
             let mut names = self.names.lock().await;
             if let Some(holder) = names.holder::<SandboxRecord>(&self.store, &record.full_name)? {
                 return Err(CriError::AlreadyExists(format!(
@@ -376,21 +380,44 @@ impl PodRuntime {
                     record.full_name
                 )));
             }
-            self.store.put_async(record.clone()).await?;
+            let this = Arc::clone(self);
+            let (to_pin, sysctls) = (record.clone(), setup.sysctls.clone());
+            let pin = super::off_worker(move || {
+                let started = std::time::Instant::now();
+                this.make_pod_namespaces(&to_pin, ns, &sysctls)
+                    .map(|()| started.elapsed())
+            });
+            let (committed, pinned) = tokio::join!(self.store.put_async(record.clone()), pin);
+            if let Err(e) = committed {
+                if pinned.is_ok() {
+                    let pod = record.clone();
+                    let _ = super::off_worker(move || {
+                        remove_pod_files(&pod);
+                        Ok(())
+                    })
+                    .await;
+                }
+                return Err(e.into());
+            }
             names.hold(&record);
-        }
+            pinned
+        };
         crate::failpoint::hit("run_sandbox.recorded");
         tracing::debug!(
             pod = %id,
             plan_ms = planned.as_secs_f64() * 1000.0,
             record_ms = (begun.elapsed() - planned).as_secs_f64() * 1000.0,
-            "pod sandbox recorded"
+            pin_ms = pinned.as_ref().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            "pod sandbox recorded, namespaces pinned"
         );
-        let _lock = self.locks.lock(&id).await;
-        match self
-            .start_sandbox(&mut record, &handler, ns, infra, network, setup)
-            .await
-        {
+        let started = match pinned {
+            Ok(_) => {
+                self.start_sandbox(&mut record, &handler, ns, infra, network, setup)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(()) => {
                 self.emit(&id, &id, cri::ContainerEventType::ContainerCreatedEvent);
                 self.emit(&id, &id, cri::ContainerEventType::ContainerStartedEvent);
@@ -404,9 +431,8 @@ impl PodRuntime {
         }
     }
 
-    /// The pod's start after its record: its namespaces (blocking work, on the
-    /// blocking pool), then the network (CNI ADD) side by side with the pod's files
-    /// and the pause task (or only the shim).
+    /// The pod's start after its record and namespaces: the network (CNI ADD) side
+    /// by side with the pod's files and the pause task (or only the shim).
     async fn start_sandbox(
         self: &Arc<Self>,
         record: &mut SandboxRecord,
@@ -416,16 +442,6 @@ impl PodRuntime {
         network: Option<network::NetworkPlan>,
         setup: PodSetup,
     ) -> Result<(), CriError> {
-        let this = Arc::clone(self);
-        let planned = record.clone();
-        let sysctls = setup.sysctls.clone();
-        let begun = std::time::Instant::now();
-        super::off_worker(move || this.make_pod_namespaces(&planned, ns, &sysctls)).await?;
-        tracing::debug!(
-            pod = %record.id,
-            ms = begun.elapsed().as_secs_f64() * 1000.0,
-            "pod namespaces pinned"
-        );
         let infra = infra.map(|(image, config)| (image.clone(), config.clone()));
         let this = Arc::clone(self);
         let planned = record.clone();
@@ -653,10 +669,13 @@ impl PodRuntime {
                 )
                 .map_err(CriError::internal)
             }
-            None => kinds.into_iter().try_for_each(|kind| {
-                pinned_ns::create_pinned(kind, &path_of(kind), &record.hostname)
-                    .map_err(CriError::internal)
-            }),
+            None => {
+                let pins: Vec<(PodNamespace, PathBuf)> = kinds
+                    .into_iter()
+                    .map(|kind| (kind, path_of(kind)))
+                    .collect();
+                pinned_ns::create_pinned_set(&pins, &record.hostname).map_err(CriError::internal)
+            }
         }
     }
 
