@@ -382,24 +382,30 @@ impl PodRuntime {
             }
             let this = Arc::clone(self);
             let (to_pin, sysctls) = (record.clone(), setup.sysctls.clone());
-            let pin = super::off_worker(move || {
+            let pinning = crate::blocking::start(move || {
                 let started = std::time::Instant::now();
                 this.make_pod_namespaces(&to_pin, ns, &sysctls)
                     .map(|()| started.elapsed())
             });
-            let (committed, pinned) = tokio::join!(self.store.put_async(record.clone()), pin);
+            let committed = self.store.put_async(record.clone()).await;
+            if committed.is_ok() {
+                names.hold(&record);
+            }
+            // Other pods' names wait for the commit only, not for the namespaces.
+            drop(names);
+            let pinned = pinning.await.unwrap_or_else(|| {
+                Err(CriError::Unavailable("the daemon is shutting down".into()))
+            });
             if let Err(e) = committed {
-                if pinned.is_ok() {
-                    let pod = record.clone();
-                    let _ = super::off_worker(move || {
-                        remove_pod_files(&pod);
-                        Ok(())
-                    })
-                    .await;
-                }
+                // Unrecorded: what the namespaces' step made goes now.
+                let pod = record.clone();
+                let _ = super::off_worker(move || {
+                    remove_pod_files(&pod);
+                    Ok(())
+                })
+                .await;
                 return Err(e.into());
             }
-            names.hold(&record);
             pinned
         };
         crate::failpoint::hit("run_sandbox.recorded");
