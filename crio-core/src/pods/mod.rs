@@ -21,6 +21,12 @@ pub use node_defaults::NodeDefaults;
 pub(crate) use runtime::{PodRuntime, PodRuntimeConfig};
 pub(crate) use sandbox::network::PodWriter;
 
+/// A duration in milliseconds, as the debug lines of a pod's and a container's
+/// steps give them (docs/performance.md reads a pod start from those).
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Runs blocking work (mounts, forks, file writes) off the async workers (see
 /// [`crate::blocking`]).
 pub(crate) async fn off_worker<T, F>(f: F) -> Result<T, crate::error::CriError>

@@ -85,11 +85,6 @@ fn usual_cgroup_mounts() -> Option<(Option<PathBuf>, Option<PathBuf>)> {
         .map(|p| (None, Some(p)))
 }
 
-/// The memory cgroup of a process from its `/proc/<pid>/cgroup` text.
-pub fn memory_cgroup(proc_cgroup: &str, mountinfo: &str) -> Option<MemoryCgroup> {
-    memory_cgroup_under(proc_cgroup, &cgroup_mounts(mountinfo))
-}
-
 /// The memory cgroup of a process under the (v1 memory, cgroup2) mount points.
 fn memory_cgroup_under(
     proc_cgroup: &str,
@@ -299,7 +294,7 @@ mod tests {
     fn v1_memory_cgroup_of_a_process() {
         let proc_cgroup = "5:memory:/default/c1\n4:cpu:/default/c1\n0::/default/c1\n";
         assert_eq!(
-            memory_cgroup(proc_cgroup, MOUNTINFO),
+            memory_cgroup_under(proc_cgroup, &cgroup_mounts(MOUNTINFO)),
             Some(MemoryCgroup::V1("/sys/fs/cgroup/memory/default/c1".into()))
         );
     }

@@ -134,9 +134,7 @@ struct CreateSteps {
     shim_create: Duration,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
+use super::ms;
 
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record

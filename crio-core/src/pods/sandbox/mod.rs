@@ -411,9 +411,9 @@ impl PodRuntime {
         crate::failpoint::hit("run_sandbox.recorded");
         tracing::debug!(
             pod = %id,
-            plan_ms = planned.as_secs_f64() * 1000.0,
-            record_ms = (begun.elapsed() - planned).as_secs_f64() * 1000.0,
-            pin_ms = pinned.as_ref().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            plan_ms = super::ms(planned),
+            record_ms = super::ms(begun.elapsed() - planned),
+            pin_ms = pinned.as_ref().map_or(0.0, |d| super::ms(*d)),
             "pod sandbox recorded, namespaces pinned"
         );
         let started = match pinned {
@@ -779,9 +779,9 @@ impl PodRuntime {
         // What the pod's start spent where (the two ran side by side).
         tracing::info!(
             pod = %id,
-            cni_add_ms = cni_time.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
-            infra_ms = infra_time.as_secs_f64() * 1000.0,
-            commit_ms = committing.elapsed().as_secs_f64() * 1000.0,
+            cni_add_ms = cni_time.map_or(0.0, super::ms),
+            infra_ms = super::ms(infra_time),
+            commit_ms = super::ms(committing.elapsed()),
             "pod sandbox ready"
         );
         if !record.infra_dropped {

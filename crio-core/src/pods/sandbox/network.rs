@@ -99,7 +99,7 @@ impl PodRuntime {
             tracing::info!(
                 pod = %record.id,
                 ips = ?record.ips,
-                cni_add_ms = added.elapsed.as_secs_f64() * 1000.0,
+                cni_add_ms = crate::pods::ms(added.elapsed),
                 "pod network attached"
             );
         }
