@@ -417,6 +417,30 @@ async fn a_failure_at_any_step_of_create_container_leaves_no_record_and_the_pod_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_taken_name_is_refused_and_leaves_its_holder_and_nothing_else() {
+    let h = harness();
+    let pod = h.run_pod("web").await.expect("RunPodSandbox");
+    let first = h.create(&pod, "app").await.expect("CreateContainer");
+    let storage = || -> Vec<_> {
+        std::fs::read_dir(h.dir.path().join("root/containers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    let (bundles, stored) = (h.bundles(), storage());
+    let err = h.create(&pod, "app").await.expect_err("the name is taken");
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    // The bundle made while the reservation was tried is gone; the holder's stays.
+    assert_eq!(h.bundles(), bundles);
+    assert_eq!(storage(), stored);
+    assert_eq!(h.containers().len(), 1);
+    h.pods
+        .start_container(&first)
+        .await
+        .expect("the holder still runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_exit_that_beats_the_create_reply_is_kept() {
     let h = harness();
     let pod = h.run_pod("web").await.expect("RunPodSandbox");

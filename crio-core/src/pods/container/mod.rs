@@ -124,10 +124,15 @@ fn retire_container_files(
     trashed
 }
 
-/// How long the steps of a container's create took.
+/// Deletes trashed directories after the reply: nothing names them any more.
+fn delete_trashed(trashed: Vec<PathBuf>) {
+    if !trashed.is_empty() {
+        tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
+    }
+}
+
+/// How long the steps of a container's create after its bundle took.
 struct CreateSteps {
-    /// Storage, rootfs mount and spec.
-    bundle: Duration,
     /// Log, FIFOs and the pod's shim looked up.
     files: Duration,
     /// The shim's Create (the runtime's create inside it).
@@ -138,7 +143,7 @@ use super::ms;
 
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record
-    /// planned and reserved under its name, then its bundle and task.
+    /// planned, reserved under its name while its bundle is made, then its task.
     pub(crate) async fn create_container(
         self: &Arc<Self>,
         sandbox_id: &str,
@@ -155,10 +160,6 @@ impl PodRuntime {
         let (record, args) =
             self.plan_container(&pod, meta, config, image, image_config, volumes)?;
         let id = record.id.clone();
-        self.reserve_container(&record, image).await?;
-        crate::failpoint::hit("create_container.recorded");
-        let _lock = self.locks.lock(&id).await;
-        let reserved = started.elapsed();
         let inputs = BundleInputs {
             pod,
             config: config.clone(),
@@ -167,14 +168,45 @@ impl PodRuntime {
             volumes: volumes.to_vec(),
             args,
         };
-        let mut record = record;
-        match self.create_task(&mut record, inputs).await {
+        // The bundle (storage, rootfs, spec) is made while the name's reservation
+        // commits: it lives under the new id, which nothing else knows yet, and a
+        // crash before the record lands leaves directories no record names, which
+        // start-up removes.
+        let this = Arc::clone(self);
+        let mut planned = record.clone();
+        let bundle_job = crate::blocking::start(move || {
+            let began = std::time::Instant::now();
+            let made = this.make_container_bundle(&mut planned, &inputs);
+            (planned, inputs, made, began.elapsed())
+        });
+        let reserved = self.reserve_container(&record, image).await;
+        let reserve_time = started.elapsed();
+        let Some((planned, inputs, made, bundle_time)) = bundle_job.await else {
+            return Err(CriError::Unavailable("the daemon is shutting down".into()));
+        };
+        if let Err(e) = reserved {
+            // Under a name someone else holds, or on an image removed meanwhile:
+            // what was made goes, and nothing of the name's holder is touched.
+            self.retire_files(&planned).await;
+            return Err(e);
+        }
+        crate::failpoint::hit("create_container.recorded");
+        let _lock = self.locks.lock(&id).await;
+        let prepared = started.elapsed();
+        // On failure the record stays as planned: cleanup needs only its paths.
+        let mut record = planned;
+        let outcome = match made {
+            Ok(()) => self.create_task(&mut record, &inputs).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(steps) => {
                 // Where a create's time goes (docs/performance.md).
                 tracing::debug!(
                     container = %id,
-                    reserve_ms = ms(reserved),
-                    bundle_ms = ms(steps.bundle),
+                    reserve_ms = ms(reserve_time),
+                    bundle_ms = ms(bundle_time),
+                    prepared_ms = ms(prepared),
                     files_ms = ms(steps.files),
                     shim_create_ms = ms(steps.shim_create),
                     total_ms = ms(started.elapsed()),
@@ -337,24 +369,14 @@ impl PodRuntime {
         self.config.containers_dir.join(id)
     }
 
-    /// The container's bundle (on the blocking pool), its stdio and log, then its
-    /// task in the pod's shim.
+    /// The container's stdio and log, then its task in the pod's shim; its bundle
+    /// is made.
     async fn create_task(
         self: &Arc<Self>,
         record: &mut ContainerRecord,
-        inputs: BundleInputs,
+        inputs: &BundleInputs,
     ) -> Result<CreateSteps, CriError> {
         let started = std::time::Instant::now();
-        let this = Arc::clone(self);
-        let mut planned = record.clone();
-        // On failure the record stays as planned: cleanup needs only its paths.
-        let (planned, inputs) = super::off_worker(move || {
-            this.make_container_bundle(&mut planned, &inputs)?;
-            Ok((planned, inputs))
-        })
-        .await?;
-        *record = planned;
-        let bundle_done = std::time::Instant::now();
         let id = record.id.clone();
         let bundle = record.bundle.clone();
         let (config, pod) = (&inputs.config, &inputs.pod);
@@ -401,8 +423,7 @@ impl PodRuntime {
         };
         crate::failpoint::hit("create_container.created");
         let steps = CreateSteps {
-            bundle: bundle_done - started,
-            files: files_done - bundle_done,
+            files: files_done - started,
             shim_create: files_done.elapsed(),
         };
         // One commit for what the bundle and the FIFOs filled in and the pid (a
@@ -821,21 +842,27 @@ impl PodRuntime {
             self.reap_task(&record.sandbox_id, &record.id, &record.bundle)
                 .await;
         }
-        let driver = self.config.storage_driver;
-        let storage = self.container_storage(&record.id);
-        let (id, bundle) = (record.id.clone(), record.bundle.clone());
-        let trashed =
-            super::off_worker(move || Ok(retire_container_files(driver, &id, &storage, &bundle)))
-                .await
-                .unwrap_or_default();
+        let trashed = self.trash_files(record).await;
         if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
             tracing::warn!(container = %record.id, "remove record: {e}");
         }
-        // The data goes after the reply: nothing names these directories any more.
-        if !trashed.is_empty() {
-            tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
-        }
+        delete_trashed(trashed);
         self.forget(&record.id);
+    }
+
+    /// A container's storage, rootfs and bundle undone and moved to the trash.
+    async fn trash_files(&self, record: &ContainerRecord) -> Vec<PathBuf> {
+        let driver = self.config.storage_driver;
+        let storage = self.container_storage(&record.id);
+        let (id, bundle) = (record.id.clone(), record.bundle.clone());
+        super::off_worker(move || Ok(retire_container_files(driver, &id, &storage, &bundle)))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The files of a container no record names (see [`Self::trash_files`]), gone.
+    async fn retire_files(&self, record: &ContainerRecord) {
+        delete_trashed(self.trash_files(record).await);
     }
 
     pub(crate) fn container_status(&self, record: &ContainerRecord) -> cri::ContainerStatus {
