@@ -462,7 +462,17 @@ async fn an_exit_that_beats_the_create_reply_is_kept() {
         "the exit is not overwritten"
     );
     assert_eq!(c.exit_code, Some(7));
+    // The pid from Create goes in after the reply, onto the exited record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let c = loop {
+        let c = h.container(&id).expect("record");
+        if c.pid > 0 || std::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
     assert!(c.pid > 0, "the pid from Create is recorded too");
+    assert_eq!((c.state, c.exit_code), (ContainerState::Exited, Some(7)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -516,7 +526,7 @@ async fn a_dead_shim_exits_its_tasks_and_makes_the_pod_not_ready() {
 #[test]
 fn a_restart_finds_running_tasks_exits_and_tasks_the_shim_lost() {
     let first = tokio::runtime::Runtime::new().expect("runtime");
-    let (h, pod, running, exited, lost) = first.block_on(async {
+    let (h, pod, running, exited, lost, created) = first.block_on(async {
         let h = harness();
         let pod = h.run_pod("web").await.expect("RunPodSandbox");
         let running = h.create(&pod, "running").await.expect("create");
@@ -524,12 +534,20 @@ fn a_restart_finds_running_tasks_exits_and_tasks_the_shim_lost() {
         let exited = h.create(&pod, "exited").await.expect("create");
         h.pods.start_container(&exited).await.expect("start");
         let lost = h.create(&pod, "lost").await.expect("create");
-        (h, pod, running, exited, lost)
+        let created = h.create(&pod, "created").await.expect("create");
+        while h.container(&created).expect("record").pid == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (h, pod, running, exited, lost, created)
     });
     first.shutdown_background();
     // While no daemon runs, one task exits and the shim loses another.
     h.shim.exit(&exited, 4);
     h.shim.forget_task(&lost);
+    // The core died before the pid of a created container was recorded.
+    let mut c = h.container(&created).expect("record");
+    c.pid = 0;
+    h.store.put(&c).expect("put");
     h.shim.clear_calls();
     let second = tokio::runtime::Runtime::new().expect("runtime");
     second.block_on(async {
@@ -547,6 +565,9 @@ fn a_restart_finds_running_tasks_exits_and_tasks_the_shim_lost() {
         assert_eq!((e.state, e.exit_code), (ContainerState::Exited, Some(4)));
         let l = get(&lost);
         assert_eq!((l.state, l.exit_code), (ContainerState::Exited, Some(255)));
+        let c = get(&created);
+        assert_eq!(c.state, ContainerState::Created);
+        assert!(c.pid > 0, "the pid comes from the shim: {c:?}");
         assert!(
             h.shim.calls().contains(&format!("delete-action {lost}")),
             "the lost task is undone in its runtime: {:?}",

@@ -737,22 +737,27 @@ impl PodRuntime {
                 self.record_exit(id, s.exit_status, at).await;
             }
             Ok(s) => {
-                if s.status.enum_value_or_default() == protocols::shim::types::task::Status::RUNNING
-                {
-                    // In one transaction: an exit event may be recorded meanwhile.
-                    let key = id.to_string();
-                    let _ = self
-                        .store
-                        .write_async(move |tx| {
-                            if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
-                                if c.mark_running() {
-                                    tx.put(&c)?;
-                                }
+                let running = s.status.enum_value_or_default()
+                    == protocols::shim::types::task::Status::RUNNING;
+                // In one transaction: an exit event may be recorded meanwhile. A
+                // container created just before the core died may lack its pid
+                // (recorded after the Create's reply): the shim has it.
+                let (key, pid) = (id.to_string(), s.pid);
+                let _ = self
+                    .store
+                    .write_async(move |tx| {
+                        if let Some(mut c) = tx.get::<ContainerRecord>(&key)? {
+                            let pid_found = c.pid == 0 && pid != 0;
+                            if pid_found {
+                                c.pid = pid;
                             }
-                            Ok(())
-                        })
-                        .await;
-                }
+                            if (running && c.mark_running()) || pid_found {
+                                tx.put(&c)?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
                 self.watch_exit(shim.clone(), sandbox_id.to_string(), id.to_string());
             }
             Err(e) if e.is_not_found() => {

@@ -80,20 +80,6 @@ pub enum ContainerState {
 }
 
 impl ContainerRecord {
-    /// What CreateContainer filled in after the record was reserved (the process's
-    /// ids and resources, its FIFOs, its pid), taken from `made`; the state and any
-    /// exit recorded meanwhile stay.
-    pub fn take_created(&mut self, made: &ContainerRecord) {
-        self.uid = made.uid;
-        self.gid = made.gid;
-        self.supplemental_groups = made.supplemental_groups.clone();
-        self.resources = made.resources.clone();
-        self.stdout_fifo = made.stdout_fifo.clone();
-        self.stderr_fifo = made.stderr_fifo.clone();
-        self.stdin_fifo = made.stdin_fifo.clone();
-        self.pid = made.pid;
-    }
-
     /// Its process started: created becomes running; an exit recorded meanwhile (a
     /// process that ends at once) stays. Returns whether the state changed.
     pub fn mark_running(&mut self) -> bool {

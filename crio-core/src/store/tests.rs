@@ -146,24 +146,3 @@ fn states_are_stored_by_their_old_names() {
             .expect("a record written before the enums");
     assert_eq!(old.state, SandboxState::NotReady);
 }
-
-/// CreateContainer's last commit takes what it filled in and keeps an exit
-/// recorded while the shim's Create was under way.
-#[test]
-fn a_created_container_keeps_an_exit_recorded_meanwhile() {
-    let mut stored = container("c", "s");
-    assert!(stored.mark_exited(1, 7));
-    let mut made = container("c", "s");
-    made.uid = 1000;
-    made.gid = 1001;
-    made.supplemental_groups = vec![5];
-    made.stdout_fifo = "/b/io-stdout".into();
-    made.stderr_fifo = "/b/io-stderr".into();
-    made.pid = 42;
-    stored.take_created(&made);
-    assert_eq!(stored.state, ContainerState::Exited);
-    assert_eq!((stored.exit_code, stored.finished_at), (Some(1), 7));
-    assert_eq!((stored.uid, stored.gid, stored.pid), (1000, 1001, 42));
-    assert_eq!(stored.supplemental_groups, vec![5]);
-    assert_eq!(stored.stdout_fifo, "/b/io-stdout");
-}

@@ -99,6 +99,32 @@ struct BundleInputs {
     args: Vec<String>,
 }
 
+/// A container name claimed by a CreateContainer in flight, settled when the
+/// request ends; a request dropped midway (its client gone) settles it from a task.
+struct NameClaim {
+    pods: Arc<PodRuntime>,
+    id: Option<String>,
+}
+
+impl NameClaim {
+    async fn settle(mut self) {
+        if let Some(id) = self.id.take() {
+            self.pods.names.lock().await.settle(&id);
+        }
+    }
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let pods = Arc::clone(&self.pods);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { pods.names.lock().await.settle(&id) });
+            }
+        }
+    }
+}
+
 /// Unmounts a container's image volumes and rootfs and moves its storage and bundle
 /// into their trashes; returns the trashed directories, to delete off the request
 /// path. Blocking (unmounts, renames).
@@ -124,18 +150,15 @@ fn retire_container_files(
     trashed
 }
 
-/// Deletes trashed directories after the reply: nothing names them any more.
-fn delete_trashed(trashed: Vec<PathBuf>) {
-    if !trashed.is_empty() {
-        tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
-    }
-}
-
-/// How long the steps of a container's create after its bundle took.
+/// How long the steps of a container's create took.
 struct CreateSteps {
-    /// Log, FIFOs and the pod's shim looked up.
+    /// Storage, rootfs mount and spec.
+    bundle: Duration,
+    /// Log and FIFOs.
     files: Duration,
-    /// The shim's Create (the runtime's create inside it).
+    /// The record's commit.
+    record: Duration,
+    /// The pod's shim looked up and its Create (the runtime's create inside it).
     shim_create: Duration,
 }
 
@@ -143,7 +166,7 @@ use super::ms;
 
 impl PodRuntime {
     /// CreateContainer, with the image already resolved by the caller: the record
-    /// planned, reserved under its name while its bundle is made, then its task.
+    /// planned and its name claimed, then its bundle, its record and its task.
     pub(crate) async fn create_container(
         self: &Arc<Self>,
         sandbox_id: &str,
@@ -157,9 +180,12 @@ impl PodRuntime {
         let pod = self
             .sandbox(sandbox_id)?
             .ok_or_else(|| CriError::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
-        let (record, args) =
+        let (mut record, args) =
             self.plan_container(&pod, meta, config, image, image_config, volumes)?;
         let id = record.id.clone();
+        let claim = self.claim_name(&record).await?;
+        let _lock = self.locks.lock(&id).await;
+        let claimed = started.elapsed();
         let inputs = BundleInputs {
             pod,
             config: config.clone(),
@@ -168,63 +194,30 @@ impl PodRuntime {
             volumes: volumes.to_vec(),
             args,
         };
-        // The bundle (storage, rootfs, spec) is made while the name's reservation
-        // commits: it lives under the new id, which nothing else knows yet, and a
-        // crash before the record lands leaves directories no record names, which
-        // start-up removes.
-        let this = Arc::clone(self);
-        let mut planned = record.clone();
-        let bundle_job = crate::blocking::start(move || {
-            let began = std::time::Instant::now();
-            let made = this.make_container_bundle(&mut planned, &inputs);
-            (planned, inputs, made, began.elapsed())
-        });
-        let reserved = self.reserve_container(&record, image).await;
-        let reserve_time = started.elapsed();
-        let Some((planned, inputs, made, bundle_time)) = bundle_job.await else {
-            return Err(CriError::Unavailable("the daemon is shutting down".into()));
-        };
-        if let Err(e) = reserved {
-            // Under a name someone else holds, or on an image removed meanwhile:
-            // what was made goes, and nothing of the name's holder is touched.
-            self.retire_files(&planned).await;
-            return Err(e);
+        let outcome = self.create_task(&mut record, inputs).await;
+        if outcome.is_err() {
+            tracing::warn!(container = %id, "CreateContainer failed, cleaning up");
+            self.destroy_container(&record).await;
         }
-        crate::failpoint::hit("create_container.recorded");
-        let _lock = self.locks.lock(&id).await;
-        let prepared = started.elapsed();
-        // On failure the record stays as planned: cleanup needs only its paths.
-        let mut record = planned;
-        let outcome = match made {
-            Ok(()) => self.create_task(&mut record, &inputs).await,
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(steps) => {
-                // Where a create's time goes (docs/performance.md).
-                tracing::debug!(
-                    container = %id,
-                    reserve_ms = ms(reserve_time),
-                    bundle_ms = ms(bundle_time),
-                    prepared_ms = ms(prepared),
-                    files_ms = ms(steps.files),
-                    shim_create_ms = ms(steps.shim_create),
-                    total_ms = ms(started.elapsed()),
-                    "CreateContainer steps"
-                );
-                self.emit(
-                    &id,
-                    &record.sandbox_id,
-                    cri::ContainerEventType::ContainerCreatedEvent,
-                );
-                Ok(id)
-            }
-            Err(e) => {
-                tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
-                self.destroy_container(&record).await;
-                Err(e)
-            }
-        }
+        claim.settle().await;
+        let steps = outcome?;
+        // Where a create's time goes (docs/performance.md).
+        tracing::debug!(
+            container = %id,
+            claim_ms = ms(claimed),
+            bundle_ms = ms(steps.bundle),
+            files_ms = ms(steps.files),
+            record_ms = ms(steps.record),
+            shim_create_ms = ms(steps.shim_create),
+            total_ms = ms(started.elapsed()),
+            "CreateContainer steps"
+        );
+        self.emit(
+            &id,
+            &record.sandbox_id,
+            cri::ContainerEventType::ContainerCreatedEvent,
+        );
+        Ok(id)
     }
 
     /// The request checked and its record: what is to be created, nothing made yet.
@@ -318,13 +311,9 @@ impl PodRuntime {
         Ok((record, args))
     }
 
-    /// Records the container under its name, if the name is free and its images
-    /// are still there (both checked and written under the names lock).
-    async fn reserve_container(
-        &self,
-        record: &ContainerRecord,
-        image: &ImageRecord,
-    ) -> Result<(), CriError> {
+    /// Claims the container's name, if it is free: held from now on, by the claim
+    /// until the record is committed.
+    async fn claim_name(self: &Arc<Self>, record: &ContainerRecord) -> Result<NameClaim, CriError> {
         let mut names = self.names.lock().await;
         if let Some(holder) = names.holder::<ContainerRecord>(&self.store, &record.full_name)? {
             return Err(CriError::AlreadyExists(format!(
@@ -332,6 +321,20 @@ impl PodRuntime {
                 record.full_name
             )));
         }
+        names.claim(record);
+        Ok(NameClaim {
+            pods: Arc::clone(self),
+            id: Some(record.id.clone()),
+        })
+    }
+
+    /// Commits the container's record, whole, if its images are still there
+    /// (checked in the same transaction).
+    async fn commit_container(
+        &self,
+        record: &ContainerRecord,
+        image: &ImageRecord,
+    ) -> Result<(), CriError> {
         let held: Vec<String> = std::iter::once(&image.id)
             .chain(&record.image_volumes)
             .cloned()
@@ -351,10 +354,7 @@ impl PodRuntime {
             .await?;
         match removed {
             Some(id) => Err(CriError::NotFound(format!("image {id} was removed"))),
-            None => {
-                names.hold(record);
-                Ok(())
-            }
+            None => Ok(()),
         }
     }
 
@@ -369,14 +369,24 @@ impl PodRuntime {
         self.config.containers_dir.join(id)
     }
 
-    /// The container's stdio and log, then its task in the pod's shim; its bundle
-    /// is made.
+    /// The container's bundle (on the blocking pool), its stdio and log, its
+    /// record, then its task in the pod's shim.
     async fn create_task(
         self: &Arc<Self>,
         record: &mut ContainerRecord,
-        inputs: &BundleInputs,
+        inputs: BundleInputs,
     ) -> Result<CreateSteps, CriError> {
         let started = std::time::Instant::now();
+        let this = Arc::clone(self);
+        let mut planned = record.clone();
+        // On failure the record stays as planned: cleanup needs only its paths.
+        let (planned, inputs) = super::off_worker(move || {
+            this.make_container_bundle(&mut planned, &inputs)?;
+            Ok((planned, inputs))
+        })
+        .await?;
+        *record = planned;
+        let bundle_done = std::time::Instant::now();
         let id = record.id.clone();
         let bundle = record.bundle.clone();
         let (config, pod) = (&inputs.config, &inputs.pod);
@@ -388,6 +398,14 @@ impl PodRuntime {
         record.stdout_fifo = fifos.paths.stdout.clone();
         record.stderr_fifo = fifos.paths.stderr.clone();
         record.stdin_fifo = fifos.paths.stdin.clone();
+        let files_done = std::time::Instant::now();
+        // One commit, of everything but the pid, before the runtime sees the
+        // container: a crash before it lands leaves directories no record names, a
+        // crash after it a record whose task the shim has or not, both of which
+        // start-up settles.
+        self.commit_container(record, &inputs.image).await?;
+        crate::failpoint::hit("create_container.recorded");
+        let recorded = std::time::Instant::now();
 
         let handler = self.pod_handler(pod)?;
         let pod_wide = handler.features.sandbox_task_optional;
@@ -406,7 +424,6 @@ impl PodRuntime {
             ..Default::default()
         };
         crate::failpoint::while_awaiting("create_container.creating");
-        let files_done = std::time::Instant::now();
         let created = match shim.client.create(&create).await {
             Ok(created) => created,
             Err(e) => {
@@ -423,28 +440,38 @@ impl PodRuntime {
         };
         crate::failpoint::hit("create_container.created");
         let steps = CreateSteps {
-            files: files_done - started,
-            shim_create: files_done.elapsed(),
+            bundle: bundle_done - started,
+            files: files_done - bundle_done,
+            record: recorded - files_done,
+            shim_create: recorded.elapsed(),
         };
-        // One commit for what the bundle and the FIFOs filled in and the pid (a
-        // crash before it leaves the reserved record, which start-up reaps by its
-        // bundle). Onto the stored record: an exit that came before this reply is
-        // recorded already and must not be overwritten with "created".
         record.pid = created.pid;
-        let made = record.clone();
-        self.store
-            .write_async(move |tx| {
-                let Some(mut current) = tx.get::<ContainerRecord>(&made.id)? else {
-                    return Ok(());
-                };
-                current.take_created(&made);
-                tx.put(&current)
-            })
-            .await?;
+        self.record_created_pid(&id, created.pid);
         fifos.release();
         self.spawn_log_drains(&id, fifos, log);
         self.watch_exit(shim, pod.id.clone(), id);
         Ok(steps)
+    }
+
+    /// Records the pid of a created container's process after the reply: nothing
+    /// waits for it (StartContainer records it again, a restart asks the shim),
+    /// and an exit recorded meanwhile stays.
+    fn record_created_pid(&self, id: &str, pid: u32) {
+        let (store, key) = (Arc::clone(&self.store), id.to_string());
+        tokio::spawn(async move {
+            let stored = store
+                .write_async(move |tx| match tx.get::<ContainerRecord>(&key)? {
+                    Some(mut c) if c.pid == 0 => tx.put(&{
+                        c.pid = pid;
+                        c
+                    }),
+                    _ => Ok(()),
+                })
+                .await;
+            if let Err(e) = stored {
+                tracing::warn!("cannot record a created container's pid: {e}");
+            }
+        });
     }
 
     /// The container's storage and its rootfs from the image's layers; in a pod
@@ -842,27 +869,21 @@ impl PodRuntime {
             self.reap_task(&record.sandbox_id, &record.id, &record.bundle)
                 .await;
         }
-        let trashed = self.trash_files(record).await;
-        if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
-            tracing::warn!(container = %record.id, "remove record: {e}");
-        }
-        delete_trashed(trashed);
-        self.forget(&record.id);
-    }
-
-    /// A container's storage, rootfs and bundle undone and moved to the trash.
-    async fn trash_files(&self, record: &ContainerRecord) -> Vec<PathBuf> {
         let driver = self.config.storage_driver;
         let storage = self.container_storage(&record.id);
         let (id, bundle) = (record.id.clone(), record.bundle.clone());
-        super::off_worker(move || Ok(retire_container_files(driver, &id, &storage, &bundle)))
-            .await
-            .unwrap_or_default()
-    }
-
-    /// The files of a container no record names (see [`Self::trash_files`]), gone.
-    async fn retire_files(&self, record: &ContainerRecord) {
-        delete_trashed(self.trash_files(record).await);
+        let trashed =
+            super::off_worker(move || Ok(retire_container_files(driver, &id, &storage, &bundle)))
+                .await
+                .unwrap_or_default();
+        if let Err(e) = self.store.delete_async::<ContainerRecord>(&record.id).await {
+            tracing::warn!(container = %record.id, "remove record: {e}");
+        }
+        // The data goes after the reply: nothing names these directories any more.
+        if !trashed.is_empty() {
+            tokio::task::spawn_blocking(move || trashed.iter().for_each(|d| trash::delete(d)));
+        }
+        self.forget(&record.id);
     }
 
     pub(crate) fn container_status(&self, record: &ContainerRecord) -> cri::ContainerStatus {
