@@ -462,16 +462,8 @@ async fn an_exit_that_beats_the_create_reply_is_kept() {
         "the exit is not overwritten"
     );
     assert_eq!(c.exit_code, Some(7));
-    // The pid from Create goes in after the reply, onto the exited record.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let c = loop {
-        let c = h.container(&id).expect("record");
-        if c.pid > 0 || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
-    assert!(c.pid > 0, "the pid from Create is recorded too");
+    // The pid from Create is known before the start records it.
+    assert!(h.pods.pid_of(&c) > 0, "the pid from Create is kept");
     assert_eq!((c.state, c.exit_code), (ContainerState::Exited, Some(7)));
 }
 
@@ -535,19 +527,14 @@ fn a_restart_finds_running_tasks_exits_and_tasks_the_shim_lost() {
         h.pods.start_container(&exited).await.expect("start");
         let lost = h.create(&pod, "lost").await.expect("create");
         let created = h.create(&pod, "created").await.expect("create");
-        while h.container(&created).expect("record").pid == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         (h, pod, running, exited, lost, created)
     });
     first.shutdown_background();
     // While no daemon runs, one task exits and the shim loses another.
     h.shim.exit(&exited, 4);
     h.shim.forget_task(&lost);
-    // The core died before the pid of a created container was recorded.
-    let mut c = h.container(&created).expect("record");
-    c.pid = 0;
-    h.store.put(&c).expect("put");
+    // A created container's record gets its pid with the start.
+    assert_eq!(h.container(&created).expect("record").pid, 0);
     h.shim.clear_calls();
     let second = tokio::runtime::Runtime::new().expect("runtime");
     second.block_on(async {

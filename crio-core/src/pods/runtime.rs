@@ -113,6 +113,9 @@ pub struct PodRuntime {
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
     /// Containers whose task their shim confirmed deleted when they exited.
     tasks_deleted: Mutex<HashSet<String>>,
+    /// The pids of created containers not started yet: their records get the pid
+    /// with the start (a restart takes it from the shim).
+    created_pids: Mutex<HashMap<String, u32>>,
     pub(crate) logs: Mutex<HashMap<String, ContainerLog>>,
     /// Running containers' output tees and stdin, for attach.
     pub(crate) attach: Mutex<HashMap<String, crate::pods::container::AttachIo>>,
@@ -142,6 +145,7 @@ impl PodRuntime {
             names: tokio::sync::Mutex::default(),
             exits: Mutex::new(HashMap::new()),
             tasks_deleted: Mutex::new(HashSet::new()),
+            created_pids: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             attach: Mutex::new(HashMap::new()),
             cpu_samples: Default::default(),
@@ -267,6 +271,31 @@ impl PodRuntime {
     }
 
     /// Drops what is kept in memory for a removed pod or container.
+    /// Notes the pid of a container created and not started yet.
+    pub(crate) fn note_created_pid(&self, id: &str, pid: u32) {
+        if let Ok(mut pids) = self.created_pids.lock() {
+            pids.insert(id.to_string(), pid);
+        }
+    }
+
+    /// The pid noted at its create, for a container not started yet.
+    pub(crate) fn take_created_pid(&self, id: &str) -> Option<u32> {
+        self.created_pids.lock().ok()?.remove(id)
+    }
+
+    /// A container's pid: its record's, or for one created and not started yet
+    /// (whose record gets it with the start) the one its create returned.
+    pub(crate) fn pid_of(&self, record: &ContainerRecord) -> u32 {
+        if record.pid != 0 {
+            return record.pid;
+        }
+        self.created_pids
+            .lock()
+            .ok()
+            .and_then(|pids| pids.get(&record.id).copied())
+            .unwrap_or(0)
+    }
+
     pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut exits) = self.exits.lock() {
             exits.remove(id);
@@ -274,6 +303,7 @@ impl PodRuntime {
         if let Ok(mut deleted) = self.tasks_deleted.lock() {
             deleted.remove(id);
         }
+        self.take_created_pid(id);
         if let Ok(mut logs) = self.logs.lock() {
             logs.remove(id);
         }

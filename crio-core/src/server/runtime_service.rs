@@ -439,7 +439,7 @@ impl RuntimeService for RuntimeServiceImpl {
             // What `crictl inspect` shows beyond the status (CRI-O's "info" key).
             let verbose = serde_json::json!({
                 "sandboxID": record.sandbox_id,
-                "pid": record.pid,
+                "pid": pods.pid_of(&record),
                 "logPath": record.log_path,
                 "logDroppedBytes": pods.log_dropped_bytes(&record.id),
             });

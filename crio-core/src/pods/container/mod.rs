@@ -445,33 +445,12 @@ impl PodRuntime {
             record: recorded - files_done,
             shim_create: recorded.elapsed(),
         };
-        record.pid = created.pid;
-        self.record_created_pid(&id, created.pid);
+        // The pid goes into the record with the start (a restart asks the shim).
+        self.note_created_pid(&id, created.pid);
         fifos.release();
         self.spawn_log_drains(&id, fifos, log);
         self.watch_exit(shim, pod.id.clone(), id);
         Ok(steps)
-    }
-
-    /// Records the pid of a created container's process after the reply: nothing
-    /// waits for it (StartContainer records it again, a restart asks the shim),
-    /// and an exit recorded meanwhile stays.
-    fn record_created_pid(&self, id: &str, pid: u32) {
-        let (store, key) = (Arc::clone(&self.store), id.to_string());
-        tokio::spawn(async move {
-            let stored = store
-                .write_async(move |tx| match tx.get::<ContainerRecord>(&key)? {
-                    Some(mut c) if c.pid == 0 => tx.put(&{
-                        c.pid = pid;
-                        c
-                    }),
-                    _ => Ok(()),
-                })
-                .await;
-            if let Err(e) = stored {
-                tracing::warn!("cannot record a created container's pid: {e}");
-            }
-        });
     }
 
     /// The container's storage and its rootfs from the image's layers; in a pod
@@ -708,6 +687,7 @@ impl PodRuntime {
                 ..Default::default()
             })
             .await?;
+        self.take_created_pid(&record.id);
         // One transaction: the exit of a process that ends at once may be recorded
         // concurrently, and must not be overwritten with "running".
         let (key, pid) = (record.id.clone(), started.pid);

@@ -717,7 +717,7 @@ impl PodRuntime {
                 return (Err(e), begun.elapsed());
             }
             let started = if infra_dropped {
-                self.start_pod_shim(&id, &shim_binary, &bundle)
+                self.start_pod_shim(&id, &handler.name, &shim_binary, &bundle)
                     .await
                     .map(|shim| (shim, 0))
             } else {
@@ -846,7 +846,16 @@ impl PodRuntime {
         bundle: &Path,
         handler: &crate::runtime::Handler,
     ) -> Result<(Arc<crate::runtime::PodShim>, u32), CriError> {
-        let shim = self.start_pod_shim(id, shim_binary, bundle).await?;
+        let shim = self
+            .start_pod_shim(id, &handler.name, shim_binary, bundle)
+            .await?;
+        // Its address recorded at once: a crash from here on leaves a shim serving a
+        // sandbox task (a VM's, that boots for seconds) to reconnect to.
+        if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
+            record.shim_address = shim.address().address.clone();
+            record.task_version = shim.address().version;
+            self.store.put_async(record).await?;
+        }
         let create = api::CreateTaskRequest {
             id: id.to_string(),
             bundle: bundle.display().to_string(),
@@ -865,26 +874,19 @@ impl PodRuntime {
         Ok((shim, started.pid))
     }
 
-    /// The pod's shim, its address recorded at once, so a crash from here on leaves a
-    /// shim to find.
+    /// The pod's shim. A crash before its address is recorded leaves a record
+    /// without one, whose pod start-up removes, reaping the shim by its bundle.
     async fn start_pod_shim(
         &self,
         id: &str,
+        handler: &str,
         shim_binary: &Path,
         bundle: &Path,
     ) -> Result<Arc<crate::runtime::PodShim>, CriError> {
         let started = std::time::Instant::now();
         let shim = self.shims.start(shim_binary, id, id, bundle).await?;
-        let elapsed = started.elapsed();
+        self.config.metrics.shim_started(handler, started.elapsed());
         crate::failpoint::hit("run_sandbox.shim_started");
-        if let Some(mut record) = self.store.get::<SandboxRecord>(id)? {
-            self.config
-                .metrics
-                .shim_started(&record.runtime_handler, elapsed);
-            record.shim_address = shim.address().address.clone();
-            record.task_version = shim.address().version;
-            self.store.put_async(record.clone()).await?;
-        }
         Ok(shim)
     }
 
