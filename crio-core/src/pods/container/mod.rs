@@ -195,8 +195,8 @@ impl PodRuntime {
             args,
         };
         let outcome = self.create_task(&mut record, inputs).await;
-        if outcome.is_err() {
-            tracing::warn!(container = %id, "CreateContainer failed, cleaning up");
+        if let Err(e) = &outcome {
+            tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {e}");
             self.destroy_container(&record).await;
         }
         claim.settle().await;
