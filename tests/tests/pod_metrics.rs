@@ -93,7 +93,10 @@ async fn metrics_of_a_busy_pod(handler: &str) {
         .await
         .expect("CreateContainer idle");
     cri.start_container(&idle_id).await.expect("start idle");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // The script's direct writes and its 20% CPU quota go at the machine's pace: a
+    // few seconds here, over 30 once when the disk was busy (a full suite's
+    // end). Its finishing is what is asserted, not how fast.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     // An exec may fail to start while the container's cgroup is at its memory
     // limit (the runtime's helper process joins that cgroup): not done yet.
     while !cri
