@@ -34,9 +34,23 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::error::CriError> + Send + 'static,
 {
-    crate::blocking::run(f).await.unwrap_or_else(|| {
-        Err(crate::error::CriError::Unavailable(
-            "the daemon is shutting down".into(),
-        ))
-    })
+    start_off_worker(f).await
+}
+
+/// [`off_worker`], started now rather than when first awaited.
+pub(crate) fn start_off_worker<T, F>(
+    f: F,
+) -> impl std::future::Future<Output = Result<T, crate::error::CriError>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, crate::error::CriError> + Send + 'static,
+{
+    let started = crate::blocking::start(f);
+    async move {
+        started.await.unwrap_or_else(|| {
+            Err(crate::error::CriError::Unavailable(
+                "the daemon is shutting down".into(),
+            ))
+        })
+    }
 }

@@ -270,7 +270,6 @@ impl PodRuntime {
         }
     }
 
-    /// Drops what is kept in memory for a removed pod or container.
     /// Notes the pid of a container created and not started yet.
     pub(crate) fn note_created_pid(&self, id: &str, pid: u32) {
         if let Ok(mut pids) = self.created_pids.lock() {
@@ -278,9 +277,12 @@ impl PodRuntime {
         }
     }
 
-    /// The pid noted at its create, for a container not started yet.
-    pub(crate) fn take_created_pid(&self, id: &str) -> Option<u32> {
-        self.created_pids.lock().ok()?.remove(id)
+    /// Drops the pid noted at a container's create (its record has it now, or
+    /// the container is gone).
+    pub(crate) fn forget_created_pid(&self, id: &str) {
+        if let Ok(mut pids) = self.created_pids.lock() {
+            pids.remove(id);
+        }
     }
 
     /// A container's pid: its record's, or for one created and not started yet
@@ -296,6 +298,7 @@ impl PodRuntime {
             .unwrap_or(0)
     }
 
+    /// Drops what is kept in memory for a removed pod or container.
     pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut exits) = self.exits.lock() {
             exits.remove(id);
@@ -303,7 +306,7 @@ impl PodRuntime {
         if let Ok(mut deleted) = self.tasks_deleted.lock() {
             deleted.remove(id);
         }
-        self.take_created_pid(id);
+        self.forget_created_pid(id);
         if let Ok(mut logs) = self.logs.lock() {
             logs.remove(id);
         }
@@ -770,8 +773,8 @@ impl PodRuntime {
                 let running = s.status.enum_value_or_default()
                     == protocols::shim::types::task::Status::RUNNING;
                 // In one transaction: an exit event may be recorded meanwhile. A
-                // container created just before the core died may lack its pid
-                // (recorded after the Create's reply): the shim has it.
+                // container created and not started before the core died has no
+                // pid in its record (the start records it): the shim has it.
                 let (key, pid) = (id.to_string(), s.pid);
                 let _ = self
                     .store

@@ -687,7 +687,7 @@ impl PodRuntime {
                 ..Default::default()
             })
             .await?;
-        self.take_created_pid(&record.id);
+        self.forget_created_pid(&record.id);
         // One transaction: the exit of a process that ends at once may be recorded
         // concurrently, and must not be overwritten with "running".
         let (key, pid) = (record.id.clone(), started.pid);

@@ -382,7 +382,7 @@ impl PodRuntime {
             }
             let this = Arc::clone(self);
             let (to_pin, sysctls) = (record.clone(), setup.sysctls.clone());
-            let pinning = crate::blocking::start(move || {
+            let pinning = super::start_off_worker(move || {
                 let started = std::time::Instant::now();
                 this.make_pod_namespaces(&to_pin, ns, &sysctls)
                     .map(|()| started.elapsed())
@@ -393,9 +393,7 @@ impl PodRuntime {
             }
             // Other pods' names wait for the commit only, not for the namespaces.
             drop(names);
-            let pinned = pinning.await.unwrap_or_else(|| {
-                Err(CriError::Unavailable("the daemon is shutting down".into()))
-            });
+            let pinned = pinning.await;
             if let Err(e) = committed {
                 // Unrecorded: what the namespaces' step made goes now.
                 let pod = record.clone();
